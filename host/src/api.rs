@@ -1,0 +1,93 @@
+//! The host's HTTP API: health now; webhooks and control hang here later.
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::engine::HostStatus;
+
+/// Shared state behind the routes.
+#[derive(Clone)]
+pub struct AppState {
+    pub status: Arc<RwLock<HostStatus>>,
+}
+
+/// The router, separate from the listener so tests can call it directly.
+pub fn app(state: AppState) -> Router {
+    Router::new().route("/health", get(health)).with_state(state)
+}
+
+/// An error that tells the client what went wrong without leaking internals.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// `200` with `"status": "ok"` while every strategy runs, `"degraded"` once
+/// one has failed; the body lists each strategy.
+async fn health(State(state): State<AppState>) -> Result<Json<HostStatus>, AppError> {
+    let status = state
+        .status
+        .read()
+        .map_err(|_| AppError { status: StatusCode::INTERNAL_SERVER_ERROR, message: "status unavailable" })?
+        .clone();
+    Ok(Json(status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StrategyStatus;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn health_reports_each_strategy() {
+        let status = Arc::new(RwLock::new(HostStatus::default()));
+        status.write().unwrap().set(StrategyStatus {
+            name: "sma".into(),
+            state: "running".into(),
+            ..Default::default()
+        });
+        let response = app(AppState { status: status.clone() })
+            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["strategies"][0]["name"], "sma");
+
+        status.write().unwrap().set(StrategyStatus {
+            name: "sma".into(),
+            state: "failed".into(),
+            ..Default::default()
+        });
+        let response =
+            app(AppState { status }).oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["status"], "degraded");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404() {
+        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())) };
+        let response = app(state).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}

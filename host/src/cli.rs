@@ -1,0 +1,262 @@
+//! The command line: argument parsing and one function per command.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bench::{self, BenchError};
+use crate::broker::PaperBroker;
+use crate::config::{BrokerConfig, Config, ConfigError, RuntimeSection};
+use crate::engine::{Engine, EngineError, LiveError, RunOptions};
+use crate::feed::{CsvLimits, FeedError, load_csv};
+use crate::risk::RiskLimits;
+use crate::runtime::{self, Clock, Runtime, RuntimeError};
+
+#[derive(Debug, Parser)]
+#[command(name = "stratbox", version, about = "A host for sandboxed WebAssembly trading strategies")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replays a CSV of bars through a strategy on the paper broker.
+    Backtest {
+        /// A bundled plugin name (e.g. sma-crossover) or a path to a .wasm component.
+        #[arg(long)]
+        strategy: String,
+        /// CSV with a Date,Open,High,Low,Close,Volume header.
+        #[arg(long)]
+        data: PathBuf,
+        /// The instrument's symbol; defaults to the file name, e.g. IBM for IBM.csv.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// A strategy parameter; repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Bars per strategy call.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        batch: u32,
+        /// Takes [risk], [broker] and [runtime] from this config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Runs the host until Ctrl-C (default: the embedded demo config).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides [server] listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides the replay pace, in milliseconds per bar.
+        #[arg(long)]
+        pace_ms: Option<u64>,
+        /// Exit when the feed ends instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit_when_done: bool,
+    },
+    /// Works with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Measures bars per second through the engine, plugin against native.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        bars: usize,
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Shows a component's contract version, imports and exports, and
+    /// whether this host can run it. Exits 1 if it cannot.
+    Inspect {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))?;
+    if key.is_empty() {
+        return Err(format!("empty key in `{text}`"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Why a command failed; printed by `main` with its causes.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("backtest stopped: {0}")]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Tokio(std::io::Error),
+}
+
+/// Runs a parsed command, writing results to `out`.
+pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Backtest { strategy, data, symbol, params, format, batch, config } => {
+            backtest(&strategy, &data, symbol, &params, format, batch as usize, config, out)
+        }
+        Command::Run { config, listen, pace_ms, exit_when_done } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::embedded_default()?,
+            };
+            let options = RunOptions { listen, pace_ms, exit_when_done };
+            let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Tokio)?;
+            let stdout = std::io::stdout();
+            tokio.block_on(crate::engine::run_host(config, options, shutdown_signal(), stdout))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
+        Command::Bench { bars, batch, format } => {
+            let report = bench::run(bars.max(1), batch.max(1))?;
+            match format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+                Format::Text => {
+                    for m in [&report.plugin, &report.native] {
+                        writeln!(
+                            out,
+                            "{:<22} {:>9} bars in {:>7.3} s = {:>12.0} bars/s ({} fills)",
+                            m.name, m.bars, m.seconds, m.bars_per_second, m.fills
+                        )?;
+                    }
+                    writeln!(out, "plugin/native time ratio: {:.2}", report.ratio)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backtest(
+    strategy: &str,
+    data: &std::path::Path,
+    symbol: Option<String>,
+    params: &[(String, String)],
+    format: Format,
+    batch: usize,
+    config: Option<PathBuf>,
+    out: &mut impl Write,
+) -> Result<ExitCode, CliError> {
+    let (risk, broker, runtime_section) = match config {
+        Some(path) => {
+            let c = Config::load(&path)?;
+            (c.risk, c.broker, c.runtime)
+        }
+        None => (RiskLimits::default(), BrokerConfig::default(), RuntimeSection::default()),
+    };
+    // A backtest must be reproducible: a fault ends it instead of restarting.
+    let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime() })?;
+    let plugin = runtime.load_named(strategy)?;
+    plugin.resolve_params(params)?;
+    let symbol = symbol
+        .unwrap_or_else(|| data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase()));
+    let bars = load_csv(data, &symbol, CsvLimits::default())?;
+    let first = bars.first().map_or(0, |b| b.time);
+    let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first))?;
+    let BrokerConfig::Paper { starting_cash, commission } = broker;
+    let mut engine = Engine::new(Box::new(instance), Box::new(PaperBroker::new(commission)), risk, starting_cash);
+    engine.run(&bars, batch)?;
+    let report = engine.report(&symbol);
+    match format {
+        Format::Json => writeln!(out, "{}", report.to_json())?,
+        Format::Text => write!(out, "{}", report.to_text())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(path: &std::path::Path, format: Format, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    let runtime = Runtime::new(runtime::RuntimeConfig { max_instances: 4, ..Default::default() })?;
+    let config = runtime.config().clone();
+    let bytes = runtime::read_plugin(path, config.max_plugin_bytes)?;
+    let report = runtime::inspect(&runtime, &path.display().to_string(), &bytes)?;
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+        Format::Text => {
+            writeln!(out, "component: {}", report.path)?;
+            writeln!(
+                out,
+                "contract:  {}",
+                report.contract.as_deref().unwrap_or("none (exports no stratbox:strategy interface)")
+            )?;
+            writeln!(out, "imports:")?;
+            for import in &report.imports {
+                writeln!(out, "  {import}")?;
+            }
+            writeln!(out, "exports:")?;
+            for export in &report.exports {
+                writeln!(out, "  {export}")?;
+            }
+            if let Some(info) = &report.info {
+                writeln!(out, "plugin:    {} {} — {}", info.name, info.version, info.description)?;
+                for p in &info.params {
+                    writeln!(out, "  param {} ({:?}, default {}): {}", p.key, p.kind, p.default, p.description)?;
+                }
+            }
+            match &report.problem {
+                None => writeln!(out, "satisfies stratbox:strategy@{}: yes", runtime::CONTRACT_VERSION)?,
+                Some(problem) => {
+                    writeln!(out, "satisfies stratbox:strategy@{}: no — {problem}", runtime::CONTRACT_VERSION)?
+                }
+            }
+        }
+    }
+    Ok(if report.satisfies_contract { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,290 @@
+//! The host's TOML configuration.
+//!
+//! Every table refuses unknown keys, so a typo is an error rather than a
+//! silently ignored setting. Errors name the file, the key and what was
+//! expected.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::broker::Commission;
+use crate::risk::RiskLimits;
+use crate::runtime::RuntimeConfig;
+
+/// The configuration `stratbox run` uses when given none.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Largest config file accepted, in bytes.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config {path} is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")]
+    TooLarge { path: String, size: u64 },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub risk: RiskLimits,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    pub feed: FeedConfig,
+    #[serde(rename = "strategy")]
+    pub strategies: Vec<StrategyConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener (health now; webhooks and control later).
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+/// Sandbox limits; see [`RuntimeConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    pub call_timeout_ms: u64,
+    pub memory_limit_mib: usize,
+    pub max_restarts: u32,
+    pub restart_backoff_ms: u64,
+    pub log_bytes_per_call: usize,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let d = RuntimeConfig::default();
+        Self {
+            call_timeout_ms: d.call_timeout.as_millis() as u64,
+            memory_limit_mib: d.memory_limit >> 20,
+            max_restarts: d.max_restarts,
+            restart_backoff_ms: d.restart_backoff.as_millis() as u64,
+            log_bytes_per_call: d.log_bytes_per_call,
+        }
+    }
+}
+
+impl RuntimeSection {
+    pub fn to_runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+            memory_limit: self.memory_limit_mib.clamp(1, 4096) << 20,
+            max_restarts: self.max_restarts,
+            restart_backoff: Duration::from_millis(self.restart_backoff_ms),
+            log_bytes_per_call: self.log_bytes_per_call,
+            ..RuntimeConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum BrokerConfig {
+    Paper {
+        #[serde(default = "default_cash")]
+        starting_cash: Decimal,
+        #[serde(default)]
+        commission: Commission,
+    },
+}
+
+fn default_cash() -> Decimal {
+    Decimal::from(100_000)
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::Paper { starting_cash: default_cash(), commission: Commission::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum FeedConfig {
+    /// Recorded bars played back as if live.
+    Replay {
+        /// A CSV path, or `bundled:SYMBOL` for data shipped in the binary.
+        data: String,
+        symbol: String,
+        /// Milliseconds between bars.
+        #[serde(default = "default_pace")]
+        pace_ms: u64,
+    },
+}
+
+fn default_pace() -> u64 {
+    25
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// A name for logs and the API; defaults to the plugin's.
+    pub name: Option<String>,
+    /// A bundled plugin name or a `.wasm` path (relative to the config file).
+    pub plugin: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+/// A parameter value; plugins receive its text form.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Integer(v) => write!(f, "{v}"),
+            ParamValue::Float(v) => write!(f, "{v}"),
+            ParamValue::Boolean(v) => write!(f, "{v}"),
+            ParamValue::Text(v) => f.write_str(v),
+        }
+    }
+}
+
+impl StrategyConfig {
+    pub fn params(&self) -> Vec<(String, String)> {
+        self.params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file; relative plugin and data paths are
+    /// resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let read_err = |source| ConfigError::Read { path: name.clone(), source };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: name, size });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let mut config = Self::parse(&text, &name)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    /// Parses config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        if config.strategies.is_empty() {
+            return Err(invalid("at least one [[strategy]] is required".into()));
+        }
+        let mut names: Vec<String> =
+            config.strategies.iter().map(|s| s.name.clone().unwrap_or_else(|| s.plugin.clone())).collect();
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!(
+                "strategy name `{}` is used twice; give each [[strategy]] a distinct `name`",
+                pair[0]
+            )));
+        }
+        Ok(config)
+    }
+
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::parse(EMBEDDED_DEFAULT, "<embedded default>")
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &str| -> String {
+            let path = PathBuf::from(p);
+            if path.is_relative() && (p.ends_with(".wasm") || p.ends_with(".csv") || p.contains('/')) {
+                base.join(path).display().to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        for strategy in &mut self.strategies {
+            strategy.plugin = resolve(&strategy.plugin);
+        }
+        let FeedConfig::Replay { data, .. } = &mut self.feed;
+        if !data.starts_with("bundled:") {
+            *data = resolve(data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_parses() {
+        let config = Config::embedded_default().unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.strategies[0].plugin, "sma-crossover");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_file() {
+        let text = format!("{EMBEDDED_DEFAULT}\n[server]\nlisten = \"127.0.0.1:1\"\nlisten_addr = 3\n");
+        let err = Config::parse(&text, "my.toml").unwrap_err().to_string();
+        // A repeated [server] table is itself an error; use a fresh one.
+        assert!(err.contains("my.toml"), "{err}");
+        let text = EMBEDDED_DEFAULT.replace("[server]", "[server]\nlistne = 1");
+        let err = Config::parse(&text, "my.toml").unwrap_err().to_string();
+        assert!(err.contains("my.toml") && err.contains("listne") && err.contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_say_what_was_expected() {
+        let text = EMBEDDED_DEFAULT.replace("pace_ms = 25", "pace_ms = \"fast\"");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("pace_ms") && err.contains("expected"), "{err}");
+        let err = Config::parse("[feed]\nkind = \"carrier-pigeon\"\n", "c.toml").unwrap_err().to_string();
+        assert!(err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn refuses_duplicate_strategy_names_and_garbage() {
+        let text = format!("{EMBEDDED_DEFAULT}\n[[strategy]]\nplugin = \"sma-crossover\"\nname = \"sma\"\n");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("used twice"), "{err}");
+        assert!(Config::parse("\u{0}\u{1}garbage[[[", "c.toml").is_err());
+        assert!(Config::parse("", "c.toml").is_err());
+    }
+
+    #[test]
+    fn loads_files_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text =
+            EMBEDDED_DEFAULT.replace("bundled:AAPL", "data/x.csv").replace("\"sma-crossover\"", "\"plugins/p.wasm\"");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.strategies[0].plugin, dir.path().join("plugins/p.wasm").display().to_string());
+        let FeedConfig::Replay { data, .. } = &config.feed;
+        assert_eq!(*data, dir.path().join("data/x.csv").display().to_string());
+        assert!(Config::load(&dir.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml"));
+    }
+}

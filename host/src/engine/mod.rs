@@ -1,0 +1,315 @@
+//! The event engine: bars → strategy → risk → broker → fills → portfolio.
+//!
+//! One engine drives one strategy. Bars arrive in batches; the strategy sees
+//! a whole batch at once and tags each action with the bar that caused it,
+//! and the engine then replays the batch bar by bar: the broker matches open
+//! orders against the bar, the portfolio marks to its close, and the actions
+//! of that bar pass the risk checks. Fills and rejections reach the strategy
+//! after the batch, so results do not depend on the batch size as long as a
+//! strategy tracks its own pending orders (as the contract asks).
+
+mod live;
+
+pub use self::live::{HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::bar::{Bar, Millis};
+use crate::broker::{Broker, BrokerEvent};
+use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent};
+use crate::portfolio::Portfolio;
+use crate::report::{FillRecord, Report};
+use crate::risk::RiskLimits;
+use crate::strategy::{Strategy, StrategyError};
+
+/// Rounds of fill/rejection feedback allowed after one batch, so two
+/// callbacks cannot ping-pong forever.
+const MAX_FEEDBACK_ROUNDS: usize = 16;
+
+/// Something that happened, for printing, logging and notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    OrderPlaced {
+        intent_id: IntentId,
+        intent: OrderIntent,
+        time: Millis,
+    },
+    Rejected {
+        intent_id: IntentId,
+        symbol: Arc<str>,
+        reason: String,
+        time: Millis,
+    },
+    Filled {
+        fill: Fill,
+        position: Decimal,
+    },
+    Canceled {
+        intent_id: IntentId,
+        time: Millis,
+    },
+    Notified {
+        level: Level,
+        message: String,
+        time: Millis,
+    },
+    StrategyRestarted {
+        error: String,
+    },
+    /// Profit after a fill or periodically.
+    Pnl {
+        time: Millis,
+        realized: Decimal,
+        unrealized: Decimal,
+        equity: Decimal,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+}
+
+/// Running totals of an engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub bars: u64,
+    pub orders: u64,
+    pub rejected: u64,
+    pub fills: u64,
+    pub restarts: u32,
+}
+
+pub struct Engine {
+    strategy: Box<dyn Strategy>,
+    broker: Box<dyn Broker>,
+    risk: RiskLimits,
+    portfolio: Portfolio,
+    /// Host-wide order number of the last intent.
+    last_intent: IntentId,
+    /// `last_intent` when the current strategy instance started; the
+    /// strategy numbers its intents from here (see the contract).
+    intent_base: IntentId,
+    bars: u64,
+    orders: u64,
+    rejected: u64,
+    restarts: u32,
+    fills: Vec<Fill>,
+    last_time: Millis,
+    /// Feedback for the strategy, delivered after each batch.
+    pending_fills: Vec<Fill>,
+    pending_rejects: Vec<(IntentId, Arc<str>, String)>,
+    broker_events: Vec<BrokerEvent>,
+    events: Box<dyn FnMut(Event) + Send>,
+}
+
+impl Engine {
+    pub fn new(strategy: Box<dyn Strategy>, broker: Box<dyn Broker>, risk: RiskLimits, starting_cash: Decimal) -> Self {
+        Self {
+            strategy,
+            broker,
+            risk,
+            portfolio: Portfolio::new(starting_cash),
+            last_intent: 0,
+            intent_base: 0,
+            bars: 0,
+            orders: 0,
+            rejected: 0,
+            restarts: 0,
+            fills: Vec::new(),
+            last_time: Millis::MIN,
+            pending_fills: Vec::new(),
+            pending_rejects: Vec::new(),
+            broker_events: Vec::new(),
+            events: Box::new(|_| {}),
+        }
+    }
+
+    /// Sends every event to `sink` as it happens.
+    pub fn with_events(mut self, sink: impl FnMut(Event) + Send + 'static) -> Self {
+        self.events = Box::new(sink);
+        self
+    }
+
+    pub fn portfolio(&self) -> &Portfolio {
+        &self.portfolio
+    }
+
+    pub fn strategy_mut(&mut self) -> &mut dyn Strategy {
+        self.strategy.as_mut()
+    }
+
+    /// Runs `bars` through the engine in batches of `batch`.
+    pub fn run(&mut self, bars: &[Bar], batch: usize) -> Result<(), EngineError> {
+        for chunk in bars.chunks(batch.max(1)) {
+            self.on_bars(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Processes one batch of bars in time order.
+    pub fn on_bars(&mut self, bars: &[Bar]) -> Result<(), EngineError> {
+        let Some(last) = bars.last() else { return Ok(()) };
+        let actions = self.call(|s| s.on_bars(bars))?.unwrap_or_default();
+        let mut actions = actions.into_iter().peekable();
+        for (index, bar) in bars.iter().enumerate() {
+            self.last_time = bar.time;
+            self.match_orders(bar);
+            self.portfolio.mark(bar);
+            while let Some((_, action)) = actions.next_if(|(i, _)| *i == index) {
+                self.apply(action, bar.time);
+            }
+        }
+        self.bars += bars.len() as u64;
+        self.last_time = last.time;
+        self.feedback()
+    }
+
+    /// Delivers an external signal to the strategy and applies its actions.
+    pub fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<(), EngineError> {
+        let actions = self.call(|s| s.on_signal(source, payload, time))?.unwrap_or_default();
+        for action in actions {
+            self.apply(action, time);
+        }
+        self.feedback()
+    }
+
+    /// Calls the strategy; a restart is reported and yields `None`.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Strategy) -> Result<R, StrategyError>,
+    ) -> Result<Option<R>, EngineError> {
+        match f(self.strategy.as_mut()) {
+            Ok(result) => Ok(Some(result)),
+            Err(error @ StrategyError::Restarted { .. }) => {
+                // A fresh instance numbers its intents from 1 again.
+                self.intent_base = self.last_intent;
+                self.restarts += 1;
+                (self.events)(Event::StrategyRestarted { error: error.to_string() });
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn match_orders(&mut self, bar: &Bar) {
+        self.broker.on_bar(bar, &mut self.broker_events);
+        for event in std::mem::take(&mut self.broker_events) {
+            match event {
+                BrokerEvent::Filled { fill } => {
+                    let position = self.portfolio.apply(&fill);
+                    self.strategy.set_position(&fill.symbol, position);
+                    (self.events)(Event::Filled { fill: fill.clone(), position });
+                    (self.events)(Event::Pnl {
+                        time: fill.time,
+                        realized: self.portfolio.realized_pnl,
+                        unrealized: self.portfolio.unrealized_pnl(),
+                        equity: self.portfolio.equity(),
+                    });
+                    self.fills.push(fill.clone());
+                    self.pending_fills.push(fill);
+                }
+                BrokerEvent::Expired { intent_id, symbol, reason } => {
+                    self.reject(intent_id, symbol, reason, bar.time);
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, intent_id: IntentId, symbol: Arc<str>, reason: String, time: Millis) {
+        self.rejected += 1;
+        (self.events)(Event::Rejected { intent_id, symbol: symbol.clone(), reason: reason.clone(), time });
+        self.pending_rejects.push((intent_id, symbol, reason));
+    }
+
+    fn apply(&mut self, action: Action, time: Millis) {
+        match action {
+            Action::Submit { intent } => {
+                self.last_intent += 1;
+                let intent_id = self.last_intent;
+                let exposure = self.portfolio.qty(&intent.symbol) + self.broker.open_exposure(&intent.symbol);
+                let last_price = self.portfolio.last_close(&intent.symbol);
+                if let Err(violation) = self.risk.check(&intent, exposure, last_price) {
+                    self.reject(intent_id, intent.symbol, violation.to_string(), time);
+                    return;
+                }
+                let order = Order { intent_id, intent: intent.clone(), placed_at: time };
+                match self.broker.submit(order) {
+                    Ok(()) => {
+                        self.orders += 1;
+                        (self.events)(Event::OrderPlaced { intent_id, intent, time });
+                    }
+                    Err(e) => self.reject(intent_id, intent.symbol, e.to_string(), time),
+                }
+            }
+            Action::Cancel { intent_id } => {
+                let host_id = intent_id.saturating_add(self.intent_base);
+                if self.broker.cancel(host_id) {
+                    (self.events)(Event::Canceled { intent_id: host_id, time });
+                }
+            }
+            Action::Notify { level, message } => (self.events)(Event::Notified { level, message, time }),
+        }
+    }
+
+    /// Tells the strategy about fills and rejections since the last call.
+    fn feedback(&mut self) -> Result<(), EngineError> {
+        for _ in 0..MAX_FEEDBACK_ROUNDS {
+            if self.pending_fills.is_empty() && self.pending_rejects.is_empty() {
+                return Ok(());
+            }
+            let time = self.last_time;
+            for mut fill in std::mem::take(&mut self.pending_fills) {
+                // Fills of a previous instance's orders only move the position.
+                let Some(local) = fill.intent_id.checked_sub(self.intent_base).filter(|&i| i > 0) else { continue };
+                fill.intent_id = local;
+                for action in self.call(|s| s.on_fill(&fill))?.unwrap_or_default() {
+                    self.apply(action, time);
+                }
+            }
+            for (intent_id, symbol, reason) in std::mem::take(&mut self.pending_rejects) {
+                let Some(local) = intent_id.checked_sub(self.intent_base).filter(|&i| i > 0) else { continue };
+                for action in self.call(|s| s.on_reject(local, &symbol, &reason))?.unwrap_or_default() {
+                    self.apply(action, time);
+                }
+            }
+        }
+        tracing::warn!(strategy = self.strategy.name(), "feedback did not settle; the rest waits for the next batch");
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            bars: self.bars,
+            orders: self.orders,
+            rejected: self.rejected,
+            fills: self.fills.len() as u64,
+            restarts: self.restarts,
+        }
+    }
+
+    /// Summarises the run so far.
+    pub fn report(&self, symbol: &str) -> Report {
+        let p = &self.portfolio;
+        Report {
+            strategy: self.strategy.name().to_string(),
+            symbol: symbol.to_string(),
+            bars: self.bars,
+            orders: self.orders,
+            rejected: self.rejected,
+            fills: self.fills.iter().map(FillRecord::from).collect(),
+            realized_pnl: p.realized_pnl,
+            unrealized_pnl: p.unrealized_pnl(),
+            commission: p.commission,
+            max_drawdown: p.max_drawdown,
+            max_drawdown_pct: p.max_drawdown_pct,
+            final_position: p.qty(symbol),
+            starting_cash: p.starting_cash,
+            final_equity: p.equity(),
+            open_orders: self.broker.open_orders() as u64,
+        }
+    }
+}

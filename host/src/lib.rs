@@ -1,0 +1,21 @@
+//! stratbox: a host for sandboxed WebAssembly trading strategies.
+//!
+//! The host does all I/O. Strategies are WebAssembly components behind the
+//! `stratbox:strategy` WIT contract; they see bars, fills and signals and
+//! answer with proposed actions, which pass the host's [`risk`] checks before
+//! any [`broker`] sees them.
+
+pub mod api;
+pub mod bar;
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod feed;
+pub mod order;
+pub mod portfolio;
+pub mod report;
+pub mod risk;
+pub mod runtime;
+pub mod strategy;

@@ -1,0 +1,185 @@
+//! Positions, cash and profit, kept exactly.
+//!
+//! Realized PnL uses average cost and is net of commissions; unrealized PnL
+//! marks open positions to their last close. Drawdown is measured on equity
+//! (cash plus positions at their last close) after every bar.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::bar::Bar;
+use crate::order::Fill;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Signed quantity: positive long, negative short.
+    pub qty: Decimal,
+    /// Average entry price of the open quantity.
+    pub avg_price: Decimal,
+    pub last_price: Decimal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Portfolio {
+    pub starting_cash: Decimal,
+    pub cash: Decimal,
+    positions: HashMap<Arc<str>, Position>,
+    /// Last close of every symbol seen, held or not.
+    closes: HashMap<Arc<str>, Decimal>,
+    pub realized_pnl: Decimal,
+    pub commission: Decimal,
+    peak_equity: Decimal,
+    pub max_drawdown: Decimal,
+    /// Largest drawdown as a fraction of the peak it fell from.
+    pub max_drawdown_pct: Decimal,
+}
+
+impl Portfolio {
+    pub fn new(starting_cash: Decimal) -> Self {
+        Self {
+            starting_cash,
+            cash: starting_cash,
+            positions: HashMap::new(),
+            closes: HashMap::new(),
+            realized_pnl: Decimal::ZERO,
+            commission: Decimal::ZERO,
+            peak_equity: starting_cash,
+            max_drawdown: Decimal::ZERO,
+            max_drawdown_pct: Decimal::ZERO,
+        }
+    }
+
+    pub fn position(&self, symbol: &str) -> Option<&Position> {
+        self.positions.get(symbol)
+    }
+
+    pub fn last_close(&self, symbol: &str) -> Option<Decimal> {
+        self.closes.get(symbol).copied()
+    }
+
+    pub fn qty(&self, symbol: &str) -> Decimal {
+        self.positions.get(symbol).map_or(Decimal::ZERO, |p| p.qty)
+    }
+
+    /// Applies a fill and returns the new position in its symbol.
+    pub fn apply(&mut self, fill: &Fill) -> Decimal {
+        let pos = self.positions.entry(fill.symbol.clone()).or_default();
+        let signed = fill.side.sign() * fill.qty;
+        if pos.qty.is_zero() || pos.qty.is_sign_positive() == signed.is_sign_positive() {
+            let total = pos.qty.abs() + fill.qty;
+            pos.avg_price = (pos.avg_price * pos.qty.abs() + fill.price * fill.qty) / total;
+        } else {
+            let closing = pos.qty.abs().min(fill.qty);
+            let direction = if pos.qty.is_sign_positive() { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
+            self.realized_pnl += closing * (fill.price - pos.avg_price) * direction;
+            if fill.qty > closing {
+                // Flipped through zero: the remainder opens at the fill price.
+                pos.avg_price = fill.price;
+            }
+        }
+        pos.qty += signed;
+        if pos.qty.is_zero() {
+            pos.avg_price = Decimal::ZERO;
+        }
+        pos.last_price = fill.price;
+        self.cash -= signed * fill.price + fill.commission;
+        self.realized_pnl -= fill.commission;
+        self.commission += fill.commission;
+        pos.qty
+    }
+
+    /// Records the bar's close and updates the drawdown.
+    pub fn mark(&mut self, bar: &Bar) {
+        match self.closes.get_mut(&bar.symbol) {
+            Some(close) => *close = bar.close,
+            None => {
+                self.closes.insert(bar.symbol.clone(), bar.close);
+            }
+        }
+        if let Some(pos) = self.positions.get_mut(&bar.symbol) {
+            pos.last_price = bar.close;
+        }
+        let equity = self.equity();
+        if equity > self.peak_equity {
+            self.peak_equity = equity;
+        }
+        let drawdown = self.peak_equity - equity;
+        if drawdown > self.max_drawdown {
+            self.max_drawdown = drawdown;
+        }
+        if self.peak_equity > Decimal::ZERO {
+            let pct = drawdown / self.peak_equity;
+            if pct > self.max_drawdown_pct {
+                self.max_drawdown_pct = pct;
+            }
+        }
+    }
+
+    pub fn equity(&self) -> Decimal {
+        self.cash + self.positions.values().map(|p| p.qty * p.last_price).sum::<Decimal>()
+    }
+
+    pub fn unrealized_pnl(&self) -> Decimal {
+        self.positions.values().map(|p| (p.last_price - p.avg_price) * p.qty).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::Side;
+
+    fn fill(side: Side, qty: i64, price: i64, commission: i64) -> Fill {
+        Fill {
+            intent_id: 1,
+            symbol: "X".into(),
+            side,
+            qty: qty.into(),
+            price: price.into(),
+            commission: commission.into(),
+            time: 0,
+        }
+    }
+
+    fn bar(close: i64) -> Bar {
+        Bar {
+            symbol: "X".into(),
+            time: 0,
+            open: close.into(),
+            high: close.into(),
+            low: close.into(),
+            close: close.into(),
+            volume: Decimal::ZERO,
+        }
+    }
+
+    #[test]
+    fn realizes_against_average_cost_net_of_commission() {
+        let mut p = Portfolio::new(1000.into());
+        p.apply(&fill(Side::Buy, 2, 10, 1));
+        p.apply(&fill(Side::Buy, 2, 20, 1));
+        assert_eq!(p.position("X").unwrap().avg_price, Decimal::from(15));
+        assert_eq!(p.apply(&fill(Side::Sell, 3, 25, 1)), Decimal::ONE);
+        assert_eq!(p.realized_pnl, Decimal::from(30 - 3));
+        assert_eq!(p.commission, Decimal::from(3));
+        p.mark(&bar(17));
+        assert_eq!(p.unrealized_pnl(), Decimal::from(2));
+        assert_eq!(p.equity(), Decimal::from(1000 - 20 - 40 + 75 - 3 + 17));
+    }
+
+    #[test]
+    fn flips_through_zero_and_tracks_drawdown() {
+        let mut p = Portfolio::new(100.into());
+        p.apply(&fill(Side::Buy, 1, 10, 0));
+        p.mark(&bar(20)); // equity 110, the peak
+        p.mark(&bar(5)); // equity 95
+        assert_eq!(p.max_drawdown, Decimal::from(15));
+        assert_eq!(p.apply(&fill(Side::Sell, 3, 5, 0)), Decimal::from(-2));
+        assert_eq!(p.realized_pnl, Decimal::from(-5));
+        assert_eq!(p.position("X").unwrap().avg_price, Decimal::from(5));
+        p.mark(&bar(4));
+        assert_eq!(p.unrealized_pnl(), Decimal::from(2));
+    }
+}

@@ -1,0 +1,98 @@
+//! The result of a backtest, for people (text) and for tools (JSON).
+
+use std::fmt::Write as _;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::bar::format_time;
+use crate::order::{Fill, Side};
+
+/// One fill as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FillRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub side: Side,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub qty: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub price: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub commission: Decimal,
+}
+
+impl From<&Fill> for FillRecord {
+    fn from(fill: &Fill) -> Self {
+        Self {
+            time: format_time(fill.time),
+            side: fill.side,
+            qty: fill.qty,
+            price: fill.price,
+            commission: fill.commission,
+        }
+    }
+}
+
+/// A backtest's outcome. Its JSON form is a stable interface: fields may be
+/// added, never renamed or removed. Money is exact, as JSON numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub strategy: String,
+    pub symbol: String,
+    pub bars: u64,
+    /// Orders that passed the risk checks and reached the broker.
+    pub orders: u64,
+    /// Intents refused by the risk checks or the broker.
+    pub rejected: u64,
+    pub fills: Vec<FillRecord>,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub realized_pnl: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub unrealized_pnl: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub commission: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub max_drawdown: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub max_drawdown_pct: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub final_position: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub starting_cash: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub final_equity: Decimal,
+    /// Orders still open at the end (e.g. placed on the last bar).
+    pub open_orders: u64,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "backtest of {} on {} ({} bars)", self.strategy, self.symbol, self.bars);
+        for f in &self.fills {
+            let _ = writeln!(out, "  {}  {:<4} {} @ {}", f.time, f.side, f.qty, f.price);
+        }
+        let pct = (self.max_drawdown_pct * Decimal::ONE_HUNDRED).round_dp(2);
+        let rows = [
+            ("orders", self.orders.to_string()),
+            ("rejected", self.rejected.to_string()),
+            ("fills", self.fills.len().to_string()),
+            ("open orders", self.open_orders.to_string()),
+            ("realized pnl", self.realized_pnl.round_dp(4).to_string()),
+            ("unrealized pnl", self.unrealized_pnl.round_dp(4).to_string()),
+            ("commission", self.commission.round_dp(4).to_string()),
+            ("max drawdown", format!("{} ({pct}%)", self.max_drawdown.round_dp(4))),
+            ("final position", self.final_position.to_string()),
+            ("final equity", self.final_equity.round_dp(4).to_string()),
+        ];
+        for (label, value) in rows {
+            let _ = writeln!(out, "{label:>16}: {value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,294 @@
+//! The sandboxed WebAssembly component runtime.
+//!
+//! One wasmtime [`Engine`] with the pooling allocator serves every plugin. A
+//! [`Plugin`] is a compiled, contract-checked component with its
+//! `InstancePre`; each running strategy is a [`WasmStrategy`] with its own
+//! `Store`, memory cap and per-call epoch deadline.
+
+mod bindings;
+mod contract;
+mod convert;
+mod host_impl;
+mod instance;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
+pub use self::convert::ContractError;
+pub use self::instance::WasmStrategy;
+pub use self::sandbox::Clock;
+use self::sandbox::StoreData;
+
+/// How often the engine's epoch advances; the unit of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Plugins bundled into the binary, by name.
+pub const BUNDLED: &[(&str, &[u8])] = &[("sma-crossover", include_bytes!(env!("STRATBOX_SMA_CROSSOVER_WASM")))];
+
+/// Limits applied to every strategy instance.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Wall time one guest call may take before it is interrupted.
+    pub call_timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// Instances that may exist at once (sizes the pooling allocator).
+    pub max_instances: u32,
+    /// Bytes of stdout, stderr and `log` kept per call.
+    pub log_bytes_per_call: usize,
+    /// Restarts after a fault before a strategy is marked failed.
+    pub max_restarts: u32,
+    /// Delay before the first restart of a live strategy; doubles each time.
+    pub restart_backoff: Duration,
+    /// Largest `.wasm` file accepted, in bytes.
+    pub max_plugin_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(1),
+            memory_limit: 64 << 20,
+            max_instances: 64,
+            log_bytes_per_call: 16 << 10,
+            max_restarts: 3,
+            restart_backoff: Duration::from_millis(100),
+            max_plugin_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or started.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the WebAssembly engine: {message}")]
+    Engine { message: String },
+    #[error("cannot read plugin {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("plugin `{plugin}` is {size} bytes, over the limit of {limit}")]
+    TooLarge { plugin: String, size: usize, limit: usize },
+    #[error("plugin `{plugin}` is not a WebAssembly component: {reason}")]
+    NotAComponent { plugin: String, reason: String },
+    #[error("plugin `{plugin}` targets {found}, but this host implements stratbox:strategy@{expected}")]
+    WrongVersion { plugin: String, found: String, expected: &'static str },
+    #[error("plugin `{plugin}` does not export stratbox:strategy/strategy@{expected} (it exports: {exports})")]
+    MissingExport { plugin: String, exports: String, expected: &'static str },
+    #[error("plugin `{plugin}` imports `{import}`, which strategies may not use")]
+    ForbiddenImport { plugin: String, import: String },
+    #[error("plugin `{plugin}` cannot be linked: {message}")]
+    Link { plugin: String, message: String },
+    #[error("plugin `{plugin}` failed to start: {message}")]
+    Start { plugin: String, message: String },
+    #[error("plugin `{plugin}`: {message}")]
+    Param { plugin: String, message: String },
+    #[error("plugin `{plugin}` rejected its parameters: {message}")]
+    Init { plugin: String, message: String },
+    #[error("no bundled plugin named `{name}` (bundled: {bundled})")]
+    UnknownPlugin { name: String, bundled: String },
+}
+
+/// The kind of value a parameter takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    Integer,
+    Decimal,
+    Text,
+    Boolean,
+}
+
+/// One parameter a plugin declares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParamSpec {
+    pub key: String,
+    pub kind: ParamKind,
+    pub default: String,
+    pub description: String,
+}
+
+/// What a plugin says about itself through `describe`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub params: Vec<ParamSpec>,
+}
+
+/// A compiled plugin that satisfies the contract, ready to instantiate.
+pub struct Plugin {
+    /// What the operator called it: a bundled name or a file path.
+    pub label: String,
+    pub info: PluginInfo,
+    pre: bindings::PluginPre<StoreData>,
+}
+
+impl Plugin {
+    /// Checks `params` against the declared specs: no unknown or repeated
+    /// keys, values of the declared kind. Returns them with defaults added.
+    pub fn resolve_params(&self, params: &[(String, String)]) -> Result<HashMap<String, String>, RuntimeError> {
+        let err = |message: String| RuntimeError::Param { plugin: self.label.clone(), message };
+        let mut resolved = HashMap::new();
+        for (key, value) in params {
+            let Some(spec) = self.info.params.iter().find(|s| &s.key == key) else {
+                let known: Vec<_> = self.info.params.iter().map(|s| s.key.as_str()).collect();
+                return Err(err(format!("unknown parameter `{key}` (known: {})", known.join(", "))));
+            };
+            if resolved.insert(key.clone(), value.clone()).is_some() {
+                return Err(err(format!("parameter `{key}` is given twice")));
+            }
+            let ok = match spec.kind {
+                ParamKind::Integer => value.parse::<i64>().is_ok(),
+                ParamKind::Decimal => value.parse::<Decimal>().is_ok(),
+                ParamKind::Boolean => matches!(value.as_str(), "true" | "false"),
+                ParamKind::Text => value.len() <= 4096,
+            };
+            if !ok {
+                let kind = serde_json::to_string(&spec.kind).unwrap_or_default();
+                return Err(err(format!("parameter `{key}` expects {}, got `{value}`", kind.trim_matches('"'))));
+            }
+        }
+        for spec in &self.info.params {
+            resolved.entry(spec.key.clone()).or_insert_with(|| spec.default.clone());
+        }
+        Ok(resolved)
+    }
+}
+
+/// Advances the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The shared WebAssembly engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreData>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine_err = |e: wasmtime::Error| RuntimeError::Engine { message: format!("{e:#}") };
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances.saturating_mul(8))
+            .total_memories(config.max_instances.saturating_mul(2))
+            .total_tables(config.max_instances.saturating_mul(4))
+            .total_stacks(config.max_instances)
+            .max_memory_size(config.memory_limit);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            // Concurrency support makes every call several times slower and
+            // the contract is synchronous.
+            .concurrency_support(false)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        sandbox::add_wasi(&mut linker).map_err(engine_err)?;
+        bindings::Plugin::add_to_linker::<StoreData, HostData>(&mut linker, |d| &mut d.host).map_err(engine_err)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let ticker_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("stratbox-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| RuntimeError::Engine { message: e.to_string() })?;
+        Ok(Self { engine, linker, config, _ticker: EpochTicker { stop, thread: Some(thread) } })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Loads a plugin by bundled name or `.wasm` path.
+    pub fn load_named(&self, name_or_path: &str) -> Result<Arc<Plugin>, RuntimeError> {
+        if let Some((name, bytes)) = BUNDLED.iter().find(|(name, _)| *name == name_or_path) {
+            return self.load(name, bytes);
+        }
+        let looks_like_path = name_or_path.ends_with(".wasm") || name_or_path.contains(['/', '\\']);
+        if !looks_like_path {
+            let bundled: Vec<_> = BUNDLED.iter().map(|(n, _)| *n).collect();
+            return Err(RuntimeError::UnknownPlugin { name: name_or_path.into(), bundled: bundled.join(", ") });
+        }
+        let bytes = read_plugin(std::path::Path::new(name_or_path), self.config.max_plugin_bytes)?;
+        self.load(name_or_path, &bytes)
+    }
+
+    /// Compiles `bytes`, checks them against the contract and asks the
+    /// plugin to describe itself.
+    pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Arc<Plugin>, RuntimeError> {
+        if bytes.len() > self.config.max_plugin_bytes {
+            return Err(RuntimeError::TooLarge {
+                plugin: label.into(),
+                size: bytes.len(),
+                limit: self.config.max_plugin_bytes,
+            });
+        }
+        contract::check_preamble(label, bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })?;
+        contract::check_component(label, &self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::PluginPre::new)
+            .map_err(|e| RuntimeError::Link { plugin: label.into(), message: format!("{e:#}") })?;
+        let info = instance::describe(&pre, label, &self.config)?;
+        Ok(Arc::new(Plugin { label: label.into(), info, pre }))
+    }
+
+    /// Starts an instance of `plugin` with checked parameters.
+    pub fn instantiate(
+        &self,
+        plugin: &Arc<Plugin>,
+        params: &[(String, String)],
+        clock: Clock,
+    ) -> Result<WasmStrategy, RuntimeError> {
+        let resolved = plugin.resolve_params(params)?;
+        WasmStrategy::start(plugin.clone(), params.to_vec(), resolved, clock, &self.config)
+    }
+}
+
+/// Reads a `.wasm` file, refusing one over `limit` bytes before reading it.
+pub fn read_plugin(path: &std::path::Path, limit: usize) -> Result<Vec<u8>, RuntimeError> {
+    let read_err = |source| RuntimeError::Read { path: path.display().to_string(), source };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > limit as u64 {
+        return Err(RuntimeError::TooLarge { plugin: path.display().to_string(), size: size as usize, limit });
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+struct HostData;
+
+impl wasmtime::component::HasData for HostData {
+    type Data<'a> = &'a mut host_impl::HostState;
+}

@@ -1,0 +1,308 @@
+//! The WASI world a strategy lives in: empty on purpose.
+//!
+//! No directories, environment, arguments or sockets. Standard output and
+//! error go to the host log with a byte budget per call; clocks read the
+//! host's clock (virtual in a backtest) and randomness is seeded in a backtest.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::StoreLimits;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::host_impl::HostState;
+use crate::bar::Millis;
+
+/// Where a strategy's clock comes from.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// Wall-clock time; live trading.
+    System,
+    /// Set by the engine to the time of the bar being processed.
+    Virtual { now: Arc<AtomicI64> },
+}
+
+impl Clock {
+    pub fn virtual_at(start: Millis) -> Self {
+        Clock::Virtual { now: Arc::new(AtomicI64::new(start)) }
+    }
+
+    pub fn now(&self) -> Millis {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as Millis),
+            Clock::Virtual { now } => now.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves a virtual clock; a system clock ignores it.
+    pub fn set(&self, time: Millis) {
+        if let Clock::Virtual { now } = self {
+            now.store(time, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_virtual(&self) -> bool {
+        matches!(self, Clock::Virtual { .. })
+    }
+}
+
+struct WallClock(Clock);
+
+impl HostWallClock for WallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.now().max(0) as u64)
+    }
+}
+
+/// Nanoseconds since the first reading, driven by the virtual clock.
+struct MonotonicClock {
+    clock: Clock,
+    start: Millis,
+}
+
+impl HostMonotonicClock for MonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        (self.clock.now().saturating_sub(self.start)).max(0) as u64 * 1_000_000
+    }
+}
+
+/// Everything a strategy's `Store` holds.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    pub(super) host: HostState,
+    pub(super) output: Arc<LogBudget>,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl StoreData {
+    pub(super) fn new(mut host: HostState, limits: StoreLimits, log_bytes_per_call: usize) -> Self {
+        let output = Arc::new(LogBudget::new(host.strategy.clone(), log_bytes_per_call));
+        host.output = Some(output.clone());
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(LogStream { budget: output.clone(), stream: "stdout" })
+            .stderr(LogStream { budget: output.clone(), stream: "stderr" })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if host.clock.is_virtual() {
+            let start = host.clock.now();
+            wasi.wall_clock(WallClock(host.clock.clone()))
+                .monotonic_clock(MonotonicClock { clock: host.clock.clone(), start })
+                .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(0x5eed)))
+                .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(0x1e55)))
+                .insecure_random_seed(0x5eed_5eed);
+        }
+        Self { wasi: wasi.build(), table: ResourceTable::new(), limits, host, output }
+    }
+}
+
+/// A fixed pseudo-random byte sequence (splitmix64), so backtests repeat.
+fn seeded_bytes(seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..512)
+        .flat_map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
+        .collect()
+}
+
+/// Links the WASI interfaces a Rust `std` guest imports, and nothing else.
+///
+/// Sockets are deliberately absent, so a component importing them fails to
+/// link. Filesystem types link but no directory is ever preopened.
+pub(super) fn add_wasi(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::WasiCli;
+    use wasmtime_wasi::clocks::WasiClocks;
+    use wasmtime_wasi::filesystem::WasiFilesystem;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let l = linker;
+    wasmtime_wasi_io_add(l)?;
+    clocks::wall_clock::add_to_linker::<StoreData, WasiClocks>(
+        l,
+        <StoreData as wasmtime_wasi::clocks::WasiClocksView>::clocks,
+    )?;
+    clocks::monotonic_clock::add_to_linker::<StoreData, WasiClocks>(
+        l,
+        <StoreData as wasmtime_wasi::clocks::WasiClocksView>::clocks,
+    )?;
+    random::random::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
+    let cli_view = <StoreData as wasmtime_wasi::cli::WasiCliView>::cli;
+    cli::exit::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::environment::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::stdin::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::stdout::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::stderr::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::terminal_input::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::terminal_output::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::terminal_stdin::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::terminal_stdout::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    cli::terminal_stderr::add_to_linker::<StoreData, WasiCli>(l, cli_view)?;
+    let fs_view = <StoreData as wasmtime_wasi::filesystem::WasiFilesystemView>::filesystem;
+    filesystem::preopens::add_to_linker::<StoreData, WasiFilesystem>(l, fs_view)?;
+    sync::filesystem::types::add_to_linker::<StoreData, WasiFilesystem>(l, fs_view)?;
+    Ok(())
+}
+
+fn wasmtime_wasi_io_add(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::sync::io;
+    io::error::add_to_linker::<StoreData, TableData>(l, |t| &mut t.table)?;
+    io::poll::add_to_linker::<StoreData, TableData>(l, |t| &mut t.table)?;
+    io::streams::add_to_linker::<StoreData, TableData>(l, |t| &mut t.table)?;
+    Ok(())
+}
+
+struct TableData;
+
+impl wasmtime::component::HasData for TableData {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Bytes a strategy may still write to stdout/stderr in the current call.
+pub(super) struct LogBudget {
+    strategy: Arc<str>,
+    per_call: usize,
+    remaining: AtomicUsize,
+    dropped: AtomicUsize,
+    partial: Mutex<Vec<u8>>,
+}
+
+impl LogBudget {
+    fn new(strategy: Arc<str>, per_call: usize) -> Self {
+        Self {
+            strategy,
+            per_call,
+            remaining: AtomicUsize::new(per_call),
+            dropped: AtomicUsize::new(0),
+            partial: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Called before each guest call: refills the budget and reports drops.
+    pub(super) fn reset(&self) {
+        self.remaining.store(self.per_call, Ordering::Relaxed);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(strategy = %self.strategy, dropped, "strategy output over budget was dropped");
+        }
+    }
+
+    /// Takes up to `len` bytes of budget and returns how many were granted.
+    fn take(&self, len: usize) -> usize {
+        let allowed = self
+            .remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r.saturating_sub(len)))
+            .unwrap_or(0)
+            .min(len);
+        self.dropped.fetch_add(len - allowed, Ordering::Relaxed);
+        allowed
+    }
+
+    /// Whether a whole message of `len` bytes fits the budget.
+    pub(super) fn spend(&self, len: usize) -> bool {
+        self.take(len) == len
+    }
+
+    fn write(&self, stream: &'static str, bytes: &[u8]) {
+        let allowed = self.take(bytes.len());
+        let Ok(mut partial) = self.partial.lock() else { return };
+        partial.extend_from_slice(&bytes[..allowed]);
+        while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]);
+            tracing::info!(strategy = %self.strategy, stream, "{}", text.trim_end());
+        }
+    }
+}
+
+struct LogStream {
+    budget: Arc<LogBudget>,
+    stream: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LogStream { budget: self.budget.clone(), stream: self.stream })
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LogStream { budget: self.budget.clone(), stream: self.stream })
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.budget.write(self.stream, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // Always accept, so a chatty guest never fails (and panics) on a
+        // write; bytes over the budget are counted and dropped instead.
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogStream {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.budget.write(self.stream, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,160 @@
+//! A plugin that misbehaves on request, for the host's sandbox tests.
+//!
+//! Parameter `mode` picks the behaviour on a bar whose time equals `at`
+//! (every bar when `at` is absent):
+//! - `ok`: nothing, but `notify` once per batch with the bars seen so far;
+//! - `loop`: spin forever;
+//! - `trap`: panic;
+//! - `oom`: allocate until memory runs out;
+//! - `spam`: write `spam` bytes to stdout and stderr;
+//! - `probe`: report what the sandbox lets it see (files, env, clock, time);
+//! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's).
+
+use std::cell::RefCell;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "plugin",
+});
+
+use exports::stratbox::strategy::strategy::Guest;
+use stratbox::strategy::host;
+use stratbox::strategy::types::{
+    Action, Bar, BarAction, Decimal, Fill, Info, Level, Notification, OrderIntent, OrderType, Param, Rejection, Side,
+    Signal, TimeInForce,
+};
+
+#[derive(Default)]
+struct Config {
+    mode: String,
+    at: Option<i64>,
+    symbol: Option<String>,
+    qty: i64,
+    spam: usize,
+    seen: u64,
+}
+
+thread_local! {
+    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+}
+
+struct Component;
+
+fn notify(message: String) -> Action {
+    Action::Notify(Notification { level: Level::Info, message })
+}
+
+fn probe() -> String {
+    let root = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.kind());
+    let env = std::env::vars().count();
+    let args = std::env::args().count();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let net = std::net::TcpStream::connect("127.0.0.1:9").map_err(|e| e.kind());
+    format!("fs={root:?} env={env} args={args} wall_ms={now} host_now={} net={:?}", host::now(), net.map(|_| ()))
+}
+
+impl Guest for Component {
+    fn describe() -> Info {
+        Info {
+            name: "misbehave".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "misbehaves on request, for tests".into(),
+            params: Vec::new(),
+        }
+    }
+
+    fn init(params: Vec<Param>) -> Result<(), String> {
+        let mut config = Config { mode: "ok".into(), qty: 1, spam: 1 << 20, ..Config::default() };
+        for Param { key, value } in params {
+            let int = || value.parse::<i64>().map_err(|_| format!("{key}: not an integer"));
+            match key.as_str() {
+                "mode" => config.mode = value.clone(),
+                "at" => config.at = Some(int()?),
+                "symbol" => config.symbol = Some(value.clone()),
+                "qty" => config.qty = int()?,
+                "spam" => config.spam = int()? as usize,
+                other => return Err(format!("unknown parameter `{other}`")),
+            }
+        }
+        if config.mode == "trap-init" {
+            panic!("asked to trap in init");
+        }
+        CONFIG.with_borrow_mut(|c| *c = config);
+        Ok(())
+    }
+
+    fn on_bars(bars: Vec<Bar>) -> Vec<BarAction> {
+        CONFIG.with_borrow_mut(|config| {
+            let mut out = Vec::new();
+            for (index, bar) in bars.iter().enumerate() {
+                config.seen += 1;
+                if config.at.is_some_and(|at| at != bar.time) {
+                    continue;
+                }
+                let action = match config.mode.as_str() {
+                    "loop" =>
+                    {
+                        #[allow(clippy::empty_loop)]
+                        loop {}
+                    }
+                    "trap" => panic!("asked to trap at {}", bar.time),
+                    "oom" => {
+                        let mut hog: Vec<Vec<u8>> = Vec::new();
+                        loop {
+                            hog.push(vec![1; 1 << 20]);
+                        }
+                    }
+                    "spam" => {
+                        let line = "x".repeat(99);
+                        for _ in 0..config.spam / 100 {
+                            println!("{line}");
+                            eprintln!("{line}");
+                        }
+                        continue;
+                    }
+                    "probe" => notify(probe()),
+                    "buy" => Action::Submit(OrderIntent {
+                        symbol: config.symbol.clone().unwrap_or_else(|| bar.symbol.clone()),
+                        side: Side::Buy,
+                        qty: Decimal { mantissa: config.qty, scale: 0 },
+                        order_type: OrderType::Market,
+                        time_in_force: TimeInForce::Gtc,
+                    }),
+                    _ => continue,
+                };
+                out.push(BarAction { bar: index as u32, action });
+            }
+            if config.mode == "ok" {
+                out.push(BarAction {
+                    bar: bars.len().saturating_sub(1) as u32,
+                    action: notify(format!("seen {}", config.seen)),
+                });
+            }
+            out
+        })
+    }
+
+    fn on_fill(_: Fill) -> Vec<Action> {
+        Vec::new()
+    }
+
+    fn on_reject(rejection: Rejection) -> Vec<Action> {
+        vec![notify(format!("rejected {}: {}", rejection.intent, rejection.reason))]
+    }
+
+    fn on_signal(signal: Signal) -> Vec<Action> {
+        vec![notify(format!("signal {}: {}", signal.source, signal.payload))]
+    }
+
+    fn save_state() -> Vec<u8> {
+        CONFIG.with_borrow(|c| c.seen.to_le_bytes().to_vec())
+    }
+
+    fn load_state(state: Vec<u8>) -> Result<(), String> {
+        let seen: [u8; 8] = state.try_into().map_err(|_| "state must be 8 bytes")?;
+        CONFIG.with_borrow_mut(|c| c.seen = u64::from_le_bytes(seen));
+        Ok(())
+    }
+}
+
+export!(Component);
