@@ -1,1 +1,50 @@
+//! Shared helpers for the integration tests: where the freshly built guest
+//! plugins are, the bundled data, and components made from WIT for the
+//! malformed-plugin cases.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use stratbox::cli::{Cli, CliError};
+
+/// The SMA crossover plugin, built by this crate's build script.
+pub const SMA_CROSSOVER_WASM: &str = env!("GUEST_SMA_CROSSOVER");
+/// The test plugin that loops, traps or hogs memory on request.
+pub const MISBEHAVE_WASM: &str = env!("GUEST_MISBEHAVE");
+
+/// A file in the repository's `data/` folder.
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
+}
+
+/// Runs the command line in-process and returns its result and stdout.
+pub fn cli(args: &[&str]) -> (Result<ExitCode, CliError>, String) {
+    use clap::Parser as _;
+    let argv = std::iter::once("stratbox").chain(args.iter().copied());
+    let parsed = match Cli::try_parse_from(argv) {
+        Ok(parsed) => parsed,
+        Err(e) => panic!("arguments {args:?} do not parse: {e}"),
+    };
+    let mut out = Vec::new();
+    let result = stratbox::cli::run(parsed, &mut out);
+    (result, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Encodes a component whose functions all trap, for a world written in WIT.
+///
+/// Lets tests build plugins of any shape (other contract versions, extra
+/// imports) without a guest crate for each.
+pub fn component_from_wit(wit: &str, world: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str("test.wit", wit)?;
+    let world = resolve.select_world(&[package], Some(world))?;
+    let mut module = wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)?;
+    wit_component::ComponentEncoder::default().module(&module)?.validate(true).encode()
+}
+
+/// The contract's WIT text with its version replaced.
+pub fn contract_wit(version: &str) -> String {
+    let text = include_str!("../wit/strategy.wit");
+    text.replace("stratbox:strategy@0.1.0", &format!("stratbox:strategy@{version}"))
+}

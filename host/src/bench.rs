@@ -180,7 +180,7 @@ pub fn run(bars: usize, batch: usize) -> Result<BenchReport, BenchError> {
     let plugin = runtime.load_named("sma-crossover")?;
     let params = [("fast".to_string(), "5".to_string()), ("slow".to_string(), "20".to_string())];
     let wasm = || runtime.instantiate(&plugin, &params, Clock::virtual_at(0));
-    let native = || NativeSma::new(5, 20, 1).map_err(|e| BenchError::Mismatch(e));
+    let native = || NativeSma::new(5, 20, 1).map_err(BenchError::Mismatch);
 
     let warm = &data[..data.len().min(50_000)];
     measure("warm-up", Box::new(wasm()?), warm, batch)?;

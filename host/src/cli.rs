@@ -189,7 +189,7 @@ fn backtest(
     let bars = load_csv(data, &symbol, CsvLimits::default())?;
     let first = bars.first().map_or(0, |b| b.time);
     let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first))?;
-    let BrokerConfig::Paper { starting_cash, commission } = broker;
+    let BrokerConfig { starting_cash, commission, .. } = broker;
     let mut engine = Engine::new(Box::new(instance), Box::new(PaperBroker::new(commission)), risk, starting_cash);
     engine.run(&bars, batch)?;
     let report = engine.report(&symbol);

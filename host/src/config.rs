@@ -24,7 +24,7 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read { path: String, source: std::io::Error },
     #[error("config {path} is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")]
     TooLarge { path: String, size: u64 },
@@ -98,39 +98,48 @@ impl RuntimeSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum BrokerConfig {
-    Paper {
-        #[serde(default = "default_cash")]
-        starting_cash: Decimal,
-        #[serde(default)]
-        commission: Commission,
-    },
+/// Which broker executes orders. Only the paper broker exists so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    #[default]
+    Paper,
 }
 
-fn default_cash() -> Decimal {
-    Decimal::from(100_000)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub kind: BrokerKind,
+    /// Cash the paper account starts with. Write money as strings
+    /// (`"0.0005"`) to keep it exact; TOML floats are binary.
+    pub starting_cash: Decimal,
+    pub commission: Commission,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig::Paper { starting_cash: default_cash(), commission: Commission::default() }
+        Self { kind: BrokerKind::Paper, starting_cash: Decimal::from(100_000), commission: Commission::default() }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum FeedConfig {
+/// Where bars come from. Only replay exists so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedKind {
     /// Recorded bars played back as if live.
-    Replay {
-        /// A CSV path, or `bundled:SYMBOL` for data shipped in the binary.
-        data: String,
-        symbol: String,
-        /// Milliseconds between bars.
-        #[serde(default = "default_pace")]
-        pace_ms: u64,
-    },
+    Replay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    pub kind: FeedKind,
+    /// A CSV path, or `bundled:SYMBOL` for data shipped in the binary.
+    pub data: String,
+    pub symbol: String,
+    /// Milliseconds between bars.
+    #[serde(default = "default_pace")]
+    pub pace_ms: u64,
 }
 
 fn default_pace() -> u64 {
@@ -195,7 +204,7 @@ impl Config {
     /// Parses config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let config: Config = parse_toml(text).map_err(invalid)?;
         if config.strategies.is_empty() {
             return Err(invalid("at least one [[strategy]] is required".into()));
         }
@@ -227,11 +236,23 @@ impl Config {
         for strategy in &mut self.strategies {
             strategy.plugin = resolve(&strategy.plugin);
         }
-        let FeedConfig::Replay { data, .. } = &mut self.feed;
-        if !data.starts_with("bundled:") {
-            *data = resolve(data);
+        if !self.feed.data.starts_with("bundled:") {
+            self.feed.data = resolve(&self.feed.data);
         }
     }
+}
+
+/// Deserializes TOML, naming the dotted key and line of any error.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.span().map(|span| text.get(..span.start).unwrap_or(text).matches('\n').count() + 1);
+        let message = inner.message().trim_end().to_string();
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        if path == "." { format!("{message}{at}") } else { format!("key `{path}`: {message}{at}") }
+    })
 }
 
 #[cfg(test)]
@@ -247,10 +268,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_key_and_file() {
-        let text = format!("{EMBEDDED_DEFAULT}\n[server]\nlisten = \"127.0.0.1:1\"\nlisten_addr = 3\n");
+        let text = format!("{EMBEDDED_DEFAULT}\n[server]\nlisten = \"127.0.0.1:1\"\n");
         let err = Config::parse(&text, "my.toml").unwrap_err().to_string();
-        // A repeated [server] table is itself an error; use a fresh one.
-        assert!(err.contains("my.toml"), "{err}");
+        assert!(err.contains("my.toml") && err.contains("duplicate"), "a repeated table is refused: {err}");
         let text = EMBEDDED_DEFAULT.replace("[server]", "[server]\nlistne = 1");
         let err = Config::parse(&text, "my.toml").unwrap_err().to_string();
         assert!(err.contains("my.toml") && err.contains("listne") && err.contains("expected"), "{err}");
@@ -261,8 +281,9 @@ mod tests {
         let text = EMBEDDED_DEFAULT.replace("pace_ms = 25", "pace_ms = \"fast\"");
         let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
         assert!(err.contains("pace_ms") && err.contains("expected"), "{err}");
-        let err = Config::parse("[feed]\nkind = \"carrier-pigeon\"\n", "c.toml").unwrap_err().to_string();
-        assert!(err.contains("carrier-pigeon"), "{err}");
+        let text = EMBEDDED_DEFAULT.replace("kind = \"replay\"", "kind = \"carrier-pigeon\"");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("feed.kind") && err.contains("carrier-pigeon") && err.contains("replay"), "{err}");
     }
 
     #[test]
@@ -283,8 +304,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path).unwrap();
         assert_eq!(config.strategies[0].plugin, dir.path().join("plugins/p.wasm").display().to_string());
-        let FeedConfig::Replay { data, .. } = &config.feed;
-        assert_eq!(*data, dir.path().join("data/x.csv").display().to_string());
+        assert_eq!(config.feed.data, dir.path().join("data/x.csv").display().to_string());
         assert!(Config::load(&dir.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml"));
     }
 }

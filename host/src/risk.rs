@@ -39,10 +39,10 @@ impl RiskLimits {
         exposure: Decimal,
         last_price: Option<Decimal>,
     ) -> Result<(), RiskViolation> {
-        if let Some(allowed) = &self.allowed_symbols {
-            if !allowed.iter().any(|s| **s == *intent.symbol) {
-                return Err(RiskViolation::SymbolNotAllowed { symbol: intent.symbol.to_string() });
-            }
+        if let Some(allowed) = &self.allowed_symbols
+            && !allowed.iter().any(|s| **s == *intent.symbol)
+        {
+            return Err(RiskViolation::SymbolNotAllowed { symbol: intent.symbol.to_string() });
         }
         if let Some(limit) = self.max_position {
             let would_be = exposure + intent.side.sign() * intent.qty;

@@ -161,7 +161,7 @@ mod tests {
         b.on_bar(&bar(1, 10, 9, 11), &mut events);
         assert!(matches!(&events[0], BrokerEvent::Filled { fill } if fill.price == Decimal::from(9)));
         assert!(matches!(&events[1], BrokerEvent::Expired { intent_id: 2, .. }));
-        assert!(b.cancel(1) == false && b.open.is_empty());
+        assert!(!b.cancel(1) && b.open.is_empty());
     }
 
     #[test]

@@ -30,9 +30,9 @@ pub enum LiveError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Feed(#[from] FeedError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("the HTTP server stopped: {source}")]
+    #[error("the HTTP server stopped")]
     Serve { source: std::io::Error },
     #[error("an engine thread could not be started or joined: {message}")]
     Thread { message: String },
@@ -92,11 +92,11 @@ pub async fn run_host(
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
     let runtime = Runtime::new(config.runtime.to_runtime())?;
-    let FeedConfig::Replay { data, symbol, pace_ms } = &config.feed;
+    let FeedConfig { data, symbol, pace_ms, .. } = &config.feed;
     let bars = load_source(data, symbol, CsvLimits::default())?;
     let first_time = bars.first().map_or(0, |b| b.time);
     let pace = Duration::from_millis(options.pace_ms.unwrap_or(*pace_ms));
-    let BrokerConfig::Paper { starting_cash, commission } = config.broker.clone();
+    let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
 
     // Start every strategy before anything runs: a bad one stops the host
     // before it trades.

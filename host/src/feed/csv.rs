@@ -87,14 +87,14 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
             volume: volume.map_err(|m| row_error(line, m))?,
         };
         check_bar(&bar).map_err(|m| row_error(line, m))?;
-        if let Some(prev) = bars.last() {
-            if bar.time <= prev.time {
-                let what = if bar.time == prev.time { "repeats" } else { "goes back before" };
-                return Err(row_error(
-                    line,
-                    format!("timestamp {} {what} the previous row's {}", field(0), crate::bar::format_time(prev.time)),
-                ));
-            }
+        if let Some(prev) = bars.last()
+            && bar.time <= prev.time
+        {
+            let what = if bar.time == prev.time { "repeats" } else { "goes back before" };
+            return Err(row_error(
+                line,
+                format!("timestamp {} {what} the previous row's {}", field(0), crate::bar::format_time(prev.time)),
+            ));
         }
         bars.push(bar);
     }

@@ -11,7 +11,7 @@ use crate::bar::Bar;
 /// Why market data could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: String, source: std::io::Error },
     #[error("{path} is empty: expected a header `Date,Open,High,Low,Close,Volume` and at least one row")]
     Empty { path: String },

@@ -34,10 +34,10 @@ impl host::Host for HostState {
             }
             message.truncate(cut);
         }
-        if let Some(output) = &self.output {
-            if !output.spend(message.len()) {
-                return;
-            }
+        if let Some(output) = &self.output
+            && !output.spend(message.len())
+        {
+            return;
         }
         let strategy = &*self.strategy;
         match level {

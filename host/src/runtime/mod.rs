@@ -72,7 +72,7 @@ impl Default for RuntimeConfig {
 pub enum RuntimeError {
     #[error("cannot configure the WebAssembly engine: {message}")]
     Engine { message: String },
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("cannot read plugin {path}")]
     Read { path: String, source: std::io::Error },
     #[error("plugin `{plugin}` is {size} bytes, over the limit of {limit}")]
     TooLarge { plugin: String, size: usize, limit: usize },

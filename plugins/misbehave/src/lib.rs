@@ -7,7 +7,7 @@
 //! - `trap`: panic;
 //! - `oom`: allocate until memory runs out;
 //! - `spam`: write `spam` bytes to stdout and stderr;
-//! - `probe`: report what the sandbox lets it see (files, env, clock, time);
+//! - `probe`: report what the sandbox lets it see (files, env, clock);
 //! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's).
 
 use std::cell::RefCell;
@@ -20,8 +20,8 @@ wit_bindgen::generate!({
 use exports::stratbox::strategy::strategy::Guest;
 use stratbox::strategy::host;
 use stratbox::strategy::types::{
-    Action, Bar, BarAction, Decimal, Fill, Info, Level, Notification, OrderIntent, OrderType, Param, Rejection, Side,
-    Signal, TimeInForce,
+    Action, Bar, BarAction, Decimal, Fill, Info, Level, Notification, OrderIntent, OrderType, Param, ParamKind,
+    ParamSpec, Rejection, Side, Signal, TimeInForce,
 };
 
 #[derive(Default)]
@@ -44,13 +44,16 @@ fn notify(message: String) -> Action {
     Action::Notify(Notification { level: Level::Info, message })
 }
 
+fn spec(key: &str, kind: ParamKind, default: &str) -> ParamSpec {
+    ParamSpec { key: key.into(), kind, default: default.into(), description: String::new() }
+}
+
 fn probe() -> String {
     let root = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.kind());
     let env = std::env::vars().count();
     let args = std::env::args().count();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let net = std::net::TcpStream::connect("127.0.0.1:9").map_err(|e| e.kind());
-    format!("fs={root:?} env={env} args={args} wall_ms={now} host_now={} net={:?}", host::now(), net.map(|_| ()))
+    format!("fs={root:?} env={env} args={args} wall_ms={now} host_now={}", host::now())
 }
 
 impl Guest for Component {
@@ -59,7 +62,13 @@ impl Guest for Component {
             name: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "misbehaves on request, for tests".into(),
-            params: Vec::new(),
+            params: vec![
+                spec("mode", ParamKind::Text, "ok"),
+                spec("at", ParamKind::Integer, ""),
+                spec("symbol", ParamKind::Text, ""),
+                spec("qty", ParamKind::Integer, "1"),
+                spec("spam", ParamKind::Integer, "1048576"),
+            ],
         }
     }
 

@@ -212,7 +212,7 @@ mod tests {
     fn fixed_point_conversion() {
         assert_eq!(to_fixed(12345, 2), 123_450_000_000);
         assert_eq!(to_fixed(-5, 0), -5_000_000_000);
-        assert_eq!(to_fixed(1_500_000_000_5, 10), 1_500_000_001); // rounds half up
+        assert_eq!(to_fixed(15_000_000_005, 10), 1_500_000_001); // rounds half up
         assert_eq!(to_fixed(-15, 10), -2);
         assert_eq!(to_fixed(i64::MAX, 255), 0);
     }

@@ -1,0 +1,74 @@
+//! The real binary: exit codes, and no panic on bad input.
+
+use std::process::{Command, Output};
+
+fn stratbox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stratbox")).args(args).env("RUST_LOG", "warn").output().expect("the binary runs")
+}
+
+fn data(name: &str) -> String {
+    format!("{}/../data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn assert_fails_cleanly(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no partial report: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn backtest_succeeds_with_the_bundled_plugin() {
+    let output = stratbox(&["backtest", "--strategy", "sma-crossover", "--data", &data("IBM.csv"), "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["bars"], 3270);
+    assert_eq!(json["symbol"], "IBM");
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_csv = dir.path().join("bad.csv");
+    std::fs::write(&bad_csv, "Date,Open,High,Low,Close,Volume\n2000-01-03,1,2,1,x,5\n").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let ibm = data("IBM.csv");
+    let cases: [(&[&str], &str); 5] = [
+        (&["backtest", "--strategy", "sma-crossover", "--data", bad_csv.to_str().unwrap()], "line 2: close `x`"),
+        (&["backtest", "--strategy", "sma-crossover", "--data", "/nope.csv"], "cannot read /nope.csv"),
+        (&["backtest", "--strategy", core.to_str().unwrap(), "--data", &ibm], "core WebAssembly module"),
+        (&["backtest", "--strategy", "sma-crossover", "--data", &ibm, "--param", "slow=x"], "expects integer"),
+        (&["plugin", "inspect", "/nope.wasm"], "cannot read plugin /nope.wasm"),
+    ];
+    for (args, expected) in cases {
+        assert_fails_cleanly(&stratbox(args), expected);
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let output = stratbox(&["backtest", "--strategy", "x", "--data", "y", "--param", "novalue"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected KEY=VALUE"));
+}
+
+#[test]
+fn run_exits_when_the_feed_is_done_if_asked() {
+    let output = stratbox(&["run", "--listen", "127.0.0.1:0", "--pace-ms", "0", "--exit-when-done"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("order #1: buy 10 AAPL") && stdout.contains("pnl: realized"), "{stdout}");
+    assert!(stdout.contains("feed finished") && stdout.contains("final equity"), "{stdout}");
+}
+
+#[test]
+fn a_bad_config_names_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\npace = 3\n").unwrap();
+    let output = stratbox(&["run", "--config", path.to_str().unwrap()]);
+    assert_fails_cleanly(&output, "key `feed.pace`: unknown field `pace`, expected one of");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("c.toml"));
+}

@@ -1,0 +1,199 @@
+//! A strategy sees only the contract, is stopped when it misbehaves, and
+//! never takes the host down. Uses the `misbehave` test plugin.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use stratbox::bar::Bar;
+use stratbox::broker::PaperBroker;
+use stratbox::engine::{Engine, Event};
+use stratbox::feed::{CsvLimits, load_csv};
+use stratbox::order::Action;
+use stratbox::risk::RiskLimits;
+use stratbox::runtime::{Clock, Plugin, Runtime, RuntimeConfig, WasmStrategy};
+use stratbox::strategy::{Fault, Strategy, StrategyError};
+use stratbox_tests::{MISBEHAVE_WASM, SMA_CROSSOVER_WASM, data};
+
+fn runtime(config: RuntimeConfig) -> Runtime {
+    Runtime::new(RuntimeConfig { max_instances: 8, restart_backoff: Duration::ZERO, ..config }).unwrap()
+}
+
+fn misbehave(runtime: &Runtime) -> Arc<Plugin> {
+    runtime.load("misbehave", &std::fs::read(MISBEHAVE_WASM).unwrap()).unwrap()
+}
+
+fn start(runtime: &Runtime, plugin: &Arc<Plugin>, params: &[(&str, &str)]) -> WasmStrategy {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    runtime.instantiate(plugin, &params, Clock::virtual_at(0)).unwrap()
+}
+
+fn ibm() -> Vec<Bar> {
+    load_csv(&data("IBM.csv"), "IBM", CsvLimits::default()).unwrap()
+}
+
+fn notes(actions: &[(usize, Action)]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Notify { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_deadline_and_the_host_goes_on() {
+    let rt = runtime(RuntimeConfig { call_timeout: Duration::from_millis(100), max_restarts: 1, ..Default::default() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let at = bars[3].time.to_string();
+    let mut looping = start(&rt, &plugin, &[("mode", "loop"), ("at", &at)]);
+
+    let err = looping.on_bars(&bars[..5]).unwrap_err();
+    assert!(
+        matches!(&err, StrategyError::Restarted { fault: Fault::Deadline { timeout_ms: 100 }, restarts: 1, .. }),
+        "{err}"
+    );
+    // The restarted instance works again on later bars.
+    looping.on_bars(&bars[5..10]).unwrap();
+    // A second loop exceeds max_restarts: the strategy is marked failed.
+    let err = looping.on_bars(&bars[..5]).unwrap_err();
+    assert!(matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("deadline")), "{err}");
+    assert!(matches!(looping.on_bars(&bars[5..6]), Err(StrategyError::Failed { .. })));
+
+    // The runtime and other strategies are unaffected.
+    let sma = rt.load("sma", &std::fs::read(SMA_CROSSOVER_WASM).unwrap()).unwrap();
+    let mut engine = Engine::new(
+        Box::new(start(&rt, &sma, &[])),
+        Box::new(PaperBroker::default()),
+        RiskLimits::default(),
+        Decimal::from(100_000),
+    );
+    engine.run(&bars, 128).unwrap();
+    assert!(engine.counts().fills > 100);
+}
+
+#[test]
+fn a_trap_restarts_the_strategy_until_it_is_marked_failed() {
+    let rt = runtime(RuntimeConfig { max_restarts: 2, ..Default::default() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let mut trapping = start(&rt, &plugin, &[("mode", "trap")]);
+    for expected in 1..=2 {
+        let err = trapping.on_bars(&bars[..2]).unwrap_err();
+        let StrategyError::Restarted { fault: Fault::Trap { message }, restarts, call, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!((*restarts, *call), (expected, "on-bars"));
+        assert!(message.contains("unreachable") || message.contains("wasm trap"), "{message}");
+    }
+    assert!(matches!(trapping.on_bars(&bars[..2]), Err(StrategyError::Failed { .. })));
+    assert_eq!(trapping.restarts(), 2);
+    assert!(trapping.failure().is_some());
+}
+
+#[test]
+fn the_engine_reports_a_restart_and_keeps_trading() {
+    let rt = runtime(RuntimeConfig { max_restarts: 1, ..Default::default() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let at = bars[10].time.to_string();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let strategy = start(&rt, &plugin, &[("mode", "trap"), ("at", &at)]);
+    let mut engine =
+        Engine::new(Box::new(strategy), Box::new(PaperBroker::default()), RiskLimits::default(), Decimal::from(1000))
+            .with_events(move |e| sink.lock().unwrap().push(e));
+    engine.run(&bars[..40], 4).unwrap();
+    assert_eq!(engine.counts().restarts, 1);
+    assert_eq!(engine.counts().bars, 40);
+    let events = events.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::StrategyRestarted { error } if error.contains("trapped"))));
+    drop(events);
+    // The fresh instance saw every bar after the lost batch (bars 8..12).
+    let state = engine.strategy_mut().save_state().unwrap();
+    assert_eq!(u64::from_le_bytes(state.try_into().unwrap()), 28);
+}
+
+#[test]
+fn memory_is_capped_per_store() {
+    let rt = runtime(RuntimeConfig { memory_limit: 16 << 20, max_restarts: 0, ..Default::default() });
+    let plugin = misbehave(&rt);
+    let mut hog = start(&rt, &plugin, &[("mode", "oom")]);
+    let err = hog.on_bars(&ibm()[..1]).unwrap_err();
+    assert!(matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("trapped")), "{err}");
+    // A well-behaved instance of the same plugin still starts.
+    let mut ok = start(&rt, &plugin, &[]);
+    assert_eq!(notes(&ok.on_bars(&ibm()[..3]).unwrap()), vec!["seen 3"]);
+}
+
+#[test]
+fn output_over_the_budget_is_dropped_without_a_trap() {
+    let rt = runtime(RuntimeConfig { log_bytes_per_call: 1024, max_restarts: 0, ..Default::default() });
+    let plugin = misbehave(&rt);
+    let mut chatty = start(&rt, &plugin, &[("mode", "spam"), ("spam", "2000000")]);
+    chatty.on_bars(&ibm()[..2]).unwrap();
+    chatty.on_bars(&ibm()[2..3]).unwrap();
+}
+
+#[test]
+fn the_sandbox_has_no_files_no_environment_and_virtual_time() {
+    let rt = runtime(RuntimeConfig::default());
+    let plugin = misbehave(&rt);
+    let mut probe = start(&rt, &plugin, &[("mode", "probe")]);
+    let bars = ibm();
+    let seen = notes(&probe.on_bars(&bars[..1]).unwrap());
+    let line = &seen[0];
+    assert!(line.contains("fs=Err("), "no directory is preopened: {line}");
+    assert!(line.contains("env=0 args=0"), "no environment or arguments: {line}");
+    let time = bars[0].time;
+    assert!(line.contains(&format!("wall_ms={time} host_now={time}")), "clocks follow the bars: {line}");
+}
+
+#[test]
+fn risk_checks_decide_what_reaches_the_broker() {
+    let rt = runtime(RuntimeConfig::default());
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let risk = RiskLimits {
+        max_position: Some(Decimal::from(5)),
+        max_order_notional: Some(Decimal::from(10_000)),
+        allowed_symbols: Some(vec!["IBM".into()]),
+    };
+    let run = |params: &[(&str, &str)]| {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let mut engine = Engine::new(
+            Box::new(start(&rt, &plugin, params)),
+            Box::new(PaperBroker::default()),
+            risk.clone(),
+            Decimal::from(100_000),
+        )
+        .with_events(move |e| sink.lock().unwrap().push(e));
+        engine.run(&bars[..20], 5).unwrap();
+        let events = events.lock().unwrap().clone();
+        (engine.counts(), engine.portfolio().qty("IBM"), events)
+    };
+
+    let (counts, position, _) = run(&[("mode", "buy")]);
+    assert_eq!(position, Decimal::from(5), "buys stop at the position limit");
+    assert_eq!((counts.orders, counts.rejected), (5, 15));
+
+    let (counts, position, events) = run(&[("mode", "buy"), ("symbol", "MSFT")]);
+    assert_eq!((counts.orders, counts.rejected, position), (0, 20, Decimal::ZERO));
+    let rejected = events
+        .iter()
+        .filter(|e| matches!(e, Event::Rejected { reason, .. } if reason.contains("not in the allowed symbols")))
+        .count();
+    assert_eq!(rejected, 20);
+    // The strategy hears about each rejection through on-reject.
+    let told = events
+        .iter()
+        .filter(|e| matches!(e, Event::Notified { message, .. } if message.starts_with("rejected")))
+        .count();
+    assert_eq!(told, 20);
+
+    let (counts, _, _) = run(&[("mode", "buy"), ("qty", "100")]);
+    assert_eq!(counts.orders, 0, "100 shares of IBM exceed both limits");
+}
