@@ -197,3 +197,19 @@ fn risk_checks_decide_what_reaches_the_broker() {
     let (counts, _, _) = run(&[("mode", "buy"), ("qty", "100")]);
     assert_eq!(counts.orders, 0, "100 shares of IBM exceed both limits");
 }
+
+#[test]
+fn absurd_quantities_are_refused_without_limits_configured() {
+    let rt = runtime(RuntimeConfig::default());
+    let plugin = misbehave(&rt);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let strategy = start(&rt, &plugin, &[("mode", "buy"), ("qty", &i64::MAX.to_string())]);
+    let mut engine =
+        Engine::new(Box::new(strategy), Box::new(PaperBroker::default()), RiskLimits::default(), Decimal::from(1000))
+            .with_events(move |e| sink.lock().unwrap().push(e));
+    engine.run(&ibm()[..10], 3).unwrap();
+    assert_eq!((engine.counts().orders, engine.counts().rejected), (0, 10));
+    let events = events.lock().unwrap();
+    assert!(events.iter().all(|e| !matches!(e, Event::Rejected { reason, .. } if !reason.contains("host maximum"))));
+}

@@ -208,6 +208,22 @@ impl Config {
         if config.strategies.is_empty() {
             return Err(invalid("at least one [[strategy]] is required".into()));
         }
+        let BrokerConfig { starting_cash, commission, .. } = &config.broker;
+        if *starting_cash < Decimal::ZERO || *starting_cash > Decimal::from(1_000_000_000_000_000_i64) {
+            return Err(invalid(format!("key `broker.starting_cash`: expected 0 to 1e15, got {starting_cash}")));
+        }
+        if commission.rate < Decimal::ZERO || commission.rate > Decimal::ONE {
+            return Err(invalid(format!(
+                "key `broker.commission.rate`: expected a fraction from 0 to 1, got {}",
+                commission.rate
+            )));
+        }
+        if commission.per_order < Decimal::ZERO || commission.per_order > Decimal::from(1_000_000_000) {
+            return Err(invalid(format!(
+                "key `broker.commission.per_order`: expected 0 to 1e9, got {}",
+                commission.per_order
+            )));
+        }
         let mut names: Vec<String> =
             config.strategies.iter().map(|s| s.name.clone().unwrap_or_else(|| s.plugin.clone())).collect();
         names.sort();
@@ -293,6 +309,18 @@ mod tests {
         assert!(err.contains("used twice"), "{err}");
         assert!(Config::parse("\u{0}\u{1}garbage[[[", "c.toml").is_err());
         assert!(Config::parse("", "c.toml").is_err());
+    }
+
+    #[test]
+    fn refuses_out_of_range_money() {
+        for (from, to, key) in [
+            ("starting_cash = 100000", "starting_cash = -1", "broker.starting_cash"),
+            ("starting_cash = 100000", "starting_cash = 100000\ncommission = { rate = 2 }", "broker.commission.rate"),
+            ("starting_cash = 100000", "starting_cash = 100000\ncommission = { per_order = \"-1\" }", "per_order"),
+        ] {
+            let err = Config::parse(&EMBEDDED_DEFAULT.replace(from, to), "c.toml").unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@ use crate::strategy::{Strategy, StrategyError};
 /// callbacks cannot ping-pong forever.
 const MAX_FEEDBACK_ROUNDS: usize = 16;
 
+/// Largest quantity one order may have; with prices capped at 1e15 this
+/// keeps every exact sum in the portfolio far from overflow.
+pub const MAX_ORDER_QTY: Decimal = Decimal::from_parts(0xd4a5_1000, 0xe8, 0, false, 0); // 1e12
+
 /// Something that happened, for printing, logging and notifications.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -230,6 +234,11 @@ impl Engine {
             Action::Submit { intent } => {
                 self.last_intent += 1;
                 let intent_id = self.last_intent;
+                if intent.qty > MAX_ORDER_QTY {
+                    let reason = format!("quantity {} exceeds the host maximum of {MAX_ORDER_QTY}", intent.qty);
+                    self.reject(intent_id, intent.symbol, reason, time);
+                    return;
+                }
                 let exposure = self.portfolio.qty(&intent.symbol) + self.broker.open_exposure(&intent.symbol);
                 let last_price = self.portfolio.last_close(&intent.symbol);
                 if let Err(violation) = self.risk.check(&intent, exposure, last_price) {

@@ -123,7 +123,13 @@ fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {
         .map_err(|_| format!("{column} `{text}` is not a decimal number"))
 }
 
+/// Largest price or volume accepted, so exact arithmetic on them cannot overflow.
+const MAX_VALUE: Decimal = Decimal::from_parts(0xa4c6_8000, 0x38d7e, 0, false, 0); // 1e15
+
 fn check_bar(bar: &Bar) -> Result<(), String> {
+    if [bar.open, bar.high, bar.low, bar.close, bar.volume].iter().any(|v| *v > MAX_VALUE) {
+        return Err(format!("values above {MAX_VALUE} are not accepted"));
+    }
     if bar.open <= Decimal::ZERO || bar.high <= Decimal::ZERO || bar.low <= Decimal::ZERO || bar.close <= Decimal::ZERO
     {
         return Err("prices must be positive".to_string());
@@ -195,6 +201,7 @@ mod tests {
             "2000-03-01,1,2,3,2,3",
             "2000-13-01,1,2,1,2,3",
             "2000-03-01,1,2,1,99999999999999999999999999999999,3",
+            "2000-03-01,1,2e15,1,2,3",
             "2000-03-01,1,2",
         ] {
             let text = format!("Date,Open,High,Low,Close,Volume\n{row}\n");
