@@ -41,6 +41,9 @@ pub struct BenchReport {
     pub native: Measurement,
     /// Plugin time over native time.
     pub ratio: f64,
+    /// Mean time to instantiate the plugin from its `InstancePre` and run
+    /// `init`, in microseconds.
+    pub instantiate_us: f64,
 }
 
 /// A deterministic random walk of `n` one-minute bars, prices in cents.
@@ -92,8 +95,15 @@ impl Strategy for NativeSma {
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
         let mut actions = Vec::new();
         for (index, bar) in bars.iter().enumerate() {
-            let close = bar.close.normalize();
-            let fixed = sma_crossover::to_fixed(close.mantissa() as i64, close.scale() as u8);
+            // The same conversion the plugin boundary makes.
+            let close = match i64::try_from(bar.close.mantissa()) {
+                Ok(m) => (m, bar.close.scale()),
+                Err(_) => {
+                    let n = bar.close.normalize();
+                    (i64::try_from(n.mantissa()).unwrap_or(i64::MAX), n.scale())
+                }
+            };
+            let fixed = sma_crossover::to_fixed(close.0, close.1 as u8);
             let Some(order) = self.rules.on_close(fixed) else { continue };
             let (side, qty) = match order {
                 Order::Buy(q) => (Side::Buy, q),
@@ -196,5 +206,12 @@ pub fn run(bars: usize, batch: usize) -> Result<BenchReport, BenchError> {
         )));
     }
     let ratio = plugin_m.seconds / native_m.seconds;
-    Ok(BenchReport { plugin: plugin_m, native: native_m, ratio })
+
+    const INSTANCES: u32 = 1000;
+    let start = Instant::now();
+    for _ in 0..INSTANCES {
+        drop(wasm()?);
+    }
+    let instantiate_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(INSTANCES);
+    Ok(BenchReport { plugin: plugin_m, native: native_m, ratio, instantiate_us })
 }

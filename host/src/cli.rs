@@ -155,6 +155,7 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
                         )?;
                     }
                     writeln!(out, "plugin/native time ratio: {:.2}", report.ratio)?;
+                    writeln!(out, "instantiate + init from InstancePre: {:.1} µs", report.instantiate_us)?;
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -21,13 +21,24 @@ pub struct Position {
     pub last_price: Decimal,
 }
 
+/// One symbol's position and last close.
+#[derive(Debug, Clone)]
+struct Book {
+    symbol: Arc<str>,
+    /// Last close seen, whether or not a position is held.
+    close: Option<Decimal>,
+    position: Position,
+}
+
 #[derive(Debug, Clone)]
 pub struct Portfolio {
     pub starting_cash: Decimal,
     pub cash: Decimal,
-    positions: HashMap<Arc<str>, Position>,
-    /// Last close of every symbol seen, held or not.
-    closes: HashMap<Arc<str>, Decimal>,
+    books: Vec<Book>,
+    index: HashMap<Arc<str>, usize>,
+    /// The book used last; bars of one symbol share one `Arc`, so a pointer
+    /// comparison usually finds the book without hashing.
+    recent: usize,
     pub realized_pnl: Decimal,
     pub commission: Decimal,
     peak_equity: Decimal,
@@ -41,8 +52,9 @@ impl Portfolio {
         Self {
             starting_cash,
             cash: starting_cash,
-            positions: HashMap::new(),
-            closes: HashMap::new(),
+            books: Vec::new(),
+            index: HashMap::new(),
+            recent: 0,
             realized_pnl: Decimal::ZERO,
             commission: Decimal::ZERO,
             peak_equity: starting_cash,
@@ -51,29 +63,45 @@ impl Portfolio {
         }
     }
 
+    fn book(&mut self, symbol: &Arc<str>) -> &mut Book {
+        let hit = self.books.get(self.recent).is_some_and(|b| Arc::ptr_eq(&b.symbol, symbol));
+        if !hit {
+            self.recent = match self.index.get(symbol) {
+                Some(&at) => at,
+                None => {
+                    self.books.push(Book { symbol: symbol.clone(), close: None, position: Position::default() });
+                    self.index.insert(symbol.clone(), self.books.len() - 1);
+                    self.books.len() - 1
+                }
+            };
+        }
+        &mut self.books[self.recent]
+    }
+
     pub fn position(&self, symbol: &str) -> Option<&Position> {
-        self.positions.get(symbol)
+        self.index.get(symbol).map(|&at| &self.books[at].position)
     }
 
     pub fn last_close(&self, symbol: &str) -> Option<Decimal> {
-        self.closes.get(symbol).copied()
+        self.index.get(symbol).and_then(|&at| self.books[at].close)
     }
 
     pub fn qty(&self, symbol: &str) -> Decimal {
-        self.positions.get(symbol).map_or(Decimal::ZERO, |p| p.qty)
+        self.position(symbol).map_or(Decimal::ZERO, |p| p.qty)
     }
 
     /// Applies a fill and returns the new position in its symbol.
     pub fn apply(&mut self, fill: &Fill) -> Decimal {
-        let pos = self.positions.entry(fill.symbol.clone()).or_default();
         let signed = fill.side.sign() * fill.qty;
+        let mut realized = Decimal::ZERO;
+        let pos = &mut self.book(&fill.symbol).position;
         if pos.qty.is_zero() || pos.qty.is_sign_positive() == signed.is_sign_positive() {
             let total = pos.qty.abs() + fill.qty;
             pos.avg_price = (pos.avg_price * pos.qty.abs() + fill.price * fill.qty) / total;
         } else {
             let closing = pos.qty.abs().min(fill.qty);
             let direction = if pos.qty.is_sign_positive() { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
-            self.realized_pnl += closing * (fill.price - pos.avg_price) * direction;
+            realized = closing * (fill.price - pos.avg_price) * direction;
             if fill.qty > closing {
                 // Flipped through zero: the remainder opens at the fill price.
                 pos.avg_price = fill.price;
@@ -84,45 +112,39 @@ impl Portfolio {
             pos.avg_price = Decimal::ZERO;
         }
         pos.last_price = fill.price;
+        let qty = pos.qty;
+        self.realized_pnl += realized - fill.commission;
         self.cash -= signed * fill.price + fill.commission;
-        self.realized_pnl -= fill.commission;
         self.commission += fill.commission;
-        pos.qty
+        qty
     }
 
     /// Records the bar's close and updates the drawdown.
     pub fn mark(&mut self, bar: &Bar) {
-        match self.closes.get_mut(&bar.symbol) {
-            Some(close) => *close = bar.close,
-            None => {
-                self.closes.insert(bar.symbol.clone(), bar.close);
-            }
-        }
-        if let Some(pos) = self.positions.get_mut(&bar.symbol) {
-            pos.last_price = bar.close;
-        }
+        let book = self.book(&bar.symbol);
+        book.close = Some(bar.close);
+        book.position.last_price = bar.close;
         let equity = self.equity();
         if equity > self.peak_equity {
             self.peak_equity = equity;
+            return;
         }
         let drawdown = self.peak_equity - equity;
         if drawdown > self.max_drawdown {
             self.max_drawdown = drawdown;
         }
-        if self.peak_equity > Decimal::ZERO {
-            let pct = drawdown / self.peak_equity;
-            if pct > self.max_drawdown_pct {
-                self.max_drawdown_pct = pct;
-            }
+        // Compare by multiplying; divide only for a new maximum.
+        if self.peak_equity > Decimal::ZERO && drawdown > self.max_drawdown_pct * self.peak_equity {
+            self.max_drawdown_pct = drawdown / self.peak_equity;
         }
     }
 
     pub fn equity(&self) -> Decimal {
-        self.cash + self.positions.values().map(|p| p.qty * p.last_price).sum::<Decimal>()
+        self.cash + self.books.iter().map(|b| b.position.qty * b.position.last_price).sum::<Decimal>()
     }
 
     pub fn unrealized_pnl(&self) -> Decimal {
-        self.positions.values().map(|p| (p.last_price - p.avg_price) * p.qty).sum()
+        self.books.iter().map(|b| (b.position.last_price - b.position.avg_price) * b.position.qty).sum()
     }
 }
 

@@ -72,3 +72,14 @@ fn a_bad_config_names_file_and_key() {
     assert_fails_cleanly(&output, "key `feed.pace`: unknown field `pace`, expected one of");
     assert!(String::from_utf8_lossy(&output.stderr).contains("c.toml"));
 }
+
+#[test]
+fn bench_runs_both_sides_on_the_same_bars_and_they_agree() {
+    // Not a timing test: it checks the benchmark's two runs trade identically.
+    let output = stratbox(&["bench", "--bars", "20000", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["plugin"]["bars"], 20000);
+    assert!(json["plugin"]["fills"].as_u64().unwrap() > 100);
+    assert_eq!(json["plugin"]["fills"], json["native"]["fills"]);
+}

@@ -38,6 +38,14 @@ pub fn decimal_from_wit(value: wit::Decimal) -> Result<Decimal, ContractError> {
         .map_err(|_| ContractError(format!("decimal scale {} exceeds 28", value.scale)))
 }
 
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+pub fn truncate_utf8(text: &mut String, max: usize) {
+    if text.len() > max {
+        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+    }
+}
+
 /// Writes `bar` into a reusable guest bar, keeping its string's allocation.
 pub fn bar_into_wit(bar: &Bar, out: &mut wit::Bar) -> Result<(), ContractError> {
     out.symbol.clear();
@@ -82,13 +90,7 @@ pub fn action_from_wit(action: wit::Action) -> Result<Action, ContractError> {
         wit::Action::Cancel(intent_id) => Action::Cancel { intent_id },
         wit::Action::Notify(n) => {
             let mut message = n.message;
-            if message.len() > MAX_NOTIFY_LEN {
-                let mut cut = MAX_NOTIFY_LEN;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
-            }
+            truncate_utf8(&mut message, MAX_NOTIFY_LEN);
             let level = match n.level {
                 wit::Level::Info => Level::Info,
                 wit::Level::Warning => Level::Warning,
@@ -156,6 +158,15 @@ mod tests {
         let fitted = decimal_to_wit(padded).unwrap();
         assert_eq!((fitted.mantissa, fitted.scale), (1_000_000_000, 0));
         assert!(decimal_from_wit(wit::Decimal { mantissa: 1, scale: 29 }).is_err());
+    }
+
+    #[test]
+    fn truncates_at_character_boundaries() {
+        let mut text = "aé€".to_string(); // 1 + 2 + 3 bytes
+        truncate_utf8(&mut text, 4);
+        assert_eq!(text, "aé");
+        truncate_utf8(&mut text, 2);
+        assert_eq!(text, "a");
     }
 
     #[test]

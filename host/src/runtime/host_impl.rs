@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::bindings::{host, types};
-use super::convert::decimal_to_wit;
+use super::convert::{decimal_to_wit, truncate_utf8};
 use super::sandbox::{Clock, LogBudget};
 
 /// Longest `log` message kept; the rest is cut.
@@ -27,13 +27,7 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, mut message: String) {
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut cut = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        truncate_utf8(&mut message, MAX_LOG_MESSAGE);
         if let Some(output) = &self.output
             && !output.spend(message.len())
         {

@@ -29,6 +29,8 @@ pub struct Crossover {
     slow: usize,
     /// The last `slow` closes; close number `n` lives at `n % slow`.
     ring: Vec<i128>,
+    /// Where the next close goes: `seen % slow`, kept without dividing.
+    slot: usize,
     /// How many closes have been pushed.
     seen: u64,
     sum_fast: i128,
@@ -45,7 +47,7 @@ impl Crossover {
         if slow > MAX_WINDOW {
             return Err(WindowError(format!("slow window {slow} exceeds the maximum of {MAX_WINDOW}")));
         }
-        Ok(Self { fast, slow, ring: vec![0; slow], seen: 0, sum_fast: 0, sum_slow: 0, last_sign: 0 })
+        Ok(Self { fast, slow, ring: vec![0; slow], slot: 0, seen: 0, sum_fast: 0, sum_slow: 0, last_sign: 0 })
     }
 
     pub fn fast(&self) -> usize {
@@ -58,23 +60,24 @@ impl Crossover {
 
     /// Adds the next close (in fixed-point units) and reports a cross at it.
     pub fn push(&mut self, close: i128) -> Option<Cross> {
-        let n = self.seen as usize;
-        let slot = n % self.slow;
-        if n >= self.slow {
+        let slot = self.slot;
+        if self.seen >= self.slow as u64 {
             self.sum_slow -= self.ring[slot];
         }
-        if n >= self.fast {
-            self.sum_fast -= self.ring[(n - self.fast) % self.slow];
+        if self.seen >= self.fast as u64 {
+            // Close number `seen - fast`, `fast` slots behind this one.
+            let back = if slot >= self.fast { slot - self.fast } else { slot + self.slow - self.fast };
+            self.sum_fast -= self.ring[back];
         }
         self.ring[slot] = close;
         self.sum_slow += close;
         self.sum_fast += close;
         self.seen += 1;
+        self.slot = if slot + 1 == self.slow { 0 } else { slot + 1 };
         if self.seen < self.slow as u64 {
             return None;
         }
-        let diff = self.sum_fast * self.slow as i128 - self.sum_slow * self.fast as i128;
-        let sign = diff.signum() as i8;
+        let sign = self.difference_sign();
         if sign == 0 {
             return None;
         }
@@ -83,6 +86,21 @@ impl Crossover {
             (-1, 1) => Some(Cross::Up),
             (1, -1) => Some(Cross::Down),
             _ => None,
+        }
+    }
+
+    /// Sign of `sum_fast · slow − sum_slow · fast`.
+    ///
+    /// WebAssembly has no 128-bit multiply, so while both sums are below
+    /// 2^47 the products (windows are below 2^14) are formed in `i64`, exactly.
+    fn difference_sign(&self) -> i8 {
+        const SMALL: i128 = 1 << 47;
+        let small = |v: i128| -SMALL < v && v < SMALL;
+        if small(self.sum_fast) && small(self.sum_slow) {
+            let d = self.sum_fast as i64 * self.slow as i64 - self.sum_slow as i64 * self.fast as i64;
+            d.signum() as i8
+        } else {
+            (self.sum_fast * self.slow as i128 - self.sum_slow * self.fast as i128).signum() as i8
         }
     }
 
@@ -106,6 +124,7 @@ impl Crossover {
         let ([sign], rest) = take::<1>(rest).ok_or_else(short)?;
         let mut state = Self::new(u32::from_le_bytes(fast) as usize, u32::from_le_bytes(slow) as usize)?;
         state.seen = u64::from_le_bytes(seen);
+        state.slot = (state.seen % state.slow as u64) as usize;
         state.last_sign = match sign as i8 {
             s @ -1..=1 => s,
             other => return Err(WindowError(format!("invalid sign {other} in state"))),
@@ -138,10 +157,17 @@ fn take<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {
 /// Converts `mantissa × 10^-scale` to fixed-point units, rounding half away
 /// from zero when `scale` exceeds [`FIXED_SCALE`].
 pub fn to_fixed(mantissa: i64, scale: u8) -> i128 {
+    const POW10: [i64; 10] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
     let scale = u32::from(scale);
     let m = i128::from(mantissa);
     if scale <= FIXED_SCALE {
-        m * 10_i128.pow(FIXED_SCALE - scale)
+        let factor = POW10[(FIXED_SCALE - scale) as usize];
+        // An i64 product avoids a 128-bit multiply when it cannot overflow.
+        if mantissa.unsigned_abs() <= (i64::MAX / factor) as u64 {
+            i128::from(mantissa * factor)
+        } else {
+            m * i128::from(factor)
+        }
     } else {
         let divisor = 10_i128.pow((scale - FIXED_SCALE).min(38));
         let (q, r) = (m / divisor, m % divisor);
@@ -251,6 +277,40 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn huge_closes_take_the_exact_path(
+            closes in prop::collection::vec(-1i128..3, 0..200),
+            fast in 1usize..4,
+            extra in 1usize..5,
+        ) {
+            // Closes near 2^50 push the sums past the i64 fast path.
+            let big: Vec<i128> = closes.iter().map(|c| (1i128 << 50) + c).collect();
+            let slow = fast + extra;
+            let mut last = 0;
+            let mut direct = Vec::new();
+            for i in slow - 1..big.len() {
+                let s = diff_sign(&big, i, fast, slow);
+                if s != 0 {
+                    if last == -1 && s == 1 { direct.push((i, Cross::Up)); }
+                    if last == 1 && s == -1 { direct.push((i, Cross::Down)); }
+                    last = s;
+                }
+            }
+            prop_assert_eq!(run(fast, slow, &big), direct);
+        }
+
+        #[test]
+        fn fixed_point_matches_the_wide_computation(mantissa in any::<i64>(), scale in 0u8..30) {
+            let wide = if u32::from(scale) <= FIXED_SCALE {
+                i128::from(mantissa) * 10i128.pow(FIXED_SCALE - u32::from(scale))
+            } else {
+                let d = 10i128.pow(u32::from(scale) - FIXED_SCALE);
+                let (q, r) = (i128::from(mantissa) / d, i128::from(mantissa) % d);
+                if r.abs() * 2 >= d { q + i128::from(mantissa.signum()) } else { q }
+            };
+            prop_assert_eq!(to_fixed(mantissa, scale), wide);
+        }
+
         #[test]
         fn crosses_alternate_and_match_direct_computation(
             closes in prop::collection::vec(0i128..50, 0..400),
