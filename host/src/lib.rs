@@ -18,4 +18,5 @@ pub mod portfolio;
 pub mod report;
 pub mod risk;
 pub mod runtime;
+pub mod store;
 pub mod strategy;

@@ -40,6 +40,15 @@ pub enum OrderType {
     Limit { price: Decimal },
 }
 
+impl fmt::Display for OrderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderType::Market => f.write_str("market"),
+            OrderType::Limit { price } => write!(f, "limit {price}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeInForce {
     Day,

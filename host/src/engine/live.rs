@@ -251,7 +251,7 @@ fn spawn_engine(
 fn describe(strategy: &str, event: &Event) -> String {
     match event {
         Event::OrderPlaced { intent_id, intent, time } => format!(
-            "[{strategy}] {}  order #{intent_id}: {} {} {} ({:?})\n",
+            "[{strategy}] {}  order #{intent_id}: {} {} {} ({})\n",
             format_time(*time),
             intent.side,
             intent.qty,
