@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use stratbox::cli::{Cli, CliError};
 
+pub mod fake;
+
 /// The SMA crossover plugin, built by this crate's build script.
 pub const SMA_CROSSOVER_WASM: &str = env!("GUEST_SMA_CROSSOVER");
 /// The test plugin that loops, traps or hogs memory on request.

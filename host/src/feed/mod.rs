@@ -1,10 +1,26 @@
 //! Market data: where bars come from.
 
+mod alpaca;
+mod binance;
 mod csv;
+mod http;
+mod kalshi;
+mod poll;
 mod replay;
 
+pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
+pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
 pub use self::csv::{CsvLimits, load_csv, parse_csv};
+pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
+pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
+
+/// Parsers of venue answers, exposed for fixture tests.
+pub mod wire {
+    pub use super::alpaca::parse_page as alpaca_bars;
+    pub use super::binance::parse_klines as binance_klines;
+    pub use super::kalshi::parse_candles as kalshi_candles;
+}
 
 use crate::bar::Bar;
 
@@ -21,13 +37,37 @@ pub enum FeedError {
     Header { path: String, column: &'static str, found: String },
     #[error("{path}, line {line}: {message}")]
     Row { path: String, line: u64, message: String },
+    #[error("{venue} {endpoint}{}: {message} (body: {body})", status.map(|s| format!(" answered {s}")).unwrap_or_default())]
+    Venue {
+        venue: &'static str,
+        endpoint: String,
+        status: Option<u16>,
+        /// A truncated excerpt of the answer.
+        body: String,
+        message: String,
+    },
+    #[error("{venue} asked us to slow down")]
+    Throttled { venue: &'static str, retry_after: Option<std::time::Duration> },
+    #[error("missing credentials: set the environment variable {var}")]
+    MissingCredential { var: &'static str },
+    #[error("invalid feed settings: {message}")]
+    Config { message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A source of bars for the live engine, polled until it is exhausted.
 #[async_trait::async_trait]
 pub trait MarketData: Send {
     /// The next bars that closed, in time order; `None` once the feed ends.
+    /// Asking for the next batch acknowledges the previous one.
     async fn next_batch(&mut self) -> Result<Option<Vec<Bar>>, FeedError>;
+
+    /// Acknowledges the last batch without asking for another, e.g. before
+    /// a clean shutdown. An unacknowledged batch is delivered again.
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        Ok(())
+    }
 }
 
 /// Daily bars shipped in the binary (public domain; see `data/README.md`).

@@ -1,0 +1,153 @@
+//! Kalshi market candlesticks:
+//! `GET /trade-api/v2/series/{series}/markets/{ticker}/candlesticks`.
+//!
+//! Prices are YES-contract prices in cents (`open`) or, in newer answers,
+//! dollar strings (`open_dollars`); both become dollars. A period without a
+//! trade has no prices and yields no bar.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::FeedError;
+use super::http::{get, json};
+use super::poll::BarSource;
+use crate::bar::{Bar, Millis};
+
+const VENUE: &str = "kalshi";
+
+/// A market and the series it belongs to, both part of the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KalshiMarket {
+    pub series: String,
+    pub ticker: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KalshiCandlesConfig {
+    /// e.g. `https://api.elections.kalshi.com`.
+    pub base_url: String,
+    pub markets: Vec<KalshiMarket>,
+    /// Minutes per candle: 1, 60 or 1440.
+    pub period_minutes: u32,
+}
+
+pub struct KalshiCandles {
+    client: reqwest::Client,
+    config: KalshiCandlesConfig,
+    symbols: Vec<Arc<str>>,
+}
+
+impl KalshiCandles {
+    pub fn new(client: reqwest::Client, config: KalshiCandlesConfig) -> Result<Self, FeedError> {
+        if ![1, 60, 1440].contains(&config.period_minutes) {
+            return Err(FeedError::Config {
+                message: format!("kalshi period_interval must be 1, 60 or 1440, got {}", config.period_minutes),
+            });
+        }
+        let symbols = config.markets.iter().map(|m| Arc::from(m.ticker.as_str())).collect();
+        Ok(Self { client, config, symbols })
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    candlesticks: Vec<Candle>,
+}
+
+#[derive(Deserialize)]
+struct Candle {
+    end_period_ts: i64,
+    price: Prices,
+    #[serde(default)]
+    volume: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Prices {
+    open: Option<i64>,
+    high: Option<i64>,
+    low: Option<i64>,
+    close: Option<i64>,
+    open_dollars: Option<String>,
+    high_dollars: Option<String>,
+    low_dollars: Option<String>,
+    close_dollars: Option<String>,
+}
+
+/// Parses a candlesticks answer for `ticker`, whose candles span `period`.
+pub fn parse_candles(body: &[u8], ticker: &Arc<str>, period: Duration, endpoint: &str) -> Result<Vec<Bar>, FeedError> {
+    let answer: Answer = json(VENUE, endpoint, body)?;
+    let bad = |message: String| FeedError::Venue {
+        venue: VENUE,
+        endpoint: endpoint.into(),
+        status: Some(200),
+        body: String::new(),
+        message,
+    };
+    let dollars = |cents: Option<i64>, text: &Option<String>, what: &str| -> Result<Option<Decimal>, FeedError> {
+        match (text, cents) {
+            (Some(text), _) => {
+                Decimal::from_str(text).map(Some).map_err(|_| bad(format!("{what}_dollars `{text}` is not a decimal")))
+            }
+            (None, Some(cents)) => Ok(Some(Decimal::new(cents, 2))),
+            (None, None) => Ok(None),
+        }
+    };
+    let mut bars = Vec::new();
+    for candle in answer.candlesticks {
+        let p = &candle.price;
+        let prices = (
+            dollars(p.open, &p.open_dollars, "open")?,
+            dollars(p.high, &p.high_dollars, "high")?,
+            dollars(p.low, &p.low_dollars, "low")?,
+            dollars(p.close, &p.close_dollars, "close")?,
+        );
+        let (Some(open), Some(high), Some(low), Some(close)) = prices else { continue };
+        let volume = match &candle.volume {
+            None | Some(serde_json::Value::Null) => Decimal::ZERO,
+            Some(serde_json::Value::String(s)) => {
+                Decimal::from_str(s).map_err(|_| bad(format!("volume `{s}` is not a decimal")))?
+            }
+            Some(v) => v.as_i64().map(Decimal::from).ok_or_else(|| bad(format!("volume `{v}` is not a number")))?,
+        };
+        // The bar is stamped with its open time, like every other feed.
+        let time = candle.end_period_ts.saturating_mul(1000).saturating_sub(period.as_millis() as i64);
+        bars.push(Bar { symbol: ticker.clone(), time, open, high, low, close, volume });
+    }
+    Ok(bars)
+}
+
+#[async_trait::async_trait]
+impl BarSource for KalshiCandles {
+    fn name(&self) -> &str {
+        VENUE
+    }
+
+    fn symbols(&self) -> &[Arc<str>] {
+        &self.symbols
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(u64::from(self.config.period_minutes) * 60)
+    }
+
+    async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError> {
+        let mut bars = Vec::new();
+        for (market, ticker) in self.config.markets.iter().zip(&self.symbols) {
+            let endpoint = format!("/trade-api/v2/series/{}/markets/{}/candlesticks", market.series, market.ticker);
+            let url = format!("{}{endpoint}", self.config.base_url.trim_end_matches('/'));
+            let query = [
+                ("start_ts", (start / 1000).to_string()),
+                ("end_ts", (now / 1000).to_string()),
+                ("period_interval", self.config.period_minutes.to_string()),
+            ];
+            let body = get(VENUE, self.client.get(&url).query(&query), &endpoint).await?;
+            bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
+        }
+        Ok(bars)
+    }
+}

@@ -1,0 +1,150 @@
+//! Turns a venue's bar endpoint into a feed that delivers each closed bar
+//! once, in time order, across restarts.
+//!
+//! The last bar delivered per feed and symbol is kept in the [`Store`]. At
+//! start the feed backfills from there (or from a configured start), then
+//! polls at the configured period, aligned to its boundaries. A batch
+//! counts as consumed when the next one is requested, so a crash while a
+//! batch is processed delivers that batch again rather than losing it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{FeedError, MarketData};
+use crate::bar::{Bar, Millis};
+use crate::store::Store;
+
+/// A venue endpoint that returns bars for a time range.
+#[async_trait::async_trait]
+pub trait BarSource: Send + Sync {
+    /// The venue's name; it keys the cursors.
+    fn name(&self) -> &str;
+
+    fn symbols(&self) -> &[Arc<str>];
+
+    /// How long one bar spans.
+    fn period(&self) -> Duration;
+
+    /// Bars opening at or after `start`, for every symbol, in any order.
+    async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError>;
+}
+
+/// When and from where to poll.
+#[derive(Debug, Clone)]
+pub struct PollSchedule {
+    /// Time between polls; polls fall on multiples of it, plus `delay`.
+    pub every: Duration,
+    /// Wait after a boundary, so the venue has published the bar.
+    pub delay: Duration,
+    /// Where to start when a symbol has no cursor yet.
+    pub backfill_from: Millis,
+}
+
+/// A [`MarketData`] feed polling a [`BarSource`].
+pub struct PolledFeed<S> {
+    source: S,
+    store: Arc<Store>,
+    schedule: PollSchedule,
+    /// Batches fetched but not yet delivered, one timestamp each.
+    ready: VecDeque<Vec<Bar>>,
+    /// The batch handed out last, committed when the next is asked for.
+    delivered: Option<Vec<Bar>>,
+    polled_once: bool,
+    now: fn() -> Millis,
+}
+
+fn system_now() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl<S: BarSource> PolledFeed<S> {
+    pub fn new(source: S, store: Arc<Store>, schedule: PollSchedule) -> Self {
+        Self { source, store, schedule, ready: VecDeque::new(), delivered: None, polled_once: false, now: system_now }
+    }
+
+    /// Persists the cursors of the batch handed out last.
+    fn commit(&mut self) -> Result<(), FeedError> {
+        if let Some(batch) = self.delivered.take() {
+            for bar in &batch {
+                self.store.advance_cursor(self.source.name(), &bar.symbol, bar.time)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the next poll time: immediately the first time (backfill),
+    /// then on the next boundary of the period plus the delay.
+    async fn wait_for_poll(&mut self) {
+        if !self.polled_once {
+            self.polled_once = true;
+            return;
+        }
+        let every = self.schedule.every.as_millis().max(1) as i64;
+        let now = (self.now)();
+        let next = (now.div_euclid(every) + 1) * every + self.schedule.delay.as_millis() as i64;
+        tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
+    }
+
+    /// Fetches what is new since the cursors and queues it by timestamp.
+    async fn poll(&mut self) -> Result<(), FeedError> {
+        let name = self.source.name().to_string();
+        let mut cursors = Vec::with_capacity(self.source.symbols().len());
+        for symbol in self.source.symbols() {
+            cursors.push((symbol.clone(), self.store.cursor(&name, symbol)?));
+        }
+        let start = cursors
+            .iter()
+            .map(|(_, c)| c.map_or(self.schedule.backfill_from, |c| c + 1))
+            .min()
+            .unwrap_or(self.schedule.backfill_from);
+        let now = (self.now)();
+        let period = self.source.period().as_millis() as i64;
+        let mut bars = self.source.fetch(start, now).await?;
+        bars.retain(|bar| {
+            let Some((_, cursor)) = cursors.iter().find(|(s, _)| *s == bar.symbol) else { return false };
+            let fresh = cursor.is_none_or(|c| bar.time > c) && bar.time >= self.schedule.backfill_from.min(start);
+            fresh && bar.time.saturating_add(period) <= now
+        });
+        bars.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.symbol.cmp(&b.symbol)));
+        // A venue that repeats a bar (overlapping pages) delivers it once.
+        bars.dedup_by(|a, b| a.time == b.time && a.symbol == b.symbol);
+        let mut start = 0;
+        while start < bars.len() {
+            let time = bars[start].time;
+            let end = bars[start..].iter().position(|b| b.time != time).map_or(bars.len(), |n| start + n);
+            self.ready.push_back(bars[start..end].to_vec());
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: BarSource> MarketData for PolledFeed<S> {
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        self.commit()
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<Vec<Bar>>, FeedError> {
+        self.commit()?;
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                self.delivered = Some(batch.clone());
+                return Ok(Some(batch));
+            }
+            self.wait_for_poll().await;
+            match self.poll().await {
+                Ok(()) => {}
+                Err(FeedError::Throttled { venue, retry_after }) => {
+                    let wait = retry_after.unwrap_or(self.schedule.every);
+                    tracing::warn!(venue, ?wait, "throttled; waiting before the next poll");
+                    tokio::time::sleep(wait).await;
+                }
+                // A bad answer is logged and the feed carries on at the next poll.
+                Err(error @ FeedError::Venue { .. }) => tracing::error!(%error, "poll failed"),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

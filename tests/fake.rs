@@ -1,0 +1,176 @@
+//! Fake venue servers on `127.0.0.1:0` that speak the venues' wire formats:
+//! Alpaca's paginated stock bars, Binance klines and Kalshi candlesticks.
+//! Faults can be queued to make the next answers fail.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+/// A way to fail the next request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Status { code: u16, retry_after: Option<u64> },
+    Malformed,
+}
+
+#[derive(Default)]
+pub struct VenueState {
+    /// Alpaca bars as `(symbol, wire bar)`; served sorted by symbol, then time.
+    pub alpaca_bars: Vec<(String, Value)>,
+    /// Binance klines per symbol, 12-element rows.
+    pub binance_klines: HashMap<String, Vec<Value>>,
+    /// Kalshi candles per `(series, ticker)`.
+    pub kalshi_candles: HashMap<(String, String), Vec<Value>>,
+    pub faults: VecDeque<Fault>,
+    /// Every request's path and query, in order.
+    pub requests: Vec<String>,
+}
+
+pub struct FakeVenue {
+    pub url: String,
+    pub state: Arc<Mutex<VenueState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeVenue {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Shared = Arc<Mutex<VenueState>>;
+
+impl FakeVenue {
+    pub async fn start() -> Self {
+        let state: Shared = Arc::default();
+        let app = Router::new()
+            .route("/v2/stocks/bars", get(alpaca_bars))
+            .route("/api/v3/klines", get(binance_klines))
+            .route("/trade-api/v2/series/{series}/markets/{ticker}/candlesticks", get(kalshi_candles))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, state, task }
+    }
+
+    pub fn fail_next(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push_back(fault);
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// Records the request and applies a queued fault, if any.
+fn intake(state: &Shared, path: &str, query: &HashMap<String, String>) -> Option<Response> {
+    let mut s = state.lock().unwrap();
+    let mut pairs: Vec<_> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    s.requests.push(format!("{path}?{}", pairs.join("&")));
+    match s.faults.pop_front()? {
+        Fault::Status { code, retry_after } => {
+            let mut response = (StatusCode::from_u16(code).unwrap(), "{\"message\":\"injected\"}").into_response();
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+            }
+            Some(response)
+        }
+        Fault::Malformed => Some((StatusCode::OK, "{\"bars\": [not json").into_response()),
+    }
+}
+
+async fn alpaca_bars(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(fault) = intake(&state, "/v2/stocks/bars", &q) {
+        return fault;
+    }
+    if !headers.contains_key("apca-api-key-id") || !headers.contains_key("apca-api-secret-key") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"code": 40110000, "message": "request is not authorized"})),
+        )
+            .into_response();
+    }
+    let symbols: Vec<&str> = q.get("symbols").map(|s| s.split(',').collect()).unwrap_or_default();
+    let start = q.get("start").cloned().unwrap_or_default();
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+    let from: usize = q.get("page_token").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let s = state.lock().unwrap();
+    let mut matching: Vec<&(String, Value)> = s
+        .alpaca_bars
+        .iter()
+        .filter(|(sym, bar)| symbols.contains(&sym.as_str()) && bar["t"].as_str().unwrap_or("") >= start.as_str())
+        .collect();
+    matching.sort_by(|a, b| a.0.cmp(&b.0).then(a.1["t"].as_str().cmp(&b.1["t"].as_str())));
+    let page = matching.iter().skip(from).take(limit);
+    let mut bars: serde_json::Map<String, Value> = serde_json::Map::new();
+    for (sym, bar) in page {
+        bars.entry(sym.clone()).or_insert_with(|| json!([])).as_array_mut().unwrap().push(bar.clone());
+    }
+    let next = (from + limit < matching.len()).then(|| (from + limit).to_string());
+    axum::Json(json!({"bars": bars, "next_page_token": next})).into_response()
+}
+
+async fn binance_klines(State(state): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(fault) = intake(&state, "/api/v3/klines", &q) {
+        return fault;
+    }
+    let s = state.lock().unwrap();
+    let Some(rows) = q.get("symbol").and_then(|sym| s.binance_klines.get(sym)) else {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"code": -1121, "msg": "Invalid symbol."}))).into_response();
+    };
+    let start: i64 = q.get("startTime").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(500);
+    let page: Vec<&Value> = rows.iter().filter(|r| r[0].as_i64().unwrap_or(0) >= start).take(limit).collect();
+    axum::Json(json!(page)).into_response()
+}
+
+async fn kalshi_candles(
+    State(state): State<Shared>,
+    Path((series, ticker)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(fault) = intake(&state, &format!("/trade-api/v2/series/{series}/markets/{ticker}/candlesticks"), &q) {
+        return fault;
+    }
+    let s = state.lock().unwrap();
+    let Some(candles) = s.kalshi_candles.get(&(series, ticker.clone())) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": {"code": "not_found", "message": "market not found"}})),
+        )
+            .into_response();
+    };
+    let start: i64 = q.get("start_ts").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let end: i64 = q.get("end_ts").and_then(|t| t.parse().ok()).unwrap_or(i64::MAX);
+    let page: Vec<&Value> =
+        candles.iter().filter(|c| (start..=end).contains(&c["end_period_ts"].as_i64().unwrap_or(0))).collect();
+    axum::Json(json!({"ticker": ticker, "candlesticks": page})).into_response()
+}
+
+/// An Alpaca wire bar for minute `minute` after `2024-01-02T14:30:00Z`.
+pub fn alpaca_bar(minute: i64, close: &str) -> Value {
+    let time = time::OffsetDateTime::from_unix_timestamp(1_704_205_800 + minute * 60).unwrap();
+    let t = time.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let close: Value = serde_json::from_str(close).unwrap();
+    json!({"t": t, "o": close, "h": close, "l": close, "c": close, "v": 100 + minute, "n": 7, "vw": close})
+}
+
+/// Milliseconds of `alpaca_bar(minute, ..)`'s open time.
+pub fn alpaca_time(minute: i64) -> i64 {
+    (1_704_205_800 + minute * 60) * 1000
+}
