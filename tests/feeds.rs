@@ -14,6 +14,7 @@ use stratbox::feed::{
     KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, wire,
 };
 use stratbox::store::Store;
+use stratbox::venue::VenueError;
 use stratbox_tests::fake::{FakeVenue, Fault, alpaca_bar, alpaca_time};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -91,7 +92,7 @@ fn alpaca_bad_answers_are_errors_with_an_excerpt() {
         br#"{"bars": {"AAPL": [{"t": "2022-02-28T05:00:00Z", "o": "1", "h": 1, "l": 1, "c": 1, "v": -1}]}}"#,
     ] {
         let err = wire::alpaca_bars(body, &syms).unwrap_err();
-        assert!(matches!(err, FeedError::Venue { venue: "alpaca", .. }), "{err}");
+        assert!(matches!(err, FeedError::Venue(VenueError::Malformed { venue: "alpaca", .. })), "{err}");
     }
     let (empty, _) = wire::alpaca_bars(br#"{"bars": null, "next_page_token": null}"#, &syms).unwrap();
     assert!(empty.is_empty());
@@ -108,7 +109,10 @@ fn binance_example_kline_parses_and_open_candles_are_held_back() {
     // Before its close time the candle is still forming.
     assert!(wire::binance_klines(&body, &sym, 1_499_644_799_999).unwrap().is_empty());
     for bad in [&b"[[1, 2]]"[..], br#"[[1,"a","1","1","1","1",2,"0",0,"0","0","0"]]"#, b"{\"code\":-1121}"] {
-        assert!(matches!(wire::binance_klines(bad, &sym, i64::MAX), Err(FeedError::Venue { .. })));
+        assert!(matches!(
+            wire::binance_klines(bad, &sym, i64::MAX),
+            Err(FeedError::Venue(VenueError::Malformed { .. }))
+        ));
     }
 }
 

@@ -20,3 +20,4 @@ pub mod risk;
 pub mod runtime;
 pub mod store;
 pub mod strategy;
+pub mod venue;

@@ -9,17 +9,17 @@ use rust_decimal::Decimal;
 use crate::bar::Bar;
 use crate::order::{Fill, IntentId, Order};
 
-/// Why a broker did not take an order.
+/// Why an execution venue did not take an order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BrokerError {
+pub enum ExecutionError {
     /// The venue refused it; resending the same order will not help.
     #[error("rejected by the broker: {reason}")]
     Rejected { reason: String },
 }
 
-/// What a broker reports back.
+/// What an execution venue reports back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerEvent {
+pub enum ExecutionEvent {
     Filled {
         fill: Fill,
     },
@@ -31,16 +31,18 @@ pub enum BrokerEvent {
     },
 }
 
-/// The capability to execute orders.
-pub trait Broker: Send {
-    fn submit(&mut self, order: Order) -> Result<(), BrokerError>;
+/// The capability to execute the engine's approved orders, synchronously:
+/// a simulated venue in a backtest. Real venues are [`Broker`]s, reached
+/// through the router.
+pub trait Execution: Send {
+    fn submit(&mut self, order: Order) -> Result<(), ExecutionError>;
 
     /// Cancels an open order; `false` if there was none with that id.
     fn cancel(&mut self, intent_id: IntentId) -> bool;
 
     /// Shows a simulated venue the next bar so it can match orders;
     /// real venues ignore it.
-    fn on_bar(&mut self, bar: &Bar, events: &mut Vec<BrokerEvent>);
+    fn on_bar(&mut self, bar: &Bar, events: &mut Vec<ExecutionEvent>);
 
     /// Signed quantity of open orders in `symbol`.
     fn open_exposure(&self, symbol: &str) -> Decimal;

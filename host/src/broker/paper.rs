@@ -10,7 +10,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{Broker, BrokerError, BrokerEvent};
+use super::{Execution, ExecutionError, ExecutionEvent};
 use crate::bar::Bar;
 use crate::order::{Fill, IntentId, Order, OrderType, Side, TimeInForce};
 
@@ -51,10 +51,10 @@ impl PaperBroker {
     }
 }
 
-impl Broker for PaperBroker {
-    fn submit(&mut self, order: Order) -> Result<(), BrokerError> {
+impl Execution for PaperBroker {
+    fn submit(&mut self, order: Order) -> Result<(), ExecutionError> {
         if self.open.iter().any(|o| o.intent_id == order.intent_id) {
-            return Err(BrokerError::Rejected { reason: format!("duplicate order id {}", order.intent_id) });
+            return Err(ExecutionError::Rejected { reason: format!("duplicate order id {}", order.intent_id) });
         }
         self.open.push(order);
         Ok(())
@@ -66,7 +66,7 @@ impl Broker for PaperBroker {
         self.open.len() != before
     }
 
-    fn on_bar(&mut self, bar: &Bar, events: &mut Vec<BrokerEvent>) {
+    fn on_bar(&mut self, bar: &Bar, events: &mut Vec<ExecutionEvent>) {
         if self.open.is_empty() {
             return;
         }
@@ -77,7 +77,7 @@ impl Broker for PaperBroker {
             }
             match Self::fill_price(order, bar) {
                 Some(price) => {
-                    events.push(BrokerEvent::Filled {
+                    events.push(ExecutionEvent::Filled {
                         fill: Fill {
                             intent_id: order.intent_id,
                             symbol: order.intent.symbol.clone(),
@@ -91,7 +91,7 @@ impl Broker for PaperBroker {
                     false
                 }
                 None if matches!(order.intent.time_in_force, TimeInForce::Ioc | TimeInForce::Fok) => {
-                    events.push(BrokerEvent::Expired {
+                    events.push(ExecutionEvent::Expired {
                         intent_id: order.intent_id,
                         symbol: order.intent.symbol.clone(),
                         reason: "limit not reached on the next bar".into(),
@@ -145,7 +145,7 @@ mod tests {
         b.on_bar(&bar(0, 10, 9, 11), &mut events);
         assert!(events.is_empty(), "an order never fills on the bar it was placed at");
         b.on_bar(&bar(1, 12, 11, 13), &mut events);
-        let [BrokerEvent::Filled { fill }] = events.as_slice() else { panic!("{events:?}") };
+        let [ExecutionEvent::Filled { fill }] = events.as_slice() else { panic!("{events:?}") };
         assert_eq!((fill.price, fill.qty, fill.time), (Decimal::from(12), Decimal::from(2), 1));
         assert_eq!(fill.commission, Decimal::new(124, 2));
         assert_eq!(b.open_exposure("X"), Decimal::ZERO);
@@ -159,8 +159,8 @@ mod tests {
         assert_eq!(b.open_exposure("X"), Decimal::ZERO);
         let mut events = Vec::new();
         b.on_bar(&bar(1, 10, 9, 11), &mut events);
-        assert!(matches!(&events[0], BrokerEvent::Filled { fill } if fill.price == Decimal::from(9)));
-        assert!(matches!(&events[1], BrokerEvent::Expired { intent_id: 2, .. }));
+        assert!(matches!(&events[0], ExecutionEvent::Filled { fill } if fill.price == Decimal::from(9)));
+        assert!(matches!(&events[1], ExecutionEvent::Expired { intent_id: 2, .. }));
         assert!(!b.cancel(1) && b.open.is_empty());
     }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use crate::bar::{Bar, Millis};
-use crate::broker::{Broker, BrokerEvent};
+use crate::broker::{Execution, ExecutionEvent};
 use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
@@ -89,7 +89,7 @@ pub struct Counts {
 
 pub struct Engine {
     strategy: Box<dyn Strategy>,
-    broker: Box<dyn Broker>,
+    broker: Box<dyn Execution>,
     risk: RiskLimits,
     portfolio: Portfolio,
     /// Host-wide order number of the last intent.
@@ -106,12 +106,17 @@ pub struct Engine {
     /// Feedback for the strategy, delivered after each batch.
     pending_fills: Vec<Fill>,
     pending_rejects: Vec<(IntentId, Arc<str>, String)>,
-    broker_events: Vec<BrokerEvent>,
+    execution_events: Vec<ExecutionEvent>,
     events: Box<dyn FnMut(Event) + Send>,
 }
 
 impl Engine {
-    pub fn new(strategy: Box<dyn Strategy>, broker: Box<dyn Broker>, risk: RiskLimits, starting_cash: Decimal) -> Self {
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        broker: Box<dyn Execution>,
+        risk: RiskLimits,
+        starting_cash: Decimal,
+    ) -> Self {
         Self {
             strategy,
             broker,
@@ -127,7 +132,7 @@ impl Engine {
             last_time: Millis::MIN,
             pending_fills: Vec::new(),
             pending_rejects: Vec::new(),
-            broker_events: Vec::new(),
+            execution_events: Vec::new(),
             events: Box::new(|_| {}),
         }
     }
@@ -200,10 +205,10 @@ impl Engine {
     }
 
     fn match_orders(&mut self, bar: &Bar) {
-        self.broker.on_bar(bar, &mut self.broker_events);
-        for event in std::mem::take(&mut self.broker_events) {
+        self.broker.on_bar(bar, &mut self.execution_events);
+        for event in std::mem::take(&mut self.execution_events) {
             match event {
-                BrokerEvent::Filled { fill } => {
+                ExecutionEvent::Filled { fill } => {
                     let position = self.portfolio.apply(&fill);
                     self.strategy.set_position(&fill.symbol, position);
                     (self.events)(Event::Filled { fill: fill.clone(), position });
@@ -216,7 +221,7 @@ impl Engine {
                     self.fills.push(fill.clone());
                     self.pending_fills.push(fill);
                 }
-                BrokerEvent::Expired { intent_id, symbol, reason } => {
+                ExecutionEvent::Expired { intent_id, symbol, reason } => {
                     self.reject(intent_id, symbol, reason, bar.time);
                 }
             }

@@ -8,9 +8,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::FeedError;
-use super::http::{get, json, required};
 use super::poll::BarSource;
 use crate::bar::{Bar, Millis, format_time};
+use crate::venue::{VenueError, get_ok, json, required};
 
 const VENUE: &str = "alpaca";
 const ENDPOINT: &str = "/v2/stocks/bars";
@@ -126,13 +126,12 @@ pub fn parse_page(body: &[u8], symbols: &[Arc<str>]) -> Result<(Vec<Bar>, Option
         for w in wire {
             let time =
                 time::OffsetDateTime::parse(&w.t, &time::format_description::well_known::Rfc3339).map_err(|_| {
-                    FeedError::Venue {
+                    FeedError::from(VenueError::Malformed {
                         venue: VENUE,
                         endpoint: ENDPOINT.into(),
-                        status: Some(200),
                         body: w.t.clone(),
                         message: "bar time is not RFC 3339".into(),
-                    }
+                    })
                 })?;
             bars.push(Bar {
                 symbol: symbol.clone(),
@@ -187,7 +186,7 @@ impl BarSource for AlpacaBars {
                 .query(&query)
                 .header("APCA-API-KEY-ID", &self.credentials.key_id)
                 .header("APCA-API-SECRET-KEY", &self.credentials.secret_key);
-            let body = get(VENUE, request, ENDPOINT).await?;
+            let body = get_ok(VENUE, ENDPOINT, request).await?;
             let (page, next) = parse_page(&body, &self.symbols)?;
             bars.extend(page);
             match next {
@@ -195,12 +194,12 @@ impl BarSource for AlpacaBars {
                 None => return Ok(bars),
             }
         }
-        Err(FeedError::Venue {
+        Err(VenueError::Malformed {
             venue: VENUE,
             endpoint: ENDPOINT.into(),
-            status: Some(200),
             body: String::new(),
             message: "pagination did not end after 10,000 pages".into(),
-        })
+        }
+        .into())
     }
 }

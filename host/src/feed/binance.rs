@@ -7,9 +7,9 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use super::FeedError;
-use super::http::{get, json};
 use super::poll::BarSource;
 use crate::bar::{Bar, Millis};
+use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "binance";
 const ENDPOINT: &str = "/api/v3/klines";
@@ -57,13 +57,12 @@ fn interval_period(interval: &str) -> Option<Duration> {
 }
 
 fn malformed(message: String, body: &str) -> FeedError {
-    FeedError::Venue {
+    FeedError::from(VenueError::Malformed {
         venue: VENUE,
         endpoint: ENDPOINT.into(),
-        status: Some(200),
         body: body.chars().take(300).collect(),
         message,
-    }
+    })
 }
 
 /// Parses a klines answer; only candles closed by `now` are kept.
@@ -127,7 +126,7 @@ impl BarSource for BinanceKlines {
                     ("startTime", from.to_string()),
                     ("limit", PAGE.to_string()),
                 ];
-                let body = get(VENUE, self.client.get(&url).query(&query), ENDPOINT).await?;
+                let body = get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query)).await?;
                 let rows: Vec<serde_json::Value> = json(VENUE, ENDPOINT, &body)?;
                 let full = rows.len() >= PAGE;
                 let page = parse_klines(&body, symbol, now)?;

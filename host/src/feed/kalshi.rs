@@ -13,9 +13,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::FeedError;
-use super::http::{get, json};
 use super::poll::BarSource;
 use crate::bar::{Bar, Millis};
+use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "kalshi";
 
@@ -81,12 +81,8 @@ struct Prices {
 /// Parses a candlesticks answer for `ticker`, whose candles span `period`.
 pub fn parse_candles(body: &[u8], ticker: &Arc<str>, period: Duration, endpoint: &str) -> Result<Vec<Bar>, FeedError> {
     let answer: Answer = json(VENUE, endpoint, body)?;
-    let bad = |message: String| FeedError::Venue {
-        venue: VENUE,
-        endpoint: endpoint.into(),
-        status: Some(200),
-        body: String::new(),
-        message,
+    let bad = |message: String| {
+        FeedError::from(VenueError::Malformed { venue: VENUE, endpoint: endpoint.into(), body: String::new(), message })
     };
     let dollars = |cents: Option<i64>, text: &Option<String>, what: &str| -> Result<Option<Decimal>, FeedError> {
         match (text, cents) {
@@ -145,7 +141,7 @@ impl BarSource for KalshiCandles {
                 ("end_ts", (now / 1000).to_string()),
                 ("period_interval", self.config.period_minutes.to_string()),
             ];
-            let body = get(VENUE, self.client.get(&url).query(&query), &endpoint).await?;
+            let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
             bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
         }
         Ok(bars)

@@ -3,7 +3,6 @@
 mod alpaca;
 mod binance;
 mod csv;
-mod http;
 mod kalshi;
 mod poll;
 mod replay;
@@ -37,19 +36,8 @@ pub enum FeedError {
     Header { path: String, column: &'static str, found: String },
     #[error("{path}, line {line}: {message}")]
     Row { path: String, line: u64, message: String },
-    #[error("{venue} {endpoint}{}: {message} (body: {body})", status.map(|s| format!(" answered {s}")).unwrap_or_default())]
-    Venue {
-        venue: &'static str,
-        endpoint: String,
-        status: Option<u16>,
-        /// A truncated excerpt of the answer.
-        body: String,
-        message: String,
-    },
-    #[error("{venue} asked us to slow down")]
-    Throttled { venue: &'static str, retry_after: Option<std::time::Duration> },
-    #[error("missing credentials: set the environment variable {var}")]
-    MissingCredential { var: &'static str },
+    #[error(transparent)]
+    Venue(#[from] crate::venue::VenueError),
     #[error("invalid feed settings: {message}")]
     Config { message: String },
     #[error(transparent)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::{FeedError, MarketData};
 use crate::bar::{Bar, Millis};
 use crate::store::Store;
+use crate::venue::VenueError;
 
 /// A venue endpoint that returns bars for a time range.
 #[async_trait::async_trait]
@@ -136,13 +137,13 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
             self.wait_for_poll().await;
             match self.poll().await {
                 Ok(()) => {}
-                Err(FeedError::Throttled { venue, retry_after }) => {
+                Err(FeedError::Venue(VenueError::Throttled { venue, retry_after })) => {
                     let wait = retry_after.unwrap_or(self.schedule.every);
                     tracing::warn!(venue, ?wait, "throttled; waiting before the next poll");
                     tokio::time::sleep(wait).await;
                 }
                 // A bad answer is logged and the feed carries on at the next poll.
-                Err(error @ FeedError::Venue { .. }) => tracing::error!(%error, "poll failed"),
+                Err(FeedError::Venue(error)) => tracing::error!(%error, "poll failed"),
                 Err(error) => return Err(error),
             }
         }

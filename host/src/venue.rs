@@ -1,0 +1,127 @@
+//! Talking to a venue over HTTP: sending, reading bounded answers, and
+//! saying precisely what went wrong.
+//!
+//! The distinction that matters for orders is whether a request may have
+//! taken effect: [`VenueError::Unreachable`] means it never left, while
+//! [`VenueError::Unknown`] (a timeout, a dropped connection, a 5XX) means
+//! the venue may have acted on it and must be asked before anything is resent.
+
+use std::time::Duration;
+
+/// Longest piece of a response body quoted in an error or log line.
+const EXCERPT: usize = 300;
+
+/// Largest response body read, so a hostile venue cannot exhaust memory.
+pub const MAX_BODY: usize = 32 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VenueError {
+    #[error("{venue} {endpoint}: could not connect: {message}")]
+    Unreachable { venue: &'static str, endpoint: String, message: String },
+    #[error("{venue} {endpoint}: outcome unknown: {message}")]
+    Unknown { venue: &'static str, endpoint: String, message: String },
+    #[error("{venue} asked us to slow down")]
+    Throttled { venue: &'static str, retry_after: Option<Duration> },
+    #[error("{venue} {endpoint} refused the request ({status}{}): {message}", code.map(|c| format!(", code {c}")).unwrap_or_default())]
+    Rejected { venue: &'static str, endpoint: String, status: u16, code: Option<i64>, message: String },
+    #[error("{venue} {endpoint} answered {status}: {body}")]
+    Status { venue: &'static str, endpoint: String, status: u16, body: String },
+    #[error("{venue} {endpoint}: malformed answer: {message} (body: {body})")]
+    Malformed { venue: &'static str, endpoint: String, body: String, message: String },
+    #[error("missing credentials: set the environment variable {var}")]
+    MissingCredential { var: &'static str },
+}
+
+impl VenueError {
+    /// Whether the same request may simply be sent again: it never reached
+    /// the venue, or the venue asked to wait. An `Unknown` outcome is not
+    /// retryable as is; look the order up first.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, VenueError::Unreachable { .. } | VenueError::Throttled { .. })
+    }
+}
+
+/// Cuts a body down for an error message.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT)]).into_owned();
+    if body.len() > EXCERPT { format!("{text}… ({} bytes)", body.len()) } else { text }
+}
+
+/// Sends a request and returns the status and body of any answer but a
+/// throttle (429 or 418), which becomes [`VenueError::Throttled`].
+pub async fn send(
+    venue: &'static str,
+    endpoint: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Vec<u8>), VenueError> {
+    let transport = |e: reqwest::Error| {
+        let message = e.to_string();
+        if e.is_connect() {
+            VenueError::Unreachable { venue, endpoint: endpoint.into(), message }
+        } else {
+            VenueError::Unknown { venue, endpoint: endpoint.into(), message }
+        }
+    };
+    let mut response = request.send().await.map_err(transport)?;
+    let status = response.status().as_u16();
+    if status == 429 || status == 418 {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Err(VenueError::Throttled { venue, retry_after });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(VenueError::Malformed {
+                venue,
+                endpoint: endpoint.into(),
+                body: excerpt(&body),
+                message: format!("body exceeds {MAX_BODY} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
+/// Sends a request whose only good answer is a 2XX, and returns its body.
+pub async fn get_ok(
+    venue: &'static str,
+    endpoint: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Vec<u8>, VenueError> {
+    let (status, body) = send(venue, endpoint, request).await?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else if status >= 500 {
+        Err(VenueError::Unknown {
+            venue,
+            endpoint: endpoint.into(),
+            message: format!("HTTP {status}: {}", excerpt(&body)),
+        })
+    } else {
+        Err(VenueError::Status { venue, endpoint: endpoint.into(), status, body: excerpt(&body) })
+    }
+}
+
+/// Parses a JSON body, reporting a malformed one with an excerpt.
+pub fn json<T: serde::de::DeserializeOwned>(venue: &'static str, endpoint: &str, body: &[u8]) -> Result<T, VenueError> {
+    serde_json::from_slice(body).map_err(|e| VenueError::Malformed {
+        venue,
+        endpoint: endpoint.into(),
+        body: excerpt(body),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a required secret through `lookup` (normally the environment).
+pub fn required(var: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, VenueError> {
+    match lookup(var) {
+        Some(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(VenueError::MissingCredential { var }),
+    }
+}
