@@ -31,6 +31,28 @@ pub struct VenueState {
     pub faults: VecDeque<Fault>,
     /// Every request's path and query, in order.
     pub requests: Vec<String>,
+    /// Alpaca trading: orders as wire JSON, positions, cash.
+    pub orders: Vec<Value>,
+    pub positions: Vec<Value>,
+    pub cash: String,
+    /// `POST /v2/orders` requests received.
+    pub order_posts: usize,
+    pub order_faults: VecDeque<OrderFault>,
+}
+
+/// How the next `POST /v2/orders` goes wrong.
+#[derive(Debug, Clone)]
+pub enum OrderFault {
+    /// Accept the order, then answer 500: the client cannot know it landed.
+    AcceptThen500,
+    /// Accept the order, then drop the connection mid-answer.
+    AcceptThenDrop,
+    /// Accept the order, then answer only after this long.
+    AcceptThenHang(std::time::Duration),
+    /// Answer with this status without taking the order.
+    Status { code: u16, retry_after: Option<u64> },
+    /// Refuse with Alpaca's error body.
+    Refuse { status: u16, code: i64, message: String },
 }
 
 pub struct FakeVenue {
@@ -54,6 +76,11 @@ impl FakeVenue {
             .route("/v2/stocks/bars", get(alpaca_bars))
             .route("/api/v3/klines", get(binance_klines))
             .route("/trade-api/v2/series/{series}/markets/{ticker}/candlesticks", get(kalshi_candles))
+            .route("/v2/orders", axum::routing::post(alpaca_submit).get(alpaca_open_orders))
+            .route("/v2/orders:by_client_order_id", get(alpaca_by_client_id))
+            .route("/v2/orders/{id}", axum::routing::delete(alpaca_cancel))
+            .route("/v2/positions", get(alpaca_positions))
+            .route("/v2/account", get(alpaca_account))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -61,6 +88,10 @@ impl FakeVenue {
             axum::serve(listener, app).await.unwrap();
         });
         Self { url, state, task }
+    }
+
+    pub fn fail_next_order(&self, fault: OrderFault) {
+        self.state.lock().unwrap().order_faults.push_back(fault);
     }
 
     pub fn fail_next(&self, fault: Fault) {
@@ -173,4 +204,126 @@ pub fn alpaca_bar(minute: i64, close: &str) -> Value {
 /// Milliseconds of `alpaca_bar(minute, ..)`'s open time.
 pub fn alpaca_time(minute: i64) -> i64 {
     (1_704_205_800 + minute * 60) * 1000
+}
+
+fn alpaca_error(status: u16, code: i64, message: &str) -> Response {
+    (StatusCode::from_u16(status).unwrap(), axum::Json(json!({"code": code, "message": message}))).into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.contains_key("apca-api-key-id") && headers.contains_key("apca-api-secret-key")
+}
+
+async fn alpaca_submit(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !authorized(&headers) {
+        return alpaca_error(401, 40110000, "request is not authorized");
+    }
+    let fault = {
+        let mut s = state.lock().unwrap();
+        s.order_posts += 1;
+        s.requests.push("POST /v2/orders".into());
+        s.order_faults.pop_front()
+    };
+    match &fault {
+        Some(OrderFault::Status { code, retry_after }) => {
+            let mut response = alpaca_error(*code, 50010000, "injected");
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+            }
+            return response;
+        }
+        Some(OrderFault::Refuse { status, code, message }) => return alpaca_error(*status, *code, message),
+        _ => {}
+    }
+    let order = {
+        let mut s = state.lock().unwrap();
+        let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();
+        if s.orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
+            return alpaca_error(422, 40010001, "client_order_id must be unique");
+        }
+        let qty = body["qty"].as_str().unwrap_or_default();
+        if qty.parse::<f64>().map_or(true, |q| q <= 0.0) {
+            return alpaca_error(422, 40010001, "qty must be > 0");
+        }
+        let order = json!({
+            "id": format!("ord-{}", s.orders.len() + 1),
+            "client_order_id": coid,
+            "symbol": body["symbol"],
+            "qty": body["qty"],
+            "filled_qty": "0",
+            "filled_avg_price": null,
+            "side": body["side"],
+            "type": body["type"],
+            "time_in_force": body["time_in_force"],
+            "limit_price": body.get("limit_price").cloned().unwrap_or(Value::Null),
+            "status": "accepted",
+        });
+        s.orders.push(order.clone());
+        order
+    };
+    match fault {
+        Some(OrderFault::AcceptThen500) => alpaca_error(500, 50010000, "internal error"),
+        Some(OrderFault::AcceptThenDrop) => {
+            let broken = futures_util::stream::iter([Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+                "connection dropped",
+            ))]);
+            (StatusCode::OK, axum::body::Body::from_stream(broken)).into_response()
+        }
+        Some(OrderFault::AcceptThenHang(delay)) => {
+            tokio::time::sleep(delay).await;
+            axum::Json(order).into_response()
+        }
+        _ => axum::Json(order).into_response(),
+    }
+}
+
+async fn alpaca_by_client_id(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&headers) {
+        return alpaca_error(401, 40110000, "request is not authorized");
+    }
+    let mut s = state.lock().unwrap();
+    s.requests.push("GET /v2/orders:by_client_order_id".into());
+    let coid = q.get("client_order_id").cloned().unwrap_or_default();
+    match s.orders.iter().find(|o| o["client_order_id"] == coid.as_str()) {
+        Some(order) => axum::Json(order.clone()).into_response(),
+        None => alpaca_error(404, 40410000, "order not found"),
+    }
+}
+
+async fn alpaca_open_orders(State(state): State<Shared>) -> Response {
+    let s = state.lock().unwrap();
+    let open: Vec<&Value> = s
+        .orders
+        .iter()
+        .filter(|o| matches!(o["status"].as_str(), Some("accepted" | "new" | "partially_filled")))
+        .collect();
+    axum::Json(json!(open)).into_response()
+}
+
+async fn alpaca_cancel(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let mut s = state.lock().unwrap();
+    match s.orders.iter_mut().find(|o| o["id"] == id.as_str()) {
+        Some(order) => {
+            order["status"] = json!("canceled");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => alpaca_error(404, 40410000, "order not found"),
+    }
+}
+
+async fn alpaca_positions(State(state): State<Shared>) -> Response {
+    axum::Json(json!(state.lock().unwrap().positions)).into_response()
+}
+
+async fn alpaca_account(State(state): State<Shared>) -> Response {
+    let cash = state.lock().unwrap().cash.clone();
+    axum::Json(json!({"cash": cash, "buying_power": cash})).into_response()
 }

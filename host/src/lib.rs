@@ -17,6 +17,7 @@ pub mod order;
 pub mod portfolio;
 pub mod report;
 pub mod risk;
+pub mod router;
 pub mod runtime;
 pub mod store;
 pub mod strategy;

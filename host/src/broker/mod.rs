@@ -1,13 +1,106 @@
 //! Brokers: where approved orders go and fills come from.
 
+mod alpaca;
+mod binance;
 mod paper;
 
+pub use self::alpaca::AlpacaBroker;
+pub use self::binance::sign as binance_signature;
 pub use self::paper::{Commission, PaperBroker};
+pub use crate::feed::AlpacaCredentials;
 
 use rust_decimal::Decimal;
 
 use crate::bar::Bar;
-use crate::order::{Fill, IntentId, Order};
+use crate::order::{Fill, IntentId, Order, OrderType, Side, TimeInForce};
+use crate::venue::VenueError;
+
+/// An order as sent to a venue, already rounded to its increments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    /// Deterministic and persisted before sending; the venue's duplicate
+    /// check and our lookup both key on it.
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Decimal,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
+}
+
+/// An order's state at the venue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    /// Received or working, nothing filled.
+    Accepted,
+    PartiallyFilled,
+    Filled,
+    Canceled,
+    Expired,
+    Rejected,
+}
+
+impl OrderStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Canceled => "canceled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// What a venue says about one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueOrder {
+    pub venue_order_id: String,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Decimal,
+    pub filled_qty: Decimal,
+    pub filled_avg_price: Option<Decimal>,
+    pub status: OrderStatus,
+}
+
+/// A position as the venue holds it; `qty` is negative when short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenuePosition {
+    pub symbol: String,
+    pub qty: Decimal,
+    pub avg_price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueAccount {
+    pub cash: Decimal,
+    pub buying_power: Decimal,
+}
+
+/// A venue's order API, as the router and the sync loop use it.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync {
+    fn venue(&self) -> &'static str;
+
+    /// Places an order. On [`VenueError::Unknown`] the order may exist: look
+    /// it up by client order id before sending it again.
+    async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError>;
+
+    /// The order with this client order id, if the venue has it.
+    async fn order_by_client_id(&self, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError>;
+
+    async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError>;
+
+    async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError>;
+
+    async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError>;
+
+    async fn account(&self) -> Result<VenueAccount, VenueError>;
+}
 
 /// Why an execution venue did not take an order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,251 @@
+//! Alpaca's trading API (`/v2/orders`, `/v2/positions`, `/v2/account`).
+//!
+//! Numbers go as strings. Errors are `{"code", "message"}`: 403 means
+//! insufficient buying power and 422 an invalid order, both final; a 5XX
+//! leaves the outcome unknown.
+
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Deserialize;
+
+use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
+use crate::feed::AlpacaCredentials;
+use crate::order::{OrderType, Side, TimeInForce};
+use crate::venue::{VenueError, excerpt, json, send};
+
+const VENUE: &str = "alpaca";
+
+pub struct AlpacaBroker {
+    client: reqwest::Client,
+    /// e.g. `https://paper-api.alpaca.markets`.
+    base_url: String,
+    credentials: AlpacaCredentials,
+}
+
+#[derive(Deserialize)]
+struct WireOrder {
+    id: String,
+    client_order_id: String,
+    symbol: String,
+    qty: Option<String>,
+    filled_qty: Option<String>,
+    filled_avg_price: Option<String>,
+    side: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct WirePosition {
+    symbol: String,
+    qty: String,
+    avg_entry_price: String,
+    side: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireAccount {
+    cash: String,
+    buying_power: String,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+fn malformed(endpoint: &str, body: &[u8], message: String) -> VenueError {
+    VenueError::Malformed { venue: VENUE, endpoint: endpoint.into(), body: excerpt(body), message }
+}
+
+fn decimal(endpoint: &str, body: &[u8], what: &str, text: &str) -> Result<Decimal, VenueError> {
+    Decimal::from_str(text).map_err(|_| malformed(endpoint, body, format!("{what} `{text}` is not a decimal")))
+}
+
+fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrder, VenueError> {
+    let side = match w.side.as_str() {
+        "buy" => Side::Buy,
+        "sell" => Side::Sell,
+        other => return Err(malformed(endpoint, body, format!("side `{other}`"))),
+    };
+    let status = match w.status.as_str() {
+        "filled" => OrderStatus::Filled,
+        "partially_filled" => OrderStatus::PartiallyFilled,
+        "canceled" => OrderStatus::Canceled,
+        "expired" | "done_for_day" => OrderStatus::Expired,
+        "rejected" => OrderStatus::Rejected,
+        _ => OrderStatus::Accepted,
+    };
+    Ok(VenueOrder {
+        venue_order_id: w.id,
+        client_order_id: w.client_order_id,
+        symbol: w.symbol,
+        side,
+        qty: decimal(endpoint, body, "qty", w.qty.as_deref().unwrap_or("0"))?,
+        filled_qty: decimal(endpoint, body, "filled_qty", w.filled_qty.as_deref().unwrap_or("0"))?,
+        filled_avg_price: w
+            .filled_avg_price
+            .as_deref()
+            .map(|p| decimal(endpoint, body, "filled_avg_price", p))
+            .transpose()?,
+        status,
+    })
+}
+
+/// Maps a non-2XX answer: 4XX are refusals, 5XX leave the outcome unknown.
+fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
+    if status >= 500 {
+        return VenueError::Unknown {
+            venue: VENUE,
+            endpoint: endpoint.into(),
+            message: format!("HTTP {status}: {}", excerpt(body)),
+        };
+    }
+    let wire: Option<WireError> = serde_json::from_slice(body).ok();
+    let message = wire.as_ref().and_then(|w| w.message.clone()).unwrap_or_else(|| excerpt(body));
+    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code: wire.and_then(|w| w.code), message }
+}
+
+/// Rounds to what Alpaca accepts: quantities to 9 decimals (toward zero),
+/// limit prices to cents at or above $1 and to 4 decimals below.
+pub fn round_for_alpaca(qty: Decimal, price: Option<Decimal>) -> (Decimal, Option<Decimal>) {
+    let qty = qty.round_dp_with_strategy(9, RoundingStrategy::ToZero);
+    let price = price.map(|p| if p >= Decimal::ONE { p.round_dp(2) } else { p.round_dp(4) });
+    (qty, price)
+}
+
+impl AlpacaBroker {
+    pub fn new(client: reqwest::Client, base_url: &str, credentials: AlpacaCredentials) -> Self {
+        Self { client, base_url: base_url.trim_end_matches('/').to_string(), credentials }
+    }
+
+    fn request(&self, method: reqwest::Method, endpoint: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{endpoint}", self.base_url))
+            .header("APCA-API-KEY-ID", &self.credentials.key_id)
+            .header("APCA-API-SECRET-KEY", &self.credentials.secret_key)
+    }
+
+    async fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(T, Vec<u8>), VenueError> {
+        let (status, body) = send(VENUE, endpoint, request).await?;
+        if !(200..300).contains(&status) {
+            return Err(failure(endpoint, status, &body));
+        }
+        Ok((json(VENUE, endpoint, &body)?, body))
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for AlpacaBroker {
+    fn venue(&self) -> &'static str {
+        VENUE
+    }
+
+    async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        let endpoint = "/v2/orders";
+        let limit = match order.order_type {
+            OrderType::Market => None,
+            OrderType::Limit { price } => Some(price),
+        };
+        let (qty, limit) = round_for_alpaca(order.qty, limit);
+        let mut payload = serde_json::json!({
+            "symbol": order.symbol,
+            "qty": qty.to_string(),
+            "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" },
+            "type": if limit.is_some() { "limit" } else { "market" },
+            "time_in_force": match order.time_in_force {
+                TimeInForce::Day => "day",
+                TimeInForce::Gtc => "gtc",
+                TimeInForce::Ioc => "ioc",
+                TimeInForce::Fok => "fok",
+            },
+            "client_order_id": order.client_order_id,
+        });
+        if let Some(limit) = limit {
+            payload["limit_price"] = serde_json::Value::String(limit.to_string());
+        }
+        let request = self.request(reqwest::Method::POST, endpoint).json(&payload);
+        let (wire, body): (WireOrder, _) = self.fetch(endpoint, request).await?;
+        order_from_wire(endpoint, &body, wire)
+    }
+
+    async fn order_by_client_id(&self, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let endpoint = "/v2/orders:by_client_order_id";
+        let request = self.request(reqwest::Method::GET, endpoint).query(&[("client_order_id", client_order_id)]);
+        let (status, body) = send(VENUE, endpoint, request).await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?).map(Some),
+            _ => Err(failure(endpoint, status, &body)),
+        }
+    }
+
+    async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError> {
+        let endpoint = format!("/v2/orders/{venue_order_id}");
+        let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::DELETE, &endpoint)).await?;
+        if (200..300).contains(&status) { Ok(()) } else { Err(failure(&endpoint, status, &body)) }
+    }
+
+    async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
+        let endpoint = "/v2/orders";
+        let request = self.request(reqwest::Method::GET, endpoint).query(&[("status", "open"), ("limit", "500")]);
+        let (wire, body): (Vec<WireOrder>, _) = self.fetch(endpoint, request).await?;
+        wire.into_iter().map(|w| order_from_wire(endpoint, &body, w)).collect()
+    }
+
+    async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
+        let endpoint = "/v2/positions";
+        let (wire, body): (Vec<WirePosition>, _) =
+            self.fetch(endpoint, self.request(reqwest::Method::GET, endpoint)).await?;
+        wire.into_iter()
+            .map(|w| {
+                let mut qty = decimal(endpoint, &body, "qty", &w.qty)?;
+                if w.side.as_deref() == Some("short") && qty.is_sign_positive() {
+                    qty = -qty;
+                }
+                Ok(VenuePosition {
+                    symbol: w.symbol,
+                    qty,
+                    avg_price: decimal(endpoint, &body, "avg_entry_price", &w.avg_entry_price)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn account(&self) -> Result<VenueAccount, VenueError> {
+        let endpoint = "/v2/account";
+        let (wire, body): (WireAccount, _) = self.fetch(endpoint, self.request(reqwest::Method::GET, endpoint)).await?;
+        Ok(VenueAccount {
+            cash: decimal(endpoint, &body, "cash", &wire.cash)?,
+            buying_power: decimal(endpoint, &body, "buying_power", &wire.buying_power)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_to_alpaca_increments() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(round_for_alpaca(d("1.1234567899"), Some(d("12.345"))), (d("1.123456789"), Some(d("12.34"))));
+        assert_eq!(round_for_alpaca(d("3"), Some(d("0.123456"))), (d("3"), Some(d("0.1235"))));
+    }
+
+    #[test]
+    fn maps_errors_by_status() {
+        let body = br#"{"code": 40310000, "message": "insufficient buying power"}"#;
+        let err = failure("/v2/orders", 403, body);
+        assert!(
+            matches!(&err, VenueError::Rejected { status: 403, code: Some(40310000), message, .. } if message == "insufficient buying power")
+        );
+        assert!(matches!(failure("/v2/orders", 503, b"oops"), VenueError::Unknown { .. }));
+        assert!(matches!(failure("/v2/orders", 422, b"<html>"), VenueError::Rejected { code: None, .. }));
+    }
+}

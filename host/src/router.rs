@@ -1,0 +1,317 @@
+//! Order routing that never loses an order and never sends one twice.
+//!
+//! Every intent gets a deterministic client order id from its strategy
+//! instance and intent number, and is persisted as `pending` before the
+//! first request. When the outcome of a request is unknown (a timeout, a
+//! dropped connection, a 5XX), the router asks the venue for that client
+//! order id and resends only if the venue does not have it. Throttling
+//! honours `Retry-After`; other transient failures back off exponentially
+//! with jitter. A refusal is final: recorded, journaled, never retried.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bar::Millis;
+use crate::broker::{Broker, OrderRequest, VenueOrder};
+use crate::order::{IntentId, OrderIntent, OrderType, Side, TimeInForce};
+use crate::store::{OrderRecord, Store, StoreError};
+use crate::venue::VenueError;
+
+/// Retry and rate-limit settings for one venue.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Attempts per request before giving up (the order then waits for
+    /// reconciliation).
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Client-side limit on requests; Alpaca's trading API allows 200 a minute.
+    pub requests_per_minute: u32,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            requests_per_minute: 200,
+        }
+    }
+}
+
+/// What became of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    Accepted {
+        order: VenueOrder,
+    },
+    /// The venue refused it; the strategy is told and nothing is retried.
+    Rejected {
+        client_order_id: String,
+        reason: String,
+    },
+    /// The intent was routed before (e.g. by a previous run); nothing was sent.
+    AlreadyRouted {
+        record: OrderRecord,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The outcome is still unknown after every attempt; the order stays
+    /// recorded as `unknown` for the sync loop to settle.
+    #[error("gave up routing {client_order_id} after {attempts} attempts")]
+    GaveUp { client_order_id: String, attempts: u32, source: VenueError },
+}
+
+/// The client order id of a strategy instance's `intent`-th intent: stable
+/// across restarts, at most 36 characters of `[a-z0-9-]`, so every venue
+/// accepts it.
+pub fn client_order_id(strategy_instance: &str, intent: IntentId) -> String {
+    // FNV-1a: fixed, so ids do not change between builds or runs.
+    let hash = strategy_instance
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("sb-{:012x}-{intent}", hash >> 16)
+}
+
+/// A token bucket: `per_minute` requests a minute, in bursts of up to a tenth of that.
+pub struct RateLimiter {
+    per_second: f64,
+    capacity: f64,
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = f64::from(per_minute.max(1));
+        let capacity = (per_minute / 10.0).max(1.0);
+        Self {
+            per_second: per_minute / 60.0,
+            capacity,
+            state: tokio::sync::Mutex::new((capacity, tokio::time::Instant::now())),
+        }
+    }
+
+    /// Waits until a request may be sent.
+    pub async fn acquire(&self) {
+        let mut state = self.state.lock().await;
+        let now = tokio::time::Instant::now();
+        let (tokens, last) = *state;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.capacity);
+        if tokens >= 1.0 {
+            *state = (tokens - 1.0, now);
+            return;
+        }
+        let wait = Duration::from_secs_f64((1.0 - tokens) / self.per_second);
+        // Holding the lock while sleeping keeps requests in arrival order.
+        tokio::time::sleep(wait).await;
+        *state = (0.0, tokio::time::Instant::now());
+    }
+}
+
+pub struct Router {
+    broker: Arc<dyn Broker>,
+    store: Arc<Store>,
+    limiter: RateLimiter,
+    config: RouterConfig,
+}
+
+impl Router {
+    pub fn new(broker: Arc<dyn Broker>, store: Arc<Store>, config: RouterConfig) -> Self {
+        Self { limiter: RateLimiter::new(config.requests_per_minute), broker, store, config }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.config.base_backoff.saturating_mul(1 << attempt.min(16)).min(self.config.max_backoff);
+        // Jitter spreads retries from many hosts; std's random hasher seeds it.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(attempt);
+        let fraction = (hasher.finish() % 1000) as f64 / 1000.0;
+        ceiling.mul_f64(0.5 + fraction / 2.0)
+    }
+
+    /// Routes one approved intent of `strategy_instance`.
+    pub async fn submit(
+        &self,
+        strategy_instance: &str,
+        intent_id: IntentId,
+        intent: &OrderIntent,
+        now: Millis,
+    ) -> Result<Routed, RouterError> {
+        let venue = self.broker.venue();
+        let client_order_id = client_order_id(strategy_instance, intent_id);
+        let record = OrderRecord {
+            client_order_id: client_order_id.clone(),
+            venue: venue.into(),
+            strategy: strategy_instance.into(),
+            intent: intent_id,
+            symbol: intent.symbol.to_string(),
+            side: intent.side,
+            qty: intent.qty,
+            order_type: match intent.order_type {
+                OrderType::Market => "market".into(),
+                OrderType::Limit { .. } => "limit".into(),
+            },
+            limit_price: match intent.order_type {
+                OrderType::Market => None,
+                OrderType::Limit { price } => Some(price),
+            },
+            time_in_force: match intent.time_in_force {
+                TimeInForce::Day => "day",
+                TimeInForce::Gtc => "gtc",
+                TimeInForce::Ioc => "ioc",
+                TimeInForce::Fok => "fok",
+            }
+            .into(),
+            status: "pending".into(),
+            venue_order_id: None,
+            filled_qty: rust_decimal::Decimal::ZERO,
+            created: now,
+            updated: now,
+        };
+        // Persisted before anything is sent.
+        let mut outcome_unknown = false;
+        if !self.store.insert_order(&record)? {
+            let existing = self.store.order(&client_order_id)?.unwrap_or(record.clone());
+            if !matches!(existing.status.as_str(), "pending" | "unknown") {
+                return Ok(Routed::AlreadyRouted { record: existing });
+            }
+            // A previous run may have sent it: ask before sending.
+            outcome_unknown = true;
+        }
+        let request = OrderRequest {
+            client_order_id: client_order_id.clone(),
+            symbol: intent.symbol.to_string(),
+            side: intent.side,
+            qty: intent.qty,
+            order_type: intent.order_type,
+            time_in_force: intent.time_in_force,
+        };
+        let mut attempt = 0;
+        loop {
+            if outcome_unknown {
+                if let Some(order) = self.lookup(&client_order_id).await? {
+                    return self.accepted(order, now);
+                }
+                outcome_unknown = false;
+            }
+            attempt += 1;
+            self.limiter.acquire().await;
+            let error = match self.broker.submit(&request).await {
+                Ok(order) => return self.accepted(order, now),
+                Err(VenueError::Rejected { message, .. }) if attempt > 1 => {
+                    // A resend refused, e.g. as a duplicate id: the first
+                    // attempt may have landed after all.
+                    if let Some(order) = self.lookup(&client_order_id).await? {
+                        return self.accepted(order, now);
+                    }
+                    return self.rejected(&client_order_id, message, now);
+                }
+                Err(VenueError::Rejected { message, .. }) => return self.rejected(&client_order_id, message, now),
+                Err(error) => error,
+            };
+            let wait = match &error {
+                VenueError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(|| self.backoff(attempt)),
+                VenueError::Unreachable { .. } => self.backoff(attempt),
+                // Unknown, or an answer we could not read: the order may exist.
+                _ => {
+                    self.store.update_order(&client_order_id, "unknown", None, None, now)?;
+                    outcome_unknown = true;
+                    self.backoff(attempt)
+                }
+            };
+            tracing::warn!(venue, %client_order_id, attempt, %error, ?wait, "order request failed");
+            if attempt >= self.config.max_attempts {
+                self.store.append_event(
+                    now,
+                    "order.unsettled",
+                    Some(venue),
+                    &serde_json::json!({ "client_order_id": client_order_id, "error": error.to_string() }).to_string(),
+                )?;
+                return Err(RouterError::GaveUp { client_order_id, attempts: attempt, source: error });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Asks the venue for an order, retrying transient failures.
+    async fn lookup(&self, client_order_id: &str) -> Result<Option<VenueOrder>, RouterError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.limiter.acquire().await;
+            let error = match self.broker.order_by_client_id(client_order_id).await {
+                Ok(found) => return Ok(found),
+                Err(error) => error,
+            };
+            if attempt >= self.config.max_attempts {
+                return Err(RouterError::GaveUp {
+                    client_order_id: client_order_id.into(),
+                    attempts: attempt,
+                    source: error,
+                });
+            }
+            let wait = match &error {
+                VenueError::Throttled { retry_after: Some(wait), .. } => *wait,
+                _ => self.backoff(attempt),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn accepted(&self, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
+        self.store.update_order(
+            &order.client_order_id,
+            order.status.as_str(),
+            Some(&order.venue_order_id),
+            Some(order.filled_qty),
+            now,
+        )?;
+        let data = serde_json::json!({ "client_order_id": order.client_order_id, "venue_order_id": order.venue_order_id, "symbol": order.symbol, "qty": order.qty.to_string(), "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" } });
+        self.store.append_event(now, "order.accepted", Some(self.broker.venue()), &data.to_string())?;
+        Ok(Routed::Accepted { order })
+    }
+
+    fn rejected(&self, client_order_id: &str, reason: String, now: Millis) -> Result<Routed, RouterError> {
+        self.store.update_order(client_order_id, "rejected", None, None, now)?;
+        let data = serde_json::json!({ "client_order_id": client_order_id, "reason": reason });
+        self.store.append_event(now, "order.rejected", Some(self.broker.venue()), &data.to_string())?;
+        Ok(Routed::Rejected { client_order_id: client_order_id.into(), reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_order_ids_are_stable_short_and_distinct() {
+        let a = client_order_id("sma@alpaca", 1);
+        assert_eq!(a, client_order_id("sma@alpaca", 1));
+        assert_ne!(a, client_order_id("sma@alpaca", 2));
+        assert_ne!(a, client_order_id("sma2@alpaca", 1));
+        let long = client_order_id(&"x".repeat(500), u64::MAX);
+        assert!(long.len() <= 36, "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_spaces_requests_after_a_burst() {
+        let limiter = RateLimiter::new(600); // 10 a second, bursts of 60
+        let start = tokio::time::Instant::now();
+        for _ in 0..60 {
+            limiter.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst passes at once");
+        for _ in 0..10 {
+            limiter.acquire().await;
+        }
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(990) && waited <= Duration::from_millis(1010), "{waited:?}");
+    }
+}

@@ -1,0 +1,209 @@
+//! The router against a fake Alpaca trading API on loopback: no order is
+//! lost, none is sent twice, refusals are final.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker, OrderStatus};
+use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::router::{Routed, Router, RouterConfig, RouterError, client_order_id};
+use stratbox::store::{OrderRecord, Store};
+use stratbox_tests::fake::{FakeVenue, OrderFault};
+
+struct Setup {
+    venue: FakeVenue,
+    store: Arc<Store>,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> RouterConfig {
+    RouterConfig {
+        max_attempts: 4,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        requests_per_minute: 60_000,
+    }
+}
+
+fn broker(url: &str) -> Arc<dyn Broker> {
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(400)).build().unwrap();
+    let keys = AlpacaCredentials { key_id: "k".into(), secret_key: "s".into() };
+    Arc::new(AlpacaBroker::new(client, url, keys))
+}
+
+async fn setup() -> Setup {
+    let venue = FakeVenue::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("orders.db")).unwrap());
+    let router = Router::new(broker(&venue.url), store.clone(), config());
+    Setup { venue, store, router, _dir: dir }
+}
+
+fn buy(qty: i64) -> OrderIntent {
+    OrderIntent {
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: Decimal::from(qty),
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Day,
+    }
+}
+
+fn counts(venue: &FakeVenue) -> (usize, usize) {
+    let s = venue.state.lock().unwrap();
+    (s.order_posts, s.orders.len())
+}
+
+#[tokio::test]
+async fn an_accepted_order_is_recorded_and_never_sent_again() {
+    let t = setup().await;
+    let routed = t.router.submit("sma@alpaca", 1, &buy(10), 1000).await.unwrap();
+    let Routed::Accepted { order } = routed else { panic!("{routed:?}") };
+    assert_eq!(
+        (order.status, order.qty, order.client_order_id.as_str()),
+        (OrderStatus::Accepted, Decimal::from(10), client_order_id("sma@alpaca", 1).as_str())
+    );
+    let record = t.store.order(&order.client_order_id).unwrap().unwrap();
+    assert_eq!((record.status.as_str(), record.venue_order_id.as_deref()), ("accepted", Some("ord-1")));
+
+    // The same intent again (a retry, a restart): nothing is sent.
+    let again = t.router.submit("sma@alpaca", 1, &buy(10), 2000).await.unwrap();
+    assert!(matches!(again, Routed::AlreadyRouted { .. }), "{again:?}");
+    assert_eq!(counts(&t.venue), (1, 1));
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
+    for fault in
+        [OrderFault::AcceptThen500, OrderFault::AcceptThenDrop, OrderFault::AcceptThenHang(Duration::from_millis(1500))]
+    {
+        let t = setup().await;
+        t.venue.fail_next_order(fault.clone());
+        let routed = t.router.submit("sma@alpaca", 7, &buy(3), 1000).await.unwrap();
+        assert!(
+            matches!(&routed, Routed::Accepted { order } if order.venue_order_id == "ord-1"),
+            "{fault:?}: {routed:?}"
+        );
+        assert_eq!(counts(&t.venue), (1, 1), "{fault:?}: one POST, one order");
+        let lookups = t.venue.requests().iter().filter(|r| r.contains("by_client_order_id")).count();
+        assert!(lookups >= 1, "{fault:?}: the router asked the venue before deciding");
+        assert_eq!(t.store.order(&client_order_id("sma@alpaca", 7)).unwrap().unwrap().status, "accepted");
+    }
+}
+
+#[tokio::test]
+async fn an_order_the_venue_never_took_is_sent_again_once() {
+    let t = setup().await;
+    t.venue.fail_next_order(OrderFault::Status { code: 503, retry_after: None });
+    let routed = t.router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap();
+    assert!(matches!(routed, Routed::Accepted { .. }));
+    assert_eq!(counts(&t.venue), (2, 1), "looked up, found nothing, resent once");
+}
+
+#[tokio::test]
+async fn throttling_waits_for_retry_after() {
+    let t = setup().await;
+    t.venue.fail_next_order(OrderFault::Status { code: 429, retry_after: Some(1) });
+    let start = std::time::Instant::now();
+    let routed = t.router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap();
+    assert!(matches!(routed, Routed::Accepted { .. }));
+    assert!(start.elapsed() >= Duration::from_millis(950), "Retry-After was honoured");
+    assert_eq!(counts(&t.venue), (2, 1));
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_and_journaled() {
+    let t = setup().await;
+    t.venue.fail_next_order(OrderFault::Refuse {
+        status: 403,
+        code: 40310000,
+        message: "insufficient buying power".into(),
+    });
+    let routed = t.router.submit("sma@alpaca", 2, &buy(1_000_000), 1000).await.unwrap();
+    let Routed::Rejected { reason, client_order_id: coid } = routed else { panic!("{routed:?}") };
+    assert_eq!(reason, "insufficient buying power");
+    assert_eq!(counts(&t.venue), (1, 0), "never retried");
+    assert_eq!(t.store.order(&coid).unwrap().unwrap().status, "rejected");
+    let journal = t.store.events_after(0, 10).unwrap();
+    assert!(journal.iter().any(|e| e.kind == "order.rejected" && e.data.contains("insufficient buying power")));
+}
+
+#[tokio::test]
+async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
+    // The previous run persisted the order and sent it, then died.
+    let t = setup().await;
+    let coid = client_order_id("sma@alpaca", 5);
+    let pending = OrderRecord {
+        client_order_id: coid.clone(),
+        venue: "alpaca".into(),
+        strategy: "sma@alpaca".into(),
+        intent: 5,
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: Decimal::from(2),
+        order_type: "market".into(),
+        limit_price: None,
+        time_in_force: "day".into(),
+        status: "pending".into(),
+        venue_order_id: None,
+        filled_qty: Decimal::ZERO,
+        created: 1,
+        updated: 1,
+    };
+    assert!(t.store.insert_order(&pending).unwrap());
+    t.router.submit("sma@alpaca", 5, &buy(2), 1000).await.unwrap();
+    assert_eq!(counts(&t.venue), (1, 1), "not at the venue yet: sent once");
+
+    // Same again, but this time the venue already has it.
+    let coid2 = client_order_id("sma@alpaca", 6);
+    assert!(t.store.insert_order(&OrderRecord { client_order_id: coid2.clone(), intent: 6, ..pending }).unwrap());
+    {
+        let mut s = t.venue.state.lock().unwrap();
+        s.orders.push(
+            serde_json::json!({"id": "ord-x", "client_order_id": coid2, "symbol": "AAPL", "qty": "2", "filled_qty": "2",
+            "filled_avg_price": "180.5", "side": "buy", "status": "filled"}),
+        );
+    }
+    let routed = t.router.submit("sma@alpaca", 6, &buy(2), 1000).await.unwrap();
+    assert!(matches!(&routed, Routed::Accepted { order } if order.status == OrderStatus::Filled), "{routed:?}");
+    assert_eq!(counts(&t.venue), (1, 2), "no second POST");
+    assert_eq!(t.store.order(&coid2).unwrap().unwrap().filled_qty, Decimal::from(2));
+}
+
+#[tokio::test]
+async fn an_unreachable_venue_gives_up_without_losing_the_order() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("orders.db")).unwrap());
+    let router = Router::new(broker(&url), store.clone(), config());
+    let err = router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap_err();
+    assert!(matches!(err, RouterError::GaveUp { attempts: 4, .. }), "{err}");
+    let record = store.order(&client_order_id("sma@alpaca", 1)).unwrap().unwrap();
+    assert_eq!(record.status, "pending", "never reached the venue, kept for the next attempt");
+}
+
+#[tokio::test]
+async fn the_broker_reads_positions_account_and_cancels() {
+    let t = setup().await;
+    {
+        let mut s = t.venue.state.lock().unwrap();
+        s.cash = "1234.56".into();
+        s.positions = vec![
+            serde_json::json!({"symbol": "AAPL", "qty": "5", "avg_entry_price": "180.25", "side": "long"}),
+            serde_json::json!({"symbol": "TSLA", "qty": "2", "avg_entry_price": "200", "side": "short"}),
+        ];
+    }
+    let broker = broker(&t.venue.url);
+    let positions = broker.positions().await.unwrap();
+    assert_eq!(positions[1].qty, Decimal::from(-2), "short positions are negative");
+    assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
+    let Routed::Accepted { order } = t.router.submit("s", 1, &buy(1), 1).await.unwrap() else { panic!() };
+    assert_eq!(broker.open_orders().await.unwrap().len(), 1);
+    broker.cancel(&order.venue_order_id).await.unwrap();
+    assert!(broker.open_orders().await.unwrap().is_empty());
+    assert!(broker.cancel("nope").await.is_err());
+}
