@@ -169,7 +169,9 @@ async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     let routed = t.router.submit("sma@alpaca", 6, &buy(2), 1000).await.unwrap();
     assert!(matches!(&routed, Routed::Accepted { order } if order.status == OrderStatus::Filled), "{routed:?}");
     assert_eq!(counts(&t.venue), (1, 2), "no second POST");
-    assert_eq!(t.store.order(&coid2).unwrap().unwrap().filled_qty, Decimal::from(2));
+    let record = t.store.order(&coid2).unwrap().unwrap();
+    assert_eq!(record.status, "filled");
+    assert_eq!(record.filled_qty, Decimal::ZERO, "fills are recorded by the reconciler, not the router");
 }
 
 #[tokio::test]

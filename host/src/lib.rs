@@ -15,6 +15,7 @@ pub mod engine;
 pub mod feed;
 pub mod order;
 pub mod portfolio;
+pub mod reconcile;
 pub mod report;
 pub mod risk;
 pub mod router;

@@ -1,7 +1,10 @@
 //! Pre-trade risk checks: the host, not the strategy, decides what trades.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::order::{OrderIntent, OrderType};
 
@@ -28,6 +31,56 @@ pub enum RiskViolation {
     NotionalLimit { notional: Decimal, limit: Decimal },
     #[error("no price is known for {symbol}, so its notional cannot be checked")]
     NoPrice { symbol: String },
+    #[error("trading on {venue} is halted")]
+    Halted { venue: String },
+    #[error("{venue} accepts only orders that reduce a position")]
+    ReducingOnly { venue: String },
+}
+
+/// Whether a venue may take new orders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TradingState {
+    #[default]
+    Active,
+    /// Only orders that bring a position closer to zero.
+    Reducing,
+    /// No new orders at all.
+    Halted,
+}
+
+/// Trading state per venue, shared by the reconciler (which sets it) and
+/// the risk checks (which obey it).
+#[derive(Debug, Clone, Default)]
+pub struct RiskGate {
+    states: Arc<RwLock<HashMap<String, TradingState>>>,
+}
+
+impl RiskGate {
+    pub fn state(&self, venue: &str) -> TradingState {
+        self.states.read().map(|s| s.get(venue).copied().unwrap_or_default()).unwrap_or(TradingState::Halted)
+    }
+
+    pub fn set(&self, venue: &str, state: TradingState) {
+        if let Ok(mut states) = self.states.write() {
+            states.insert(venue.to_string(), state);
+        }
+    }
+
+    /// Checks an order that would move a position from `before` to `after`.
+    pub fn check(&self, venue: &str, before: Decimal, after: Decimal) -> Result<(), RiskViolation> {
+        match self.state(venue) {
+            TradingState::Active => Ok(()),
+            TradingState::Reducing
+                if after.abs() < before.abs()
+                    && (after.is_zero() || after.is_sign_positive() == before.is_sign_positive()) =>
+            {
+                Ok(())
+            }
+            TradingState::Reducing => Err(RiskViolation::ReducingOnly { venue: venue.into() }),
+            TradingState::Halted => Err(RiskViolation::Halted { venue: venue.into() }),
+        }
+    }
 }
 
 impl RiskLimits {
@@ -78,6 +131,21 @@ mod tests {
             order_type: OrderType::Market,
             time_in_force: TimeInForce::Gtc,
         }
+    }
+
+    #[test]
+    fn the_gate_halts_or_only_reduces() {
+        let gate = RiskGate::default();
+        let d = Decimal::from;
+        assert!(gate.check("alpaca", d(0), d(5)).is_ok());
+        gate.set("alpaca", TradingState::Reducing);
+        assert!(gate.check("alpaca", d(5), d(2)).is_ok());
+        assert!(gate.check("alpaca", d(5), d(0)).is_ok());
+        assert!(gate.check("alpaca", d(5), d(6)).is_err());
+        assert!(gate.check("alpaca", d(5), d(-1)).is_err(), "flipping short is not reducing");
+        gate.set("alpaca", TradingState::Halted);
+        assert!(matches!(gate.check("alpaca", d(5), d(0)), Err(RiskViolation::Halted { .. })));
+        assert!(gate.check("binance", d(0), d(1)).is_ok(), "venues are independent");
     }
 
     #[test]

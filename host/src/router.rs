@@ -220,7 +220,7 @@ impl Router {
                 VenueError::Unreachable { .. } => self.backoff(attempt),
                 // Unknown, or an answer we could not read: the order may exist.
                 _ => {
-                    self.store.update_order(&client_order_id, "unknown", None, None, now)?;
+                    self.store.update_order(&client_order_id, "unknown", None, now)?;
                     outcome_unknown = true;
                     self.backoff(attempt)
                 }
@@ -265,20 +265,15 @@ impl Router {
     }
 
     fn accepted(&self, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
-        self.store.update_order(
-            &order.client_order_id,
-            order.status.as_str(),
-            Some(&order.venue_order_id),
-            Some(order.filled_qty),
-            now,
-        )?;
+        // Fills are the reconciler's to record, once each; here only the state.
+        self.store.update_order(&order.client_order_id, order.status.as_str(), Some(&order.venue_order_id), now)?;
         let data = serde_json::json!({ "client_order_id": order.client_order_id, "venue_order_id": order.venue_order_id, "symbol": order.symbol, "qty": order.qty.to_string(), "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" } });
         self.store.append_event(now, "order.accepted", Some(self.broker.venue()), &data.to_string())?;
         Ok(Routed::Accepted { order })
     }
 
     fn rejected(&self, client_order_id: &str, reason: String, now: Millis) -> Result<Routed, RouterError> {
-        self.store.update_order(client_order_id, "rejected", None, None, now)?;
+        self.store.update_order(client_order_id, "rejected", None, now)?;
         let data = serde_json::json!({ "client_order_id": client_order_id, "reason": reason });
         self.store.append_event(now, "order.rejected", Some(self.broker.venue()), &data.to_string())?;
         Ok(Routed::Rejected { client_order_id: client_order_id.into(), reason })

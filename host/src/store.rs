@@ -281,23 +281,43 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Records what the venue says about an order.
+    /// Records what the venue says about an order's state. The filled
+    /// quantity moves only with [`Store::record_fill`].
     pub fn update_order(
         &self,
         client_order_id: &str,
         status: &str,
         venue_order_id: Option<&str>,
-        filled_qty: Option<Decimal>,
         time: Millis,
     ) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.execute(
-            "UPDATE orders SET status = ?2, venue_order_id = COALESCE(?3, venue_order_id),
-                filled_qty = COALESCE(?4, filled_qty), updated_ms = ?5 WHERE client_order_id = ?1",
-            params![client_order_id, status, venue_order_id, filled_qty.map(|q| q.to_string()), time],
+            "UPDATE orders SET status = ?2, venue_order_id = COALESCE(?3, venue_order_id), updated_ms = ?4
+             WHERE client_order_id = ?1",
+            params![client_order_id, status, venue_order_id, time],
         )
         .map_err(sql("updating an order"))?;
         Ok(())
+    }
+
+    /// Quantity and `Σ qty × price` of the fills recorded for an order.
+    pub fn filled(&self, client_order_id: &str) -> Result<(Decimal, Decimal), StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT qty, price FROM fills WHERE client_order_id = ?1")
+            .map_err(sql("reading fills"))?;
+        let rows = stmt
+            .query_map(params![client_order_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("reading fills"))?;
+        let mut qty = Decimal::ZERO;
+        let mut notional = Decimal::ZERO;
+        for row in rows {
+            let (q, p) = row.map_err(sql("reading fills"))?;
+            let (q, p) = (decimal("fill quantity", &q)?, decimal("fill price", &p)?);
+            qty += q;
+            notional += q * p;
+        }
+        Ok((qty, notional))
     }
 
     pub fn order(&self, client_order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
@@ -634,13 +654,13 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         assert!(store.insert_order(&order("c1")).unwrap());
         assert!(!store.insert_order(&order("c1")).unwrap(), "a second insert is refused, not duplicated");
-        store.update_order("c1", "accepted", Some("v-1"), None, 2).unwrap();
+        store.update_order("c1", "accepted", Some("v-1"), 2).unwrap();
         let open = store.open_orders("alpaca").unwrap();
         assert_eq!(
             (open.len(), open[0].status.as_str(), open[0].venue_order_id.as_deref()),
             (1, "accepted", Some("v-1"))
         );
-        store.update_order("c1", "filled", None, Some(Decimal::from(10)), 3).unwrap();
+        store.update_order("c1", "filled", None, 3).unwrap();
         assert!(store.open_orders("alpaca").unwrap().is_empty());
         assert_eq!(store.order("c1").unwrap().unwrap().venue_order_id.as_deref(), Some("v-1"));
     }
