@@ -43,6 +43,8 @@ pub struct Config {
     pub risk: RiskLimits,
     #[serde(default)]
     pub broker: BrokerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     pub feed: FeedConfig,
     #[serde(rename = "strategy")]
     pub strategies: Vec<StrategyConfig>,
@@ -98,12 +100,15 @@ impl RuntimeSection {
     }
 }
 
-/// Which broker executes orders. Only the paper broker exists so far.
+/// Which broker executes orders.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BrokerKind {
+    /// Simulated fills against the feed's bars.
     #[default]
     Paper,
+    /// Alpaca's trading API (paper or live, by `base_url`).
+    Alpaca,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -114,32 +119,113 @@ pub struct BrokerConfig {
     /// (`"0.0005"`) to keep it exact; TOML floats are binary.
     pub starting_cash: Decimal,
     pub commission: Commission,
+    /// A venue's trading API; defaults to Alpaca's paper API.
+    pub base_url: Option<String>,
+    /// Client-side limit on order requests.
+    pub requests_per_minute: u32,
+    /// Time between reconciliations with the broker.
+    pub sync_every_ms: u64,
+    /// Unexplained position drift (summed absolute quantity) that halts the venue.
+    pub drift_threshold: Decimal,
+    /// Time allowed for one request.
+    pub timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { kind: BrokerKind::Paper, starting_cash: Decimal::from(100_000), commission: Commission::default() }
+        Self {
+            kind: BrokerKind::Paper,
+            starting_cash: Decimal::from(100_000),
+            commission: Commission::default(),
+            base_url: None,
+            requests_per_minute: 200,
+            sync_every_ms: 5_000,
+            drift_threshold: Decimal::ZERO,
+            timeout_ms: 10_000,
+        }
     }
 }
 
-/// Where bars come from. Only replay exists so far.
+/// Where bars come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedKind {
     /// Recorded bars played back as if live.
     Replay,
+    /// Alpaca stock bars, polled.
+    Alpaca,
+    /// Binance spot klines, polled.
+    Binance,
+    /// Kalshi market candlesticks, polled.
+    Kalshi,
+}
+
+/// A Kalshi market: its series and ticker, both part of the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    pub series: String,
+    pub ticker: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     pub kind: FeedKind,
-    /// A CSV path, or `bundled:SYMBOL` for data shipped in the binary.
-    pub data: String,
-    pub symbol: String,
-    /// Milliseconds between bars.
+    /// Replay: a CSV path, or `bundled:SYMBOL` for data shipped in the binary.
+    pub data: Option<String>,
+    /// Replay: the symbol the CSV holds.
+    pub symbol: Option<String>,
+    /// Replay: milliseconds between bars.
     #[serde(default = "default_pace")]
     pub pace_ms: u64,
+    /// Venues: the market-data API; each venue has a default.
+    pub base_url: Option<String>,
+    /// Alpaca and Binance: the symbols to poll.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Kalshi: the markets to poll.
+    #[serde(default)]
+    pub markets: Vec<MarketConfig>,
+    /// Bar length: Alpaca `1Min`, Binance `1m`, Kalshi minutes (`1`, `60`, `1440`).
+    pub timeframe: Option<String>,
+    /// Alpaca: `iex` (free) or `sip`.
+    #[serde(default = "default_alpaca_feed")]
+    pub alpaca_feed: String,
+    /// Time between polls; defaults to the bar length.
+    pub poll_ms: Option<u64>,
+    /// Wait after each bar close before polling, so the venue has published.
+    #[serde(default = "default_delay")]
+    pub delay_ms: u64,
+    /// How far back to backfill on the very first start (later starts
+    /// resume from the stored cursors).
+    #[serde(default = "default_backfill")]
+    pub backfill_minutes: u64,
+}
+
+fn default_alpaca_feed() -> String {
+    "iex".into()
+}
+
+fn default_delay() -> u64 {
+    2_000
+}
+
+fn default_backfill() -> u64 {
+    60
+}
+
+/// The SQLite file for orders, fills, positions, cursors and the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: "stratbox.db".into() }
+    }
 }
 
 fn default_pace() -> u64 {
@@ -224,6 +310,10 @@ impl Config {
                 commission.per_order
             )));
         }
+        config.feed.validate().map_err(invalid)?;
+        if config.broker.kind != BrokerKind::Paper && config.feed.kind == FeedKind::Replay {
+            return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
+        }
         let mut names: Vec<String> =
             config.strategies.iter().map(|s| s.name.clone().unwrap_or_else(|| s.plugin.clone())).collect();
         names.sort();
@@ -252,8 +342,30 @@ impl Config {
         for strategy in &mut self.strategies {
             strategy.plugin = resolve(&strategy.plugin);
         }
-        if !self.feed.data.starts_with("bundled:") {
-            self.feed.data = resolve(&self.feed.data);
+        if let Some(data) = &self.feed.data
+            && !data.starts_with("bundled:")
+        {
+            self.feed.data = Some(resolve(data));
+        }
+        if Path::new(&self.store.path).is_relative() {
+            self.store.path = base.join(&self.store.path).display().to_string();
+        }
+    }
+}
+
+impl FeedConfig {
+    /// Checks that the keys the kind needs are there.
+    fn validate(&self) -> Result<(), String> {
+        let need = |ok: bool, key: &str, what: &str| if ok { Ok(()) } else { Err(format!("key `feed.{key}`: {what}")) };
+        match self.kind {
+            FeedKind::Replay => {
+                need(self.data.is_some(), "data", "a replay needs a CSV path or bundled:SYMBOL")?;
+                need(self.symbol.is_some(), "symbol", "a replay needs the symbol its data holds")
+            }
+            FeedKind::Alpaca | FeedKind::Binance => {
+                need(!self.symbols.is_empty(), "symbols", "list at least one symbol")
+            }
+            FeedKind::Kalshi => need(!self.markets.is_empty(), "markets", "list at least one { series, ticker }"),
         }
     }
 }
@@ -332,7 +444,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path).unwrap();
         assert_eq!(config.strategies[0].plugin, dir.path().join("plugins/p.wasm").display().to_string());
-        assert_eq!(config.feed.data, dir.path().join("data/x.csv").display().to_string());
+        assert_eq!(config.feed.data.unwrap(), dir.path().join("data/x.csv").display().to_string());
         assert!(Config::load(&dir.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml"));
     }
 }

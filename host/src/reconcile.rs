@@ -43,6 +43,8 @@ pub struct SyncReport {
     pub fills: Vec<FillRecord>,
     pub orders_updated: usize,
     pub corrections: Vec<Correction>,
+    /// Orders that ended without (fully) filling: client order id and status.
+    pub ended: Vec<(String, String)>,
     /// Open orders at the venue the host did not place.
     pub foreign_orders: Vec<String>,
     /// Sum of the absolute position corrections.
@@ -76,6 +78,7 @@ impl Reconciler {
                     self.store.update_order(&local.client_order_id, "expired", None, now)?;
                     self.journal(now, "order.lost", serde_json::json!({ "client_order_id": local.client_order_id }))?;
                     report.orders_updated += 1;
+                    report.ended.push((local.client_order_id.clone(), "expired".into()));
                 }
                 None => {}
             }
@@ -151,6 +154,7 @@ impl Reconciler {
             )?;
             report.orders_updated += 1;
             if matches!(remote.status, OrderStatus::Canceled | OrderStatus::Expired | OrderStatus::Rejected) {
+                report.ended.push((local.client_order_id.clone(), remote.status.as_str().into()));
                 self.journal(
                     now,
                     &format!("order.{}", remote.status.as_str()),

@@ -239,6 +239,12 @@ impl Router {
         }
     }
 
+    /// Cancels an order at the venue by its venue id.
+    pub async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError> {
+        self.limiter.acquire().await;
+        self.broker.cancel(venue_order_id).await
+    }
+
     /// Asks the venue for an order, retrying transient failures.
     async fn lookup(&self, client_order_id: &str) -> Result<Option<VenueOrder>, RouterError> {
         let mut attempt = 0;

@@ -329,6 +329,15 @@ impl Store {
         row.map(order_from_raw).transpose()
     }
 
+    /// The highest intent number routed for `strategy`, or 0.
+    pub fn last_intent(&self, strategy: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let last: Option<i64> = conn
+            .query_row("SELECT MAX(intent) FROM orders WHERE strategy = ?1", params![strategy], |r| r.get(0))
+            .map_err(sql("reading the last intent"))?;
+        Ok(last.unwrap_or(0).max(0) as u64)
+    }
+
     /// Orders at `venue` that may still trade, oldest first.
     pub fn open_orders(&self, venue: &str) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
@@ -654,6 +663,7 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         assert!(store.insert_order(&order("c1")).unwrap());
         assert!(!store.insert_order(&order("c1")).unwrap(), "a second insert is refused, not duplicated");
+        assert_eq!((store.last_intent("sma").unwrap(), store.last_intent("other").unwrap()), (1, 0));
         store.update_order("c1", "accepted", Some("v-1"), 2).unwrap();
         let open = store.open_orders("alpaca").unwrap();
         assert_eq!(

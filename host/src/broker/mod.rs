@@ -142,4 +142,8 @@ pub trait Execution: Send {
 
     /// How many orders are open.
     fn open_orders(&self) -> usize;
+
+    /// Hears about an execution reported from outside `on_bar` (a live
+    /// venue), so open-order bookkeeping stays right.
+    fn on_event(&mut self, _event: &ExecutionEvent) {}
 }

@@ -3,6 +3,7 @@
 //! Guest calls run on each strategy's own OS thread, so a slow or trapped
 //! strategy never blocks tokio's workers, the API or the other strategies.
 
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,14 +13,24 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::routed::{RoutedExecution, VenueDesk};
 use super::{Engine, EngineError, Event};
 use crate::api::{AppState, app};
 use crate::bar::{Bar, format_time};
-use crate::broker::PaperBroker;
-use crate::config::{BrokerConfig, Config, FeedConfig};
-use crate::feed::{CsvLimits, FeedError, MarketData, ReplayFeed, load_source};
+use crate::broker::{AlpacaBroker, Broker, Execution, ExecutionEvent, PaperBroker};
+use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind};
+use crate::feed::{
+    AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, CsvLimits,
+    FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
+    load_source,
+};
+use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
+use crate::risk::RiskGate;
+use crate::router::{Router, RouterConfig};
 use crate::runtime::{Clock, Runtime, RuntimeError};
+use crate::store::{Store, StoreError};
+use crate::venue::VenueError;
 
 /// Batches queued per strategy before the feed waits for it.
 const QUEUE_DEPTH: usize = 64;
@@ -36,6 +47,14 @@ pub enum LiveError {
     Serve { source: std::io::Error },
     #[error("an engine thread could not be started or joined: {message}")]
     Thread { message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Venue(#[from] VenueError),
+    #[error("the startup sync with the broker failed")]
+    Sync(#[from] ReconcileError),
+    #[error("{message}")]
+    Setup { message: String },
 }
 
 /// What `/health` reports.
@@ -82,6 +101,153 @@ pub struct RunOptions {
     pub exit_when_done: bool,
 }
 
+/// What an engine thread is fed.
+#[derive(Debug)]
+pub enum EngineInput {
+    Bars(Arc<[Bar]>),
+    /// Fills and expiries from a live venue.
+    Executed(Vec<ExecutionEvent>),
+}
+
+/// Where bars come from, ready to run.
+struct FeedPlan {
+    feed: Box<dyn MarketData>,
+    clock: Clock,
+    /// The symbol reports are about.
+    symbol: String,
+    description: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn plan_feed(
+    config: &Config,
+    options: &RunOptions,
+    client: &reqwest::Client,
+    store: Option<&Arc<Store>>,
+) -> Result<FeedPlan, LiveError> {
+    let feed = &config.feed;
+    let needs_store =
+        || store.cloned().ok_or_else(|| LiveError::Setup { message: "a polled feed needs the store".into() });
+    let schedule = |period: Duration| PollSchedule {
+        every: feed.poll_ms.map_or(period, Duration::from_millis),
+        delay: Duration::from_millis(feed.delay_ms),
+        backfill_from: now_ms() - (feed.backfill_minutes as i64) * 60_000,
+    };
+    let first_symbol = || feed.symbols.first().cloned().unwrap_or_default();
+    Ok(match feed.kind {
+        FeedKind::Replay => {
+            let (data, symbol) = (feed.data.clone().unwrap_or_default(), feed.symbol.clone().unwrap_or_default());
+            let bars = load_source(&data, &symbol, CsvLimits::default())?;
+            let first_time = bars.first().map_or(0, |b| b.time);
+            let description = format!("replaying {data} as {symbol}, {} bars", bars.len());
+            let pace = Duration::from_millis(options.pace_ms.unwrap_or(feed.pace_ms));
+            FeedPlan {
+                feed: Box::new(ReplayFeed::new(bars, pace)),
+                clock: Clock::virtual_at(first_time),
+                symbol,
+                description,
+            }
+        }
+        FeedKind::Alpaca => {
+            let source = AlpacaBars::new(
+                client.clone(),
+                AlpacaBarsConfig {
+                    data_url: feed.base_url.clone().unwrap_or_else(|| "https://data.alpaca.markets".into()),
+                    symbols: feed.symbols.clone(),
+                    timeframe: feed.timeframe.clone().unwrap_or_else(|| "1Min".into()),
+                    feed: feed.alpaca_feed.clone(),
+                    page_limit: 10_000,
+                },
+                AlpacaCredentials::from_env()?,
+            )?;
+            let period = source.period();
+            let description = format!("polling Alpaca bars for {}", feed.symbols.join(", "));
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol: first_symbol(),
+                description,
+            }
+        }
+        FeedKind::Binance => {
+            let source = BinanceKlines::new(
+                client.clone(),
+                BinanceKlinesConfig {
+                    base_url: feed.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into()),
+                    symbols: feed.symbols.clone(),
+                    interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
+                },
+            )?;
+            let period = source.period();
+            let description = format!("polling Binance klines for {}", feed.symbols.join(", "));
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol: first_symbol(),
+                description,
+            }
+        }
+        FeedKind::Kalshi => {
+            let minutes = feed.timeframe.as_deref().unwrap_or("1").parse().map_err(|_| LiveError::Setup {
+                message: "key `feed.timeframe`: Kalshi takes minutes per candle: 1, 60 or 1440".into(),
+            })?;
+            let markets = feed
+                .markets
+                .iter()
+                .map(|m| KalshiMarket { series: m.series.clone(), ticker: m.ticker.clone() })
+                .collect();
+            let base_url = feed.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            let source =
+                KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
+            let period = source.period();
+            let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
+            let description = format!("polling Kalshi candlesticks for {symbol}");
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol,
+                description,
+            }
+        }
+    })
+}
+
+/// A live venue: its broker, router and reconciler.
+struct VenuePlan {
+    venue: &'static str,
+    router: Arc<Router>,
+    reconciler: Arc<Reconciler>,
+    gate: RiskGate,
+}
+
+async fn plan_venue(
+    config: &Config,
+    client: &reqwest::Client,
+    store: &Arc<Store>,
+) -> Result<Option<VenuePlan>, LiveError> {
+    let broker_config = &config.broker;
+    let broker: Arc<dyn Broker> = match broker_config.kind {
+        BrokerKind::Paper => return Ok(None),
+        BrokerKind::Alpaca => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
+            Arc::new(AlpacaBroker::new(client.clone(), &base, AlpacaCredentials::from_env()?))
+        }
+    };
+    let venue = broker.venue();
+    let router_config =
+        RouterConfig { requests_per_minute: broker_config.requests_per_minute, ..RouterConfig::default() };
+    let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config));
+    let gate = RiskGate::default();
+    let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate.clone(), broker_config.drift_threshold));
+    // The broker is the truth: adopt it before the first order.
+    let report = reconciler.sync(now_ms()).await?;
+    tracing::info!(venue, fills = report.fills.len(), corrections = report.corrections.len(), "startup sync done");
+    Ok(Some(VenuePlan { venue, router, reconciler, gate }))
+}
+
 /// Runs the host until `shutdown` resolves (or the feed ends, if asked).
 /// Prints orders, fills and running PnL to `out`, and returns each
 /// strategy's report.
@@ -92,23 +258,39 @@ pub async fn run_host(
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
     let runtime = Runtime::new(config.runtime.to_runtime())?;
-    let FeedConfig { data, symbol, pace_ms, .. } = &config.feed;
-    let bars = load_source(data, symbol, CsvLimits::default())?;
-    let first_time = bars.first().map_or(0, |b| b.time);
-    let pace = Duration::from_millis(options.pace_ms.unwrap_or(*pace_ms));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
+        .build()
+        .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
+    let live = config.feed.kind != FeedKind::Replay || config.broker.kind != BrokerKind::Paper;
+    let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
+    let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
+    let venue = match &store {
+        Some(store) => plan_venue(&config, &client, store).await?,
+        None => None,
+    };
     let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
 
     // Start every strategy before anything runs: a bad one stops the host
     // before it trades.
+    let (route_tx, route_rx) = mpsc::unbounded_channel();
     let mut engines = Vec::new();
     for spec in &config.strategies {
         let plugin = runtime.load_named(&spec.plugin)?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
-        let strategy = runtime.instantiate(&plugin, &spec.params(), Clock::virtual_at(first_time))?;
-        let engine =
-            Engine::new(Box::new(strategy), Box::new(PaperBroker::new(commission)), config.risk.clone(), starting_cash);
+        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
+        let execution: Box<dyn Execution> = match &venue {
+            Some(_) => Box::new(RoutedExecution::new(name.clone(), route_tx.clone())),
+            None => Box::new(PaperBroker::new(commission)),
+        };
+        let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
+        if let (Some(v), Some(store)) = (&venue, &store) {
+            engine.resume_after(store.last_intent(&VenueDesk::instance(&name, v.venue))?);
+            engine = engine.with_gate(v.gate.clone(), v.venue);
+        }
         engines.push((name, engine));
     }
+    drop(route_tx);
 
     let listen = options.listen.unwrap_or(config.server.listen);
     let listener =
@@ -125,28 +307,47 @@ pub async fn run_host(
     );
 
     let (lines, printer) = printer(out);
-    let _ = lines.send(format!(
-        "stratbox listening on http://{local} (GET /health); replaying {data} as {symbol}, {} bars\n",
-        bars.len()
-    ));
+    let _ = lines.send(format!("stratbox listening on http://{local} (GET /health); {description}\n"));
 
-    let mut feeds = Vec::new();
+    let mut inputs = Vec::new();
+    let mut by_name = HashMap::new();
     let mut threads = Vec::new();
     for (name, engine) in engines {
-        let (tx, rx) = mpsc::channel::<Arc<[Bar]>>(QUEUE_DEPTH);
-        feeds.push(tx);
-        let thread = spawn_engine(name, symbol.clone(), engine, rx, lines.clone(), status.clone())?;
-        threads.push(thread);
+        let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
+        inputs.push(tx.clone());
+        by_name.insert(name.clone(), tx);
+        threads.push(spawn_engine(name, symbol.clone(), engine, rx, lines.clone(), status.clone())?);
     }
+    let desk = venue.map(|v| {
+        let desk = VenueDesk {
+            router: v.router,
+            reconciler: v.reconciler,
+            store: store.clone().unwrap_or_else(|| unreachable!("a venue implies a store")),
+            venue: v.venue,
+            engines: by_name,
+            sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
+        };
+        tokio::spawn(desk.run(route_rx))
+    });
 
-    let mut feed = ReplayFeed::new(bars, pace);
+    let (stop_feed, mut feed_stopped) = tokio::sync::oneshot::channel::<()>();
     let feed_status = status.clone();
+    let mut feed = feed;
     let mut feed_task = tokio::spawn(async move {
-        while let Some(batch) = feed.next_batch().await? {
+        loop {
+            let batch = tokio::select! {
+                batch = feed.next_batch() => batch?,
+                _ = &mut feed_stopped => {
+                    // Clean stop: what was handed out has been delivered.
+                    feed.ack().await?;
+                    return Ok(());
+                }
+            };
+            let Some(batch) = batch else { break };
             let batch: Arc<[Bar]> = batch.into();
-            for tx in &feeds {
+            for tx in &inputs {
                 // A closed queue means that strategy has stopped; the others go on.
-                let _ = tx.send(batch.clone()).await;
+                let _ = tx.send(EngineInput::Bars(batch.clone())).await;
             }
         }
         if let Ok(mut s) = feed_status.write() {
@@ -157,7 +358,12 @@ pub async fn run_host(
 
     tokio::pin!(shutdown);
     tokio::select! {
-        () = &mut shutdown => feed_task.abort(),
+        () = &mut shutdown => {
+            let _ = stop_feed.send(());
+            if let Ok(Err(e)) = (&mut feed_task).await {
+                let _ = lines.send(format!("feed stopped: {e}\n"));
+            }
+        }
         result = &mut feed_task => {
             match result {
                 Ok(Ok(())) => { let _ = lines.send("feed finished\n".into()); }
@@ -171,6 +377,9 @@ pub async fn run_host(
         }
     }
 
+    if let Some(desk) = desk {
+        desk.abort();
+    }
     let mut reports = Vec::new();
     for thread in threads {
         let report = tokio::task::spawn_blocking(move || thread.join())
@@ -206,7 +415,7 @@ fn spawn_engine(
     name: String,
     symbol: String,
     engine: Engine,
-    mut rx: mpsc::Receiver<Arc<[Bar]>>,
+    mut rx: mpsc::Receiver<EngineInput>,
     lines: mpsc::UnboundedSender<String>,
     status: Arc<RwLock<HostStatus>>,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
@@ -233,8 +442,12 @@ fn spawn_engine(
         .name("stratbox-engine".into())
         .spawn(move || {
             update(&engine, "running", None);
-            while let Some(batch) = rx.blocking_recv() {
-                if let Err(EngineError::Strategy(e)) = engine.on_bars(&batch) {
+            while let Some(input) = rx.blocking_recv() {
+                let result = match input {
+                    EngineInput::Bars(batch) => engine.on_bars(&batch),
+                    EngineInput::Executed(events) => engine.on_execution(events),
+                };
+                if let Err(EngineError::Strategy(e)) = result {
                     let _ = lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, "failed", Some(e.to_string()));
                     return engine.report(&symbol);

@@ -9,8 +9,10 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod live;
+mod routed;
 
-pub use self::live::{HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
+pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
+pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use crate::broker::{Execution, ExecutionEvent};
 use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
-use crate::risk::RiskLimits;
+use crate::risk::{RiskGate, RiskLimits};
 use crate::strategy::{Strategy, StrategyError};
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
@@ -91,6 +93,8 @@ pub struct Engine {
     strategy: Box<dyn Strategy>,
     broker: Box<dyn Execution>,
     risk: RiskLimits,
+    /// A live venue's trading state, set by the reconciler.
+    gate: Option<(RiskGate, &'static str)>,
     portfolio: Portfolio,
     /// Host-wide order number of the last intent.
     last_intent: IntentId,
@@ -121,6 +125,7 @@ impl Engine {
             strategy,
             broker,
             risk,
+            gate: None,
             portfolio: Portfolio::new(starting_cash),
             last_intent: 0,
             intent_base: 0,
@@ -135,6 +140,12 @@ impl Engine {
             execution_events: Vec::new(),
             events: Box::new(|_| {}),
         }
+    }
+
+    /// Obeys `gate`'s state for `venue` (halted, reducing) on every order.
+    pub fn with_gate(mut self, gate: RiskGate, venue: &'static str) -> Self {
+        self.gate = Some((gate, venue));
+        self
     }
 
     /// Sends every event to `sink` as it happens.
@@ -204,9 +215,32 @@ impl Engine {
         }
     }
 
+    /// Applies fills and expiries reported from outside the bar loop (a
+    /// live venue), then lets the strategy react.
+    pub fn on_execution(&mut self, events: Vec<ExecutionEvent>) -> Result<(), EngineError> {
+        for event in events {
+            self.broker.on_event(&event);
+            self.apply_execution(event, self.last_time);
+        }
+        self.feedback()
+    }
+
+    /// Continues intent numbering after `last_intent`, e.g. from the store
+    /// after a restart, so client order ids never repeat.
+    pub fn resume_after(&mut self, last_intent: IntentId) {
+        self.last_intent = self.last_intent.max(last_intent);
+        self.intent_base = self.last_intent;
+    }
+
     fn match_orders(&mut self, bar: &Bar) {
         self.broker.on_bar(bar, &mut self.execution_events);
         for event in std::mem::take(&mut self.execution_events) {
+            self.apply_execution(event, bar.time);
+        }
+    }
+
+    fn apply_execution(&mut self, event: ExecutionEvent, time: Millis) {
+        {
             match event {
                 ExecutionEvent::Filled { fill } => {
                     let position = self.portfolio.apply(&fill);
@@ -222,7 +256,7 @@ impl Engine {
                     self.pending_fills.push(fill);
                 }
                 ExecutionEvent::Expired { intent_id, symbol, reason } => {
-                    self.reject(intent_id, symbol, reason, bar.time);
+                    self.reject(intent_id, symbol, reason, time);
                 }
             }
         }
@@ -246,7 +280,11 @@ impl Engine {
                 }
                 let exposure = self.portfolio.qty(&intent.symbol) + self.broker.open_exposure(&intent.symbol);
                 let last_price = self.portfolio.last_close(&intent.symbol);
-                if let Err(violation) = self.risk.check(&intent, exposure, last_price) {
+                let gated = match &self.gate {
+                    Some((gate, venue)) => gate.check(venue, exposure, exposure + intent.side.sign() * intent.qty),
+                    None => Ok(()),
+                };
+                if let Err(violation) = gated.and_then(|()| self.risk.check(&intent, exposure, last_price)) {
                     self.reject(intent_id, intent.symbol, violation.to_string(), time);
                     return;
                 }

@@ -1,0 +1,207 @@
+//! Live trading on a venue: the engine's orders go through the router, and
+//! fills come back from the reconciler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use tokio::sync::{Notify, mpsc};
+
+use super::live::EngineInput;
+use crate::bar::Millis;
+use crate::broker::{Execution, ExecutionError, ExecutionEvent};
+use crate::order::{Fill, IntentId, Order};
+use crate::reconcile::Reconciler;
+use crate::router::{Routed, Router, client_order_id};
+use crate::store::Store;
+
+/// What an engine asks of its venue.
+#[derive(Debug)]
+pub enum RouteRequest {
+    Submit { strategy: String, order: Order },
+    Cancel { strategy: String, intent_id: IntentId },
+}
+
+/// The engine's side of a venue: submits are queued for the router task,
+/// and open orders are tracked until the reconciler reports them done.
+pub struct RoutedExecution {
+    strategy: String,
+    requests: mpsc::UnboundedSender<RouteRequest>,
+    /// Signed quantity still open, per intent.
+    open: HashMap<IntentId, (Arc<str>, Decimal)>,
+}
+
+impl RoutedExecution {
+    pub fn new(strategy: String, requests: mpsc::UnboundedSender<RouteRequest>) -> Self {
+        Self { strategy, requests, open: HashMap::new() }
+    }
+}
+
+impl Execution for RoutedExecution {
+    fn submit(&mut self, order: Order) -> Result<(), ExecutionError> {
+        let signed = order.intent.side.sign() * order.intent.qty;
+        self.open.insert(order.intent_id, (order.intent.symbol.clone(), signed));
+        self.requests
+            .send(RouteRequest::Submit { strategy: self.strategy.clone(), order })
+            .map_err(|_| ExecutionError::Rejected { reason: "the router has stopped".into() })
+    }
+
+    fn cancel(&mut self, intent_id: IntentId) -> bool {
+        self.open.contains_key(&intent_id)
+            && self.requests.send(RouteRequest::Cancel { strategy: self.strategy.clone(), intent_id }).is_ok()
+    }
+
+    fn on_bar(&mut self, _: &crate::bar::Bar, _: &mut Vec<ExecutionEvent>) {}
+
+    fn open_exposure(&self, symbol: &str) -> Decimal {
+        self.open.values().filter(|(s, _)| **s == *symbol).map(|(_, q)| *q).sum()
+    }
+
+    fn open_orders(&self) -> usize {
+        self.open.len()
+    }
+
+    fn on_event(&mut self, event: &ExecutionEvent) {
+        match event {
+            ExecutionEvent::Filled { fill } => {
+                if let Some((_, remaining)) = self.open.get_mut(&fill.intent_id) {
+                    *remaining -= fill.side.sign() * fill.qty;
+                    if remaining.is_zero() {
+                        self.open.remove(&fill.intent_id);
+                    }
+                }
+            }
+            ExecutionEvent::Expired { intent_id, .. } => {
+                self.open.remove(intent_id);
+            }
+        }
+    }
+}
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The router and reconciler of one venue, wired to the engines by
+/// strategy instance name (`name@venue`).
+pub struct VenueDesk {
+    pub router: Arc<Router>,
+    pub reconciler: Arc<Reconciler>,
+    pub store: Arc<Store>,
+    pub venue: &'static str,
+    pub engines: HashMap<String, mpsc::Sender<EngineInput>>,
+    pub sync_every: Duration,
+}
+
+impl VenueDesk {
+    /// Instance name of a strategy on this venue; keys client order ids.
+    pub fn instance(strategy: &str, venue: &str) -> String {
+        format!("{strategy}@{venue}")
+    }
+
+    /// Runs until `requests` closes: routes orders one at a time, and syncs
+    /// every `sync_every` (and soon after each accepted order).
+    pub async fn run(self, mut requests: mpsc::UnboundedReceiver<RouteRequest>) {
+        let desk = Arc::new(self);
+        let wake = Arc::new(Notify::new());
+        let syncer = {
+            let (desk, wake) = (desk.clone(), wake.clone());
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(desk.sync_every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        () = wake.notified() => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                    desk.sync_once().await;
+                }
+            })
+        };
+        while let Some(request) = requests.recv().await {
+            match request {
+                RouteRequest::Submit { strategy, order } => {
+                    if desk.route(&strategy, order).await {
+                        wake.notify_one();
+                    }
+                }
+                RouteRequest::Cancel { strategy, intent_id } => desk.cancel(&strategy, intent_id).await,
+            }
+        }
+        syncer.abort();
+    }
+
+    /// Routes one order; `true` if the venue took it.
+    async fn route(&self, strategy: &str, order: Order) -> bool {
+        let instance = Self::instance(strategy, self.venue);
+        match self.router.submit(&instance, order.intent_id, &order.intent, now_ms()).await {
+            Ok(Routed::Accepted { .. }) => true,
+            Ok(Routed::AlreadyRouted { .. }) => false,
+            Ok(Routed::Rejected { reason, .. }) => {
+                let event =
+                    ExecutionEvent::Expired { intent_id: order.intent_id, symbol: order.intent.symbol.clone(), reason };
+                self.tell(strategy, vec![event]).await;
+                false
+            }
+            Err(error) => {
+                // Left `unknown` or `pending` in the store; the next syncs settle it.
+                tracing::error!(%error, strategy, "order not settled");
+                false
+            }
+        }
+    }
+
+    async fn cancel(&self, strategy: &str, intent_id: IntentId) {
+        let coid = client_order_id(&Self::instance(strategy, self.venue), intent_id);
+        let venue_id = self.store.order(&coid).ok().flatten().and_then(|o| o.venue_order_id);
+        if let Some(venue_id) = venue_id
+            && let Err(error) = self.router.cancel(&venue_id).await
+        {
+            tracing::warn!(%error, %coid, "cancel failed");
+        }
+    }
+
+    /// One reconciliation; its fills and ended orders go to their engines.
+    async fn sync_once(&self) {
+        let report = match self.reconciler.sync(now_ms()).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");
+                return;
+            }
+        };
+        for fill in report.fills {
+            let Ok(Some(order)) = self.store.order(&fill.client_order_id) else { continue };
+            let Some(strategy) = order.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
+            let event = ExecutionEvent::Filled {
+                fill: Fill {
+                    intent_id: order.intent,
+                    symbol: Arc::from(fill.symbol.as_str()),
+                    side: fill.side,
+                    qty: fill.qty,
+                    price: fill.price,
+                    commission: fill.commission,
+                    time: fill.time,
+                },
+            };
+            self.tell(strategy, vec![event]).await;
+        }
+        for (coid, status) in report.ended {
+            let Ok(Some(order)) = self.store.order(&coid) else { continue };
+            let Some(strategy) = order.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
+            let event = ExecutionEvent::Expired {
+                intent_id: order.intent,
+                symbol: Arc::from(order.symbol.as_str()),
+                reason: status,
+            };
+            self.tell(strategy, vec![event]).await;
+        }
+    }
+
+    async fn tell(&self, strategy: &str, events: Vec<ExecutionEvent>) {
+        if let Some(engine) = self.engines.get(strategy) {
+            let _ = engine.send(EngineInput::Executed(events)).await;
+        }
+    }
+}
