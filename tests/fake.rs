@@ -37,6 +37,10 @@ pub struct VenueState {
     pub cash: String,
     /// `POST /v2/orders` requests received.
     pub order_posts: usize,
+    /// When set, every accepted order fills at once at this price.
+    pub auto_fill: Option<String>,
+    /// When set, only the first this-many Alpaca bars are served.
+    pub visible_bars: Option<usize>,
     pub order_faults: VecDeque<OrderFault>,
 }
 
@@ -141,9 +145,11 @@ async fn alpaca_bars(
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
     let from: usize = q.get("page_token").and_then(|t| t.parse().ok()).unwrap_or(0);
     let s = state.lock().unwrap();
+    let visible = s.visible_bars.unwrap_or(usize::MAX);
     let mut matching: Vec<&(String, Value)> = s
         .alpaca_bars
         .iter()
+        .take(visible)
         .filter(|(sym, bar)| symbols.contains(&sym.as_str()) && bar["t"].as_str().unwrap_or("") >= start.as_str())
         .collect();
     matching.sort_by(|a, b| a.0.cmp(&b.0).then(a.1["t"].as_str().cmp(&b.1["t"].as_str())));
@@ -262,6 +268,15 @@ async fn alpaca_submit(
             "limit_price": body.get("limit_price").cloned().unwrap_or(Value::Null),
             "status": "accepted",
         });
+        let mut order = order;
+        if let Some(price) = s.auto_fill.clone() {
+            order["status"] = json!("filled");
+            order["filled_qty"] = order["qty"].clone();
+            order["filled_avg_price"] = json!(price);
+            let signed: rust_decimal::Decimal = qty.parse::<rust_decimal::Decimal>().unwrap_or_default()
+                * if body["side"] == "sell" { rust_decimal::Decimal::NEGATIVE_ONE } else { rust_decimal::Decimal::ONE };
+            move_position(&mut s.positions, body["symbol"].as_str().unwrap_or_default(), signed, &price);
+        }
         s.orders.push(order.clone());
         order
     };
@@ -326,4 +341,20 @@ async fn alpaca_positions(State(state): State<Shared>) -> Response {
 async fn alpaca_account(State(state): State<Shared>) -> Response {
     let cash = state.lock().unwrap().cash.clone();
     axum::Json(json!({"cash": cash, "buying_power": cash})).into_response()
+}
+
+/// Moves the fake's position in `symbol` by `signed` at `price`.
+fn move_position(positions: &mut Vec<Value>, symbol: &str, signed: rust_decimal::Decimal, price: &str) {
+    use rust_decimal::Decimal;
+    let current = positions.iter().position(|p| p["symbol"] == symbol);
+    let old: Decimal =
+        current.map_or(Decimal::ZERO, |i| positions[i]["qty"].as_str().unwrap_or("0").parse().unwrap_or_default());
+    let new = old + signed;
+    if let Some(i) = current {
+        positions.remove(i);
+    }
+    if !new.is_zero() {
+        let side = if new.is_sign_positive() { "long" } else { "short" };
+        positions.push(json!({"symbol": symbol, "qty": new.abs().to_string(), "avg_entry_price": price, "side": side}));
+    }
 }

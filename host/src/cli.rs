@@ -124,6 +124,31 @@ pub enum CliError {
     Tokio(std::io::Error),
 }
 
+/// The whole program: parses arguments, sets up logging, runs the command
+/// and prints any error with its causes. `main` calls only this.
+pub fn entry() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let mut stdout = std::io::stdout();
+    match run(cli, &mut stdout) {
+        Ok(code) => code,
+        Err(error) => {
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a parsed command, writing results to `out`.
 pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode, CliError> {
     match cli.command {

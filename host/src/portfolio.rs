@@ -90,6 +90,16 @@ impl Portfolio {
         self.position(symbol).map_or(Decimal::ZERO, |p| p.qty)
     }
 
+    /// Sets a position outright, e.g. from the broker at startup.
+    pub fn set_position(&mut self, symbol: &Arc<str>, qty: Decimal, avg_price: Decimal) {
+        let pos = &mut self.book(symbol).position;
+        pos.qty = qty;
+        pos.avg_price = avg_price;
+        if pos.last_price.is_zero() {
+            pos.last_price = avg_price;
+        }
+    }
+
     /// Applies a fill and returns the new position in its symbol.
     pub fn apply(&mut self, fill: &Fill) -> Decimal {
         let signed = fill.side.sign() * fill.qty;

@@ -271,8 +271,9 @@ impl Router {
     }
 
     fn accepted(&self, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
-        // Fills are the reconciler's to record, once each; here only the state.
-        self.store.update_order(&order.client_order_id, order.status.as_str(), Some(&order.venue_order_id), now)?;
+        // Accepted, whatever the venue says of fills: fills, and the state
+        // they lead to, are the reconciler's to record, once each.
+        self.store.update_order(&order.client_order_id, "accepted", Some(&order.venue_order_id), now)?;
         let data = serde_json::json!({ "client_order_id": order.client_order_id, "venue_order_id": order.venue_order_id, "symbol": order.symbol, "qty": order.qty.to_string(), "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" } });
         self.store.append_event(now, "order.accepted", Some(self.broker.venue()), &data.to_string())?;
         Ok(Routed::Accepted { order })

@@ -72,6 +72,13 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (venue, symbol)
     );",
+    // 2: strategy state, so a restarted strategy resumes where it stopped.
+    "CREATE TABLE strategy_states (
+        instance TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        last_bar_ms INTEGER NOT NULL,
+        saved_ms INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +334,36 @@ impl Store {
             .map_err(sql("reading an order"))?;
         let row = stmt.query_row(params![client_order_id], raw_order).optional().map_err(sql("reading an order"))?;
         row.map(order_from_raw).transpose()
+    }
+
+    /// Keeps the latest `save-state` of a strategy instance, with the time
+    /// of the last bar it reflects.
+    pub fn save_strategy_state(
+        &self,
+        instance: &str,
+        state: &[u8],
+        last_bar: Millis,
+        time: Millis,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO strategy_states (instance, state, last_bar_ms, saved_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (instance) DO UPDATE SET state = excluded.state, last_bar_ms = excluded.last_bar_ms,
+                saved_ms = excluded.saved_ms",
+            params![instance, state, last_bar, time],
+        )
+        .map_err(sql("saving a strategy's state"))?;
+        Ok(())
+    }
+
+    /// The saved state and the time of the last bar it reflects.
+    pub fn strategy_state(&self, instance: &str) -> Result<Option<(Vec<u8>, Millis)>, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT state, last_bar_ms FROM strategy_states WHERE instance = ?1", params![instance], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(sql("reading a strategy's state"))
     }
 
     /// The highest intent number routed for `strategy`, or 0.
@@ -690,6 +727,32 @@ mod tests {
         assert!(store.positions("alpaca").unwrap().is_empty(), "a flat position is not listed");
         let kinds: Vec<String> = store.events_after(0, 100).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec!["fill", "fill", "fill"]);
+    }
+
+    #[test]
+    fn strategy_state_is_kept_per_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(store.strategy_state("sma@alpaca").unwrap(), None);
+        store.save_strategy_state("sma@alpaca", b"one", 10, 1).unwrap();
+        store.save_strategy_state("sma@alpaca", b"two", 20, 2).unwrap();
+        assert_eq!(store.strategy_state("sma@alpaca").unwrap(), Some((b"two".to_vec(), 20)));
+    }
+
+    #[test]
+    fn an_old_schema_is_migrated_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            // A database written by a build that knew only migration 1.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute("INSERT INTO feed_cursors VALUES ('alpaca', 'AAPL', 7)", []).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.cursor("alpaca", "AAPL").unwrap(), Some(7), "data survives the migration");
+        store.save_strategy_state("x", b"s", 1, 1).unwrap();
     }
 
     #[test]

@@ -1,9 +1,29 @@
 //! The real binary: exit codes, and no panic on bad input.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+/// Runs the binary to completion, killing it if it outlives two minutes.
 fn stratbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stratbox")).args(args).env("RUST_LOG", "warn").output().expect("the binary runs")
+    let child = Command::new(env!("CARGO_BIN_EXE_stratbox"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let pid = child.id().to_string();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
+    // Reads both pipes while waiting, so a chatty child never blocks.
+    let output = child.wait_with_output().expect("output is readable");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    output
 }
 
 fn data(name: &str) -> String {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::routed::{RoutedExecution, VenueDesk};
 use super::{Engine, EngineError, Event};
 use crate::api::{AppState, app};
-use crate::bar::{Bar, format_time};
+use crate::bar::{Bar, Millis, format_time};
 use crate::broker::{AlpacaBroker, Broker, Execution, ExecutionEvent, PaperBroker};
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind};
 use crate::feed::{
@@ -284,11 +284,27 @@ pub async fn run_host(
             None => Box::new(PaperBroker::new(commission)),
         };
         let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
+        let mut persist = None;
         if let (Some(v), Some(store)) = (&venue, &store) {
-            engine.resume_after(store.last_intent(&VenueDesk::instance(&name, v.venue))?);
+            let instance = VenueDesk::instance(&name, v.venue);
+            engine.resume_after(store.last_intent(&instance)?);
+            let mut watermark = Millis::MIN;
+            if let Some((state, last_bar)) = store.strategy_state(&instance)? {
+                match engine.strategy_mut().load_state(&state) {
+                    Ok(()) => {
+                        tracing::info!(%instance, bytes = state.len(), "strategy state restored");
+                        watermark = last_bar;
+                    }
+                    Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
+                }
+            }
+            for position in store.positions(v.venue)? {
+                engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
+            }
             engine = engine.with_gate(v.gate.clone(), v.venue);
+            persist = Some(Persist { store: store.clone(), instance, watermark });
         }
-        engines.push((name, engine));
+        engines.push((name, engine, persist));
     }
     drop(route_tx);
 
@@ -312,23 +328,30 @@ pub async fn run_host(
     let mut inputs = Vec::new();
     let mut by_name = HashMap::new();
     let mut threads = Vec::new();
-    for (name, engine) in engines {
+    for (name, engine, persist) in engines {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         inputs.push(tx.clone());
         by_name.insert(name.clone(), tx);
-        threads.push(spawn_engine(name, symbol.clone(), engine, rx, lines.clone(), status.clone())?);
+        threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, lines.clone(), status.clone())?);
     }
-    let desk = venue.map(|v| {
-        let desk = VenueDesk {
-            router: v.router,
-            reconciler: v.reconciler,
-            store: store.clone().unwrap_or_else(|| unreachable!("a venue implies a store")),
-            venue: v.venue,
-            engines: by_name,
-            sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
-        };
-        tokio::spawn(desk.run(route_rx))
-    });
+    let desk = match (venue, store) {
+        (Some(v), Some(store)) => {
+            let desk = VenueDesk {
+                router: v.router,
+                reconciler: v.reconciler,
+                store,
+                venue: v.venue,
+                engines: by_name,
+                sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
+            };
+            Some(tokio::spawn(desk.run(route_rx)))
+        }
+        _ => {
+            // Engines end when every sender of their input is gone.
+            drop(by_name);
+            None
+        }
+    };
 
     let (stop_feed, mut feed_stopped) = tokio::sync::oneshot::channel::<()>();
     let feed_status = status.clone();
@@ -379,6 +402,8 @@ pub async fn run_host(
 
     if let Some(desk) = desk {
         desk.abort();
+        // Dropping the desk drops its senders, so the engines can finish.
+        let _ = desk.await;
     }
     let mut reports = Vec::new();
     for thread in threads {
@@ -396,6 +421,14 @@ pub async fn run_host(
         Ok(Err(source)) => Err(LiveError::Serve { source }),
         _ => Ok(reports),
     }
+}
+
+/// Where a live strategy's state is saved after every input.
+struct Persist {
+    store: Arc<Store>,
+    instance: String,
+    /// Time of the last bar batch the saved state reflects.
+    watermark: Millis,
 }
 
 /// Writes lines to `out` from a task, so engines never wait on the terminal.
@@ -416,6 +449,7 @@ fn spawn_engine(
     symbol: String,
     engine: Engine,
     mut rx: mpsc::Receiver<EngineInput>,
+    mut persist: Option<Persist>,
     lines: mpsc::UnboundedSender<String>,
     status: Arc<RwLock<HostStatus>>,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
@@ -444,13 +478,34 @@ fn spawn_engine(
             update(&engine, "running", None);
             while let Some(input) = rx.blocking_recv() {
                 let result = match input {
-                    EngineInput::Bars(batch) => engine.on_bars(&batch),
+                    EngineInput::Bars(batch) => {
+                        let time = batch.last().map_or(Millis::MIN, |b| b.time);
+                        match &mut persist {
+                            // Already reflected in the restored state: a batch
+                            // the feed delivers again after a crash.
+                            Some(p) if time <= p.watermark => continue,
+                            Some(p) => p.watermark = time,
+                            None => {}
+                        }
+                        engine.on_bars(&batch)
+                    }
                     EngineInput::Executed(events) => engine.on_execution(events),
                 };
                 if let Err(EngineError::Strategy(e)) = result {
                     let _ = lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, "failed", Some(e.to_string()));
                     return engine.report(&symbol);
+                }
+                // Live strategies resume from here after a restart.
+                if let Some(Persist { store, instance, watermark }) = &persist {
+                    match engine.strategy_mut().save_state() {
+                        Ok(state) => {
+                            if let Err(error) = store.save_strategy_state(instance, &state, *watermark, now_ms()) {
+                                tracing::error!(%instance, %error, "cannot save strategy state");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%instance, %error, "save-state failed"),
+                    }
                 }
                 update(&engine, "running", None);
             }

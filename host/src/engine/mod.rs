@@ -225,6 +225,12 @@ impl Engine {
         self.feedback()
     }
 
+    /// Takes a position as the broker reports it, before trading starts.
+    pub fn adopt_position(&mut self, symbol: Arc<str>, qty: Decimal, avg_price: Decimal) {
+        self.portfolio.set_position(&symbol, qty, avg_price);
+        self.strategy.set_position(&symbol, qty);
+    }
+
     /// Continues intent numbering after `last_intent`, e.g. from the store
     /// after a restart, so client order ids never repeat.
     pub fn resume_after(&mut self, last_intent: IntentId) {

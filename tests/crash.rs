@@ -1,0 +1,158 @@
+//! The host as a real process against a fake Alpaca on loopback, killed
+//! with SIGKILL mid-run and restarted: no order is sent twice, no fill is
+//! lost, and positions end equal to the broker's.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use stratbox::store::Store;
+use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
+
+const BARS: i64 = 48;
+
+/// A host process that is killed when the test ends, pass or fail.
+struct Host(Child);
+
+impl Host {
+    fn kill(&mut self) {
+        let _ = self.0.kill(); // SIGKILL: no chance to clean up
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_host(config: &Path) -> Host {
+    let child = Command::new(env!("CARGO_BIN_EXE_stratbox-under-test"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("APCA_API_KEY_ID", "test-key")
+        .env("APCA_API_SECRET_KEY", "test-secret")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    Host(child)
+}
+
+/// Waits (bounded) for `done` to hold.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
+    let minutes_ago = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+        - alpaca_time(0))
+        / 60_000
+        + 10;
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[store]
+path = "host.db"
+
+[feed]
+kind = "alpaca"
+base_url = "{url}"
+symbols = ["AAPL"]
+timeframe = "1Min"
+poll_ms = 40
+delay_ms = 0
+backfill_minutes = {minutes_ago}
+
+[broker]
+kind = "alpaca"
+base_url = "{url}"
+sync_every_ms = 100
+drift_threshold = "100"
+timeout_ms = 2000
+
+[[strategy]]
+name = "sma"
+plugin = "sma-crossover"
+params = {{ fast = 2, slow = 4, qty = 1 }}
+"#
+    );
+    let path = dir.join("host.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_restarts_without_duplicates_or_lost_fills() {
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        // A zig-zag that crosses every few bars.
+        let closes = [10, 12, 14, 16, 14, 12, 10, 8];
+        for minute in 0..BARS {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, &closes[(minute % 8) as usize].to_string())));
+        }
+        s.visible_bars = Some(8);
+        s.auto_fill = Some("100".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &venue.url);
+    let reveal = |n: usize| venue.state.lock().unwrap().visible_bars = Some(n);
+    let orders = || venue.state.lock().unwrap().orders.len();
+
+    // First run: bars appear a few at a time; kill it once it has traded.
+    let mut host = spawn_host(&config);
+    let mut shown = 8;
+    wait_until("the first orders", || {
+        shown = (shown + 1).min(24);
+        reveal(shown);
+        orders() >= 3
+    })
+    .await;
+    host.kill();
+    let before_restart = orders();
+
+    // Second run: the rest of the bars.
+    let mut host = spawn_host(&config);
+    reveal(BARS as usize);
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    wait_until("every bar to be processed", || {
+        store.strategy_state("sma@alpaca").ok().flatten().is_some_and(|(_, last)| last == alpaca_time(BARS - 1))
+    })
+    .await;
+    // Let the last fills be reconciled.
+    wait_until("the fills to be recorded", || {
+        let s = venue.state.lock().unwrap();
+        s.orders.iter().all(|o| {
+            let coid = o["client_order_id"].as_str().unwrap();
+            store.filled(coid).map(|(qty, _)| qty.to_string() == o["qty"].as_str().unwrap()).unwrap_or(false)
+        })
+    })
+    .await;
+    host.kill();
+
+    let s = venue.state.lock().unwrap();
+    assert!(s.orders.len() > before_restart, "the second run traded too");
+    assert_eq!(s.order_posts, s.orders.len(), "every order was sent exactly once");
+    let mut ids: Vec<&str> = s.orders.iter().map(|o| o["client_order_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), s.orders.len(), "client order ids are unique across the restart");
+    // Long-only and restored from its saved state: never more than one lot.
+    let venue_qty: Decimal = s.positions.iter().map(|p| p["qty"].as_str().unwrap().parse::<Decimal>().unwrap()).sum();
+    assert!(venue_qty <= Decimal::ONE, "position {venue_qty}: the restarted strategy did not buy twice");
+    let local_qty: Decimal = store.positions("alpaca").unwrap().iter().map(|p| p.qty).sum();
+    assert_eq!(local_qty, venue_qty, "positions equal the broker's");
+    // Orders alternate buy, sell, buy, ... across the restart.
+    let sides: Vec<&str> = s.orders.iter().map(|o| o["side"].as_str().unwrap()).collect();
+    assert!(sides.windows(2).all(|w| w[0] != w[1]), "{sides:?}");
+}
