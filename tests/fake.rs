@@ -41,6 +41,10 @@ pub struct VenueState {
     pub auto_fill: Option<String>,
     /// When set, only the first this-many Alpaca bars are served.
     pub visible_bars: Option<usize>,
+    /// Binance orders as wire JSON, and balances as `(asset, free)`.
+    pub binance_orders: Vec<Value>,
+    pub binance_balances: Vec<(String, String)>,
+
     pub order_faults: VecDeque<OrderFault>,
 }
 
@@ -85,6 +89,10 @@ impl FakeVenue {
             .route("/v2/orders/{id}", axum::routing::delete(alpaca_cancel))
             .route("/v2/positions", get(alpaca_positions))
             .route("/v2/account", get(alpaca_account))
+            .route("/api/v3/exchangeInfo", get(binance_exchange_info))
+            .route("/api/v3/order", axum::routing::post(binance_order).get(binance_order).delete(binance_order))
+            .route("/api/v3/openOrders", get(binance_order))
+            .route("/api/v3/account", get(binance_order))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -356,5 +364,111 @@ fn move_position(positions: &mut Vec<Value>, symbol: &str, signed: rust_decimal:
     if !new.is_zero() {
         let side = if new.is_sign_positive() { "long" } else { "short" };
         positions.push(json!({"symbol": symbol, "qty": new.abs().to_string(), "avg_entry_price": price, "side": side}));
+    }
+}
+
+/// The secret the fake Binance checks signatures with.
+pub const BINANCE_SECRET: &str = "fake-binance-secret";
+/// Price at which the fake Binance fills market orders.
+pub const BINANCE_FILL_PRICE: &str = "100.5";
+
+async fn binance_exchange_info(Query(q): Query<HashMap<String, String>>) -> Response {
+    let symbol = q.get("symbol").cloned().unwrap_or_default();
+    axum::Json(json!({"symbols": [{"symbol": symbol, "filters": [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00100000", "maxQty": "9000.00000000", "stepSize": "0.00100000"}
+    ]}]}))
+    .into_response()
+}
+
+fn binance_error(status: u16, code: i64, msg: &str) -> Response {
+    (StatusCode::from_u16(status).unwrap(), axum::Json(json!({"code": code, "msg": msg}))).into_response()
+}
+
+/// One handler for every signed Binance endpoint: checks the key and the
+/// HMAC over the query string, then serves by method and path.
+async fn binance_order(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = uri.query().unwrap_or_default().to_string();
+    let Some((payload, signature)) = query.rsplit_once("&signature=") else {
+        return binance_error(400, -1102, "Mandatory parameter 'signature' was not sent.");
+    };
+    if headers.get("x-mbx-apikey").is_none() {
+        return binance_error(401, -2014, "API-key format invalid.");
+    }
+    if stratbox::broker::binance_signature(BINANCE_SECRET, payload) != signature {
+        return binance_error(401, -1022, "Signature for this request is not valid.");
+    }
+    let params: HashMap<String, String> =
+        payload.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let param = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    match (method.as_str(), uri.path()) {
+        ("POST", "/api/v3/order") => {
+            s.order_posts += 1;
+            let fault = s.order_faults.pop_front();
+            if let Some(OrderFault::Status { code, .. }) = fault {
+                return binance_error(code, -1000, "injected");
+            }
+            let coid = param("newClientOrderId");
+            if s.binance_orders.iter().any(|o| o["clientOrderId"] == coid.as_str()) {
+                return binance_error(400, -2010, "Duplicate order sent.");
+            }
+            let qty: rust_decimal::Decimal = param("quantity").parse().unwrap_or_default();
+            let market = param("type") == "MARKET";
+            let price: rust_decimal::Decimal = BINANCE_FILL_PRICE.parse().unwrap();
+            let order = json!({
+                "symbol": param("symbol"), "orderId": s.binance_orders.len() + 1, "clientOrderId": coid,
+                "price": params.get("price").cloned().unwrap_or_else(|| "0.00000000".into()),
+                "origQty": qty.to_string(),
+                "executedQty": if market { qty.to_string() } else { "0".into() },
+                "cummulativeQuoteQty": if market { (qty * price).to_string() } else { "0".into() },
+                "status": if market { "FILLED" } else { "NEW" },
+                "type": param("type"), "side": param("side"),
+            });
+            s.binance_orders.push(order.clone());
+            if matches!(fault, Some(OrderFault::AcceptThen500)) {
+                return binance_error(500, -1000, "An unknown error occurred while processing the request.");
+            }
+            axum::Json(order).into_response()
+        }
+        ("GET", "/api/v3/order") => {
+            let coid = param("origClientOrderId");
+            match s
+                .binance_orders
+                .iter()
+                .find(|o| o["clientOrderId"] == coid.as_str() && o["symbol"] == param("symbol").as_str())
+            {
+                Some(order) => axum::Json(order.clone()).into_response(),
+                None => binance_error(400, -2013, "Order does not exist."),
+            }
+        }
+        ("DELETE", "/api/v3/order") => {
+            let id: i64 = param("orderId").parse().unwrap_or(-1);
+            match s.binance_orders.iter_mut().find(|o| o["orderId"] == id) {
+                Some(order) if order["status"] == "NEW" => {
+                    order["status"] = json!("CANCELED");
+                    axum::Json(order.clone()).into_response()
+                }
+                _ => binance_error(400, -2011, "Unknown order sent."),
+            }
+        }
+        ("GET", "/api/v3/openOrders") => {
+            let open: Vec<&Value> = s.binance_orders.iter().filter(|o| o["status"] == "NEW").collect();
+            axum::Json(json!(open)).into_response()
+        }
+        ("GET", "/api/v3/account") => {
+            let balances: Vec<Value> = s
+                .binance_balances
+                .iter()
+                .map(|(a, f)| json!({"asset": a, "free": f, "locked": "0.00000000"}))
+                .collect();
+            axum::Json(json!({"balances": balances})).into_response()
+        }
+        _ => binance_error(404, -1000, "not found"),
     }
 }

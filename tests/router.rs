@@ -205,7 +205,7 @@ async fn the_broker_reads_positions_account_and_cancels() {
     assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
     let Routed::Accepted { order } = t.router.submit("s", 1, &buy(1), 1).await.unwrap() else { panic!() };
     assert_eq!(broker.open_orders().await.unwrap().len(), 1);
-    broker.cancel(&order.venue_order_id).await.unwrap();
+    broker.cancel("AAPL", &order.venue_order_id).await.unwrap();
     assert!(broker.open_orders().await.unwrap().is_empty());
-    assert!(broker.cancel("nope").await.is_err());
+    assert!(broker.cancel("AAPL", "nope").await.is_err());
 }

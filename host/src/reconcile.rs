@@ -71,7 +71,7 @@ impl Reconciler {
         let venue = self.broker.venue();
         let mut report = SyncReport::default();
         for local in self.store.open_orders(venue)? {
-            match self.broker.order_by_client_id(&local.client_order_id).await? {
+            match self.broker.order_by_client_id(&local.symbol, &local.client_order_id).await? {
                 Some(remote) => self.settle(&local, &remote, now, &mut report)?,
                 None if now - local.updated > IN_FLIGHT_GRACE_MS => {
                     // It never reached the venue; the strategy's intent is void.

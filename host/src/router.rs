@@ -195,7 +195,7 @@ impl Router {
         let mut attempt = 0;
         loop {
             if outcome_unknown {
-                if let Some(order) = self.lookup(&client_order_id).await? {
+                if let Some(order) = self.lookup(&request.symbol, &client_order_id).await? {
                     return self.accepted(order, now);
                 }
                 outcome_unknown = false;
@@ -207,7 +207,7 @@ impl Router {
                 Err(VenueError::Rejected { message, .. }) if attempt > 1 => {
                     // A resend refused, e.g. as a duplicate id: the first
                     // attempt may have landed after all.
-                    if let Some(order) = self.lookup(&client_order_id).await? {
+                    if let Some(order) = self.lookup(&request.symbol, &client_order_id).await? {
                         return self.accepted(order, now);
                     }
                     return self.rejected(&client_order_id, message, now);
@@ -240,18 +240,18 @@ impl Router {
     }
 
     /// Cancels an order at the venue by its venue id.
-    pub async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError> {
+    pub async fn cancel(&self, symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
         self.limiter.acquire().await;
-        self.broker.cancel(venue_order_id).await
+        self.broker.cancel(symbol, venue_order_id).await
     }
 
     /// Asks the venue for an order, retrying transient failures.
-    async fn lookup(&self, client_order_id: &str) -> Result<Option<VenueOrder>, RouterError> {
+    async fn lookup(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, RouterError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.limiter.acquire().await;
-            let error = match self.broker.order_by_client_id(client_order_id).await {
+            let error = match self.broker.order_by_client_id(symbol, client_order_id).await {
                 Ok(found) => return Ok(found),
                 Err(error) => error,
             };

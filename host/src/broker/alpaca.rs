@@ -174,7 +174,7 @@ impl Broker for AlpacaBroker {
         order_from_wire(endpoint, &body, wire)
     }
 
-    async fn order_by_client_id(&self, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+    async fn order_by_client_id(&self, _symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
         let endpoint = "/v2/orders:by_client_order_id";
         let request = self.request(reqwest::Method::GET, endpoint).query(&[("client_order_id", client_order_id)]);
         let (status, body) = send(VENUE, endpoint, request).await?;
@@ -185,7 +185,7 @@ impl Broker for AlpacaBroker {
         }
     }
 
-    async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError> {
+    async fn cancel(&self, _symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
         let endpoint = format!("/v2/orders/{venue_order_id}");
         let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::DELETE, &endpoint)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(failure(&endpoint, status, &body)) }

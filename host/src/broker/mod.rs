@@ -5,7 +5,7 @@ mod binance;
 mod paper;
 
 pub use self::alpaca::AlpacaBroker;
-pub use self::binance::sign as binance_signature;
+pub use self::binance::{BinanceBroker, BinanceCredentials, Increments, sign as binance_signature};
 pub use self::paper::{Commission, PaperBroker};
 pub use crate::feed::AlpacaCredentials;
 
@@ -90,10 +90,11 @@ pub trait Broker: Send + Sync {
     /// it up by client order id before sending it again.
     async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError>;
 
-    /// The order with this client order id, if the venue has it.
-    async fn order_by_client_id(&self, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError>;
+    /// The order with this client order id, if the venue has it. Some
+    /// venues (Binance) key orders by symbol, so it is passed too.
+    async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError>;
 
-    async fn cancel(&self, venue_order_id: &str) -> Result<(), VenueError>;
+    async fn cancel(&self, symbol: &str, venue_order_id: &str) -> Result<(), VenueError>;
 
     async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError>;
 

@@ -154,9 +154,9 @@ impl VenueDesk {
 
     async fn cancel(&self, strategy: &str, intent_id: IntentId) {
         let coid = client_order_id(&Self::instance(strategy, self.venue), intent_id);
-        let venue_id = self.store.order(&coid).ok().flatten().and_then(|o| o.venue_order_id);
-        if let Some(venue_id) = venue_id
-            && let Err(error) = self.router.cancel(&venue_id).await
+        let order = self.store.order(&coid).ok().flatten();
+        if let Some((symbol, venue_id)) = order.and_then(|o| Some((o.symbol, o.venue_order_id?)))
+            && let Err(error) = self.router.cancel(&symbol, &venue_id).await
         {
             tracing::warn!(%error, %coid, "cancel failed");
         }
