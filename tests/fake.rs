@@ -44,6 +44,11 @@ pub struct VenueState {
     /// Binance orders as wire JSON, and balances as `(asset, free)`.
     pub binance_orders: Vec<Value>,
     pub binance_balances: Vec<(String, String)>,
+    /// Kalshi: the key that must have signed each request, orders, positions, balance in cents.
+    pub kalshi_public_key: Option<rsa::RsaPublicKey>,
+    pub kalshi_orders: Vec<Value>,
+    pub kalshi_positions: Vec<Value>,
+    pub kalshi_balance: i64,
 
     pub order_faults: VecDeque<OrderFault>,
 }
@@ -93,6 +98,9 @@ impl FakeVenue {
             .route("/api/v3/order", axum::routing::post(binance_order).get(binance_order).delete(binance_order))
             .route("/api/v3/openOrders", get(binance_order))
             .route("/api/v3/account", get(binance_order))
+            .route("/trade-api/v2/portfolio/orders", axum::routing::post(kalshi_trade).get(kalshi_trade))
+            .route("/trade-api/v2/portfolio/positions", get(kalshi_trade))
+            .route("/trade-api/v2/portfolio/balance", get(kalshi_trade))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -471,4 +479,81 @@ async fn binance_order(
         }
         _ => binance_error(404, -1000, "not found"),
     }
+}
+
+fn kalshi_error(status: u16, code: &str, message: &str) -> Response {
+    (StatusCode::from_u16(status).unwrap(), axum::Json(json!({"error": {"code": code, "message": message}})))
+        .into_response()
+}
+
+/// Every Kalshi portfolio endpoint: checks the RSA-PSS signature over
+/// `timestamp + METHOD + path`, then serves by method and path.
+async fn kalshi_trade(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use base64::Engine as _;
+    use rsa::signature::Verifier as _;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (timestamp, signature) = (header("kalshi-access-timestamp"), header("kalshi-access-signature"));
+    let mut s = state.lock().unwrap();
+    let Some(public) = s.kalshi_public_key.clone() else { return kalshi_error(500, "no_key", "fake has no key") };
+    let verified = base64::engine::general_purpose::STANDARD
+        .decode(&signature)
+        .ok()
+        .and_then(|bytes| rsa::pss::Signature::try_from(bytes.as_slice()).ok())
+        .is_some_and(|sig| {
+            let message = format!("{timestamp}{}{}", method.as_str(), uri.path());
+            rsa::pss::VerifyingKey::<sha2::Sha256>::new(public).verify(message.as_bytes(), &sig).is_ok()
+        });
+    if header("kalshi-access-key").is_empty() || !verified {
+        return kalshi_error(401, "authentication_error", "invalid signature");
+    }
+    match (method.as_str(), uri.path()) {
+        ("POST", "/trade-api/v2/portfolio/orders") => {
+            s.order_posts += 1;
+            let fault = s.order_faults.pop_front();
+            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let coid = request["client_order_id"].as_str().unwrap_or_default().to_string();
+            if s.kalshi_orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
+                return kalshi_error(409, "order_already_exists", "an order with this client_order_id exists");
+            }
+            let count = request["count"].as_i64().unwrap_or(0);
+            let market = request["type"] == "market";
+            let order = json!({
+                "order_id": format!("k-{}", s.kalshi_orders.len() + 1), "client_order_id": coid,
+                "ticker": request["ticker"], "side": request["side"], "action": request["action"], "type": request["type"],
+                "status": if market { "executed" } else { "resting" }, "count": count,
+                "fill_count": if market { count } else { 0 }, "remaining_count": if market { 0 } else { count },
+                "yes_price": request.get("yes_price").cloned().unwrap_or(json!(50)),
+            });
+            s.kalshi_orders.push(order.clone());
+            if matches!(fault, Some(OrderFault::AcceptThen500)) {
+                return kalshi_error(500, "internal", "internal error");
+            }
+            (StatusCode::CREATED, axum::Json(json!({"order": order}))).into_response()
+        }
+        ("GET", "/trade-api/v2/portfolio/orders") => {
+            let q: HashMap<String, String> = serde_urlencoded_pairs(uri.query().unwrap_or_default());
+            let orders: Vec<&Value> = s
+                .kalshi_orders
+                .iter()
+                .filter(|o| q.get("ticker").is_none_or(|t| o["ticker"] == t.as_str()))
+                .filter(|o| q.get("status").is_none_or(|st| o["status"] == st.as_str()))
+                .collect();
+            axum::Json(json!({"orders": orders, "cursor": ""})).into_response()
+        }
+        ("GET", "/trade-api/v2/portfolio/positions") => {
+            axum::Json(json!({"market_positions": s.kalshi_positions})).into_response()
+        }
+        ("GET", "/trade-api/v2/portfolio/balance") => axum::Json(json!({"balance": s.kalshi_balance})).into_response(),
+        _ => kalshi_error(404, "not_found", "not found"),
+    }
+}
+
+fn serde_urlencoded_pairs(query: &str) -> HashMap<String, String> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

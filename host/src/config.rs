@@ -109,6 +109,10 @@ pub enum BrokerKind {
     Paper,
     /// Alpaca's trading API (paper or live, by `base_url`).
     Alpaca,
+    /// Binance spot, signed with `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
+    Binance,
+    /// Kalshi, signed with `KALSHI_API_KEY_ID` and the key at `KALSHI_PRIVATE_KEY_PATH`.
+    Kalshi,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -129,6 +133,8 @@ pub struct BrokerConfig {
     pub drift_threshold: Decimal,
     /// Time allowed for one request.
     pub timeout_ms: u64,
+    /// Binance: the asset whose balance is cash.
+    pub quote_asset: String,
 }
 
 impl Default for BrokerConfig {
@@ -142,6 +148,7 @@ impl Default for BrokerConfig {
             sync_every_ms: 5_000,
             drift_threshold: Decimal::ZERO,
             timeout_ms: 10_000,
+            quote_asset: "USDT".into(),
         }
     }
 }

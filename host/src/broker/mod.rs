@@ -2,10 +2,12 @@
 
 mod alpaca;
 mod binance;
+mod kalshi;
 mod paper;
 
 pub use self::alpaca::AlpacaBroker;
 pub use self::binance::{BinanceBroker, BinanceCredentials, Increments, sign as binance_signature};
+pub use self::kalshi::{KalshiBroker, KalshiCredentials};
 pub use self::paper::{Commission, PaperBroker};
 pub use crate::feed::AlpacaCredentials;
 

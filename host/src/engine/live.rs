@@ -17,7 +17,10 @@ use super::routed::{RoutedExecution, VenueDesk};
 use super::{Engine, EngineError, Event};
 use crate::api::{AppState, app};
 use crate::bar::{Bar, Millis, format_time};
-use crate::broker::{AlpacaBroker, Broker, Execution, ExecutionEvent, PaperBroker};
+use crate::broker::{
+    AlpacaBroker, BinanceBroker, BinanceCredentials, Broker, Execution, ExecutionEvent, KalshiBroker,
+    KalshiCredentials, PaperBroker,
+};
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind};
 use crate::feed::{
     AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, CsvLimits,
@@ -234,6 +237,19 @@ async fn plan_venue(
         BrokerKind::Alpaca => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
             Arc::new(AlpacaBroker::new(client.clone(), &base, AlpacaCredentials::from_env()?))
+        }
+        BrokerKind::Binance => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
+            Arc::new(BinanceBroker::new(
+                client.clone(),
+                &base,
+                BinanceCredentials::from_env()?,
+                &broker_config.quote_asset,
+            ))
+        }
+        BrokerKind::Kalshi => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            Arc::new(KalshiBroker::new(client.clone(), &base, KalshiCredentials::from_env()?))
         }
     };
     let venue = broker.venue();
