@@ -85,6 +85,7 @@ type Shared = Arc<Mutex<VenueState>>;
 impl FakeVenue {
     pub async fn start() -> Self {
         let state: Shared = Arc::default();
+        state.lock().unwrap().cash = "100000.00".into();
         let app = Router::new()
             .route("/v2/stocks/bars", get(alpaca_bars))
             .route("/api/v3/klines", get(binance_klines))

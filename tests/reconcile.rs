@@ -60,6 +60,7 @@ async fn fills_are_applied_once_however_often_they_are_seen() {
     assert_eq!(first.fills.len(), 1);
     assert_eq!((first.fills[0].qty, first.fills[0].price), (dec("1"), dec("100")));
     assert!(first.corrections.is_empty(), "the fill explains the venue's position");
+    assert_eq!(first.cash, dec("100000"), "cash is read from the account");
 
     // Seen again: nothing new.
     assert!(reconciler.sync(3_000).await.unwrap().fills.is_empty());

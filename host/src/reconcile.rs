@@ -49,6 +49,8 @@ pub struct SyncReport {
     pub foreign_orders: Vec<String>,
     /// Sum of the absolute position corrections.
     pub drift: Decimal,
+    /// The account's cash as the broker reports it.
+    pub cash: Decimal,
     pub halted: bool,
 }
 
@@ -94,6 +96,7 @@ impl Reconciler {
             }
         }
         self.compare_positions(now, &mut report).await?;
+        report.cash = self.broker.account().await?.cash;
         if report.drift > self.drift_threshold {
             self.gate.set(venue, TradingState::Halted);
             report.halted = true;

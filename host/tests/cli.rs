@@ -84,6 +84,22 @@ fn run_exits_when_the_feed_is_done_if_asked() {
 }
 
 #[test]
+fn missing_venue_credentials_stop_startup_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alpaca.toml");
+    let config = "[feed]\nkind = \"alpaca\"\nbase_url = \"http://127.0.0.1:9\"\nsymbols = [\"AAPL\"]\n\n\
+                  [broker]\nkind = \"alpaca\"\nbase_url = \"http://127.0.0.1:9\"\n\n[[strategy]]\nplugin = \"sma-crossover\"\n";
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_stratbox"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env_remove("APCA_API_KEY_ID")
+        .env_remove("APCA_API_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_fails_cleanly(&output, "set the environment variable APCA_API_KEY_ID");
+}
+
+#[test]
 fn a_bad_config_names_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");

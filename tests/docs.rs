@@ -1,0 +1,15 @@
+//! The README's configuration examples are real configs.
+
+use stratbox::config::Config;
+
+#[test]
+fn every_toml_block_in_the_readme_parses() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let blocks: Vec<&str> = readme.split("```toml\n").skip(1).map(|rest| rest.split("```").next().unwrap()).collect();
+    assert!(blocks.len() >= 4, "found {} toml blocks", blocks.len());
+    for block in blocks {
+        if let Err(e) = Config::parse(block, "README.md") {
+            panic!("{e}\n---\n{block}");
+        }
+    }
+}
