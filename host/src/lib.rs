@@ -23,3 +23,4 @@ pub mod runtime;
 pub mod store;
 pub mod strategy;
 pub mod venue;
+pub mod webhook;
