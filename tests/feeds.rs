@@ -248,3 +248,15 @@ async fn kalshi_polls_each_market_by_series_and_ticker() {
         venue.requests()[0].starts_with("/trade-api/v2/series/KXHIGHNY/markets/KXHIGHNY-24JAN01-T60/candlesticks?")
     );
 }
+
+#[tokio::test]
+async fn an_unknown_symbol_is_a_clear_venue_error() {
+    use stratbox::feed::BarSource;
+    let venue = FakeVenue::start().await;
+    let config =
+        BinanceKlinesConfig { base_url: venue.url.clone(), symbols: vec!["NOPEUSDT".into()], interval: "1m".into() };
+    let err = BinanceKlines::new(client(), config).unwrap().fetch(0, i64::MAX).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, FeedError::Venue(VenueError::Status { status: 400, .. })), "{text}");
+    assert!(text.contains("binance /api/v3/klines") && text.contains("Invalid symbol"), "{text}");
+}

@@ -118,6 +118,23 @@ pub fn json<T: serde::de::DeserializeOwned>(venue: &'static str, endpoint: &str,
     })
 }
 
+/// Parses a decimal field of an answer, naming it and quoting the body if
+/// it is not one.
+pub fn decimal(
+    venue: &'static str,
+    endpoint: &str,
+    body: &[u8],
+    what: &str,
+    text: &str,
+) -> Result<rust_decimal::Decimal, VenueError> {
+    <rust_decimal::Decimal as std::str::FromStr>::from_str(text).map_err(|_| VenueError::Malformed {
+        venue,
+        endpoint: endpoint.into(),
+        body: excerpt(body),
+        message: format!("{what} `{text}` is not a decimal"),
+    })
+}
+
 /// Reads a required secret through `lookup` (normally the environment).
 pub fn required(var: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, VenueError> {
     match lookup(var) {

@@ -4,8 +4,6 @@
 //! insufficient buying power and 422 an invalid order, both final; a 5XX
 //! leaves the outcome unknown.
 
-use std::str::FromStr;
-
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Deserialize;
 
@@ -60,7 +58,7 @@ fn malformed(endpoint: &str, body: &[u8], message: String) -> VenueError {
 }
 
 fn decimal(endpoint: &str, body: &[u8], what: &str, text: &str) -> Result<Decimal, VenueError> {
-    Decimal::from_str(text).map_err(|_| malformed(endpoint, body, format!("{what} `{text}` is not a decimal")))
+    crate::venue::decimal(VENUE, endpoint, body, what, text)
 }
 
 fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrder, VenueError> {
@@ -229,6 +227,8 @@ impl Broker for AlpacaBroker {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     #[test]

@@ -8,7 +8,6 @@
 //! `PRICE_FILTER` tick from `exchangeInfo`, fetched once per symbol.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -114,7 +113,7 @@ fn malformed(endpoint: &str, body: &[u8], message: String) -> VenueError {
 }
 
 fn decimal(endpoint: &str, body: &[u8], what: &str, text: &str) -> Result<Decimal, VenueError> {
-    Decimal::from_str(text).map_err(|_| malformed(endpoint, body, format!("{what} `{text}` is not a decimal")))
+    crate::venue::decimal(VENUE, endpoint, body, what, text)
 }
 
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
@@ -361,6 +360,8 @@ pub fn sign(secret: &str, payload: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     #[test]
