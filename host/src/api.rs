@@ -5,20 +5,33 @@ use std::sync::{Arc, RwLock};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::engine::HostStatus;
+use crate::webhook::{WebhookIntake, standard_route, tradingview_route};
 
 /// Shared state behind the routes.
 #[derive(Clone)]
 pub struct AppState {
     pub status: Arc<RwLock<HostStatus>>,
+    /// Inbound webhook routes, when any are configured.
+    pub webhooks: Option<Arc<WebhookIntake>>,
 }
 
 /// The router, separate from the listener so tests can call it directly.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/health", get(health)).with_state(state)
+    let webhooks = state.webhooks.clone();
+    let router = Router::new().route("/health", get(health)).with_state(state);
+    match webhooks {
+        Some(intake) => router.merge(
+            Router::new()
+                .route("/webhooks/tradingview/{route}", post(tradingview_route))
+                .route("/webhooks/{name}", post(standard_route))
+                .with_state(intake),
+        ),
+        None => router,
+    }
 }
 
 /// An error that tells the client what went wrong without leaking internals.
@@ -62,7 +75,7 @@ mod tests {
             state: "running".into(),
             ..Default::default()
         });
-        let response = app(AppState { status: status.clone() })
+        let response = app(AppState { status: status.clone(), webhooks: None })
             .oneshot(Request::get("/health").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -77,8 +90,10 @@ mod tests {
             state: "failed".into(),
             ..Default::default()
         });
-        let response =
-            app(AppState { status }).oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+        let response = app(AppState { status, webhooks: None })
+            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let body: serde_json::Value =
             serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(body["status"], "degraded");
@@ -86,7 +101,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_are_404() {
-        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())) };
+        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())), webhooks: None };
         let response = app(state).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }

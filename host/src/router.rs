@@ -97,6 +97,17 @@ impl RateLimiter {
         }
     }
 
+    /// Takes a token if one is there, without waiting.
+    pub fn try_acquire(&self) -> bool {
+        let Ok(mut state) = self.state.try_lock() else { return false };
+        let now = tokio::time::Instant::now();
+        let (tokens, last) = *state;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.capacity);
+        let granted = tokens >= 1.0;
+        *state = (if granted { tokens - 1.0 } else { tokens }, now);
+        granted
+    }
+
     /// Waits until a request may be sent.
     pub async fn acquire(&self) {
         let mut state = self.state.lock().await;

@@ -79,6 +79,13 @@ const MIGRATIONS: &[&str] = &[
         last_bar_ms INTEGER NOT NULL,
         saved_ms INTEGER NOT NULL
     );",
+    // 3: webhook deliveries already acted on, so a retried one never acts twice.
+    "CREATE TABLE webhook_deliveries (
+        route TEXT NOT NULL,
+        key TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (route, key)
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -366,12 +373,41 @@ impl Store {
         .map_err(sql("reading a strategy's state"))
     }
 
+    /// Records a webhook delivery; `false` if this route saw the key before.
+    pub fn first_delivery(&self, route: &str, key: &str, time: Millis) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let inserted = conn
+            .execute(
+                "INSERT OR IGNORE INTO webhook_deliveries (route, key, received_ms) VALUES (?1, ?2, ?3)",
+                params![route, key, time],
+            )
+            .map_err(sql("recording a webhook delivery"))?;
+        Ok(inserted == 1)
+    }
+
     /// The highest intent number routed for `strategy`, or 0.
     pub fn last_intent(&self, strategy: &str) -> Result<u64, StoreError> {
         let conn = self.lock();
         let last: Option<i64> = conn
-            .query_row("SELECT MAX(intent) FROM orders WHERE strategy = ?1", params![strategy], |r| r.get(0))
+            .query_row(
+                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent < ?2",
+                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                |r| r.get(0),
+            )
             .map_err(sql("reading the last intent"))?;
+        Ok(last.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The highest external (webhook) intent number routed for `strategy`.
+    pub fn last_external_intent(&self, strategy: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent >= ?2",
+                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the last external intent"))?;
         Ok(last.unwrap_or(0).max(0) as u64)
     }
 

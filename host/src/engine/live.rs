@@ -27,6 +27,7 @@ use crate::feed::{
     FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
     load_source,
 };
+use crate::order::{OrderIntent, OrderType, TimeInForce};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
 use crate::risk::RiskGate;
@@ -34,6 +35,7 @@ use crate::router::{Router, RouterConfig};
 use crate::runtime::{Clock, Runtime, RuntimeError};
 use crate::store::{Store, StoreError};
 use crate::venue::VenueError;
+use crate::webhook::{Inbound, WebhookIntake};
 
 /// Batches queued per strategy before the feed waits for it.
 const QUEUE_DEPTH: usize = 64;
@@ -110,6 +112,14 @@ pub enum EngineInput {
     Bars(Arc<[Bar]>),
     /// Fills and expiries from a live venue.
     Executed(Vec<ExecutionEvent>),
+    /// An external signal for `on-signal`.
+    Signal {
+        source: String,
+        payload: String,
+        time: Millis,
+    },
+    /// An order from outside the strategy (a webhook in `order` mode).
+    Intent(OrderIntent),
 }
 
 /// Where bars come from, ready to run.
@@ -278,7 +288,8 @@ pub async fn run_host(
         .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
         .build()
         .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
-    let live = config.feed.kind != FeedKind::Replay || config.broker.kind != BrokerKind::Paper;
+    let live =
+        config.feed.kind != FeedKind::Replay || config.broker.kind != BrokerKind::Paper || !config.webhooks.is_empty();
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
     let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
@@ -304,6 +315,7 @@ pub async fn run_host(
         if let (Some(v), Some(store)) = (&venue, &store) {
             let instance = VenueDesk::instance(&name, v.venue);
             engine.resume_after(store.last_intent(&instance)?);
+            engine.resume_external_after(store.last_external_intent(&instance)?);
             let mut watermark = Millis::MIN;
             if let Some((state, last_bar)) = store.strategy_state(&instance)? {
                 match engine.strategy_mut().load_state(&state) {
@@ -329,13 +341,23 @@ pub async fn run_host(
         tokio::net::TcpListener::bind(listen).await.map_err(|source| LiveError::Listen { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(WEBHOOK_QUEUE);
+    let webhooks = match &store {
+        Some(store) if !config.webhooks.is_empty() => {
+            Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone(), inbound_tx)))
+        }
+        _ => None,
+    };
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, app(AppState { status: status.clone() }))
-            .with_graceful_shutdown(async {
-                let _ = server_stopped.await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            app(AppState { status: status.clone(), webhooks }).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = server_stopped.await;
+        })
+        .into_future(),
     );
 
     let (lines, printer) = printer(out);
@@ -350,6 +372,7 @@ pub async fn run_host(
         by_name.insert(name.clone(), tx);
         threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, lines.clone(), status.clone())?);
     }
+    let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
     let desk = match (venue, store) {
         (Some(v), Some(store)) => {
             let desk = VenueDesk {
@@ -416,6 +439,8 @@ pub async fn run_host(
         }
     }
 
+    dispatcher.abort();
+    let _ = dispatcher.await;
     if let Some(desk) = desk {
         desk.abort();
         // Dropping the desk drops its senders, so the engines can finish.
@@ -436,6 +461,38 @@ pub async fn run_host(
     match server.await {
         Ok(Err(source)) => Err(LiveError::Serve { source }),
         _ => Ok(reports),
+    }
+}
+
+/// Accepted webhook deliveries waiting for the host.
+const WEBHOOK_QUEUE: usize = 1024;
+
+/// Hands accepted webhook deliveries to the engines they name.
+async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String, mpsc::Sender<EngineInput>>) {
+    while let Some(delivery) = inbound.recv().await {
+        match delivery {
+            Inbound::Signal { route, strategies, payload } => {
+                for name in strategies {
+                    if let Some(engine) = engines.get(&name) {
+                        let input =
+                            EngineInput::Signal { source: route.clone(), payload: payload.clone(), time: now_ms() };
+                        let _ = engine.send(input).await;
+                    }
+                }
+            }
+            Inbound::Order { strategy, order, .. } => {
+                if let Some(engine) = engines.get(&strategy) {
+                    let intent = OrderIntent {
+                        symbol: Arc::from(order.symbol.as_str()),
+                        side: order.side,
+                        qty: order.qty,
+                        order_type: OrderType::Market,
+                        time_in_force: TimeInForce::Gtc,
+                    };
+                    let _ = engine.send(EngineInput::Intent(intent)).await;
+                }
+            }
+        }
     }
 }
 
@@ -506,6 +563,8 @@ fn spawn_engine(
                         engine.on_bars(&batch)
                     }
                     EngineInput::Executed(events) => engine.on_execution(events),
+                    EngineInput::Signal { source, payload, time } => engine.on_signal(&source, &payload, time),
+                    EngineInput::Intent(intent) => engine.submit_external(intent),
                 };
                 if let Err(EngineError::Strategy(e)) = result {
                     let _ = lines.send(format!("strategy stopped: {e}\n"));

@@ -26,6 +26,11 @@ use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
 use crate::strategy::{Strategy, StrategyError};
 
+/// Intent numbers of orders placed from outside the strategy (a webhook in
+/// `order` mode) count up from here, apart from the strategy's own, and
+/// their fills are not reported to the strategy.
+pub const EXTERNAL_INTENTS: IntentId = 1 << 62;
+
 /// Rounds of fill/rejection feedback allowed after one batch, so two
 /// callbacks cannot ping-pong forever.
 const MAX_FEEDBACK_ROUNDS: usize = 16;
@@ -98,6 +103,8 @@ pub struct Engine {
     portfolio: Portfolio,
     /// Host-wide order number of the last intent.
     last_intent: IntentId,
+    /// The last number given to an external order.
+    last_external: IntentId,
     /// `last_intent` when the current strategy instance started; the
     /// strategy numbers its intents from here (see the contract).
     intent_base: IntentId,
@@ -128,6 +135,7 @@ impl Engine {
             gate: None,
             portfolio: Portfolio::new(starting_cash),
             last_intent: 0,
+            last_external: EXTERNAL_INTENTS,
             intent_base: 0,
             bars: 0,
             orders: 0,
@@ -231,6 +239,19 @@ impl Engine {
         self.strategy.set_position(&symbol, qty);
     }
 
+    /// Places an order that did not come from the strategy (a webhook alert
+    /// in `order` mode): the same risk checks, its own intent numbers.
+    pub fn submit_external(&mut self, intent: OrderIntent) -> Result<(), EngineError> {
+        self.last_external += 1;
+        self.place(self.last_external, intent, self.last_time);
+        self.feedback()
+    }
+
+    /// Continues external numbering after `last`, e.g. from the store.
+    pub fn resume_external_after(&mut self, last: IntentId) {
+        self.last_external = self.last_external.max(last);
+    }
+
     /// Continues intent numbering after `last_intent`, e.g. from the store
     /// after a restart, so client order ids never repeat.
     pub fn resume_after(&mut self, last_intent: IntentId) {
@@ -278,30 +299,7 @@ impl Engine {
         match action {
             Action::Submit { intent } => {
                 self.last_intent += 1;
-                let intent_id = self.last_intent;
-                if intent.qty > MAX_ORDER_QTY {
-                    let reason = format!("quantity {} exceeds the host maximum of {MAX_ORDER_QTY}", intent.qty);
-                    self.reject(intent_id, intent.symbol, reason, time);
-                    return;
-                }
-                let exposure = self.portfolio.qty(&intent.symbol) + self.broker.open_exposure(&intent.symbol);
-                let last_price = self.portfolio.last_close(&intent.symbol);
-                let gated = match &self.gate {
-                    Some((gate, venue)) => gate.check(venue, exposure, exposure + intent.side.sign() * intent.qty),
-                    None => Ok(()),
-                };
-                if let Err(violation) = gated.and_then(|()| self.risk.check(&intent, exposure, last_price)) {
-                    self.reject(intent_id, intent.symbol, violation.to_string(), time);
-                    return;
-                }
-                let order = Order { intent_id, intent: intent.clone(), placed_at: time };
-                match self.broker.submit(order) {
-                    Ok(()) => {
-                        self.orders += 1;
-                        (self.events)(Event::OrderPlaced { intent_id, intent, time });
-                    }
-                    Err(e) => self.reject(intent_id, intent.symbol, e.to_string(), time),
-                }
+                self.place(self.last_intent, intent, time);
             }
             Action::Cancel { intent_id } => {
                 let host_id = intent_id.saturating_add(self.intent_base);
@@ -313,6 +311,41 @@ impl Engine {
         }
     }
 
+    /// Checks an intent against the host's limits and hands it to the broker.
+    fn place(&mut self, intent_id: IntentId, intent: OrderIntent, time: Millis) {
+        {
+            if intent.qty > MAX_ORDER_QTY {
+                let reason = format!("quantity {} exceeds the host maximum of {MAX_ORDER_QTY}", intent.qty);
+                self.reject(intent_id, intent.symbol, reason, time);
+                return;
+            }
+            let exposure = self.portfolio.qty(&intent.symbol) + self.broker.open_exposure(&intent.symbol);
+            let last_price = self.portfolio.last_close(&intent.symbol);
+            let gated = match &self.gate {
+                Some((gate, venue)) => gate.check(venue, exposure, exposure + intent.side.sign() * intent.qty),
+                None => Ok(()),
+            };
+            if let Err(violation) = gated.and_then(|()| self.risk.check(&intent, exposure, last_price)) {
+                self.reject(intent_id, intent.symbol, violation.to_string(), time);
+                return;
+            }
+            let order = Order { intent_id, intent: intent.clone(), placed_at: time };
+            match self.broker.submit(order) {
+                Ok(()) => {
+                    self.orders += 1;
+                    (self.events)(Event::OrderPlaced { intent_id, intent, time });
+                }
+                Err(e) => self.reject(intent_id, intent.symbol, e.to_string(), time),
+            }
+        }
+    }
+
+    /// The strategy's own number for a host intent, if the current
+    /// instance placed it.
+    fn local_intent(&self, intent_id: IntentId) -> Option<IntentId> {
+        (intent_id < EXTERNAL_INTENTS).then(|| intent_id.checked_sub(self.intent_base)).flatten().filter(|&i| i > 0)
+    }
+
     /// Tells the strategy about fills and rejections since the last call.
     fn feedback(&mut self) -> Result<(), EngineError> {
         for _ in 0..MAX_FEEDBACK_ROUNDS {
@@ -322,14 +355,14 @@ impl Engine {
             let time = self.last_time;
             for mut fill in std::mem::take(&mut self.pending_fills) {
                 // Fills of a previous instance's orders only move the position.
-                let Some(local) = fill.intent_id.checked_sub(self.intent_base).filter(|&i| i > 0) else { continue };
+                let Some(local) = self.local_intent(fill.intent_id) else { continue };
                 fill.intent_id = local;
                 for action in self.call(|s| s.on_fill(&fill))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }
             for (intent_id, symbol, reason) in std::mem::take(&mut self.pending_rejects) {
-                let Some(local) = intent_id.checked_sub(self.intent_base).filter(|&i| i > 0) else { continue };
+                let Some(local) = self.local_intent(intent_id) else { continue };
                 for action in self.call(|s| s.on_reject(local, &symbol, &reason))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
