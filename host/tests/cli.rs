@@ -119,3 +119,23 @@ fn bench_runs_both_sides_on_the_same_bars_and_they_agree() {
     assert!(json["plugin"]["fills"].as_u64().unwrap() > 100);
     assert_eq!(json["plugin"]["fills"], json["native"]["fills"]);
 }
+
+#[test]
+fn sign_prints_a_curl_command_with_the_standard_signature() {
+    let output = stratbox(&[
+        "sign",
+        "--secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--id",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "--timestamp",
+        "1614265330",
+        "--body",
+        r#"{"test": 2432232314}"#,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="), "{stdout}");
+    assert!(stdout.starts_with("curl ") && stdout.contains("--data-binary '{\"test\": 2432232314}'"), "{stdout}");
+    assert_fails_cleanly(&stratbox(&["sign", "--secret", "not-a-secret", "--body", "{}"]), "whsec_");
+}

@@ -590,12 +590,22 @@ fn spawn_engine(
         .map_err(|e| LiveError::Thread { message: e.to_string() })
 }
 
+/// How an intent number is shown: the strategy's own as `#n`, a webhook
+/// order's as `#wn`.
+fn label(intent_id: crate::order::IntentId) -> String {
+    match intent_id.checked_sub(super::EXTERNAL_INTENTS) {
+        Some(n) => format!("w{n}"),
+        None => intent_id.to_string(),
+    }
+}
+
 /// One line of output for an event.
 fn describe(strategy: &str, event: &Event) -> String {
     match event {
         Event::OrderPlaced { intent_id, intent, time } => format!(
-            "[{strategy}] {}  order #{intent_id}: {} {} {} ({})\n",
+            "[{strategy}] {}  order #{}: {} {} {} ({})\n",
             format_time(*time),
+            label(*intent_id),
             intent.side,
             intent.qty,
             intent.symbol,
@@ -604,16 +614,18 @@ fn describe(strategy: &str, event: &Event) -> String {
         Event::Filled { fill, position } => format!(
             "[{strategy}] {}  fill  #{}: {} {} {} @ {}  → position {position}\n",
             format_time(fill.time),
-            fill.intent_id,
+            label(fill.intent_id),
             fill.side,
             fill.qty,
             fill.symbol,
             fill.price
         ),
         Event::Rejected { intent_id, symbol, reason, time } => {
-            format!("[{strategy}] {}  rejected #{intent_id} ({symbol}): {reason}\n", format_time(*time))
+            format!("[{strategy}] {}  rejected #{} ({symbol}): {reason}\n", format_time(*time), label(*intent_id))
         }
-        Event::Canceled { intent_id, time } => format!("[{strategy}] {}  canceled #{intent_id}\n", format_time(*time)),
+        Event::Canceled { intent_id, time } => {
+            format!("[{strategy}] {}  canceled #{}\n", format_time(*time), label(*intent_id))
+        }
         Event::Notified { level, message, time } => {
             format!("[{strategy}] {}  {level:?}: {message}\n", format_time(*time))
         }
