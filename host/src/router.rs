@@ -83,45 +83,43 @@ pub fn client_order_id(strategy_instance: &str, intent: IntentId) -> String {
 pub struct RateLimiter {
     per_second: f64,
     capacity: f64,
-    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+    /// Tokens left and when they were counted; held only for arithmetic.
+    state: std::sync::Mutex<(f64, tokio::time::Instant)>,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
         let per_minute = f64::from(per_minute.max(1));
         let capacity = (per_minute / 10.0).max(1.0);
-        Self {
-            per_second: per_minute / 60.0,
-            capacity,
-            state: tokio::sync::Mutex::new((capacity, tokio::time::Instant::now())),
-        }
+        let state = std::sync::Mutex::new((capacity, tokio::time::Instant::now()));
+        Self { per_second: per_minute / 60.0, capacity, state }
     }
 
-    /// Takes a token if one is there, without waiting.
-    pub fn try_acquire(&self) -> bool {
-        let Ok(mut state) = self.state.try_lock() else { return false };
-        let now = tokio::time::Instant::now();
-        let (tokens, last) = *state;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.capacity);
-        let granted = tokens >= 1.0;
-        *state = (if granted { tokens - 1.0 } else { tokens }, now);
-        granted
-    }
-
-    /// Waits until a request may be sent.
-    pub async fn acquire(&self) {
-        let mut state = self.state.lock().await;
+    /// Takes a token, or says how long until one is there.
+    fn take(&self) -> Result<(), Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = tokio::time::Instant::now();
         let (tokens, last) = *state;
         let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.capacity);
         if tokens >= 1.0 {
             *state = (tokens - 1.0, now);
-            return;
+            Ok(())
+        } else {
+            *state = (tokens, now);
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
         }
-        let wait = Duration::from_secs_f64((1.0 - tokens) / self.per_second);
-        // Holding the lock while sleeping keeps requests in arrival order.
-        tokio::time::sleep(wait).await;
-        *state = (0.0, tokio::time::Instant::now());
+    }
+
+    /// Takes a token if one is there, without waiting.
+    pub fn try_acquire(&self) -> bool {
+        self.take().is_ok()
+    }
+
+    /// Waits until a request may be sent.
+    pub async fn acquire(&self) {
+        while let Err(wait) = self.take() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 
@@ -311,6 +309,12 @@ mod tests {
         let long = client_order_id(&"x".repeat(500), u64::MAX);
         assert!(long.len() <= 36, "{long}");
         assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[test]
+    fn try_acquire_refuses_only_when_the_bucket_is_empty() {
+        let limiter = RateLimiter::new(60); // bursts of 6
+        assert_eq!((0..10).filter(|_| limiter.try_acquire()).count(), 6);
     }
 
     #[tokio::test(start_paused = true)]
