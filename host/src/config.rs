@@ -50,6 +50,44 @@ pub struct Config {
     pub strategies: Vec<StrategyConfig>,
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A Slack incoming webhook: `{"text": ...}`.
+    Slack,
+    /// A Discord webhook: `{"content": ...}`, at most 2,000 characters.
+    Discord,
+    /// Any endpoint: `{"type", "timestamp", "data"}` signed as a Standard Webhook.
+    Json,
+    /// SMS through Twilio's Messages API.
+    Twilio,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    /// The webhook URL; for Twilio, the API base (`https://api.twilio.com`).
+    pub url: String,
+    /// Event kinds to send (`order.accepted`, or a prefix such as `order.*`); empty sends all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Text per event kind, as a MiniJinja template over `kind`, `time` and `data`.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
+    /// Json: the `whsec_` secret deliveries are signed with.
+    pub secret: Option<String>,
+    /// Twilio: account SID, the environment variable holding the auth token, and the numbers.
+    pub account_sid: Option<String>,
+    pub auth_token_env: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// How a webhook route authenticates its deliveries.
@@ -393,6 +431,34 @@ impl Config {
             let known = |s: &String| config.strategies.iter().any(|c| c.name.as_ref().unwrap_or(&c.plugin) == s);
             if hook.strategies.is_empty() || !hook.strategies.iter().all(known) {
                 return Err(invalid(format!("{}: name one or more configured strategies", key("strategies"))));
+            }
+        }
+        for (i, sink) in config.sinks.iter().enumerate() {
+            let key = |k: &str| format!("key `sink[{i}].{k}`");
+            let missing = |k: &str| invalid(format!("{}: required for a {:?} sink", key(k), sink.kind));
+            match sink.kind {
+                SinkKind::Json => match &sink.secret {
+                    Some(secret) if crate::webhook::Secret::parse(secret).is_ok() => {}
+                    _ => return Err(invalid(format!("{}: a whsec_ secret is required", key("secret")))),
+                },
+                SinkKind::Twilio => {
+                    for (k, v) in [
+                        ("account_sid", &sink.account_sid),
+                        ("auth_token_env", &sink.auth_token_env),
+                        ("from", &sink.from),
+                        ("to", &sink.to),
+                    ] {
+                        if v.is_none() {
+                            return Err(missing(k));
+                        }
+                    }
+                }
+                SinkKind::Slack | SinkKind::Discord => {}
+            }
+            for (kind, template) in &sink.templates {
+                if let Err(e) = minijinja::Environment::new().template_from_str(template) {
+                    return Err(invalid(format!("{}: {e}", key(&format!("templates.{kind}")))));
+                }
             }
         }
         let mut names: Vec<String> =

@@ -27,6 +27,7 @@ use crate::feed::{
     FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
     load_source,
 };
+use crate::notify::Notifier;
 use crate::order::{OrderIntent, OrderType, TimeInForce};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
@@ -288,8 +289,10 @@ pub async fn run_host(
         .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
         .build()
         .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
-    let live =
-        config.feed.kind != FeedKind::Replay || config.broker.kind != BrokerKind::Paper || !config.webhooks.is_empty();
+    let live = config.feed.kind != FeedKind::Replay
+        || config.broker.kind != BrokerKind::Paper
+        || !config.webhooks.is_empty()
+        || !config.sinks.is_empty();
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
     let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
@@ -370,9 +373,18 @@ pub async fn run_host(
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         inputs.push(tx.clone());
         by_name.insert(name.clone(), tx);
-        threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, lines.clone(), status.clone())?);
+        let journal = store.clone().map(|s| (s, name.clone()));
+        let outputs = Outputs { journal, lines: lines.clone(), status: status.clone() };
+        threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, outputs)?);
     }
     let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
+    let notifier = match &store {
+        Some(store) if !config.sinks.is_empty() => {
+            let notifier = Arc::new(Notifier::new(config.sinks.clone(), store.clone(), client.clone()));
+            Some(tokio::spawn(notifier.run(Duration::from_millis(250))))
+        }
+        _ => None,
+    };
     let desk = match (venue, store) {
         (Some(v), Some(store)) => {
             let desk = VenueDesk {
@@ -441,6 +453,9 @@ pub async fn run_host(
 
     dispatcher.abort();
     let _ = dispatcher.await;
+    if let Some(notifier) = notifier {
+        notifier.abort();
+    }
     if let Some(desk) = desk {
         desk.abort();
         // Dropping the desk drops its senders, so the engines can finish.
@@ -496,6 +511,14 @@ async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String,
     }
 }
 
+/// Where an engine thread reports: the terminal, `/health`, the journal.
+struct Outputs {
+    /// The store and the strategy's name, when events are journaled.
+    journal: Option<(Arc<Store>, String)>,
+    lines: mpsc::UnboundedSender<String>,
+    status: Arc<RwLock<HostStatus>>,
+}
+
 /// Where a live strategy's state is saved after every input.
 struct Persist {
     store: Arc<Store>,
@@ -523,14 +546,28 @@ fn spawn_engine(
     engine: Engine,
     mut rx: mpsc::Receiver<EngineInput>,
     mut persist: Option<Persist>,
-    lines: mpsc::UnboundedSender<String>,
-    status: Arc<RwLock<HostStatus>>,
+    outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
+    let Outputs { journal, lines, status } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
+    let event_journal = journal.clone();
     let mut engine = engine.with_events(move |event| {
         let _ = event_lines.send(describe(&tag, &event));
+        // The journal feeds notifications; trading only appends to it.
+        if let Some((store, strategy)) = &event_journal
+            && let Some((kind, data)) = journal_line(strategy, &event)
+            && let Err(error) = store.append_event(now_ms(), kind, None, &data.to_string())
+        {
+            tracing::error!(%error, "cannot journal an event");
+        }
     });
+    let note = move |kind: &str, data: serde_json::Value| {
+        if let Some((store, _)) = &journal {
+            let _ = store.append_event(now_ms(), kind, None, &data.to_string());
+        }
+    };
+    let name_for_note = name.clone();
     let update = move |engine: &Engine, state: &str, error: Option<String>| {
         let c = engine.counts();
         if let Ok(mut s) = status.write() {
@@ -549,6 +586,7 @@ fn spawn_engine(
         .name("stratbox-engine".into())
         .spawn(move || {
             update(&engine, "running", None);
+            note("strategy.started", serde_json::json!({ "strategy": name_for_note }));
             while let Some(input) = rx.blocking_recv() {
                 let result = match input {
                     EngineInput::Bars(batch) => {
@@ -567,6 +605,7 @@ fn spawn_engine(
                     EngineInput::Intent(intent) => engine.submit_external(intent),
                 };
                 if let Err(EngineError::Strategy(e)) = result {
+                    note("strategy.failed", serde_json::json!({ "strategy": name_for_note, "error": e.to_string() }));
                     let _ = lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, "failed", Some(e.to_string()));
                     return engine.report(&symbol);
@@ -588,6 +627,37 @@ fn spawn_engine(
             engine.report(&symbol)
         })
         .map_err(|e| LiveError::Thread { message: e.to_string() })
+}
+
+/// The journal line for an engine event, if it is one notifications use.
+fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_json::Value)> {
+    Some(match event {
+        Event::OrderPlaced { intent_id, intent, .. } => (
+            "order.submitted",
+            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &*intent.symbol,
+                "side": intent.side.to_string(), "qty": intent.qty.to_string(), "type": intent.order_type.to_string() }),
+        ),
+        Event::Filled { fill, position } => (
+            "order.filled",
+            serde_json::json!({ "strategy": strategy, "intent": label(fill.intent_id), "symbol": &*fill.symbol,
+                "side": fill.side.to_string(), "qty": fill.qty.to_string(), "price": fill.price.to_string(), "position": position.to_string() }),
+        ),
+        Event::Rejected { intent_id, symbol, reason, .. } => (
+            "order.rejected",
+            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &**symbol, "reason": reason }),
+        ),
+        Event::Canceled { intent_id, .. } => {
+            ("order.canceled", serde_json::json!({ "strategy": strategy, "intent": label(*intent_id) }))
+        }
+        Event::Notified { level, message, .. } => (
+            "strategy.notify",
+            serde_json::json!({ "strategy": strategy, "level": format!("{level:?}").to_lowercase(), "message": message }),
+        ),
+        Event::StrategyRestarted { error } => {
+            ("strategy.trapped", serde_json::json!({ "strategy": strategy, "error": error }))
+        }
+        Event::Pnl { .. } => return None,
+    })
 }
 
 /// How an intent number is shown: the strategy's own as `#n`, a webhook

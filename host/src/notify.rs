@@ -1,0 +1,274 @@
+//! Notifications out: Slack, Discord, signed JSON and Twilio SMS.
+//!
+//! Trading never waits on a notification: it only appends to the journal.
+//! A pump turns new journal lines into outbox rows, one per matching sink,
+//! and moves its cursor in the same transaction; a worker delivers due
+//! rows. 2XX is delivered; 429, 5XX and transport failures are retried
+//! with exponential backoff and jitter, honouring `Retry-After`; 410
+//! disables the sink and journals `sink.disabled`; any other 4XX drops the
+//! notification and counts it. A restart resumes from the outbox.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::bar::{Millis, format_time};
+use crate::config::{SinkConfig, SinkKind};
+use crate::store::{OutboxItem, Store, StoreError};
+use crate::webhook::Secret;
+
+/// Journal lines read per pump.
+const BATCH: usize = 500;
+const DISCORD_LIMIT: usize = 2000;
+const SMS_LIMIT: usize = 1600;
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Retry { after: Option<Duration> },
+    Gone,
+    Drop { status: u16 },
+}
+
+pub struct Notifier {
+    sinks: Vec<SinkConfig>,
+    store: Arc<Store>,
+    client: reqwest::Client,
+    disabled: Mutex<HashSet<String>>,
+    /// Notifications dropped on a 4XX other than 410.
+    pub dropped: AtomicU64,
+    /// Delivered notifications.
+    pub sent: AtomicU64,
+    /// Backoff before the second attempt; doubles each time.
+    pub base_backoff: Duration,
+}
+
+fn matches(filters: &[String], kind: &str) -> bool {
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| f == "*" || f == kind || f.strip_suffix('*').is_some_and(|prefix| kind.starts_with(prefix)))
+}
+
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+impl Notifier {
+    pub fn new(sinks: Vec<SinkConfig>, store: Arc<Store>, client: reqwest::Client) -> Self {
+        Self {
+            sinks,
+            store,
+            client,
+            disabled: Mutex::new(HashSet::new()),
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            base_backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// Queues every journal line not yet seen for the sinks that want it.
+    pub fn pump(&self) -> Result<usize, StoreError> {
+        let mut queued = 0;
+        loop {
+            let cursor = self.store.notify_cursor()?;
+            let events = self.store.events_after(cursor, BATCH)?;
+            let Some(last) = events.last().map(|e| e.id) else { return Ok(queued) };
+            let items: Vec<OutboxItem> = events
+                .iter()
+                .flat_map(|e| {
+                    self.sinks.iter().filter(|s| matches(&s.events, &e.kind)).map(|s| OutboxItem {
+                        id: 0,
+                        sink: s.name.clone(),
+                        event_id: e.id,
+                        kind: e.kind.clone(),
+                        time: e.time,
+                        data: e.data.clone(),
+                        attempts: 0,
+                    })
+                })
+                .collect();
+            queued += items.len();
+            self.store.enqueue(&items, last)?;
+        }
+    }
+
+    /// Tries every due notification once.
+    pub async fn deliver_due(&self, now: Millis) -> Result<usize, StoreError> {
+        let due = self.store.due_notifications(now, BATCH)?;
+        let count = due.len();
+        for item in due {
+            let Some(sink) = self.sinks.iter().find(|s| s.name == item.sink) else {
+                self.store.settle_notification(item.id, "dropped", None)?;
+                continue;
+            };
+            if self.disabled.lock().map(|d| d.contains(&sink.name)).unwrap_or(false) {
+                self.store.settle_notification(item.id, "dropped", None)?;
+                continue;
+            }
+            match self.send(sink, &item).await {
+                Outcome::Sent => {
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    self.store.settle_notification(item.id, "sent", None)?;
+                }
+                Outcome::Retry { after } => {
+                    let wait = after.unwrap_or_else(|| self.backoff(item.attempts as u32 + 1));
+                    self.store.settle_notification(item.id, "pending", Some(now + wait.as_millis() as Millis))?;
+                }
+                Outcome::Gone => {
+                    if let Ok(mut disabled) = self.disabled.lock() {
+                        disabled.insert(sink.name.clone());
+                    }
+                    self.store.settle_notification(item.id, "dropped", None)?;
+                    let data = serde_json::json!({ "sink": sink.name, "reason": "the endpoint answered 410 Gone" });
+                    self.store.append_event(now, "sink.disabled", None, &data.to_string())?;
+                    tracing::error!(sink = %sink.name, "sink disabled: 410 Gone");
+                }
+                Outcome::Drop { status } => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.store.settle_notification(item.id, "dropped", None)?;
+                    tracing::warn!(sink = %sink.name, status, kind = %item.kind, "notification dropped");
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Pumps and delivers every `every`, until dropped.
+    pub async fn run(self: Arc<Self>, every: Duration) {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as Millis);
+            if let Err(error) = self.pump() {
+                tracing::error!(%error, "cannot queue notifications");
+            }
+            if let Err(error) = self.deliver_due(now).await {
+                tracing::error!(%error, "cannot deliver notifications");
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.base_backoff.saturating_mul(1 << attempt.min(12)).min(Duration::from_secs(600));
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(attempt);
+        ceiling.mul_f64(0.5 + (hasher.finish() % 1000) as f64 / 2000.0)
+    }
+
+    /// The text of a notification: the sink's template for its kind, or
+    /// `kind: data`.
+    fn text(sink: &SinkConfig, item: &OutboxItem) -> String {
+        let data: serde_json::Value =
+            serde_json::from_str(&item.data).unwrap_or(serde_json::Value::String(item.data.clone()));
+        let template = sink.templates.get(&item.kind).map(String::as_str).unwrap_or("{{ kind }}: {{ data }}");
+        let context = serde_json::json!({ "kind": item.kind, "time": format_time(item.time), "data": data });
+        minijinja::Environment::new()
+            .render_str(template, context)
+            .unwrap_or_else(|e| format!("{}: {} (template error: {e})", item.kind, item.data))
+    }
+
+    async fn send(&self, sink: &SinkConfig, item: &OutboxItem) -> Outcome {
+        let text = Self::text(sink, item);
+        let request = match sink.kind {
+            SinkKind::Slack => self.client.post(&sink.url).json(&serde_json::json!({ "text": text })),
+            SinkKind::Discord => {
+                self.client.post(&sink.url).json(&serde_json::json!({ "content": cut(&text, DISCORD_LIMIT) }))
+            }
+            SinkKind::Json => {
+                let data: serde_json::Value = serde_json::from_str(&item.data).unwrap_or(serde_json::Value::Null);
+                let body = serde_json::json!({ "type": item.kind, "timestamp": format_time(item.time), "data": data })
+                    .to_string();
+                let id = format!("evt_{}", item.event_id);
+                let timestamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let Some(secret) = sink.secret.as_deref().and_then(|s| Secret::parse(s).ok()) else {
+                    return Outcome::Drop { status: 0 };
+                };
+                self.client
+                    .post(&sink.url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", secret.sign(&id, timestamp, body.as_bytes()))
+                    .body(body)
+            }
+            SinkKind::Twilio => {
+                let sid = sink.account_sid.clone().unwrap_or_default();
+                let token = sink.auth_token_env.as_deref().and_then(|v| std::env::var(v).ok()).unwrap_or_default();
+                let url = format!("{}/2010-04-01/Accounts/{sid}/Messages.json", sink.url.trim_end_matches('/'));
+                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
+                let form = [
+                    ("To", sink.to.clone().unwrap_or_default()),
+                    ("From", sink.from.clone().unwrap_or_default()),
+                    ("Body", cut(&text, SMS_LIMIT)),
+                ];
+                let body = form.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&");
+                self.client
+                    .post(url)
+                    .header("authorization", format!("Basic {auth}"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+        };
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                match status {
+                    200..=299 => Outcome::Sent,
+                    410 => Outcome::Gone,
+                    429 => Outcome::Retry { after: retry_after },
+                    500..=599 => Outcome::Retry { after: retry_after },
+                    _ => Outcome::Drop { status },
+                }
+            }
+            Err(_) => Outcome::Retry { after: None },
+        }
+    }
+}
+
+/// Form-encodes a value (`application/x-www-form-urlencoded`).
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_by_kind_and_prefix() {
+        let f = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches(&[], "fill"));
+        assert!(matches(&f(&["order.*"]), "order.accepted"));
+        assert!(!matches(&f(&["order.*"]), "fill"));
+        assert!(matches(&f(&["fill", "risk.halted"]), "risk.halted"));
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(urlencode("+1 555 0100"), "%2B1+555+0100");
+        assert_eq!(urlencode("a&b=c"), "a%26b%3Dc");
+    }
+}
