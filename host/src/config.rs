@@ -52,6 +52,16 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
+    #[serde(default, rename = "price_alert")]
+    pub price_alerts: Vec<PriceAlert>,
+}
+
+/// A price level whose crossing (by a bar's close) raises `price.crossed`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceAlert {
+    pub symbol: String,
+    pub level: Decimal,
 }
 
 /// Where notifications go.

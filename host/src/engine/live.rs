@@ -292,7 +292,8 @@ pub async fn run_host(
     let live = config.feed.kind != FeedKind::Replay
         || config.broker.kind != BrokerKind::Paper
         || !config.webhooks.is_empty()
-        || !config.sinks.is_empty();
+        || !config.sinks.is_empty()
+        || !config.price_alerts.is_empty();
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
     let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
@@ -385,6 +386,7 @@ pub async fn run_host(
         }
         _ => None,
     };
+    let alerts = PriceWatch::new(config.price_alerts.clone(), store.clone());
     let desk = match (venue, store) {
         (Some(v), Some(store)) => {
             let desk = VenueDesk {
@@ -407,6 +409,7 @@ pub async fn run_host(
     let (stop_feed, mut feed_stopped) = tokio::sync::oneshot::channel::<()>();
     let feed_status = status.clone();
     let mut feed = feed;
+    let mut alerts = alerts;
     let mut feed_task = tokio::spawn(async move {
         loop {
             let batch = tokio::select! {
@@ -418,6 +421,7 @@ pub async fn run_host(
                 }
             };
             let Some(batch) = batch else { break };
+            alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
             for tx in &inputs {
                 // A closed queue means that strategy has stopped; the others go on.
@@ -506,6 +510,40 @@ async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String,
                     };
                     let _ = engine.send(EngineInput::Intent(intent)).await;
                 }
+            }
+        }
+    }
+}
+
+/// Journals `price.crossed` when a close crosses a configured level.
+struct PriceWatch {
+    alerts: Vec<(crate::config::PriceAlert, Option<std::cmp::Ordering>)>,
+    store: Option<Arc<Store>>,
+}
+
+impl PriceWatch {
+    fn new(alerts: Vec<crate::config::PriceAlert>, store: Option<Arc<Store>>) -> Self {
+        Self { alerts: alerts.into_iter().map(|a| (a, None)).collect(), store }
+    }
+
+    /// Compares each close with the levels; a change of side is a crossing.
+    fn observe(&mut self, bars: &[Bar]) {
+        let Some(store) = &self.store else { return };
+        for bar in bars {
+            for (alert, side) in self.alerts.iter_mut().filter(|(a, _)| *a.symbol == *bar.symbol) {
+                let now = bar.close.cmp(&alert.level);
+                if now == std::cmp::Ordering::Equal {
+                    continue;
+                }
+                if side.is_some_and(|before| before != now) {
+                    let direction = if now == std::cmp::Ordering::Greater { "up" } else { "down" };
+                    let data = serde_json::json!({ "symbol": alert.symbol, "level": alert.level.to_string(),
+                        "close": bar.close.to_string(), "direction": direction, "bar": format_time(bar.time) });
+                    if let Err(error) = store.append_event(now_ms(), "price.crossed", None, &data.to_string()) {
+                        tracing::error!(%error, "cannot journal a price alert");
+                    }
+                }
+                *side = Some(now);
             }
         }
     }
@@ -707,5 +745,40 @@ fn describe(strategy: &str, event: &Event) -> String {
             unrealized.round_dp(2),
             equity.round_dp(2)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_crossing_a_level_is_journaled_once_per_crossing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("w.db")).unwrap());
+        let alert = crate::config::PriceAlert { symbol: "X".into(), level: 100.into() };
+        let mut watch = PriceWatch::new(vec![alert], Some(store.clone()));
+        let bar = |close: i64| Bar {
+            symbol: "X".into(),
+            time: close,
+            open: close.into(),
+            high: close.into(),
+            low: close.into(),
+            close: close.into(),
+            volume: 0.into(),
+        };
+        // Below, touching (ignored), still below, above, above, below.
+        for close in [90, 100, 95, 101, 120, 99] {
+            watch.observe(&[bar(close)]);
+        }
+        let lines = store.events_after(0, 10).unwrap();
+        let directions: Vec<String> = lines
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["direction"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(directions, vec!["up", "down"]);
+        assert!(lines.iter().all(|e| e.kind == "price.crossed"));
     }
 }
