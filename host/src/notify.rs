@@ -222,12 +222,7 @@ impl Notifier {
         match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = crate::venue::retry_after(&response);
                 match status {
                     200..=299 => Outcome::Sent,
                     410 => Outcome::Gone,

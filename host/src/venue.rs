@@ -47,6 +47,16 @@ pub fn excerpt(body: &[u8]) -> String {
     if body.len() > EXCERPT { format!("{text}… ({} bytes)", body.len()) } else { text }
 }
 
+/// The wait a `Retry-After` header asks for, in seconds form.
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Sends a request and returns the status and body of any answer but a
 /// throttle (429 or 418), which becomes [`VenueError::Throttled`].
 pub async fn send(
@@ -65,13 +75,7 @@ pub async fn send(
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status().as_u16();
     if status == 429 || status == 418 {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        return Err(VenueError::Throttled { venue, retry_after });
+        return Err(VenueError::Throttled { venue, retry_after: retry_after(&response) });
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
