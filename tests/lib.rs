@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use stratbox::cli::{Cli, CliError};
 
 pub mod fake;
+pub mod smtp;
 
 /// The SMA crossover plugin, built by this crate's build script.
 pub const SMA_CROSSOVER_WASM: &str = env!("GUEST_SMA_CROSSOVER");

@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use stratbox::config::{SinkConfig, SinkKind};
-use stratbox::notify::Notifier;
+use stratbox::notify::{Notifier, SinkConfig, SinkKind, SmtpTls};
 use stratbox::store::Store;
 use stratbox::webhook::{Secret, verify};
 
@@ -126,6 +125,11 @@ fn sink(name: &str, kind: SinkKind, url: String, events: &[&str]) -> SinkConfig 
         auth_token_env: Some("CARGO_PKG_NAME".into()),
         from: Some("+15550199".into()),
         to: Some("+15550100".into()),
+        subject: None,
+        tls: SmtpTls::default(),
+        username: None,
+        password_env: None,
+        ca_file: None,
     }
 }
 
@@ -167,7 +171,7 @@ async fn every_notification_arrives_once_despite_throttling_errors_and_gone_sink
         sink("sms", SinkKind::Twilio, base.clone(), &["risk.halted"]),
     ];
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    let mut notifier = Notifier::new(sinks, store.clone(), client);
+    let mut notifier = Notifier::new(sinks, store.clone(), client).unwrap();
     notifier.base_backoff = Duration::from_millis(100);
     drive(&notifier, 20, 2_000, 1_000).await;
 
@@ -206,7 +210,7 @@ async fn a_gone_sink_is_disabled_and_a_down_receiver_gets_everything_later() {
         sink("gone", SinkKind::Slack, format!("{gone_base}/slack"), &[]),
     ];
     let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
-    let mut notifier = Notifier::new(sinks.clone(), store.clone(), client.clone());
+    let mut notifier = Notifier::new(sinks.clone(), store.clone(), client.clone()).unwrap();
     notifier.base_backoff = Duration::from_millis(100);
     drive(&notifier, 3, 1_000, 1_000).await;
     assert!(gone_state.lock().unwrap().got.is_empty());
@@ -217,7 +221,7 @@ async fn a_gone_sink_is_disabled_and_a_down_receiver_gets_everything_later() {
     drop(notifier);
     let state: Shared = Arc::default();
     tokio::spawn(receiver(tokio::net::TcpListener::bind(addr).await.unwrap(), state.clone()));
-    let mut notifier = Notifier::new(sinks, store.clone(), client);
+    let mut notifier = Notifier::new(sinks, store.clone(), client).unwrap();
     notifier.base_backoff = Duration::from_millis(100);
     drive(&notifier, 10, 60_000, 10_000).await;
     let got = state.lock().unwrap().got.get("json").cloned().unwrap_or_default();

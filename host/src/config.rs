@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::broker::Commission;
+use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
 use crate::runtime::RuntimeConfig;
 
@@ -62,42 +63,6 @@ pub struct Config {
 pub struct PriceAlert {
     pub symbol: String,
     pub level: Decimal,
-}
-
-/// Where notifications go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    /// A Slack incoming webhook: `{"text": ...}`.
-    Slack,
-    /// A Discord webhook: `{"content": ...}`, at most 2,000 characters.
-    Discord,
-    /// Any endpoint: `{"type", "timestamp", "data"}` signed as a Standard Webhook.
-    Json,
-    /// SMS through Twilio's Messages API.
-    Twilio,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    pub name: String,
-    pub kind: SinkKind,
-    /// The webhook URL; for Twilio, the API base (`https://api.twilio.com`).
-    pub url: String,
-    /// Event kinds to send (`order.accepted`, or a prefix such as `order.*`); empty sends all.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Text per event kind, as a MiniJinja template over `kind`, `time` and `data`.
-    #[serde(default)]
-    pub templates: std::collections::BTreeMap<String, String>,
-    /// Json: the `whsec_` secret deliveries are signed with.
-    pub secret: Option<String>,
-    /// Twilio: account SID, the environment variable holding the auth token, and the numbers.
-    pub account_sid: Option<String>,
-    pub auth_token_env: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
 }
 
 /// How a webhook route authenticates its deliveries.
@@ -444,32 +409,7 @@ impl Config {
             }
         }
         for (i, sink) in config.sinks.iter().enumerate() {
-            let key = |k: &str| format!("key `sink[{i}].{k}`");
-            let missing = |k: &str| invalid(format!("{}: required for a {:?} sink", key(k), sink.kind));
-            match sink.kind {
-                SinkKind::Json => match &sink.secret {
-                    Some(secret) if crate::webhook::Secret::parse(secret).is_ok() => {}
-                    _ => return Err(invalid(format!("{}: a whsec_ secret is required", key("secret")))),
-                },
-                SinkKind::Twilio => {
-                    for (k, v) in [
-                        ("account_sid", &sink.account_sid),
-                        ("auth_token_env", &sink.auth_token_env),
-                        ("from", &sink.from),
-                        ("to", &sink.to),
-                    ] {
-                        if v.is_none() {
-                            return Err(missing(k));
-                        }
-                    }
-                }
-                SinkKind::Slack | SinkKind::Discord => {}
-            }
-            for (kind, template) in &sink.templates {
-                if let Err(e) = minijinja::Environment::new().template_from_str(template) {
-                    return Err(invalid(format!("{}: {e}", key(&format!("templates.{kind}")))));
-                }
-            }
+            sink.validate(|k| format!("key `sink[{i}].{k}`")).map_err(invalid)?;
         }
         let mut names: Vec<String> =
             config.strategies.iter().map(|s| s.name.clone().unwrap_or_else(|| s.plugin.clone())).collect();
@@ -503,6 +443,11 @@ impl Config {
             && !data.starts_with("bundled:")
         {
             self.feed.data = Some(resolve(data));
+        }
+        for sink in &mut self.sinks {
+            if let Some(ca) = sink.ca_file.as_mut().filter(|ca| Path::new(ca.as_str()).is_relative()) {
+                *ca = base.join(&ca).display().to_string();
+            }
         }
         if Path::new(&self.store.path).is_relative() {
             self.store.path = base.join(&self.store.path).display().to_string();

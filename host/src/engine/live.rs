@@ -27,7 +27,7 @@ use crate::feed::{
     FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
     load_source,
 };
-use crate::notify::Notifier;
+use crate::notify::{Notifier, NotifyError};
 use crate::order::{OrderIntent, OrderType, TimeInForce};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
@@ -59,6 +59,8 @@ pub enum LiveError {
     Venue(#[from] VenueError),
     #[error("the startup sync with the broker failed")]
     Sync(#[from] ReconcileError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
     #[error("{message}")]
     Setup { message: String },
 }
@@ -295,6 +297,12 @@ pub async fn run_host(
         || !config.sinks.is_empty()
         || !config.price_alerts.is_empty();
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
+    let notifier = match &store {
+        Some(store) if !config.sinks.is_empty() => {
+            Some(Notifier::new(config.sinks.clone(), store.clone(), client.clone())?)
+        }
+        _ => None,
+    };
     let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
         Some(store) => plan_venue(&config, &client, store).await?,
@@ -379,13 +387,7 @@ pub async fn run_host(
         threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, outputs)?);
     }
     let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
-    let notifier = match &store {
-        Some(store) if !config.sinks.is_empty() => {
-            let notifier = Arc::new(Notifier::new(config.sinks.clone(), store.clone(), client.clone()));
-            Some(tokio::spawn(notifier.run(Duration::from_millis(250))))
-        }
-        _ => None,
-    };
+    let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
     let alerts = PriceWatch::new(config.price_alerts.clone(), store.clone());
     let desk = match (venue, store) {
         (Some(v), Some(store)) => {

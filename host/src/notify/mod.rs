@@ -1,4 +1,4 @@
-//! Notifications out: Slack, Discord, signed JSON and Twilio SMS.
+//! Notifications out: Slack, Discord, signed JSON, Twilio SMS and email.
 //!
 //! Trading never waits on a notification: it only appends to the journal.
 //! A pump turns new journal lines into outbox rows, one per matching sink,
@@ -8,7 +8,10 @@
 //! disables the sink and journals `sink.disabled`; any other 4XX drops the
 //! notification and counts it. A restart resumes from the outbox.
 
-use std::collections::HashSet;
+mod email;
+mod sink;
+
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,14 +20,25 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::bar::{Millis, format_time};
-use crate::config::{SinkConfig, SinkKind};
 use crate::store::{OutboxItem, Store, StoreError};
 use crate::webhook::Secret;
+use email::Mailer;
+pub use sink::{SinkConfig, SinkKind, SmtpTls};
 
 /// Journal lines read per pump.
 const BATCH: usize = 500;
 const DISCORD_LIMIT: usize = 2000;
 const SMS_LIMIT: usize = 1600;
+
+/// The subject of an email when its sink sets none.
+const DEFAULT_SUBJECT: &str = "stratbox: {{ kind }}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A sink cannot be set up: unreadable CA file, missing password, bad address.
+    #[error("sink {sink}: {message}")]
+    Sink { sink: String, message: String },
+}
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +53,7 @@ pub struct Notifier {
     sinks: Vec<SinkConfig>,
     store: Arc<Store>,
     client: reqwest::Client,
+    mailers: HashMap<String, Mailer>,
     disabled: Mutex<HashSet<String>>,
     /// Notifications dropped on a 4XX other than 410.
     pub dropped: AtomicU64,
@@ -60,16 +75,24 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 impl Notifier {
-    pub fn new(sinks: Vec<SinkConfig>, store: Arc<Store>, client: reqwest::Client) -> Self {
-        Self {
+    /// Sets up every sink; fails on one that can never deliver, such as an
+    /// email sink whose password variable is unset.
+    pub fn new(sinks: Vec<SinkConfig>, store: Arc<Store>, client: reqwest::Client) -> Result<Self, NotifyError> {
+        let mailers = sinks
+            .iter()
+            .filter(|s| s.kind == SinkKind::Email)
+            .map(|s| Ok((s.name.clone(), Mailer::new(s)?)))
+            .collect::<Result<_, NotifyError>>()?;
+        Ok(Self {
             sinks,
             store,
             client,
+            mailers,
             disabled: Mutex::new(HashSet::new()),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             base_backoff: Duration::from_secs(1),
-        }
+        })
     }
 
     /// Queues every journal line not yet seen for the sinks that want it.
@@ -166,9 +189,14 @@ impl Notifier {
     /// The text of a notification: the sink's template for its kind, or
     /// `kind: data`.
     fn text(sink: &SinkConfig, item: &OutboxItem) -> String {
+        Self::render(sink.templates.get(&item.kind).map_or("{{ kind }}: {{ data }}", String::as_str), item)
+    }
+
+    /// Renders a MiniJinja template over the notification's `kind`, `time`
+    /// and `data`.
+    fn render(template: &str, item: &OutboxItem) -> String {
         let data: serde_json::Value =
             serde_json::from_str(&item.data).unwrap_or(serde_json::Value::String(item.data.clone()));
-        let template = sink.templates.get(&item.kind).map(String::as_str).unwrap_or("{{ kind }}: {{ data }}");
         let context = serde_json::json!({ "kind": item.kind, "time": format_time(item.time), "data": data });
         minijinja::Environment::new()
             .render_str(template, context)
@@ -217,6 +245,11 @@ impl Notifier {
                     .header("authorization", format!("Basic {auth}"))
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(body)
+            }
+            SinkKind::Email => {
+                let Some(mailer) = self.mailers.get(&sink.name) else { return Outcome::Drop { status: 0 } };
+                let subject = Self::render(sink.subject.as_deref().unwrap_or(DEFAULT_SUBJECT), item);
+                return mailer.send(&subject, text).await;
             }
         };
         match request.send().await {
