@@ -1,63 +1,12 @@
 //! Host mode end to end: the embedded default config, the HTTP listener on
 //! loopback, and a misbehaving strategy next to a healthy one.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use stratbox::config::{Config, EMBEDDED_DEFAULT};
 use stratbox::engine::{RunOptions, run_host};
 use stratbox_tests::MISBEHAVE_WASM;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Output the host writes, readable while it runs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Waits (bounded) until the output contains `needle`.
-    async fn wait_for(&self, needle: &str) -> String {
-        for _ in 0..1500 {
-            let text = self.text();
-            if text.contains(needle) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("timed out waiting for {needle:?}; output so far:\n{}", self.text());
-    }
-}
-
-async fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
-}
-
-fn listen_addr(output: &str) -> String {
-    let start = output.find("http://").unwrap() + "http://".len();
-    output[start..].split_whitespace().next().unwrap().to_string()
-}
+use stratbox_tests::output::{Captured, get};
 
 fn options() -> RunOptions {
     RunOptions { listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))), pace_ms: Some(0), exit_when_done: false }
@@ -71,8 +20,8 @@ async fn the_embedded_default_trades_and_serves_health() {
     let probe = {
         let out = out.clone();
         async move {
-            let text = out.wait_for("still serving").await;
-            let addr = listen_addr(&text);
+            out.wait_for("still serving").await;
+            let addr = out.listen_addr().await;
             let (status, health) = get(&addr, "/health").await;
             let (missing, _) = get(&addr, "/nope").await;
             stop.send(()).unwrap();
@@ -111,8 +60,8 @@ async fn a_stuck_strategy_fails_alone_while_the_others_trade() {
     let probe = {
         let out = out.clone();
         async move {
-            let text = out.wait_for("still serving").await;
-            let (_, health) = get(&listen_addr(&text), "/health").await;
+            out.wait_for("still serving").await;
+            let (_, health) = get(&out.listen_addr().await, "/health").await;
             stop.send(()).unwrap();
             health
         }

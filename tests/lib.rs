@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use stratbox::cli::{Cli, CliError};
 
 pub mod fake;
+pub mod output;
 pub mod smtp;
 
 /// The SMA crossover plugin, built by this crate's build script.
@@ -50,4 +51,29 @@ pub fn component_from_wit(wit: &str, world: &str) -> anyhow::Result<Vec<u8>> {
 pub fn contract_wit(version: &str) -> String {
     let text = include_str!("../wit/strategy.wit");
     text.replace("stratbox:strategy@0.1.0", &format!("stratbox:strategy@{version}"))
+}
+
+/// `wasm` with a custom section appended: a different build (another
+/// SHA-256) that behaves the same, for hot-swap tests.
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
 }

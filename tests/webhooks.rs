@@ -3,7 +3,7 @@
 //! retries included.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use stratbox::api::{AppState, app};
@@ -12,6 +12,7 @@ use stratbox::engine::{HostStatus, RunOptions, run_host};
 use stratbox::store::Store;
 use stratbox::webhook::{Inbound, Secret, WebhookIntake};
 use stratbox_tests::MISBEHAVE_WASM;
+use stratbox_tests::output::Captured;
 use tokio::sync::mpsc;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -182,20 +183,6 @@ async fn allowlists_and_rate_limits_refuse_before_reading() {
     assert_eq!(accepted, 6);
 }
 
-/// Output sink for the host.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tradingview_order_delivered_three_times_fills_once_on_paper() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,13 +199,7 @@ async fn a_tradingview_order_delivered_three_times_fills_once_on_paper() {
     let probe = {
         let out = out.clone();
         async move {
-            let addr = loop {
-                let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-                if let Some(start) = text.find("http://") {
-                    break text[start + 7..].split_whitespace().next().unwrap().to_string();
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let addr = out.listen_addr().await;
             let url = format!("http://{addr}/webhooks/tradingview/tv");
             let mut statuses = Vec::new();
             for _ in 0..3 {

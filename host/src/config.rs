@@ -138,6 +138,9 @@ pub struct RuntimeSection {
     pub max_restarts: u32,
     pub restart_backoff_ms: u64,
     pub log_bytes_per_call: usize,
+    /// How often plugin files are checked for a new build to hot-swap, in
+    /// ms; 0 turns hot swap off.
+    pub watch_ms: u64,
 }
 
 impl Default for RuntimeSection {
@@ -149,6 +152,7 @@ impl Default for RuntimeSection {
             max_restarts: d.max_restarts,
             restart_backoff_ms: d.restart_backoff.as_millis() as u64,
             log_bytes_per_call: d.log_bytes_per_call,
+            watch_ms: 1000,
         }
     }
 }

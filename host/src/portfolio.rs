@@ -86,6 +86,11 @@ impl Portfolio {
         self.index.get(symbol).and_then(|&at| self.books[at].close)
     }
 
+    /// Every symbol seen and the quantity held in it.
+    pub fn positions(&self) -> impl Iterator<Item = (&Arc<str>, Decimal)> {
+        self.books.iter().map(|b| (&b.symbol, b.position.qty))
+    }
+
     pub fn qty(&self, symbol: &str) -> Decimal {
         self.position(symbol).map_or(Decimal::ZERO, |p| p.qty)
     }

@@ -13,8 +13,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::Engine;
 use super::routed::{RoutedExecution, VenueDesk};
-use super::{Engine, EngineError, Event};
+use super::swap::{Replacement, SwapError, Watched, watch};
+use super::worker::{Outputs, Persist, spawn_engine};
 use crate::api::{AppState, app};
 use crate::bar::{Bar, Millis, format_time};
 use crate::broker::{
@@ -79,6 +81,10 @@ pub struct StrategyStatus {
     pub name: String,
     /// `running`, `failed` or `stopped`.
     pub state: String,
+    /// SHA-256 of the plugin build running now.
+    pub sha256: String,
+    /// Hot swaps so far.
+    pub swaps: u32,
     pub restarts: u32,
     pub bars: u64,
     pub orders: u64,
@@ -123,6 +129,8 @@ pub enum EngineInput {
     },
     /// An order from outside the strategy (a webhook in `order` mode).
     Intent(OrderIntent),
+    /// A new build of the strategy's plugin, started and ready to take over.
+    Swap(Replacement),
 }
 
 /// Where bars come from, ready to run.
@@ -134,7 +142,7 @@ struct FeedPlan {
     description: String,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -286,7 +294,7 @@ pub async fn run_host(
     shutdown: impl Future<Output = ()>,
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
-    let runtime = Runtime::new(config.runtime.to_runtime())?;
+    let runtime = Arc::new(Runtime::new(config.runtime.to_runtime())?);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
         .build()
@@ -317,6 +325,7 @@ pub async fn run_host(
     for spec in &config.strategies {
         let plugin = runtime.load_named(&spec.plugin)?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
+        let sha256 = plugin.sha256.clone();
         let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
         let execution: Box<dyn Execution> = match &venue {
             Some(_) => Box::new(RoutedExecution::new(name.clone(), route_tx.clone())),
@@ -344,7 +353,7 @@ pub async fn run_host(
             engine = engine.with_gate(v.gate.clone(), v.venue);
             persist = Some(Persist { store: store.clone(), instance, watermark });
         }
-        engines.push((name, engine, persist));
+        engines.push((name, engine, persist, sha256, spec));
     }
     drop(route_tx);
 
@@ -378,14 +387,29 @@ pub async fn run_host(
     let mut inputs = Vec::new();
     let mut by_name = HashMap::new();
     let mut threads = Vec::new();
-    for (name, engine, persist) in engines {
+    let mut watched = Vec::new();
+    for (name, engine, persist, sha256, spec) in engines {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         inputs.push(tx.clone());
-        by_name.insert(name.clone(), tx);
+        by_name.insert(name.clone(), tx.clone());
+        if is_plugin_file(&spec.plugin) {
+            let path = std::path::PathBuf::from(&spec.plugin);
+            watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone()));
+        }
         let journal = store.clone().map(|s| (s, name.clone()));
         let outputs = Outputs { journal, lines: lines.clone(), status: status.clone() };
-        threads.push(spawn_engine(name, symbol.clone(), engine, rx, persist, outputs)?);
+        threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
     }
+    let watcher = (config.runtime.watch_ms > 0 && !watched.is_empty()).then(|| {
+        let every = Duration::from_millis(config.runtime.watch_ms);
+        tokio::spawn(watch(
+            runtime.clone(),
+            clock.clone(),
+            watched,
+            every,
+            refusal_reporter(store.clone(), lines.clone()),
+        ))
+    });
     let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
     let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
     let alerts = PriceWatch::new(config.price_alerts.clone(), store.clone());
@@ -459,6 +483,11 @@ pub async fn run_host(
 
     dispatcher.abort();
     let _ = dispatcher.await;
+    if let Some(watcher) = watcher {
+        // It holds senders to the engines.
+        watcher.abort();
+        let _ = watcher.await;
+    }
     if let Some(notifier) = notifier {
         notifier.abort();
     }
@@ -551,20 +580,28 @@ impl PriceWatch {
     }
 }
 
-/// Where an engine thread reports: the terminal, `/health`, the journal.
-struct Outputs {
-    /// The store and the strategy's name, when events are journaled.
-    journal: Option<(Arc<Store>, String)>,
-    lines: mpsc::UnboundedSender<String>,
-    status: Arc<RwLock<HostStatus>>,
+/// Whether a `[[strategy]] plugin` names a file (watched for hot swaps)
+/// rather than a bundled plugin.
+fn is_plugin_file(plugin: &str) -> bool {
+    plugin.ends_with(".wasm") || plugin.contains(['/', '\\'])
 }
 
-/// Where a live strategy's state is saved after every input.
-struct Persist {
-    store: Arc<Store>,
-    instance: String,
-    /// Time of the last bar batch the saved state reflects.
-    watermark: Millis,
+/// What the swap watcher does with a build it could not start: journal
+/// `strategy.swap_failed` and say so. Started builds are reported by the
+/// engine once the swap is done.
+fn refusal_reporter(
+    store: Option<Arc<Store>>,
+    lines: mpsc::UnboundedSender<String>,
+) -> impl Fn(&Watched, &str, &SwapError) + Send + 'static {
+    move |watched, sha256, error| {
+        let data = serde_json::json!({ "strategy": watched.name, "sha256": sha256, "error": error.to_string() });
+        if let Some(store) = &store
+            && let Err(error) = store.append_event(now_ms(), "strategy.swap_failed", None, &data.to_string())
+        {
+            tracing::error!(%error, "cannot journal a refused swap");
+        }
+        let _ = lines.send(format!("[{}] new build of {} refused: {error}\n", watched.name, watched.path.display()));
+    }
 }
 
 /// Writes lines to `out` from a task, so engines never wait on the terminal.
@@ -578,176 +615,6 @@ fn printer(mut out: impl Write + Send + 'static) -> (mpsc::UnboundedSender<Strin
         }
     });
     (tx, task)
-}
-
-fn spawn_engine(
-    name: String,
-    symbol: String,
-    engine: Engine,
-    mut rx: mpsc::Receiver<EngineInput>,
-    mut persist: Option<Persist>,
-    outputs: Outputs,
-) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let Outputs { journal, lines, status } = outputs;
-    let tag = name.clone();
-    let event_lines = lines.clone();
-    let event_journal = journal.clone();
-    let mut engine = engine.with_events(move |event| {
-        let _ = event_lines.send(describe(&tag, &event));
-        // The journal feeds notifications; trading only appends to it.
-        if let Some((store, strategy)) = &event_journal
-            && let Some((kind, data)) = journal_line(strategy, &event)
-            && let Err(error) = store.append_event(now_ms(), kind, None, &data.to_string())
-        {
-            tracing::error!(%error, "cannot journal an event");
-        }
-    });
-    let note = move |kind: &str, data: serde_json::Value| {
-        if let Some((store, _)) = &journal {
-            let _ = store.append_event(now_ms(), kind, None, &data.to_string());
-        }
-    };
-    let name_for_note = name.clone();
-    let update = move |engine: &Engine, state: &str, error: Option<String>| {
-        let c = engine.counts();
-        if let Ok(mut s) = status.write() {
-            s.set(StrategyStatus {
-                name: name.clone(),
-                state: state.into(),
-                restarts: c.restarts,
-                bars: c.bars,
-                orders: c.orders,
-                fills: c.fills,
-                error,
-            });
-        }
-    };
-    std::thread::Builder::new()
-        .name("stratbox-engine".into())
-        .spawn(move || {
-            update(&engine, "running", None);
-            note("strategy.started", serde_json::json!({ "strategy": name_for_note }));
-            while let Some(input) = rx.blocking_recv() {
-                let result = match input {
-                    EngineInput::Bars(batch) => {
-                        let time = batch.last().map_or(Millis::MIN, |b| b.time);
-                        match &mut persist {
-                            // Already reflected in the restored state: a batch
-                            // the feed delivers again after a crash.
-                            Some(p) if time <= p.watermark => continue,
-                            Some(p) => p.watermark = time,
-                            None => {}
-                        }
-                        engine.on_bars(&batch)
-                    }
-                    EngineInput::Executed(events) => engine.on_execution(events),
-                    EngineInput::Signal { source, payload, time } => engine.on_signal(&source, &payload, time),
-                    EngineInput::Intent(intent) => engine.submit_external(intent),
-                };
-                if let Err(EngineError::Strategy(e)) = result {
-                    note("strategy.failed", serde_json::json!({ "strategy": name_for_note, "error": e.to_string() }));
-                    let _ = lines.send(format!("strategy stopped: {e}\n"));
-                    update(&engine, "failed", Some(e.to_string()));
-                    return engine.report(&symbol);
-                }
-                // Live strategies resume from here after a restart.
-                if let Some(Persist { store, instance, watermark }) = &persist {
-                    match engine.strategy_mut().save_state() {
-                        Ok(state) => {
-                            if let Err(error) = store.save_strategy_state(instance, &state, *watermark, now_ms()) {
-                                tracing::error!(%instance, %error, "cannot save strategy state");
-                            }
-                        }
-                        Err(error) => tracing::warn!(%instance, %error, "save-state failed"),
-                    }
-                }
-                update(&engine, "running", None);
-            }
-            update(&engine, "stopped", None);
-            engine.report(&symbol)
-        })
-        .map_err(|e| LiveError::Thread { message: e.to_string() })
-}
-
-/// The journal line for an engine event, if it is one notifications use.
-fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_json::Value)> {
-    Some(match event {
-        Event::OrderPlaced { intent_id, intent, .. } => (
-            "order.submitted",
-            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &*intent.symbol,
-                "side": intent.side.to_string(), "qty": intent.qty.to_string(), "type": intent.order_type.to_string() }),
-        ),
-        Event::Filled { fill, position } => (
-            "order.filled",
-            serde_json::json!({ "strategy": strategy, "intent": label(fill.intent_id), "symbol": &*fill.symbol,
-                "side": fill.side.to_string(), "qty": fill.qty.to_string(), "price": fill.price.to_string(), "position": position.to_string() }),
-        ),
-        Event::Rejected { intent_id, symbol, reason, .. } => (
-            "order.rejected",
-            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &**symbol, "reason": reason }),
-        ),
-        Event::Canceled { intent_id, .. } => {
-            ("order.canceled", serde_json::json!({ "strategy": strategy, "intent": label(*intent_id) }))
-        }
-        Event::Notified { level, message, .. } => (
-            "strategy.notify",
-            serde_json::json!({ "strategy": strategy, "level": format!("{level:?}").to_lowercase(), "message": message }),
-        ),
-        Event::StrategyRestarted { error } => {
-            ("strategy.trapped", serde_json::json!({ "strategy": strategy, "error": error }))
-        }
-        Event::Pnl { .. } => return None,
-    })
-}
-
-/// How an intent number is shown: the strategy's own as `#n`, a webhook
-/// order's as `#wn`.
-fn label(intent_id: crate::order::IntentId) -> String {
-    match intent_id.checked_sub(super::EXTERNAL_INTENTS) {
-        Some(n) => format!("w{n}"),
-        None => intent_id.to_string(),
-    }
-}
-
-/// One line of output for an event.
-fn describe(strategy: &str, event: &Event) -> String {
-    match event {
-        Event::OrderPlaced { intent_id, intent, time } => format!(
-            "[{strategy}] {}  order #{}: {} {} {} ({})\n",
-            format_time(*time),
-            label(*intent_id),
-            intent.side,
-            intent.qty,
-            intent.symbol,
-            intent.order_type
-        ),
-        Event::Filled { fill, position } => format!(
-            "[{strategy}] {}  fill  #{}: {} {} {} @ {}  → position {position}\n",
-            format_time(fill.time),
-            label(fill.intent_id),
-            fill.side,
-            fill.qty,
-            fill.symbol,
-            fill.price
-        ),
-        Event::Rejected { intent_id, symbol, reason, time } => {
-            format!("[{strategy}] {}  rejected #{} ({symbol}): {reason}\n", format_time(*time), label(*intent_id))
-        }
-        Event::Canceled { intent_id, time } => {
-            format!("[{strategy}] {}  canceled #{}\n", format_time(*time), label(*intent_id))
-        }
-        Event::Notified { level, message, time } => {
-            format!("[{strategy}] {}  {level:?}: {message}\n", format_time(*time))
-        }
-        Event::StrategyRestarted { error } => format!("[{strategy}] {error}\n"),
-        Event::Pnl { time, realized, unrealized, equity } => format!(
-            "[{strategy}] {}  pnl: realized {} unrealized {} equity {}\n",
-            format_time(*time),
-            realized.round_dp(2),
-            unrealized.round_dp(2),
-            equity.round_dp(2)
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,12 @@
 
 mod live;
 mod routed;
+mod swap;
+mod worker;
 
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
+pub use self::swap::{Replacement, SwapError};
 
 use std::sync::Arc;
 
@@ -245,6 +248,21 @@ impl Engine {
         self.last_external += 1;
         self.place(self.last_external, intent, self.last_time);
         self.feedback()
+    }
+
+    /// Puts `strategy` in place of the running one, between inputs (a hot
+    /// swap), and returns the old one. The new one is told the positions.
+    /// With `continues` (it loaded the old one's state) it carries on the
+    /// old instance's intent numbers, so it hears about orders in flight;
+    /// otherwise it counts from 1 like a restarted instance.
+    pub fn replace_strategy(&mut self, mut strategy: Box<dyn Strategy>, continues: bool) -> Box<dyn Strategy> {
+        for (symbol, qty) in self.portfolio.positions() {
+            strategy.set_position(symbol, qty);
+        }
+        if !continues {
+            self.intent_base = self.last_intent;
+        }
+        std::mem::replace(&mut self.strategy, strategy)
     }
 
     /// Continues external numbering after `last`, e.g. from the store.

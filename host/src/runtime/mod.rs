@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -128,6 +129,8 @@ pub struct PluginInfo {
 pub struct Plugin {
     /// What the operator called it: a bundled name or a file path.
     pub label: String,
+    /// SHA-256 of the component's bytes, in hex.
+    pub sha256: String,
     pub info: PluginInfo,
     pre: bindings::PluginPre<StoreData>,
 }
@@ -262,7 +265,8 @@ impl Runtime {
             .and_then(bindings::PluginPre::new)
             .map_err(|e| RuntimeError::Link { plugin: label.into(), message: format!("{e:#}") })?;
         let info = instance::describe(&pre, label, &self.config)?;
-        Ok(Arc::new(Plugin { label: label.into(), info, pre }))
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        Ok(Arc::new(Plugin { label: label.into(), sha256, info, pre }))
     }
 
     /// Starts an instance of `plugin` with checked parameters.

@@ -1,0 +1,172 @@
+//! Hot swap: a strategy whose plugin is a `.wasm` file is replaced, without
+//! a restart, when a new build of that file lands.
+//!
+//! A watcher polls each file. Once a change has settled (the same size and
+//! modification time on two polls, so a half-copied file is never read), it
+//! compiles the new build, checks it against the contract and the
+//! strategy's parameters, and starts an instance. The engine's thread then
+//! moves the old instance's state into it with `save-state`/`load-state`
+//! between two inputs and drops the old one. Any failure leaves the old
+//! instance running and journals `strategy.swap_failed`; success journals
+//! `strategy.swapped`. A strategy that has failed is revived by a swap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+
+use super::Engine;
+use super::live::EngineInput;
+use crate::runtime::{Clock, Runtime, RuntimeError, read_plugin};
+use crate::strategy::Strategy;
+
+/// A started instance of a new build, on its way to an engine.
+pub struct Replacement {
+    pub strategy: Box<dyn Strategy>,
+    /// SHA-256 of the new build, in hex.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replacement").field("strategy", &self.strategy.name()).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// Why a swap did not happen; the old instance keeps running.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error(transparent)]
+    Load(#[from] RuntimeError),
+    #[error("the running instance could not save its state: {message}")]
+    Save { message: String },
+    #[error("the new build refused the running instance's state: {message}")]
+    Restore { message: String },
+}
+
+/// Moves the running strategy's state into `next` and puts it in place.
+/// A failed engine has no running instance: `saved` (the state persisted
+/// after its last good input) is loaded instead, if there is one.
+///
+/// Called on the engine's thread, between inputs.
+pub(super) fn swap(
+    engine: &mut Engine,
+    next: Replacement,
+    failed: bool,
+    saved: Option<Vec<u8>>,
+) -> Result<(), SwapError> {
+    let mut strategy = next.strategy;
+    let state = if failed {
+        saved
+    } else {
+        let state = engine.strategy_mut().save_state().map_err(|e| SwapError::Save { message: e.to_string() })?;
+        Some(state)
+    };
+    let continues = state.is_some();
+    if let Some(state) = state {
+        strategy.load_state(&state).map_err(|e| SwapError::Restore { message: e.to_string() })?;
+    }
+    drop(engine.replace_strategy(strategy, continues));
+    Ok(())
+}
+
+/// Size and modification time: what changes when a file is rewritten.
+type Stamp = (u64, Option<SystemTime>);
+
+/// A strategy whose plugin file is watched.
+pub(super) struct Watched {
+    pub name: String,
+    pub path: PathBuf,
+    pub params: Vec<(String, String)>,
+    pub input: mpsc::Sender<EngineInput>,
+    /// The build last started or refused, so one bad file is reported once.
+    pub sha256: String,
+    stamp: Option<Stamp>,
+    settling: Option<Stamp>,
+}
+
+impl Watched {
+    pub fn new(
+        name: String,
+        path: PathBuf,
+        params: Vec<(String, String)>,
+        input: mpsc::Sender<EngineInput>,
+        sha256: String,
+    ) -> Self {
+        let stamp = stamp_of(&path);
+        Self { name, path, params, input, sha256, stamp, settling: None }
+    }
+}
+
+fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()))
+}
+
+/// Polls every `every` until the task is aborted. Started builds go to the
+/// engine; `refused` hears of each build that could not be started.
+pub(super) async fn watch(
+    runtime: Arc<Runtime>,
+    clock: Clock,
+    mut watched: Vec<Watched>,
+    every: Duration,
+    refused: impl Fn(&Watched, &str, &SwapError) + Send + 'static,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        for w in &mut watched {
+            let stamp = stamp_of(&w.path);
+            if stamp.is_none() || stamp == w.stamp {
+                // Missing (mid-rename) or unchanged.
+                w.settling = None;
+                continue;
+            }
+            if w.settling != stamp {
+                w.settling = stamp;
+                continue;
+            }
+            w.stamp = stamp;
+            w.settling = None;
+            let (runtime, clock, path, params) = (runtime.clone(), clock.clone(), w.path.clone(), w.params.clone());
+            let known = w.sha256.clone();
+            let loaded = tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &params, &known)).await;
+            match loaded {
+                Ok(Ok(None)) => {} // touched, not changed
+                Ok(Ok(Some(replacement))) => {
+                    w.sha256 = replacement.sha256.clone();
+                    // An error means the engine has stopped.
+                    let _ = w.input.send(EngineInput::Swap(replacement)).await;
+                }
+                Ok(Err((sha256, error))) => {
+                    refused(w, &sha256, &error);
+                    w.sha256 = sha256;
+                }
+                Err(join) => {
+                    refused(w, "", &SwapError::Load(RuntimeError::Engine { message: join.to_string() }));
+                }
+            }
+        }
+    }
+}
+
+/// Reads, checks and starts the build at `path`, unless it is `known`.
+fn load(
+    runtime: &Runtime,
+    clock: Clock,
+    path: &std::path::Path,
+    params: &[(String, String)],
+    known: &str,
+) -> Result<Option<Replacement>, (String, SwapError)> {
+    let bytes = read_plugin(path, runtime.config().max_plugin_bytes).map_err(|e| (String::new(), e.into()))?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    if sha256 == known {
+        return Ok(None);
+    }
+    let fail = |e: RuntimeError| (sha256.clone(), SwapError::Load(e));
+    let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
+    let strategy = runtime.instantiate(&plugin, params, clock).map_err(fail)?;
+    Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))
+}

@@ -1,0 +1,246 @@
+//! An engine's own thread: it takes inputs one at a time, journals and
+//! prints what happens, saves the strategy's state after each input, and
+//! carries out hot swaps between inputs.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus, now_ms};
+use super::swap::swap;
+use super::{Engine, EngineError, Event};
+use crate::bar::{Millis, format_time};
+use crate::report::Report;
+use crate::store::Store;
+
+/// Where an engine thread reports: the terminal, `/health`, the journal.
+pub(super) struct Outputs {
+    /// The store and the strategy's name, when events are journaled.
+    pub journal: Option<(Arc<Store>, String)>,
+    pub lines: mpsc::UnboundedSender<String>,
+    pub status: Arc<RwLock<HostStatus>>,
+}
+
+/// Where a live strategy's state is saved after every input.
+pub(super) struct Persist {
+    pub store: Arc<Store>,
+    pub instance: String,
+    /// Time of the last bar batch the saved state reflects.
+    pub watermark: Millis,
+}
+
+/// The first 12 hex digits of a build's SHA-256, for output lines.
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
+}
+
+/// Starts the thread of `engine`, running the build `sha256`; it ends when
+/// every sender of `rx` is gone and returns the final report.
+pub(super) fn spawn_engine(
+    name: String,
+    symbol: String,
+    engine: Engine,
+    sha256: String,
+    mut rx: mpsc::Receiver<EngineInput>,
+    mut persist: Option<Persist>,
+    outputs: Outputs,
+) -> Result<std::thread::JoinHandle<Report>, LiveError> {
+    let Outputs { journal, lines, status } = outputs;
+    let tag = name.clone();
+    let event_lines = lines.clone();
+    let event_journal = journal.clone();
+    let mut engine = engine.with_events(move |event| {
+        let _ = event_lines.send(describe(&tag, &event));
+        // The journal feeds notifications; trading only appends to it.
+        if let Some((store, strategy)) = &event_journal
+            && let Some((kind, data)) = journal_line(strategy, &event)
+            && let Err(error) = store.append_event(now_ms(), kind, None, &data.to_string())
+        {
+            tracing::error!(%error, "cannot journal an event");
+        }
+    });
+    let note = move |kind: &str, data: serde_json::Value| {
+        if let Some((store, _)) = &journal {
+            let _ = store.append_event(now_ms(), kind, None, &data.to_string());
+        }
+    };
+    let status_name = name.clone();
+    let update = move |engine: &Engine, sha256: &str, swaps: u32, state: &str, error: Option<String>| {
+        let c = engine.counts();
+        if let Ok(mut s) = status.write() {
+            s.set(StrategyStatus {
+                name: status_name.clone(),
+                state: state.into(),
+                sha256: sha256.into(),
+                swaps,
+                restarts: c.restarts,
+                bars: c.bars,
+                orders: c.orders,
+                fills: c.fills,
+                error,
+            });
+        }
+    };
+    std::thread::Builder::new()
+        .name("stratbox-engine".into())
+        .spawn(move || {
+            let mut sha256 = sha256;
+            let mut swaps = 0;
+            // Why the strategy stopped; a failed engine waits for a swap.
+            let mut failure: Option<String> = None;
+            update(&engine, &sha256, swaps, "running", None);
+            note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
+            while let Some(input) = rx.blocking_recv() {
+                let result = match input {
+                    EngineInput::Swap(next) => {
+                        let revived = failure.is_some();
+                        // A failed instance cannot save; it resumes from its last saved state.
+                        let saved = match (&persist, revived) {
+                            (Some(p), true) => p.store.strategy_state(&p.instance).ok().flatten().map(|(s, _)| s),
+                            _ => None,
+                        };
+                        let to = next.sha256.clone();
+                        if let Err(error) = swap(&mut engine, next, revived, saved) {
+                            let data =
+                                serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
+                            note("strategy.swap_failed", data);
+                            let _ = lines.send(format!("[{name}] swap to build {} refused: {error}\n", short(&to)));
+                            continue;
+                        }
+                        let data =
+                            serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived });
+                        note("strategy.swapped", data);
+                        let _ = lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
+                        sha256 = to;
+                        swaps += 1;
+                        failure = None;
+                        Ok(())
+                    }
+                    EngineInput::Executed(events) if failure.is_some() => {
+                        // Fills still move the position a revived instance starts from.
+                        let _ = engine.on_execution(events);
+                        continue;
+                    }
+                    _ if failure.is_some() => continue,
+                    EngineInput::Bars(batch) => {
+                        let time = batch.last().map_or(Millis::MIN, |b| b.time);
+                        match &mut persist {
+                            // Already reflected in the restored state: a batch
+                            // the feed delivers again after a crash.
+                            Some(p) if time <= p.watermark => continue,
+                            Some(p) => p.watermark = time,
+                            None => {}
+                        }
+                        engine.on_bars(&batch)
+                    }
+                    EngineInput::Executed(events) => engine.on_execution(events),
+                    EngineInput::Signal { source, payload, time } => engine.on_signal(&source, &payload, time),
+                    EngineInput::Intent(intent) => engine.submit_external(intent),
+                };
+                if let Err(EngineError::Strategy(e)) = result {
+                    note("strategy.failed", serde_json::json!({ "strategy": name, "error": e.to_string() }));
+                    let _ = lines.send(format!("strategy stopped: {e}\n"));
+                    update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
+                    failure = Some(e.to_string());
+                    continue;
+                }
+                // Live strategies resume from here after a restart.
+                if let Some(Persist { store, instance, watermark }) = &persist {
+                    match engine.strategy_mut().save_state() {
+                        Ok(state) => {
+                            if let Err(error) = store.save_strategy_state(instance, &state, *watermark, now_ms()) {
+                                tracing::error!(%instance, %error, "cannot save strategy state");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%instance, %error, "save-state failed"),
+                    }
+                }
+                update(&engine, &sha256, swaps, "running", None);
+            }
+            let state = if failure.is_some() { "failed" } else { "stopped" };
+            update(&engine, &sha256, swaps, state, failure);
+            engine.report(&symbol)
+        })
+        .map_err(|e| LiveError::Thread { message: e.to_string() })
+}
+
+/// The journal line for an engine event, if it is one notifications use.
+fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_json::Value)> {
+    Some(match event {
+        Event::OrderPlaced { intent_id, intent, .. } => (
+            "order.submitted",
+            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &*intent.symbol,
+                "side": intent.side.to_string(), "qty": intent.qty.to_string(), "type": intent.order_type.to_string() }),
+        ),
+        Event::Filled { fill, position } => (
+            "order.filled",
+            serde_json::json!({ "strategy": strategy, "intent": label(fill.intent_id), "symbol": &*fill.symbol,
+                "side": fill.side.to_string(), "qty": fill.qty.to_string(), "price": fill.price.to_string(), "position": position.to_string() }),
+        ),
+        Event::Rejected { intent_id, symbol, reason, .. } => (
+            "order.rejected",
+            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &**symbol, "reason": reason }),
+        ),
+        Event::Canceled { intent_id, .. } => {
+            ("order.canceled", serde_json::json!({ "strategy": strategy, "intent": label(*intent_id) }))
+        }
+        Event::Notified { level, message, .. } => (
+            "strategy.notify",
+            serde_json::json!({ "strategy": strategy, "level": format!("{level:?}").to_lowercase(), "message": message }),
+        ),
+        Event::StrategyRestarted { error } => {
+            ("strategy.trapped", serde_json::json!({ "strategy": strategy, "error": error }))
+        }
+        Event::Pnl { .. } => return None,
+    })
+}
+
+/// How an intent number is shown: the strategy's own as `#n`, a webhook
+/// order's as `#wn`.
+fn label(intent_id: crate::order::IntentId) -> String {
+    match intent_id.checked_sub(super::EXTERNAL_INTENTS) {
+        Some(n) => format!("w{n}"),
+        None => intent_id.to_string(),
+    }
+}
+
+/// One line of output for an event.
+fn describe(strategy: &str, event: &Event) -> String {
+    match event {
+        Event::OrderPlaced { intent_id, intent, time } => format!(
+            "[{strategy}] {}  order #{}: {} {} {} ({})\n",
+            format_time(*time),
+            label(*intent_id),
+            intent.side,
+            intent.qty,
+            intent.symbol,
+            intent.order_type
+        ),
+        Event::Filled { fill, position } => format!(
+            "[{strategy}] {}  fill  #{}: {} {} {} @ {}  → position {position}\n",
+            format_time(fill.time),
+            label(fill.intent_id),
+            fill.side,
+            fill.qty,
+            fill.symbol,
+            fill.price
+        ),
+        Event::Rejected { intent_id, symbol, reason, time } => {
+            format!("[{strategy}] {}  rejected #{} ({symbol}): {reason}\n", format_time(*time), label(*intent_id))
+        }
+        Event::Canceled { intent_id, time } => {
+            format!("[{strategy}] {}  canceled #{}\n", format_time(*time), label(*intent_id))
+        }
+        Event::Notified { level, message, time } => {
+            format!("[{strategy}] {}  {level:?}: {message}\n", format_time(*time))
+        }
+        Event::StrategyRestarted { error } => format!("[{strategy}] {error}\n"),
+        Event::Pnl { time, realized, unrealized, equity } => format!(
+            "[{strategy}] {}  pnl: realized {} unrealized {} equity {}\n",
+            format_time(*time),
+            realized.round_dp(2),
+            unrealized.round_dp(2),
+            equity.round_dp(2)
+        ),
+    }
+}
