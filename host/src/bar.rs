@@ -21,6 +21,11 @@ pub struct Bar {
     pub volume: Decimal,
 }
 
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
 /// Formats a timestamp as RFC 3339 in UTC, e.g. `2000-03-01T00:00:00Z`.
 pub fn format_time(time: Millis) -> String {
     let nanos = i128::from(time) * 1_000_000;

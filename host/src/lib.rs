@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod feed;
+pub mod journal;
 pub mod notify;
 pub mod order;
 pub mod portfolio;

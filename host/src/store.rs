@@ -255,6 +255,16 @@ impl Store {
         append(&conn, time, kind, venue, data)
     }
 
+    /// Appends `(time, kind, data)` lines to the journal in one transaction.
+    pub fn append_events(&self, lines: &[(Millis, String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql("starting to append to the journal"))?;
+        for (time, kind, data) in lines {
+            append(&tx, *time, kind, None, data)?;
+        }
+        tx.commit().map_err(sql("committing journal lines"))
+    }
+
     /// Journal lines after `after_id`, oldest first, at most `limit`.
     pub fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
         let conn = self.lock();

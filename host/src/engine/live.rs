@@ -18,7 +18,7 @@ use super::routed::{RoutedExecution, VenueDesk};
 use super::swap::{Replacement, SwapError, Watched, watch};
 use super::worker::{Outputs, Persist, spawn_engine};
 use crate::api::{AppState, app};
-use crate::bar::{Bar, Millis, format_time};
+use crate::bar::{Bar, Millis, format_time, now_ms};
 use crate::broker::{
     AlpacaBroker, BinanceBroker, BinanceCredentials, Broker, Execution, ExecutionEvent, KalshiBroker,
     KalshiCredentials, PaperBroker,
@@ -29,6 +29,7 @@ use crate::feed::{
     FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
     load_source,
 };
+use crate::journal::Journal;
 use crate::notify::{Notifier, NotifyError};
 use crate::order::{OrderIntent, OrderType, TimeInForce};
 use crate::reconcile::{ReconcileError, Reconciler};
@@ -42,6 +43,10 @@ use crate::webhook::{Inbound, WebhookIntake};
 
 /// Batches queued per strategy before the feed waits for it.
 const QUEUE_DEPTH: usize = 64;
+
+/// Journal lines the trading path may queue before lines are dropped (and
+/// counted) rather than waited for.
+const JOURNAL_QUEUE: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -73,6 +78,8 @@ pub struct HostStatus {
     /// `ok` while every strategy runs, `degraded` once one has failed.
     pub status: String,
     pub feed_done: bool,
+    /// Journal lines dropped because the queue to the store was full.
+    pub journal_dropped: u64,
     pub strategies: Vec<StrategyStatus>,
 }
 
@@ -140,10 +147,6 @@ struct FeedPlan {
     /// The symbol reports are about.
     symbol: String,
     description: String,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn plan_feed(
@@ -305,6 +308,14 @@ pub async fn run_host(
         || !config.sinks.is_empty()
         || !config.price_alerts.is_empty();
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
+    let (journal, journal_writer) = match &store {
+        Some(store) => {
+            let (journal, writer) = Journal::start(store.clone(), JOURNAL_QUEUE)
+                .map_err(|e| LiveError::Thread { message: format!("cannot start the journal writer: {e}") })?;
+            (Some(journal), Some(writer))
+        }
+        None => (None, None),
+    };
     let notifier = match &store {
         Some(store) if !config.sinks.is_empty() => {
             Some(Notifier::new(config.sinks.clone(), store.clone(), client.clone())?)
@@ -396,8 +407,7 @@ pub async fn run_host(
             let path = std::path::PathBuf::from(&spec.plugin);
             watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone()));
         }
-        let journal = store.clone().map(|s| (s, name.clone()));
-        let outputs = Outputs { journal, lines: lines.clone(), status: status.clone() };
+        let outputs = Outputs { journal: journal.clone(), lines: lines.clone(), status: status.clone() };
         threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
     }
     let watcher = (config.runtime.watch_ms > 0 && !watched.is_empty()).then(|| {
@@ -407,12 +417,12 @@ pub async fn run_host(
             clock.clone(),
             watched,
             every,
-            refusal_reporter(store.clone(), lines.clone()),
+            refusal_reporter(journal.clone(), lines.clone()),
         ))
     });
     let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
     let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
-    let alerts = PriceWatch::new(config.price_alerts.clone(), store.clone());
+    let alerts = PriceWatch::new(config.price_alerts.clone(), journal.clone());
     let desk = match (venue, store) {
         (Some(v), Some(store)) => {
             let desk = VenueDesk {
@@ -505,6 +515,11 @@ pub async fn run_host(
         let _ = lines.send(format!("\n{}", report.to_text()));
         reports.push(report);
     }
+    // The engines and the feed are gone; flush what they journaled.
+    drop(journal);
+    if let Some(writer) = journal_writer {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
     let _ = stop_server.send(());
     drop(lines);
     let _ = printer.await;
@@ -549,17 +564,17 @@ async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String,
 /// Journals `price.crossed` when a close crosses a configured level.
 struct PriceWatch {
     alerts: Vec<(crate::config::PriceAlert, Option<std::cmp::Ordering>)>,
-    store: Option<Arc<Store>>,
+    journal: Option<Journal>,
 }
 
 impl PriceWatch {
-    fn new(alerts: Vec<crate::config::PriceAlert>, store: Option<Arc<Store>>) -> Self {
-        Self { alerts: alerts.into_iter().map(|a| (a, None)).collect(), store }
+    fn new(alerts: Vec<crate::config::PriceAlert>, journal: Option<Journal>) -> Self {
+        Self { alerts: alerts.into_iter().map(|a| (a, None)).collect(), journal }
     }
 
     /// Compares each close with the levels; a change of side is a crossing.
     fn observe(&mut self, bars: &[Bar]) {
-        let Some(store) = &self.store else { return };
+        let Some(journal) = &self.journal else { return };
         for bar in bars {
             for (alert, side) in self.alerts.iter_mut().filter(|(a, _)| *a.symbol == *bar.symbol) {
                 let now = bar.close.cmp(&alert.level);
@@ -570,9 +585,7 @@ impl PriceWatch {
                     let direction = if now == std::cmp::Ordering::Greater { "up" } else { "down" };
                     let data = serde_json::json!({ "symbol": alert.symbol, "level": alert.level.to_string(),
                         "close": bar.close.to_string(), "direction": direction, "bar": format_time(bar.time) });
-                    if let Err(error) = store.append_event(now_ms(), "price.crossed", None, &data.to_string()) {
-                        tracing::error!(%error, "cannot journal a price alert");
-                    }
+                    journal.record("price.crossed", &data);
                 }
                 *side = Some(now);
             }
@@ -590,15 +603,13 @@ fn is_plugin_file(plugin: &str) -> bool {
 /// `strategy.swap_failed` and say so. Started builds are reported by the
 /// engine once the swap is done.
 fn refusal_reporter(
-    store: Option<Arc<Store>>,
+    journal: Option<Journal>,
     lines: mpsc::UnboundedSender<String>,
 ) -> impl Fn(&Watched, &str, &SwapError) + Send + 'static {
     move |watched, sha256, error| {
         let data = serde_json::json!({ "strategy": watched.name, "sha256": sha256, "error": error.to_string() });
-        if let Some(store) = &store
-            && let Err(error) = store.append_event(now_ms(), "strategy.swap_failed", None, &data.to_string())
-        {
-            tracing::error!(%error, "cannot journal a refused swap");
+        if let Some(journal) = &journal {
+            journal.record("strategy.swap_failed", &data);
         }
         let _ = lines.send(format!("[{}] new build of {} refused: {error}\n", watched.name, watched.path.display()));
     }
@@ -626,7 +637,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("w.db")).unwrap());
         let alert = crate::config::PriceAlert { symbol: "X".into(), level: 100.into() };
-        let mut watch = PriceWatch::new(vec![alert], Some(store.clone()));
+        let (journal, writer) = Journal::start(store.clone(), 16).unwrap();
+        let mut watch = PriceWatch::new(vec![alert], Some(journal));
         let bar = |close: i64| Bar {
             symbol: "X".into(),
             time: close,
@@ -640,6 +652,8 @@ mod tests {
         for close in [90, 100, 95, 101, 120, 99] {
             watch.observe(&[bar(close)]);
         }
+        drop(watch);
+        writer.join().unwrap();
         let lines = store.events_after(0, 10).unwrap();
         let directions: Vec<String> = lines
             .iter()

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use tokio::sync::{Notify, mpsc};
 
 use super::live::EngineInput;
-use crate::bar::Millis;
+use crate::bar::now_ms;
 use crate::broker::{Execution, ExecutionError, ExecutionEvent};
 use crate::order::{Fill, IntentId, Order};
 use crate::reconcile::Reconciler;
@@ -77,10 +77,6 @@ impl Execution for RoutedExecution {
             }
         }
     }
-}
-
-fn now_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
 }
 
 /// The router and reconciler of one venue, wired to the engines by

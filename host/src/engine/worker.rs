@@ -6,17 +6,18 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus, now_ms};
+use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
 use super::swap::swap;
 use super::{Engine, EngineError, Event};
-use crate::bar::{Millis, format_time};
+use crate::bar::{Millis, format_time, now_ms};
+use crate::journal::Journal;
 use crate::report::Report;
 use crate::store::Store;
 
 /// Where an engine thread reports: the terminal, `/health`, the journal.
 pub(super) struct Outputs {
-    /// The store and the strategy's name, when events are journaled.
-    pub journal: Option<(Arc<Store>, String)>,
+    /// Where events go for notifications, when there is a store.
+    pub journal: Option<Journal>,
     pub lines: mpsc::UnboundedSender<String>,
     pub status: Arc<RwLock<HostStatus>>,
 }
@@ -51,23 +52,24 @@ pub(super) fn spawn_engine(
     let event_journal = journal.clone();
     let mut engine = engine.with_events(move |event| {
         let _ = event_lines.send(describe(&tag, &event));
-        // The journal feeds notifications; trading only appends to it.
-        if let Some((store, strategy)) = &event_journal
-            && let Some((kind, data)) = journal_line(strategy, &event)
-            && let Err(error) = store.append_event(now_ms(), kind, None, &data.to_string())
+        // The journal feeds notifications; trading only queues for it.
+        if let Some(journal) = &event_journal
+            && let Some((kind, data)) = journal_line(&tag, &event)
         {
-            tracing::error!(%error, "cannot journal an event");
+            journal.record(kind, &data);
         }
     });
+    let dropped = journal.clone();
     let note = move |kind: &str, data: serde_json::Value| {
-        if let Some((store, _)) = &journal {
-            let _ = store.append_event(now_ms(), kind, None, &data.to_string());
+        if let Some(journal) = &journal {
+            journal.record(kind, &data);
         }
     };
     let status_name = name.clone();
     let update = move |engine: &Engine, sha256: &str, swaps: u32, state: &str, error: Option<String>| {
         let c = engine.counts();
         if let Ok(mut s) = status.write() {
+            s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
             s.set(StrategyStatus {
                 name: status_name.clone(),
                 state: state.into(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{FeedError, MarketData};
-use crate::bar::{Bar, Millis};
+use crate::bar::{Bar, Millis, now_ms};
 use crate::store::Store;
 use crate::venue::VenueError;
 
@@ -55,13 +55,9 @@ pub struct PolledFeed<S> {
     now: fn() -> Millis,
 }
 
-fn system_now() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
-}
-
 impl<S: BarSource> PolledFeed<S> {
     pub fn new(source: S, store: Arc<Store>, schedule: PollSchedule) -> Self {
-        Self { source, store, schedule, ready: VecDeque::new(), delivered: None, polled_once: false, now: system_now }
+        Self { source, store, schedule, ready: VecDeque::new(), delivered: None, polled_once: false, now: now_ms }
     }
 
     /// Persists the cursors of the batch handed out last.

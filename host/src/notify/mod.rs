@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::bar::{Millis, format_time};
+use crate::bar::{Millis, format_time, now_ms};
 use crate::store::{OutboxItem, Store, StoreError};
 use crate::webhook::Secret;
 use email::Mailer;
@@ -167,9 +167,7 @@ impl Notifier {
         let mut interval = tokio::time::interval(every);
         loop {
             interval.tick().await;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as Millis);
+            let now = now_ms();
             if let Err(error) = self.pump() {
                 tracing::error!(%error, "cannot queue notifications");
             }

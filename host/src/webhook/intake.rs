@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Alert, AlertOrder, Secret, verify};
-use crate::bar::Millis;
+use crate::bar::{Millis, now_ms};
 use crate::config::{WebhookAction, WebhookConfig, WebhookKind};
 use crate::router::RateLimiter;
 use crate::store::Store;
@@ -52,10 +52,6 @@ pub struct WebhookIntake {
     pub now: fn() -> Millis,
 }
 
-fn system_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
-}
-
 impl WebhookIntake {
     /// `configs` were validated with the config, so secrets parse.
     pub fn new(configs: &[WebhookConfig], store: Arc<Store>, queue: mpsc::Sender<Inbound>) -> Self {
@@ -69,7 +65,7 @@ impl WebhookIntake {
                 )
             })
             .collect();
-        Self { routes, store, queue, refused: AtomicU64::new(0), now: system_ms }
+        Self { routes, store, queue, refused: AtomicU64::new(0), now: now_ms }
     }
 
     fn refuse(&self, route: &str, status: StatusCode, reason: &str) -> Response {
