@@ -1,0 +1,494 @@
+//! Orders, fills and positions: what was sent, what executed, what is held.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use rust_decimal::Decimal;
+
+use super::journal::append;
+use super::{Store, StoreError, decimal, sql};
+use crate::bar::Millis;
+use crate::order::Side;
+
+/// An order as the host knows it; `client_order_id` is its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub client_order_id: String,
+    pub venue: String,
+    pub strategy: String,
+    pub intent: u64,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Decimal,
+    /// `market` or `limit`.
+    pub order_type: String,
+    pub limit_price: Option<Decimal>,
+    pub time_in_force: String,
+    /// `pending` (persisted, not yet acknowledged), `accepted`,
+    /// `partially_filled`, `filled`, `canceled`, `rejected` or `unknown`.
+    pub status: String,
+    pub venue_order_id: Option<String>,
+    pub filled_qty: Decimal,
+    pub created: Millis,
+    pub updated: Millis,
+}
+
+impl OrderRecord {
+    /// Whether the order may still trade.
+    pub fn is_open(&self) -> bool {
+        matches!(self.status.as_str(), "pending" | "accepted" | "partially_filled" | "unknown")
+    }
+}
+
+/// One execution, identified by the venue's fill id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillRecord {
+    pub venue: String,
+    pub fill_id: String,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Decimal,
+    pub price: Decimal,
+    pub commission: Decimal,
+    pub time: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionRecord {
+    pub venue: String,
+    pub symbol: String,
+    pub qty: Decimal,
+    pub avg_price: Decimal,
+}
+
+impl Store {
+    /// Persists a new order; returns `false` if one with the same client
+    /// order id exists (the caller is retrying and must not send twice).
+    pub fn insert_order(&self, order: &OrderRecord) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let inserted = conn
+            .execute(
+                "INSERT OR IGNORE INTO orders (client_order_id, venue, strategy, intent, symbol, side, qty, order_type,
+                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    order.client_order_id,
+                    order.venue,
+                    order.strategy,
+                    order.intent as i64,
+                    order.symbol,
+                    side_text(order.side),
+                    order.qty.to_string(),
+                    order.order_type,
+                    order.limit_price.map(|p| p.to_string()),
+                    order.time_in_force,
+                    order.status,
+                    order.venue_order_id,
+                    order.filled_qty.to_string(),
+                    order.created,
+                    order.updated,
+                ],
+            )
+            .map_err(sql("persisting an order"))?;
+        Ok(inserted == 1)
+    }
+
+    /// Records what the venue says about an order's state. The filled
+    /// quantity moves only with [`Store::record_fill`].
+    pub fn update_order(
+        &self,
+        client_order_id: &str,
+        status: &str,
+        venue_order_id: Option<&str>,
+        time: Millis,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE orders SET status = ?2, venue_order_id = COALESCE(?3, venue_order_id), updated_ms = ?4
+             WHERE client_order_id = ?1",
+            params![client_order_id, status, venue_order_id, time],
+        )
+        .map_err(sql("updating an order"))?;
+        Ok(())
+    }
+
+    /// Quantity and `Σ qty × price` of the fills recorded for an order.
+    pub fn filled(&self, client_order_id: &str) -> Result<(Decimal, Decimal), StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT qty, price FROM fills WHERE client_order_id = ?1")
+            .map_err(sql("reading fills"))?;
+        let rows = stmt
+            .query_map(params![client_order_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("reading fills"))?;
+        let mut qty = Decimal::ZERO;
+        let mut notional = Decimal::ZERO;
+        for row in rows {
+            let (q, p) = row.map_err(sql("reading fills"))?;
+            let (q, p) = (decimal("fill quantity", &q)?, decimal("fill price", &p)?);
+            qty += q;
+            notional += q * p;
+        }
+        Ok((qty, notional))
+    }
+
+    pub fn order(&self, client_order_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!("{ORDER_COLUMNS} WHERE client_order_id = ?1"))
+            .map_err(sql("reading an order"))?;
+        let row = stmt.query_row(params![client_order_id], raw_order).optional().map_err(sql("reading an order"))?;
+        row.map(order_from_raw).transpose()
+    }
+
+    /// The highest intent number routed for `strategy`, or 0.
+    pub fn last_intent(&self, strategy: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent < ?2",
+                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the last intent"))?;
+        Ok(last.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The highest external (webhook) intent number routed for `strategy`.
+    pub fn last_external_intent(&self, strategy: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent >= ?2",
+                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the last external intent"))?;
+        Ok(last.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Orders at `venue` that may still trade, oldest first.
+    pub fn open_orders(&self, venue: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{ORDER_COLUMNS} WHERE venue = ?1 AND status IN ('pending', 'accepted', 'partially_filled', 'unknown') ORDER BY created_ms, client_order_id"
+            ))
+            .map_err(sql("reading open orders"))?;
+        let rows = stmt.query_map(params![venue], raw_order).map_err(sql("reading open orders"))?;
+        let raw: Vec<RawOrder> = rows.collect::<Result<_, _>>().map_err(sql("reading open orders"))?;
+        raw.into_iter().map(order_from_raw).collect()
+    }
+
+    /// Applies a fill exactly once: the fill, the order's filled quantity
+    /// and the position move together or not at all. Returns `false` if the
+    /// fill was already recorded.
+    pub fn record_fill(&self, fill: &FillRecord) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql("starting a fill"))?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, symbol, side, qty, price, commission, time_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    fill.venue,
+                    fill.fill_id,
+                    fill.client_order_id,
+                    fill.symbol,
+                    side_text(fill.side),
+                    fill.qty.to_string(),
+                    fill.price.to_string(),
+                    fill.commission.to_string(),
+                    fill.time,
+                ],
+            )
+            .map_err(sql("recording a fill"))?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let filled: Option<String> = tx
+            .query_row("SELECT filled_qty FROM orders WHERE client_order_id = ?1", params![fill.client_order_id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("reading the filled quantity"))?;
+        if let Some(filled) = filled {
+            let total = decimal("filled quantity", &filled)? + fill.qty;
+            tx.execute(
+                "UPDATE orders SET filled_qty = ?2, updated_ms = ?3 WHERE client_order_id = ?1",
+                params![fill.client_order_id, total.to_string(), fill.time],
+            )
+            .map_err(sql("updating the filled quantity"))?;
+        }
+        move_position(&tx, fill)?;
+        append(&tx, fill.time, "fill", Some(&fill.venue), &fill_json(fill))?;
+        tx.commit().map_err(sql("committing a fill"))?;
+        Ok(true)
+    }
+
+    pub fn positions(&self, venue: &str) -> Result<Vec<PositionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT venue, symbol, qty, avg_price FROM positions WHERE venue = ?1 AND qty != '0' ORDER BY symbol",
+            )
+            .map_err(sql("reading positions"))?;
+        let rows = stmt
+            .query_map(params![venue], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(sql("reading positions"))?;
+        let raw: Vec<_> = rows.collect::<Result<_, _>>().map_err(sql("reading positions"))?;
+        raw.into_iter()
+            .map(|(venue, symbol, qty, avg)| {
+                Ok(PositionRecord {
+                    venue,
+                    symbol,
+                    qty: decimal("position", &qty)?,
+                    avg_price: decimal("average price", &avg)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adopts the broker's position and journals the correction, atomically.
+    pub fn correct_position(&self, position: &PositionRecord, time: Millis, journal: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql("starting a position correction"))?;
+        tx.execute(
+            "INSERT INTO positions (venue, symbol, qty, avg_price, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (venue, symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price, updated_ms = excluded.updated_ms",
+            params![position.venue, position.symbol, position.qty.to_string(), position.avg_price.to_string(), time],
+        )
+        .map_err(sql("correcting a position"))?;
+        append(&tx, time, "position.corrected", Some(&position.venue), journal)?;
+        tx.commit().map_err(sql("committing a position correction"))
+    }
+}
+
+fn move_position(tx: &Transaction<'_>, fill: &FillRecord) -> Result<(), StoreError> {
+    let current: Option<(String, String)> = tx
+        .query_row(
+            "SELECT qty, avg_price FROM positions WHERE venue = ?1 AND symbol = ?2",
+            params![fill.venue, fill.symbol],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql("reading a position"))?;
+    let (qty, avg) = match current {
+        Some((q, a)) => (decimal("position", &q)?, decimal("average price", &a)?),
+        None => (Decimal::ZERO, Decimal::ZERO),
+    };
+    let signed = fill.side.sign() * fill.qty;
+    let new_qty = qty + signed;
+    let new_avg = if new_qty.is_zero() {
+        Decimal::ZERO
+    } else if qty.is_zero() || qty.is_sign_positive() == signed.is_sign_positive() {
+        (avg * qty.abs() + fill.price * fill.qty) / new_qty.abs()
+    } else if new_qty.is_sign_positive() == qty.is_sign_positive() {
+        avg
+    } else {
+        fill.price
+    };
+    tx.execute(
+        "INSERT INTO positions (venue, symbol, qty, avg_price, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (venue, symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price, updated_ms = excluded.updated_ms",
+        params![fill.venue, fill.symbol, new_qty.to_string(), new_avg.to_string(), fill.time],
+    )
+    .map_err(sql("moving a position"))?;
+    Ok(())
+}
+
+fn fill_json(fill: &FillRecord) -> String {
+    serde_json::json!({
+        "fill_id": fill.fill_id,
+        "client_order_id": fill.client_order_id,
+        "symbol": fill.symbol,
+        "side": side_text(fill.side),
+        "qty": fill.qty.to_string(),
+        "price": fill.price.to_string(),
+        "commission": fill.commission.to_string(),
+    })
+    .to_string()
+}
+
+fn side_text(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+const ORDER_COLUMNS: &str =
+    "SELECT client_order_id, venue, strategy, intent, symbol, side, qty, order_type, limit_price,
+    time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms FROM orders";
+
+/// An order row before its text columns are parsed.
+type RawOrder = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+);
+
+fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+        r.get(14)?,
+    ))
+}
+
+fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
+    let (
+        client_order_id,
+        venue,
+        strategy,
+        intent,
+        symbol,
+        side,
+        qty,
+        order_type,
+        limit,
+        tif,
+        status,
+        venue_id,
+        filled,
+        created,
+        updated,
+    ) = raw;
+    let side = match side.as_str() {
+        "buy" => Side::Buy,
+        "sell" => Side::Sell,
+        _ => return Err(StoreError::Corrupt { what: "side", value: side }),
+    };
+    Ok(OrderRecord {
+        client_order_id,
+        venue,
+        strategy,
+        intent: u64::try_from(intent).map_err(|_| StoreError::Corrupt { what: "intent", value: intent.to_string() })?,
+        symbol,
+        side,
+        qty: decimal("quantity", &qty)?,
+        order_type,
+        limit_price: limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
+        time_in_force: tif,
+        status,
+        venue_order_id: venue_id,
+        filled_qty: decimal("filled quantity", &filled)?,
+        created,
+        updated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(coid: &str) -> OrderRecord {
+        OrderRecord {
+            client_order_id: coid.into(),
+            venue: "alpaca".into(),
+            strategy: "sma".into(),
+            intent: 1,
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            qty: Decimal::from(10),
+            order_type: "market".into(),
+            limit_price: None,
+            time_in_force: "day".into(),
+            status: "pending".into(),
+            venue_order_id: None,
+            filled_qty: Decimal::ZERO,
+            created: 1,
+            updated: 1,
+        }
+    }
+
+    fn fill(id: &str, side: Side, qty: i64, price: &str) -> FillRecord {
+        FillRecord {
+            venue: "alpaca".into(),
+            fill_id: id.into(),
+            client_order_id: "c1".into(),
+            symbol: "AAPL".into(),
+            side,
+            qty: Decimal::from(qty),
+            price: price.parse().unwrap(),
+            commission: Decimal::ZERO,
+            time: 5,
+        }
+    }
+
+    #[test]
+    fn orders_are_persisted_once_per_client_order_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(store.insert_order(&order("c1")).unwrap());
+        assert!(!store.insert_order(&order("c1")).unwrap(), "a second insert is refused, not duplicated");
+        assert_eq!((store.last_intent("sma").unwrap(), store.last_intent("other").unwrap()), (1, 0));
+        store.update_order("c1", "accepted", Some("v-1"), 2).unwrap();
+        let open = store.open_orders("alpaca").unwrap();
+        assert_eq!(
+            (open.len(), open[0].status.as_str(), open[0].venue_order_id.as_deref()),
+            (1, "accepted", Some("v-1"))
+        );
+        store.update_order("c1", "filled", None, 3).unwrap();
+        assert!(store.open_orders("alpaca").unwrap().is_empty());
+        assert_eq!(store.order("c1").unwrap().unwrap().venue_order_id.as_deref(), Some("v-1"));
+    }
+
+    #[test]
+    fn a_fill_applies_exactly_once_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.insert_order(&order("c1")).unwrap();
+        assert!(store.record_fill(&fill("f1", Side::Buy, 4, "10")).unwrap());
+        assert!(!store.record_fill(&fill("f1", Side::Buy, 4, "10")).unwrap(), "a replayed fill changes nothing");
+        assert!(store.record_fill(&fill("f2", Side::Buy, 6, "20")).unwrap());
+        let pos = &store.positions("alpaca").unwrap()[0];
+        assert_eq!((pos.qty, pos.avg_price), (Decimal::from(10), Decimal::from(16)));
+        assert_eq!(store.order("c1").unwrap().unwrap().filled_qty, Decimal::from(10));
+        assert!(store.record_fill(&fill("f3", Side::Sell, 10, "30")).unwrap());
+        assert!(store.positions("alpaca").unwrap().is_empty(), "a flat position is not listed");
+        let kinds: Vec<String> = store.events_after(0, 100).unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["fill", "fill", "fill"]);
+    }
+
+    #[test]
+    fn corrections_adopt_the_broker_and_are_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let truth = PositionRecord {
+            venue: "alpaca".into(),
+            symbol: "MSFT".into(),
+            qty: Decimal::from(-3),
+            avg_price: Decimal::from(400),
+        };
+        store.correct_position(&truth, 9, r#"{"was":"0"}"#).unwrap();
+        assert_eq!(store.positions("alpaca").unwrap(), vec![truth]);
+        let events = store.events_after(0, 10).unwrap();
+        assert_eq!((events[0].kind.as_str(), events[0].data.as_str()), ("position.corrected", r#"{"was":"0"}"#));
+    }
+}

@@ -1,0 +1,90 @@
+//! The schema, as the migrations that build it.
+
+/// Schema migrations, applied in order; the database records how many ran
+/// in `PRAGMA user_version`. Never edit one that has shipped: append.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        venue TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE feed_cursors (
+        feed TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        last_bar_ms INTEGER NOT NULL,
+        PRIMARY KEY (feed, symbol)
+    );
+    CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,
+        venue TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        intent INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        qty TEXT NOT NULL,
+        order_type TEXT NOT NULL,
+        limit_price TEXT,
+        time_in_force TEXT NOT NULL,
+        status TEXT NOT NULL,
+        venue_order_id TEXT,
+        filled_qty TEXT NOT NULL DEFAULT '0',
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX orders_by_status ON orders (venue, status);
+    CREATE TABLE fills (
+        venue TEXT NOT NULL,
+        fill_id TEXT NOT NULL,
+        client_order_id TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        qty TEXT NOT NULL,
+        price TEXT NOT NULL,
+        commission TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        PRIMARY KEY (venue, fill_id)
+    );
+    CREATE TABLE positions (
+        venue TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        avg_price TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (venue, symbol)
+    );",
+    // 2: strategy state, so a restarted strategy resumes where it stopped.
+    "CREATE TABLE strategy_states (
+        instance TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        last_bar_ms INTEGER NOT NULL,
+        saved_ms INTEGER NOT NULL
+    );",
+    // 3: webhook deliveries already acted on, so a retried one never acts twice.
+    "CREATE TABLE webhook_deliveries (
+        route TEXT NOT NULL,
+        key TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (route, key)
+    );",
+    // 4: the notification outbox, fed from the journal.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        UNIQUE (sink, event_id)
+    );
+    CREATE INDEX outbox_due ON outbox (state, due_ms);
+    CREATE TABLE notify_cursor (
+        name TEXT PRIMARY KEY,
+        last_event_id INTEGER NOT NULL
+    );",
+];
