@@ -8,6 +8,7 @@
 //! that explains it) happens in one transaction. Money is stored as decimal
 //! text, never as floating point.
 
+mod checkpoint;
 mod journal;
 mod orders;
 mod resume;
@@ -15,11 +16,12 @@ mod schema;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 
+use self::checkpoint::Checkpointer;
 pub use self::journal::{JournalEntry, OutboxItem};
 pub use self::orders::{FillRecord, OrderRecord, PositionRecord};
 use self::schema::MIGRATIONS;
@@ -30,6 +32,8 @@ pub enum StoreError {
     Open { path: String, source: rusqlite::Error },
     #[error("the database {path} has schema version {found}, newer than this build knows ({known}); upgrade stratbox")]
     FromTheFuture { path: String, found: i64, known: usize },
+    #[error("cannot start the checkpoint thread")]
+    Thread { source: std::io::Error },
     #[error("database error while {doing}")]
     Sql { doing: &'static str, source: rusqlite::Error },
     #[error("the database holds an invalid {what}: {value:?}")]
@@ -43,7 +47,10 @@ fn sql(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 /// The database. Calls block briefly; async code calls it from
 /// `spawn_blocking` or a dedicated thread.
 pub struct Store {
-    conn: Mutex<Connection>,
+    // Dropped first: the main connection, closing last, checkpoints the
+    // rest and removes the WAL.
+    _checkpointer: Checkpointer,
+    conn: Arc<Mutex<Connection>>,
     path: String,
 }
 
@@ -56,9 +63,13 @@ impl Store {
         // Fails here, with the path, if the file is not a SQLite database.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        // Checkpoints run on their own thread (see `checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        let store = Self { conn: Mutex::new(conn), path: name };
+        let conn = Arc::new(Mutex::new(conn));
+        let checkpointer = Checkpointer::start(path, conn.clone())?;
+        let store = Self { _checkpointer: checkpointer, conn, path: name };
         store.migrate()?;
         Ok(store)
     }
@@ -98,6 +109,23 @@ fn decimal(what: &'static str, text: &str) -> Result<Decimal, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wal_is_checkpointed_into_the_database_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let lines: Vec<_> = (0..2000).map(|n| (n, "k".to_string(), "x".repeat(500))).collect();
+        store.append_events(&lines).unwrap();
+        // Commits only reach the WAL; the database file grows once a
+        // checkpoint copies them over.
+        let grown = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            std::fs::metadata(&path).unwrap().len() > before + 500_000
+        });
+        assert!(grown, "no checkpoint ran");
+    }
 
     #[test]
     fn migrates_once_and_persists_across_reopen() {
