@@ -1,4 +1,5 @@
-//! The README's configuration examples are real configs.
+//! The configuration examples in the README and the benchmarks are real
+//! configs.
 
 use stratbox::config::Config;
 
@@ -12,4 +13,12 @@ fn every_toml_block_in_the_readme_parses() {
             panic!("{e}\n---\n{block}");
         }
     }
+}
+
+#[test]
+fn the_benchmark_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hooks.toml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.webhooks.len(), 1);
+    assert!(config.store.path.ends_with("benches/bench.db"), "{}", config.store.path);
 }
