@@ -227,3 +227,54 @@ async fn a_gone_sink_is_disabled_and_a_down_receiver_gets_everything_later() {
     let got = state.lock().unwrap().got.get("json").cloned().unwrap_or_default();
     assert_eq!(got.len(), 4, "three fills and the sink.disabled event, once each: {got:?}");
 }
+
+#[tokio::test]
+async fn a_hanging_sink_holds_up_only_itself_and_is_not_hammered() {
+    // Accepts connections and never answers, counting them.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_url = format!("http://{}/slack", hang.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let connections = connections.clone();
+        async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hang.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state: Shared = Arc::default();
+    tokio::spawn(receiver(listener, state.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
+    for n in 0..5 {
+        store.append_event(1_000, "order.filled", None, &format!(r#"{{"n":{n}}}"#)).unwrap();
+    }
+    let sinks = vec![
+        sink("stuck", SinkKind::Slack, hang_url, &[]),
+        sink("ok", SinkKind::Discord, format!("{base}/discord"), &[]),
+    ];
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let mut notifier = Notifier::new(sinks, store.clone(), client).unwrap();
+    notifier.base_backoff = Duration::from_secs(10);
+    // One round: the healthy sink gets everything while the stuck one
+    // times out once; the stuck one's other four wait with it.
+    notifier.pump().unwrap();
+    notifier.deliver_due(1_000).await.unwrap();
+    assert_eq!(state.lock().unwrap().got["discord"].len(), 5);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Rounds before its retry time leave it alone.
+    for round in 1..5 {
+        notifier.deliver_due(1_000 + round * 1_000).await.unwrap();
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "held, not hammered");
+    let waiting = store.due_notifications(i64::MAX / 2, 100).unwrap();
+    assert_eq!(waiting.len(), 5);
+    assert!(waiting.iter().all(|n| n.sink == "stuck"));
+    let order: Vec<&str> = waiting.iter().map(|n| n.data.as_str()).collect();
+    assert_eq!(order, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#], "kept in order");
+}

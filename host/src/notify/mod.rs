@@ -1,10 +1,12 @@
 //! Notifications out: Slack, Discord, signed JSON, Twilio SMS and email.
 //!
-//! Trading never waits on a notification: it only appends to the journal.
+//! Trading never waits on a notification: it only queues journal lines (see
+//! [`crate::journal`]).
 //! A pump turns new journal lines into outbox rows, one per matching sink,
 //! and moves its cursor in the same transaction; a worker delivers due
-//! rows. 2XX is delivered; 429, 5XX and transport failures are retried
-//! with exponential backoff and jitter, honouring `Retry-After`; 410
+//! rows, sinks side by side and each in order. 2XX is delivered; 429, 5XX
+//! and transport failures are retried with exponential backoff and jitter,
+//! honouring `Retry-After`, and hold that sink's later rows meanwhile; 410
 //! disables the sink and journals `sink.disabled`; any other 4XX drops the
 //! notification and counts it. A restart resumes from the outbox.
 
@@ -121,11 +123,30 @@ impl Notifier {
         }
     }
 
-    /// Tries every due notification once.
+    /// Tries the due notifications: sinks side by side, so a slow or
+    /// failing one never holds up the others; each sink's in order, and
+    /// the first that must be retried holds the rest of that sink's until
+    /// its retry time.
     pub async fn deliver_due(&self, now: Millis) -> Result<usize, StoreError> {
         let due = self.store.due_notifications(now, BATCH)?;
         let count = due.len();
+        let mut by_sink: Vec<(String, Vec<OutboxItem>)> = Vec::new();
         for item in due {
+            match by_sink.iter_mut().find(|(sink, _)| *sink == item.sink) {
+                Some((_, items)) => items.push(item),
+                None => by_sink.push((item.sink.clone(), vec![item])),
+            }
+        }
+        let rounds = by_sink.into_iter().map(|(_, items)| self.deliver_in_order(items, now));
+        for result in futures_util::future::join_all(rounds).await {
+            result?;
+        }
+        Ok(count)
+    }
+
+    /// Delivers one sink's due notifications, oldest first.
+    async fn deliver_in_order(&self, items: Vec<OutboxItem>, now: Millis) -> Result<(), StoreError> {
+        for item in items {
             let Some(sink) = self.sinks.iter().find(|s| s.name == item.sink) else {
                 self.store.settle_notification(item.id, "dropped", None)?;
                 continue;
@@ -141,7 +162,10 @@ impl Notifier {
                 }
                 Outcome::Retry { after } => {
                     let wait = after.unwrap_or_else(|| self.backoff(item.attempts as u32 + 1));
-                    self.store.settle_notification(item.id, "pending", Some(now + wait.as_millis() as Millis))?;
+                    let until = now + wait.as_millis() as Millis;
+                    self.store.settle_notification(item.id, "pending", Some(until))?;
+                    self.store.hold_sink(&sink.name, until)?;
+                    return Ok(());
                 }
                 Outcome::Gone => {
                     if let Ok(mut disabled) = self.disabled.lock() {
@@ -159,7 +183,7 @@ impl Notifier {
                 }
             }
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Pumps and delivers every `every`, until dropped.

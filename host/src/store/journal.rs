@@ -116,6 +116,18 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("reading the outbox"))
     }
 
+    /// Holds every pending notification of `sink` until `until` at least,
+    /// so a sink in backoff waits as a whole, in order.
+    pub fn hold_sink(&self, sink: &str, until: Millis) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE outbox SET due_ms = MAX(due_ms, ?2) WHERE sink = ?1 AND state = 'pending'",
+            params![sink, until],
+        )
+        .map_err(sql("holding a sink's notifications"))?;
+        Ok(())
+    }
+
     /// Records a delivery's outcome: `sent`, `dropped`, or still `pending`
     /// and due again at `retry_at`.
     pub fn settle_notification(&self, id: i64, state: &str, retry_at: Option<Millis>) -> Result<(), StoreError> {
