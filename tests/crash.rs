@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
-use stratbox::store::Store;
+use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
 
 const BARS: i64 = 48;
@@ -126,7 +127,7 @@ async fn a_killed_host_restarts_without_duplicates_or_lost_fills() {
     reveal(BARS as usize);
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
     wait_until("every bar to be processed", || {
-        store.strategy_state("sma@alpaca").ok().flatten().is_some_and(|(_, last)| last == alpaca_time(BARS - 1))
+        store.strategy_state("sma@alpaca").ok().flatten().is_some_and(|s| s.last_bar == alpaca_time(BARS - 1))
     })
     .await;
     // Let the last fills be reconciled.
@@ -155,4 +156,50 @@ async fn a_killed_host_restarts_without_duplicates_or_lost_fills() {
     // Orders alternate buy, sell, buy, ... across the restart.
     let sides: Vec<&str> = s.orders.iter().map(|o| o["side"].as_str().unwrap()).collect();
     assert!(sides.windows(2).all(|w| w[0] != w[1]), "{sides:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it() {
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..8 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.auto_fill = Some("10".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &venue.url);
+    // The crash: the engine committed its decision (the order, queued for
+    // the router) and the process died before the router saw it.
+    let intent = OrderIntent {
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: Decimal::ONE,
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Day,
+    };
+    let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, "queued", 1);
+    {
+        let store = Store::open(&dir.path().join("host.db")).unwrap();
+        store.commit_input("sma@alpaca", None, 0, std::slice::from_ref(&queued), 1).unwrap();
+    }
+
+    let mut host = spawn_host(&config);
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    wait_until("the queued order to be filled", || {
+        store.filled(&queued.client_order_id).is_ok_and(|(qty, _)| qty == Decimal::ONE)
+    })
+    .await;
+    host.kill();
+
+    let s = venue.state.lock().unwrap();
+    let sent: Vec<&serde_json::Value> =
+        s.orders.iter().filter(|o| o["client_order_id"] == queued.client_order_id.as_str()).collect();
+    assert_eq!(sent.len(), 1, "sent once");
+    assert_eq!(s.order_posts, s.orders.len(), "no order was sent twice");
+    // Never tried before, so sent without asking the venue first.
+    let first = s.requests.iter().position(|r| r.contains(&queued.client_order_id) || r == "POST /v2/orders");
+    assert_eq!(first.map(|i| s.requests[i].as_str()), Some("POST /v2/orders"), "{:?}", s.requests);
+    assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, "filled");
 }

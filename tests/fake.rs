@@ -322,8 +322,8 @@ async fn alpaca_by_client_id(
         return alpaca_error(401, 40110000, "request is not authorized");
     }
     let mut s = state.lock().unwrap();
-    s.requests.push("GET /v2/orders:by_client_order_id".into());
     let coid = q.get("client_order_id").cloned().unwrap_or_default();
+    s.requests.push(format!("GET /v2/orders:by_client_order_id?client_order_id={coid}"));
     match s.orders.iter().find(|o| o["client_order_id"] == coid.as_str()) {
         Some(order) => axum::Json(order.clone()).into_response(),
         None => alpaca_error(404, 40410000, "order not found"),

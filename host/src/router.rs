@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::bar::Millis;
 use crate::broker::{Broker, OrderRequest, VenueOrder};
-use crate::order::{IntentId, OrderIntent, OrderType, Side, TimeInForce};
+use crate::order::{IntentId, OrderIntent, Side};
 use crate::store::{OrderRecord, Store, StoreError};
 use crate::venue::VenueError;
 
@@ -154,44 +154,18 @@ impl Router {
     ) -> Result<Routed, RouterError> {
         let venue = self.broker.venue();
         let client_order_id = client_order_id(strategy_instance, intent_id);
-        let record = OrderRecord {
-            client_order_id: client_order_id.clone(),
-            venue: venue.into(),
-            strategy: strategy_instance.into(),
-            intent: intent_id,
-            symbol: intent.symbol.to_string(),
-            side: intent.side,
-            qty: intent.qty,
-            order_type: match intent.order_type {
-                OrderType::Market => "market".into(),
-                OrderType::Limit { .. } => "limit".into(),
-            },
-            limit_price: match intent.order_type {
-                OrderType::Market => None,
-                OrderType::Limit { price } => Some(price),
-            },
-            time_in_force: match intent.time_in_force {
-                TimeInForce::Day => "day",
-                TimeInForce::Gtc => "gtc",
-                TimeInForce::Ioc => "ioc",
-                TimeInForce::Fok => "fok",
-            }
-            .into(),
-            status: "pending".into(),
-            venue_order_id: None,
-            filled_qty: rust_decimal::Decimal::ZERO,
-            created: now,
-            updated: now,
-        };
+        let record = OrderRecord::for_intent(venue, strategy_instance, intent_id, intent, "pending", now);
         // Persisted before anything is sent.
         let mut outcome_unknown = false;
         if !self.store.insert_order(&record)? {
             let existing = self.store.order(&client_order_id)?.unwrap_or(record.clone());
-            if !matches!(existing.status.as_str(), "pending" | "unknown") {
-                return Ok(Routed::AlreadyRouted { record: existing });
+            match existing.status.as_str() {
+                // Committed by its engine, never tried: send it now.
+                "queued" => self.store.update_order(&client_order_id, "pending", None, now)?,
+                // A previous attempt may have landed: ask before sending.
+                "pending" | "unknown" => outcome_unknown = true,
+                _ => return Ok(Routed::AlreadyRouted { record: existing }),
             }
-            // A previous run may have sent it: ask before sending.
-            outcome_unknown = true;
         }
         let request = OrderRequest {
             client_order_id: client_order_id.clone(),

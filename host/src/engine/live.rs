@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Engine;
-use super::routed::{RoutedExecution, VenueDesk};
+use super::routed::{RouteOutbox, RoutedExecution, VenueDesk};
 use super::swap::{Replacement, SwapError, Watched, watch};
 use super::worker::{Outputs, Persist, spawn_engine};
 use crate::api::{AppState, app};
@@ -338,8 +338,9 @@ pub async fn run_host(
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
         let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
+        let outbox = RouteOutbox::default();
         let execution: Box<dyn Execution> = match &venue {
-            Some(_) => Box::new(RoutedExecution::new(name.clone(), route_tx.clone())),
+            Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
             None => Box::new(PaperBroker::new(commission)),
         };
         let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
@@ -349,11 +350,14 @@ pub async fn run_host(
             engine.resume_after(store.last_intent(&instance)?);
             engine.resume_external_after(store.last_external_intent(&instance)?);
             let mut watermark = Millis::MIN;
-            if let Some((state, last_bar)) = store.strategy_state(&instance)? {
-                match engine.strategy_mut().load_state(&state) {
+            if let Some(saved) = store.strategy_state(&instance)? {
+                match engine.strategy_mut().load_state(&saved.state) {
                     Ok(()) => {
-                        tracing::info!(%instance, bytes = state.len(), "strategy state restored");
-                        watermark = last_bar;
+                        tracing::info!(%instance, bytes = saved.state.len(), "strategy state restored");
+                        watermark = saved.last_bar;
+                        if let Some(base) = saved.intent_base {
+                            engine.resume_numbering(base);
+                        }
                     }
                     Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
                 }
@@ -362,7 +366,9 @@ pub async fn run_host(
                 engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
             }
             engine = engine.with_gate(v.gate.clone(), v.venue);
-            persist = Some(Persist { store: store.clone(), instance, watermark });
+            let venue = v.venue;
+            persist =
+                Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route: route_tx.clone() });
         }
         engines.push((name, engine, persist, sha256, spec));
     }

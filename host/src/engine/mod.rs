@@ -265,6 +265,18 @@ impl Engine {
         std::mem::replace(&mut self.strategy, strategy)
     }
 
+    /// The host intent number the running instance counts its own from.
+    pub fn intent_base(&self) -> IntentId {
+        self.intent_base
+    }
+
+    /// After [`Engine::resume_after`], when the strategy's saved state was
+    /// restored: it counts from where it did when it saved, which, as
+    /// state and orders are committed together, fits the store's last intent.
+    pub fn resume_numbering(&mut self, intent_base: IntentId) {
+        self.intent_base = intent_base.min(self.last_intent);
+    }
+
     /// Continues external numbering after `last`, e.g. from the store.
     pub fn resume_external_after(&mut self, last: IntentId) {
         self.last_external = self.last_external.max(last);

@@ -2,7 +2,7 @@
 //! fills come back from the reconciler.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -23,18 +23,27 @@ pub enum RouteRequest {
     Cancel { strategy: String, intent_id: IntentId },
 }
 
-/// The engine's side of a venue: submits are queued for the router task,
+/// Requests an engine made during one input, held until the engine's
+/// thread has committed them with the strategy's state.
+pub type RouteOutbox = Arc<Mutex<Vec<RouteRequest>>>;
+
+/// The engine's side of a venue: submits and cancels wait in the outbox
+/// for the engine's thread to commit and forward them to the router task,
 /// and open orders are tracked until the reconciler reports them done.
 pub struct RoutedExecution {
     strategy: String,
-    requests: mpsc::UnboundedSender<RouteRequest>,
+    outbox: RouteOutbox,
     /// Signed quantity still open, per intent.
     open: HashMap<IntentId, (Arc<str>, Decimal)>,
 }
 
 impl RoutedExecution {
-    pub fn new(strategy: String, requests: mpsc::UnboundedSender<RouteRequest>) -> Self {
-        Self { strategy, requests, open: HashMap::new() }
+    pub fn new(strategy: String, outbox: RouteOutbox) -> Self {
+        Self { strategy, outbox, open: HashMap::new() }
+    }
+
+    fn push(&self, request: RouteRequest) {
+        self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(request);
     }
 }
 
@@ -42,14 +51,16 @@ impl Execution for RoutedExecution {
     fn submit(&mut self, order: Order) -> Result<(), ExecutionError> {
         let signed = order.intent.side.sign() * order.intent.qty;
         self.open.insert(order.intent_id, (order.intent.symbol.clone(), signed));
-        self.requests
-            .send(RouteRequest::Submit { strategy: self.strategy.clone(), order })
-            .map_err(|_| ExecutionError::Rejected { reason: "the router has stopped".into() })
+        self.push(RouteRequest::Submit { strategy: self.strategy.clone(), order });
+        Ok(())
     }
 
     fn cancel(&mut self, intent_id: IntentId) -> bool {
-        self.open.contains_key(&intent_id)
-            && self.requests.send(RouteRequest::Cancel { strategy: self.strategy.clone(), intent_id }).is_ok()
+        let open = self.open.contains_key(&intent_id);
+        if open {
+            self.push(RouteRequest::Cancel { strategy: self.strategy.clone(), intent_id });
+        }
+        open
     }
 
     fn on_bar(&mut self, _: &crate::bar::Bar, _: &mut Vec<ExecutionEvent>) {}
@@ -96,11 +107,13 @@ impl VenueDesk {
         format!("{strategy}@{venue}")
     }
 
-    /// Runs until `requests` closes: routes orders one at a time, and syncs
-    /// every `sync_every` (and soon after each accepted order).
+    /// Runs until `requests` closes: first sends what engines committed
+    /// before a crash and never handed over, then routes orders one at a
+    /// time, and syncs every `sync_every` (and soon after each accepted order).
     pub async fn run(self, mut requests: mpsc::UnboundedReceiver<RouteRequest>) {
         let desk = Arc::new(self);
         let wake = Arc::new(Notify::new());
+        desk.route_queued().await;
         let syncer = {
             let (desk, wake) = (desk.clone(), wake.clone());
             tokio::spawn(async move {
@@ -126,6 +139,30 @@ impl VenueDesk {
             }
         }
         syncer.abort();
+    }
+
+    /// Routes the orders left `queued` by a previous run.
+    async fn route_queued(&self) {
+        let queued = match self.store.queued_orders(self.venue) {
+            Ok(queued) => queued,
+            Err(error) => {
+                tracing::error!(%error, venue = self.venue, "cannot read queued orders");
+                return;
+            }
+        };
+        for record in queued {
+            let Some(strategy) = record.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
+            match record.intent() {
+                Ok(intent) => {
+                    tracing::info!(client_order_id = %record.client_order_id, "sending an order queued before a restart");
+                    let order = Order { intent_id: record.intent, intent, placed_at: record.created };
+                    self.route(strategy, order).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, client_order_id = %record.client_order_id, "queued order unreadable")
+                }
+            }
+        }
     }
 
     /// Routes one order; `true` if the venue took it.

@@ -7,12 +7,13 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
+use super::routed::{RouteOutbox, RouteRequest};
 use super::swap::swap;
 use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
 use crate::journal::Journal;
 use crate::report::Report;
-use crate::store::Store;
+use crate::store::{OrderRecord, Store};
 
 /// Where an engine thread reports: the terminal, `/health`, the journal.
 pub(super) struct Outputs {
@@ -22,12 +23,52 @@ pub(super) struct Outputs {
     pub status: Arc<RwLock<HostStatus>>,
 }
 
-/// Where a live strategy's state is saved after every input.
+/// How a live strategy's decisions are kept: after every input, the
+/// orders it placed and its state are committed together, then the orders
+/// go to the router. A crash loses neither half without the other.
 pub(super) struct Persist {
     pub store: Arc<Store>,
+    /// `name@venue`.
     pub instance: String,
+    pub venue: &'static str,
     /// Time of the last bar batch the saved state reflects.
     pub watermark: Millis,
+    /// What the engine's [`super::RoutedExecution`] asked for during the input.
+    pub outbox: RouteOutbox,
+    pub route: mpsc::UnboundedSender<RouteRequest>,
+}
+
+impl Persist {
+    /// Commits the input's orders with `state` (if the strategy could
+    /// save it), then hands the orders to the router.
+    fn commit(&self, engine: &Engine, state: Option<Vec<u8>>) {
+        let requests = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let now = now_ms();
+        let orders: Vec<OrderRecord> = requests
+            .iter()
+            .filter_map(|request| match request {
+                RouteRequest::Submit { order, .. } => Some(OrderRecord::for_intent(
+                    self.venue,
+                    &self.instance,
+                    order.intent_id,
+                    &order.intent,
+                    "queued",
+                    now,
+                )),
+                RouteRequest::Cancel { .. } => None,
+            })
+            .collect();
+        let state = state.as_deref().map(|s| (s, self.watermark));
+        if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, now) {
+            // The router still persists each order before sending it.
+            tracing::error!(instance = %self.instance, %error, "cannot commit an input");
+        }
+        for request in requests {
+            if self.route.send(request).is_err() {
+                tracing::error!(instance = %self.instance, "the router has stopped; order not sent");
+            }
+        }
+    }
 }
 
 /// The first 12 hex digits of a build's SHA-256, for output lines.
@@ -98,7 +139,7 @@ pub(super) fn spawn_engine(
                         let revived = failure.is_some();
                         // A failed instance cannot save; it resumes from its last saved state.
                         let saved = match (&persist, revived) {
-                            (Some(p), true) => p.store.strategy_state(&p.instance).ok().flatten().map(|(s, _)| s),
+                            (Some(p), true) => p.store.strategy_state(&p.instance).ok().flatten().map(|s| s.state),
                             _ => None,
                         };
                         let to = next.sha256.clone();
@@ -144,18 +185,22 @@ pub(super) fn spawn_engine(
                     let _ = lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
+                    // Orders placed before the failure still go out.
+                    if let Some(p) = &persist {
+                        p.commit(&engine, None);
+                    }
                     continue;
                 }
                 // Live strategies resume from here after a restart.
-                if let Some(Persist { store, instance, watermark }) = &persist {
-                    match engine.strategy_mut().save_state() {
-                        Ok(state) => {
-                            if let Err(error) = store.save_strategy_state(instance, &state, *watermark, now_ms()) {
-                                tracing::error!(%instance, %error, "cannot save strategy state");
-                            }
+                if let Some(p) = &persist {
+                    let state = match engine.strategy_mut().save_state() {
+                        Ok(state) => Some(state),
+                        Err(error) => {
+                            tracing::warn!(instance = %p.instance, %error, "save-state failed");
+                            None
                         }
-                        Err(error) => tracing::warn!(%instance, %error, "save-state failed"),
-                    }
+                    };
+                    p.commit(&engine, state);
                 }
                 update(&engine, &sha256, swaps, "running", None);
             }

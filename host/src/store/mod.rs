@@ -24,6 +24,7 @@ use rust_decimal::Decimal;
 use self::checkpoint::Checkpointer;
 pub use self::journal::{JournalEntry, OutboxItem};
 pub use self::orders::{FillRecord, OrderRecord, PositionRecord};
+pub use self::resume::SavedState;
 use self::schema::MIGRATIONS;
 
 #[derive(Debug, thiserror::Error)]

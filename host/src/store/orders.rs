@@ -1,12 +1,13 @@
 //! Orders, fills and positions: what was sent, what executed, what is held.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
 use super::journal::append;
 use super::{Store, StoreError, decimal, sql};
 use crate::bar::Millis;
-use crate::order::Side;
+use crate::order::{IntentId, OrderIntent, OrderType, Side, TimeInForce};
+use crate::router::client_order_id;
 
 /// An order as the host knows it; `client_order_id` is its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,71 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// The record of an approved intent of `strategy_instance`, keyed by its
+    /// deterministic client order id.
+    pub fn for_intent(
+        venue: &str,
+        strategy_instance: &str,
+        intent_id: IntentId,
+        intent: &OrderIntent,
+        status: &str,
+        now: Millis,
+    ) -> Self {
+        OrderRecord {
+            client_order_id: client_order_id(strategy_instance, intent_id),
+            venue: venue.into(),
+            strategy: strategy_instance.into(),
+            intent: intent_id,
+            symbol: intent.symbol.to_string(),
+            side: intent.side,
+            qty: intent.qty,
+            order_type: match intent.order_type {
+                OrderType::Market => "market".into(),
+                OrderType::Limit { .. } => "limit".into(),
+            },
+            limit_price: match intent.order_type {
+                OrderType::Market => None,
+                OrderType::Limit { price } => Some(price),
+            },
+            time_in_force: match intent.time_in_force {
+                TimeInForce::Day => "day",
+                TimeInForce::Gtc => "gtc",
+                TimeInForce::Ioc => "ioc",
+                TimeInForce::Fok => "fok",
+            }
+            .into(),
+            status: status.into(),
+            venue_order_id: None,
+            filled_qty: Decimal::ZERO,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// The intent this order carries out, read back from its columns.
+    pub fn intent(&self) -> Result<OrderIntent, StoreError> {
+        let corrupt = |what: &'static str, value: &str| StoreError::Corrupt { what, value: value.to_string() };
+        let order_type = match (self.order_type.as_str(), self.limit_price) {
+            ("market", _) => OrderType::Market,
+            ("limit", Some(price)) => OrderType::Limit { price },
+            (other, _) => return Err(corrupt("order type", other)),
+        };
+        let time_in_force = match self.time_in_force.as_str() {
+            "day" => TimeInForce::Day,
+            "gtc" => TimeInForce::Gtc,
+            "ioc" => TimeInForce::Ioc,
+            "fok" => TimeInForce::Fok,
+            other => return Err(corrupt("time in force", other)),
+        };
+        Ok(OrderIntent {
+            symbol: self.symbol.as_str().into(),
+            side: self.side,
+            qty: self.qty,
+            order_type,
+            time_in_force,
+        })
+    }
+
     /// Whether the order may still trade.
     pub fn is_open(&self) -> bool {
         matches!(self.status.as_str(), "pending" | "accepted" | "partially_filled" | "unknown")
@@ -64,32 +130,21 @@ impl Store {
     /// Persists a new order; returns `false` if one with the same client
     /// order id exists (the caller is retrying and must not send twice).
     pub fn insert_order(&self, order: &OrderRecord) -> Result<bool, StoreError> {
+        insert(&self.lock(), order)
+    }
+
+    /// Orders of `venue` decided and persisted by a strategy but not yet
+    /// handed to the router, oldest first: after a crash, the router's to send.
+    pub fn queued_orders(&self, venue: &str) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
-        let inserted = conn
-            .execute(
-                "INSERT OR IGNORE INTO orders (client_order_id, venue, strategy, intent, symbol, side, qty, order_type,
-                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    order.client_order_id,
-                    order.venue,
-                    order.strategy,
-                    order.intent as i64,
-                    order.symbol,
-                    side_text(order.side),
-                    order.qty.to_string(),
-                    order.order_type,
-                    order.limit_price.map(|p| p.to_string()),
-                    order.time_in_force,
-                    order.status,
-                    order.venue_order_id,
-                    order.filled_qty.to_string(),
-                    order.created,
-                    order.updated,
-                ],
-            )
-            .map_err(sql("persisting an order"))?;
-        Ok(inserted == 1)
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY created_ms, intent"
+            ))
+            .map_err(sql("reading queued orders"))?;
+        let rows = stmt.query_map(params![venue], raw_order).map_err(sql("reading queued orders"))?;
+        let raw: Vec<RawOrder> = rows.collect::<Result<_, _>>().map_err(sql("reading queued orders"))?;
+        raw.into_iter().map(order_from_raw).collect()
     }
 
     /// Records what the venue says about an order's state. The filled
@@ -263,6 +318,35 @@ impl Store {
         append(&tx, time, "position.corrected", Some(&position.venue), journal)?;
         tx.commit().map_err(sql("committing a position correction"))
     }
+}
+
+/// Inserts `order` unless its client order id exists; `true` if inserted.
+pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, StoreError> {
+    let inserted = conn
+        .execute(
+            "INSERT OR IGNORE INTO orders (client_order_id, venue, strategy, intent, symbol, side, qty, order_type,
+                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                order.client_order_id,
+                order.venue,
+                order.strategy,
+                order.intent as i64,
+                order.symbol,
+                side_text(order.side),
+                order.qty.to_string(),
+                order.order_type,
+                order.limit_price.map(|p| p.to_string()),
+                order.time_in_force,
+                order.status,
+                order.venue_order_id,
+                order.filled_qty.to_string(),
+                order.created,
+                order.updated,
+            ],
+        )
+        .map_err(sql("persisting an order"))?;
+    Ok(inserted == 1)
 }
 
 fn move_position(tx: &Transaction<'_>, fill: &FillRecord) -> Result<(), StoreError> {

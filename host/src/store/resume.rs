@@ -3,8 +3,21 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, sql};
+use super::orders::insert;
+use super::{OrderRecord, Store, StoreError, sql};
 use crate::bar::Millis;
+use crate::order::IntentId;
+
+/// A strategy's state as last saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedState {
+    pub state: Vec<u8>,
+    /// Time of the last bar the state reflects.
+    pub last_bar: Millis,
+    /// The intent number the strategy counted its own from; absent in
+    /// states saved before this was recorded.
+    pub intent_base: Option<IntentId>,
+}
 
 impl Store {
     /// The time of the last bar delivered for `feed` and `symbol`.
@@ -54,12 +67,48 @@ impl Store {
         Ok(())
     }
 
+    /// Commits what one engine input decided, in one transaction: the
+    /// orders it placed (as `queued`, for the router) and, unless the
+    /// strategy could not save it, its state with the time of the last bar
+    /// it reflects and the intent number it counts from. A crash leaves
+    /// either all of it or none.
+    pub fn commit_input(
+        &self,
+        instance: &str,
+        state: Option<(&[u8], Millis)>,
+        intent_base: IntentId,
+        orders: &[OrderRecord],
+        time: Millis,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql("starting to commit an input"))?;
+        for order in orders {
+            insert(&tx, order)?;
+        }
+        if let Some((state, last_bar)) = state {
+            tx.execute(
+                "INSERT INTO strategy_states (instance, state, last_bar_ms, saved_ms, intent_base)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (instance) DO UPDATE SET state = excluded.state, last_bar_ms = excluded.last_bar_ms,
+                    saved_ms = excluded.saved_ms, intent_base = excluded.intent_base",
+                params![instance, state, last_bar, time, intent_base as i64],
+            )
+            .map_err(sql("saving a strategy's state"))?;
+        }
+        tx.commit().map_err(sql("committing an input"))
+    }
+
     /// The saved state and the time of the last bar it reflects.
-    pub fn strategy_state(&self, instance: &str) -> Result<Option<(Vec<u8>, Millis)>, StoreError> {
+    pub fn strategy_state(&self, instance: &str) -> Result<Option<SavedState>, StoreError> {
         let conn = self.lock();
-        conn.query_row("SELECT state, last_bar_ms FROM strategy_states WHERE instance = ?1", params![instance], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        conn.query_row(
+            "SELECT state, last_bar_ms, intent_base FROM strategy_states WHERE instance = ?1",
+            params![instance],
+            |r| {
+                let base: Option<i64> = r.get(2)?;
+                Ok(SavedState { state: r.get(0)?, last_bar: r.get(1)?, intent_base: base.map(|b| b as IntentId) })
+            },
+        )
         .optional()
         .map_err(sql("reading a strategy's state"))
     }
@@ -88,7 +137,38 @@ mod tests {
         assert_eq!(store.strategy_state("sma@alpaca").unwrap(), None);
         store.save_strategy_state("sma@alpaca", b"one", 10, 1).unwrap();
         store.save_strategy_state("sma@alpaca", b"two", 20, 2).unwrap();
-        assert_eq!(store.strategy_state("sma@alpaca").unwrap(), Some((b"two".to_vec(), 20)));
+        let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();
+        assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"two".to_vec(), 20, None));
+    }
+
+    #[test]
+    fn an_input_commits_its_orders_and_state_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let intent = crate::order::OrderIntent {
+            symbol: "AAPL".into(),
+            side: crate::order::Side::Buy,
+            qty: 5.into(),
+            order_type: crate::order::OrderType::Limit { price: "10.5".parse().unwrap() },
+            time_in_force: crate::order::TimeInForce::Gtc,
+        };
+        let orders: Vec<OrderRecord> =
+            (7..9).map(|n| OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, "queued", 3)).collect();
+        store.commit_input("sma@alpaca", Some((b"s", 30)), 6, &orders, 3).unwrap();
+
+        let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();
+        assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"s".to_vec(), 30, Some(6)));
+        let queued = store.queued_orders("alpaca").unwrap();
+        assert_eq!(queued, orders);
+        assert_eq!(queued[0].intent().unwrap(), intent, "the intent reads back");
+        assert!(store.open_orders("alpaca").unwrap().is_empty(), "queued is not yet at the venue");
+        assert_eq!(store.last_intent("sma@alpaca").unwrap(), 8);
+
+        // Committed again (a retry after a failed send): nothing doubles,
+        // and an input whose state could not be saved keeps the old one.
+        store.commit_input("sma@alpaca", None, 8, &orders, 4).unwrap();
+        assert_eq!(store.queued_orders("alpaca").unwrap().len(), 2);
+        assert_eq!(store.strategy_state("sma@alpaca").unwrap().unwrap().intent_base, Some(6));
     }
 
     #[test]

@@ -87,4 +87,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         last_event_id INTEGER NOT NULL
     );",
+    // 5: the intent number a saved strategy counts its own from, saved with
+    // its state and the orders it placed (orders may now be `queued`:
+    // decided and persisted, not yet handed to the router).
+    "ALTER TABLE strategy_states ADD COLUMN intent_base INTEGER;",
 ];
