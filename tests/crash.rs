@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
 use stratbox::store::{OrderRecord, Store};
+use stratbox_tests::MISBEHAVE_WASM;
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
 
 const BARS: i64 = 48;
@@ -31,12 +32,16 @@ impl Drop for Host {
 }
 
 fn spawn_host(config: &Path) -> Host {
+    spawn_host_writing(config, Stdio::null())
+}
+
+fn spawn_host_writing(config: &Path, stdout: Stdio) -> Host {
     let child = Command::new(env!("CARGO_BIN_EXE_stratbox-under-test"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("APCA_API_KEY_ID", "test-key")
         .env("APCA_API_SECRET_KEY", "test-secret")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .expect("the host starts");
@@ -182,7 +187,7 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
     let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, "queued", 1);
     {
         let store = Store::open(&dir.path().join("host.db")).unwrap();
-        store.commit_input("sma@alpaca", None, 0, std::slice::from_ref(&queued), 1).unwrap();
+        store.commit_input("sma@alpaca", None, 0, std::slice::from_ref(&queued), None, 1).unwrap();
     }
 
     let mut host = spawn_host(&config);
@@ -202,4 +207,72 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
     let first = s.requests.iter().position(|r| r.contains(&queued.client_order_id) || r == "POST /v2/orders");
     assert_eq!(first.map(|i| s.requests[i].as_str()), Some("POST /v2/orders"), "{:?}", s.requests);
     assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, "filled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..8 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.auto_fill = Some("10".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &venue.url);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "name = \"sma\"\nplugin = \"sma-crossover\"\nparams = { fast = 2, slow = 4, qty = 1 }",
+        &format!("name = \"bot\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"quiet\" }}"),
+    );
+    std::fs::write(&config, text).unwrap();
+    // Before the crash: the strategy's intent 1 was sent and accepted; it
+    // filled while the host was down, so nothing told the strategy.
+    let intent = OrderIntent {
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: Decimal::ONE,
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Day,
+    };
+    let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", 1, &intent, "accepted", 1);
+    let body = serde_json::json!({ "client_order_id": order.client_order_id, "symbol": "AAPL", "qty": "1",
+        "side": "buy", "type": "market", "time_in_force": "day" });
+    let sent: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v2/orders", venue.url))
+        .header("apca-api-key-id", "k")
+        .header("apca-api-secret-key", "s")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    order.venue_order_id = sent["id"].as_str().map(String::from);
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    store.insert_order(&order).unwrap();
+    // The strategy that placed it, saved (the plugin's state is a count of
+    // bars seen) with the numbering it placed intent 1 under.
+    store.commit_input("bot@alpaca", Some((&0u64.to_le_bytes(), 0)), 0, &[], None, 1).unwrap();
+
+    let heard = |out: &Path| std::fs::read_to_string(out).unwrap_or_default().matches("Info: filled 1").count();
+    let first = dir.path().join("first.out");
+    let mut host = spawn_host_writing(&config, Stdio::from(std::fs::File::create(&first).unwrap()));
+    wait_until("the strategy to hear of the fill", || heard(&first) == 1).await;
+    wait_until("the fill to be marked told", || store.undelivered_fills("alpaca").unwrap().is_empty()).await;
+    host.kill();
+    assert_eq!(store.filled(&order.client_order_id).unwrap().0, Decimal::ONE);
+
+    // Told once: the next start does not tell it again.
+    let second = dir.path().join("second.out");
+    let mut host = spawn_host_writing(&config, Stdio::from(std::fs::File::create(&second).unwrap()));
+    wait_until("the second host to start", || {
+        std::fs::read_to_string(&second).unwrap_or_default().contains("listening")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    host.kill();
+    assert_eq!(heard(&second), 0, "{}", std::fs::read_to_string(&second).unwrap());
+    assert_eq!(heard(&first), 1);
 }

@@ -31,7 +31,7 @@ use crate::feed::{
 };
 use crate::journal::Journal;
 use crate::notify::{Notifier, NotifyError};
-use crate::order::{OrderIntent, OrderType, TimeInForce};
+use crate::order::{Fill, OrderIntent, OrderType, TimeInForce};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
 use crate::risk::RiskGate;
@@ -126,8 +126,19 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub enum EngineInput {
     Bars(Arc<[Bar]>),
-    /// Fills and expiries from a live venue.
-    Executed(Vec<ExecutionEvent>),
+    /// Fills and expiries from a live venue, with the venue's ids of the
+    /// fills, to be marked told once the input is committed.
+    Executed {
+        events: Vec<ExecutionEvent>,
+        fill_ids: Vec<String>,
+    },
+    /// Fills the strategy was not told of before a restart (or that
+    /// happened while the host was down). The position already holds
+    /// them; only the strategy hears of them.
+    Missed {
+        fills: Vec<Fill>,
+        fill_ids: Vec<String>,
+    },
     /// An external signal for `on-signal`.
     Signal {
         source: String,

@@ -236,6 +236,14 @@ impl Engine {
         self.feedback()
     }
 
+    /// Tells the strategy of fills it missed across a restart, whose
+    /// effect on the position was adopted from the store already.
+    pub fn on_missed_fills(&mut self, fills: Vec<Fill>) -> Result<(), EngineError> {
+        self.fills.extend(fills.iter().cloned());
+        self.pending_fills.extend(fills);
+        self.feedback()
+    }
+
     /// Takes a position as the broker reports it, before trading starts.
     pub fn adopt_position(&mut self, symbol: Arc<str>, qty: Decimal, avg_price: Decimal) {
         self.portfolio.set_position(&symbol, qty, avg_price);

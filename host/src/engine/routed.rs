@@ -14,7 +14,7 @@ use crate::broker::{Execution, ExecutionError, ExecutionEvent};
 use crate::order::{Fill, IntentId, Order};
 use crate::reconcile::Reconciler;
 use crate::router::{Routed, Router, client_order_id};
-use crate::store::Store;
+use crate::store::{FillRecord, Store};
 
 /// What an engine asks of its venue.
 #[derive(Debug)]
@@ -114,6 +114,7 @@ impl VenueDesk {
         let desk = Arc::new(self);
         let wake = Arc::new(Notify::new());
         desk.route_queued().await;
+        desk.deliver_missed().await;
         let syncer = {
             let (desk, wake) = (desk.clone(), wake.clone());
             tokio::spawn(async move {
@@ -165,6 +166,56 @@ impl VenueDesk {
         }
     }
 
+    /// Tells each strategy of the fills it has not heard of: recorded just
+    /// before a crash, or while the host was down.
+    async fn deliver_missed(&self) {
+        let fills = match self.store.undelivered_fills(self.venue) {
+            Ok(fills) => fills,
+            Err(error) => {
+                tracing::error!(%error, venue = self.venue, "cannot read undelivered fills");
+                return;
+            }
+        };
+        let mut missed: HashMap<String, (Vec<Fill>, Vec<String>)> = HashMap::new();
+        let mut orphans = Vec::new();
+        for record in fills {
+            match self.fill_for_engine(&record) {
+                Some((strategy, fill)) if self.engines.contains_key(&strategy) => {
+                    let entry = missed.entry(strategy).or_default();
+                    entry.0.push(fill);
+                    entry.1.push(record.fill_id);
+                }
+                // No running strategy placed it: nobody to tell.
+                _ => orphans.push(record.fill_id),
+            }
+        }
+        if let Err(error) = self.store.mark_delivered(self.venue, &orphans) {
+            tracing::warn!(%error, "cannot mark fills without a strategy");
+        }
+        for (strategy, (fills, fill_ids)) in missed {
+            if let Some(engine) = self.engines.get(&strategy) {
+                let _ = engine.send(EngineInput::Missed { fills, fill_ids }).await;
+            }
+        }
+    }
+
+    /// The strategy (by name) that placed a recorded fill's order, and the
+    /// fill as its engine sees it.
+    fn fill_for_engine(&self, fill: &FillRecord) -> Option<(String, Fill)> {
+        let order = self.store.order(&fill.client_order_id).ok().flatten()?;
+        let strategy = order.strategy.strip_suffix(&format!("@{}", self.venue))?.to_string();
+        let fill = Fill {
+            intent_id: order.intent,
+            symbol: Arc::from(fill.symbol.as_str()),
+            side: fill.side,
+            qty: fill.qty,
+            price: fill.price,
+            commission: fill.commission,
+            time: fill.time,
+        };
+        Some((strategy, fill))
+    }
+
     /// Routes one order; `true` if the venue took it.
     async fn route(&self, strategy: &str, order: Order) -> bool {
         let instance = Self::instance(strategy, self.venue);
@@ -174,7 +225,7 @@ impl VenueDesk {
             Ok(Routed::Rejected { reason, .. }) => {
                 let event =
                     ExecutionEvent::Expired { intent_id: order.intent_id, symbol: order.intent.symbol.clone(), reason };
-                self.tell(strategy, vec![event]).await;
+                self.tell(strategy, vec![event], Vec::new()).await;
                 false
             }
             Err(error) => {
@@ -204,21 +255,10 @@ impl VenueDesk {
                 return;
             }
         };
-        for fill in report.fills {
-            let Ok(Some(order)) = self.store.order(&fill.client_order_id) else { continue };
-            let Some(strategy) = order.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
-            let event = ExecutionEvent::Filled {
-                fill: Fill {
-                    intent_id: order.intent,
-                    symbol: Arc::from(fill.symbol.as_str()),
-                    side: fill.side,
-                    qty: fill.qty,
-                    price: fill.price,
-                    commission: fill.commission,
-                    time: fill.time,
-                },
-            };
-            self.tell(strategy, vec![event]).await;
+        for record in report.fills {
+            let Some((strategy, fill)) = self.fill_for_engine(&record) else { continue };
+            let events = vec![ExecutionEvent::Filled { fill }];
+            self.tell(&strategy, events, vec![record.fill_id]).await;
         }
         for (coid, status) in report.ended {
             let Ok(Some(order)) = self.store.order(&coid) else { continue };
@@ -228,13 +268,15 @@ impl VenueDesk {
                 symbol: Arc::from(order.symbol.as_str()),
                 reason: status,
             };
-            self.tell(strategy, vec![event]).await;
+            self.tell(strategy, vec![event], Vec::new()).await;
         }
     }
 
-    async fn tell(&self, strategy: &str, events: Vec<ExecutionEvent>) {
+    /// Hands venue events to a strategy's engine; `fill_ids` are the
+    /// venue's ids of the fills among them.
+    async fn tell(&self, strategy: &str, events: Vec<ExecutionEvent>, fill_ids: Vec<String>) {
         if let Some(engine) = self.engines.get(strategy) {
-            let _ = engine.send(EngineInput::Executed(events)).await;
+            let _ = engine.send(EngineInput::Executed { events, fill_ids }).await;
         }
     }
 }

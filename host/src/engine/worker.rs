@@ -39,9 +39,10 @@ pub(super) struct Persist {
 }
 
 impl Persist {
-    /// Commits the input's orders with `state` (if the strategy could
-    /// save it), then hands the orders to the router.
-    fn commit(&self, engine: &Engine, state: Option<Vec<u8>>) {
+    /// Commits the input's orders and the fills it told the strategy of
+    /// with `state` (if the strategy could save it), then hands the orders
+    /// to the router.
+    fn commit(&self, engine: &Engine, state: Option<Vec<u8>>, told: &[String]) {
         let requests = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let now = now_ms();
         let orders: Vec<OrderRecord> = requests
@@ -59,7 +60,8 @@ impl Persist {
             })
             .collect();
         let state = state.as_deref().map(|s| (s, self.watermark));
-        if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, now) {
+        let told = (!told.is_empty()).then_some((self.venue, told));
+        if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, told, now) {
             // The router still persists each order before sending it.
             tracing::error!(instance = %self.instance, %error, "cannot commit an input");
         }
@@ -134,6 +136,8 @@ pub(super) fn spawn_engine(
             update(&engine, &sha256, swaps, "running", None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             while let Some(input) = rx.blocking_recv() {
+                // Venue fills this input tells the strategy of.
+                let mut told = Vec::new();
                 let result = match input {
                     EngineInput::Swap(next) => {
                         let revived = failure.is_some();
@@ -159,9 +163,18 @@ pub(super) fn spawn_engine(
                         failure = None;
                         Ok(())
                     }
-                    EngineInput::Executed(events) if failure.is_some() => {
+                    EngineInput::Executed { events, fill_ids } if failure.is_some() => {
                         // Fills still move the position a revived instance starts from.
                         let _ = engine.on_execution(events);
+                        if let Some(p) = &persist {
+                            p.commit(&engine, None, &fill_ids);
+                        }
+                        continue;
+                    }
+                    EngineInput::Missed { fill_ids, .. } if failure.is_some() => {
+                        if let Some(p) = &persist {
+                            p.commit(&engine, None, &fill_ids);
+                        }
                         continue;
                     }
                     _ if failure.is_some() => continue,
@@ -176,7 +189,14 @@ pub(super) fn spawn_engine(
                         }
                         engine.on_bars(&batch)
                     }
-                    EngineInput::Executed(events) => engine.on_execution(events),
+                    EngineInput::Executed { events, fill_ids } => {
+                        told = fill_ids;
+                        engine.on_execution(events)
+                    }
+                    EngineInput::Missed { fills, fill_ids } => {
+                        told = fill_ids;
+                        engine.on_missed_fills(fills)
+                    }
                     EngineInput::Signal { source, payload, time } => engine.on_signal(&source, &payload, time),
                     EngineInput::Intent(intent) => engine.submit_external(intent),
                 };
@@ -187,7 +207,7 @@ pub(super) fn spawn_engine(
                     failure = Some(e.to_string());
                     // Orders placed before the failure still go out.
                     if let Some(p) = &persist {
-                        p.commit(&engine, None);
+                        p.commit(&engine, None, &told);
                     }
                     continue;
                 }
@@ -200,7 +220,7 @@ pub(super) fn spawn_engine(
                             None
                         }
                     };
-                    p.commit(&engine, state);
+                    p.commit(&engine, state, &told);
                 }
                 update(&engine, &sha256, swaps, "running", None);
             }

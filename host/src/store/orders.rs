@@ -242,8 +242,9 @@ impl Store {
         let tx = conn.transaction().map_err(sql("starting a fill"))?;
         let inserted = tx
             .execute(
-                "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, symbol, side, qty, price, commission, time_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO fills (venue, fill_id, client_order_id, symbol, side, qty, price, commission, time_ms,
+                    delivered)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
                 params![
                     fill.venue,
                     fill.fill_id,
@@ -278,6 +279,55 @@ impl Store {
         append(&tx, fill.time, "fill", Some(&fill.venue), &fill_json(fill))?;
         tx.commit().map_err(sql("committing a fill"))?;
         Ok(true)
+    }
+
+    /// Fills of `venue` whose strategy has not yet been told of them (see
+    /// [`Store::commit_input`]), oldest first: after a restart, or for
+    /// orders that filled while the host was down.
+    pub fn undelivered_fills(&self, venue: &str) -> Result<Vec<FillRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT venue, fill_id, client_order_id, symbol, side, qty, price, commission, time_ms FROM fills
+                 WHERE venue = ?1 AND delivered = 0 ORDER BY time_ms, rowid",
+            )
+            .map_err(sql("reading undelivered fills"))?;
+        let rows = stmt
+            .query_map(params![venue], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Millis>(8)?,
+                ))
+            })
+            .map_err(sql("reading undelivered fills"))?;
+        let raw: Vec<_> = rows.collect::<Result<_, _>>().map_err(sql("reading undelivered fills"))?;
+        raw.into_iter()
+            .map(|(venue, fill_id, client_order_id, symbol, side, qty, price, commission, time)| {
+                Ok(FillRecord {
+                    venue,
+                    fill_id,
+                    client_order_id,
+                    symbol,
+                    side: side_from_text(&side)?,
+                    qty: decimal("fill quantity", &qty)?,
+                    price: decimal("fill price", &price)?,
+                    commission: decimal("commission", &commission)?,
+                    time,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks fills of `venue` as told to their strategy.
+    pub fn mark_delivered(&self, venue: &str, fill_ids: &[String]) -> Result<(), StoreError> {
+        mark_delivered(&self.lock(), venue, fill_ids)
     }
 
     pub fn positions(&self, venue: &str) -> Result<Vec<PositionRecord>, StoreError> {
@@ -318,6 +368,17 @@ impl Store {
         append(&tx, time, "position.corrected", Some(&position.venue), journal)?;
         tx.commit().map_err(sql("committing a position correction"))
     }
+}
+
+/// Marks fills of `venue` as told to their strategy.
+pub(super) fn mark_delivered(conn: &Connection, venue: &str, fill_ids: &[String]) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("UPDATE fills SET delivered = 1 WHERE venue = ?1 AND fill_id = ?2")
+        .map_err(sql("marking fills delivered"))?;
+    for fill_id in fill_ids {
+        stmt.execute(params![venue, fill_id]).map_err(sql("marking fills delivered"))?;
+    }
+    Ok(())
 }
 
 /// Inserts `order` unless its client order id exists; `true` if inserted.
@@ -402,6 +463,14 @@ fn side_text(side: Side) -> &'static str {
     }
 }
 
+fn side_from_text(side: &str) -> Result<Side, StoreError> {
+    match side {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        _ => Err(StoreError::Corrupt { what: "side", value: side.to_string() }),
+    }
+}
+
 const ORDER_COLUMNS: &str =
     "SELECT client_order_id, venue, strategy, intent, symbol, side, qty, order_type, limit_price,
     time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms FROM orders";
@@ -463,11 +532,7 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         created,
         updated,
     ) = raw;
-    let side = match side.as_str() {
-        "buy" => Side::Buy,
-        "sell" => Side::Sell,
-        _ => return Err(StoreError::Corrupt { what: "side", value: side }),
-    };
+    let side = side_from_text(&side)?;
     Ok(OrderRecord {
         client_order_id,
         venue,
@@ -558,6 +623,23 @@ mod tests {
         assert!(store.positions("alpaca").unwrap().is_empty(), "a flat position is not listed");
         let kinds: Vec<String> = store.events_after(0, 100).unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec!["fill", "fill", "fill"]);
+    }
+
+    #[test]
+    fn a_fill_waits_to_be_told_until_an_input_commits_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.insert_order(&order("c1")).unwrap();
+        store.record_fill(&fill("f1", Side::Buy, 4, "10")).unwrap();
+        store.record_fill(&fill("f2", Side::Buy, 6, "20")).unwrap();
+        let waiting: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
+        assert_eq!(waiting, ["f1", "f2"]);
+        assert_eq!(store.undelivered_fills("alpaca").unwrap()[1], fill("f2", Side::Buy, 6, "20"));
+        store.commit_input("sma@alpaca", None, 0, &[], Some(("alpaca", &["f1".to_string()])), 5).unwrap();
+        let waiting: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
+        assert_eq!(waiting, ["f2"]);
+        store.mark_delivered("alpaca", &["f2".to_string()]).unwrap();
+        assert!(store.undelivered_fills("alpaca").unwrap().is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::orders::insert;
+use super::orders::{insert, mark_delivered};
 use super::{OrderRecord, Store, StoreError, sql};
 use crate::bar::Millis;
 use crate::order::IntentId;
@@ -68,7 +68,8 @@ impl Store {
     }
 
     /// Commits what one engine input decided, in one transaction: the
-    /// orders it placed (as `queued`, for the router) and, unless the
+    /// orders it placed (as `queued`, for the router), the fills of
+    /// `venue` it told the strategy of, and, unless the
     /// strategy could not save it, its state with the time of the last bar
     /// it reflects and the intent number it counts from. A crash leaves
     /// either all of it or none.
@@ -78,12 +79,16 @@ impl Store {
         state: Option<(&[u8], Millis)>,
         intent_base: IntentId,
         orders: &[OrderRecord],
+        delivered: Option<(&str, &[String])>,
         time: Millis,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(sql("starting to commit an input"))?;
         for order in orders {
             insert(&tx, order)?;
+        }
+        if let Some((venue, fill_ids)) = delivered {
+            mark_delivered(&tx, venue, fill_ids)?;
         }
         if let Some((state, last_bar)) = state {
             tx.execute(
@@ -154,7 +159,7 @@ mod tests {
         };
         let orders: Vec<OrderRecord> =
             (7..9).map(|n| OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, "queued", 3)).collect();
-        store.commit_input("sma@alpaca", Some((b"s", 30)), 6, &orders, 3).unwrap();
+        store.commit_input("sma@alpaca", Some((b"s", 30)), 6, &orders, None, 3).unwrap();
 
         let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();
         assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"s".to_vec(), 30, Some(6)));
@@ -166,7 +171,7 @@ mod tests {
 
         // Committed again (a retry after a failed send): nothing doubles,
         // and an input whose state could not be saved keeps the old one.
-        store.commit_input("sma@alpaca", None, 8, &orders, 4).unwrap();
+        store.commit_input("sma@alpaca", None, 8, &orders, None, 4).unwrap();
         assert_eq!(store.queued_orders("alpaca").unwrap().len(), 2);
         assert_eq!(store.strategy_state("sma@alpaca").unwrap().unwrap().intent_base, Some(6));
     }

@@ -91,4 +91,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // its state and the orders it placed (orders may now be `queued`:
     // decided and persisted, not yet handed to the router).
     "ALTER TABLE strategy_states ADD COLUMN intent_base INTEGER;",
+    // 6: whether the strategy that placed a fill's order has been told of
+    // it; fills recorded before this are taken as told.
+    "ALTER TABLE fills ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;",
 ];

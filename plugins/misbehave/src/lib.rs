@@ -9,6 +9,8 @@
 //! - `spam`: write `spam` bytes to stdout and stderr;
 //! - `probe`: report what the sandbox lets it see (files, env, clock);
 //! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's).
+//!
+//! In every mode it notifies `filled N` for each fill of its intent N.
 
 use std::cell::RefCell;
 
@@ -143,8 +145,8 @@ impl Guest for Component {
         })
     }
 
-    fn on_fill(_: Fill) -> Vec<Action> {
-        Vec::new()
+    fn on_fill(fill: Fill) -> Vec<Action> {
+        vec![notify(format!("filled {}", fill.intent))]
     }
 
     fn on_reject(rejection: Rejection) -> Vec<Action> {
