@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
 use stratbox::store::{OrderRecord, Store};
-use stratbox_tests::MISBEHAVE_WASM;
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
+use stratbox_tests::{MISBEHAVE_WASM, market_buy};
 
 const BARS: i64 = 48;
 
@@ -163,8 +162,8 @@ async fn a_killed_host_restarts_without_duplicates_or_lost_fills() {
     assert!(sides.windows(2).all(|w| w[0] != w[1]), "{sides:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it() {
+/// A fake Alpaca with eight flat AAPL bars that fills every order at once.
+async fn flat_venue() -> FakeVenue {
     let venue = FakeVenue::start().await;
     {
         let mut s = venue.state.lock().unwrap();
@@ -173,17 +172,17 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
         }
         s.auto_fill = Some("10".into());
     }
+    venue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it() {
+    let venue = flat_venue().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &venue.url);
     // The crash: the engine committed its decision (the order, queued for
     // the router) and the process died before the router saw it.
-    let intent = OrderIntent {
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::ONE,
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-    };
+    let intent = market_buy(1);
     let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, "queued", 1);
     {
         let store = Store::open(&dir.path().join("host.db")).unwrap();
@@ -211,14 +210,7 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
-    let venue = FakeVenue::start().await;
-    {
-        let mut s = venue.state.lock().unwrap();
-        for minute in 0..8 {
-            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
-        }
-        s.auto_fill = Some("10".into());
-    }
+    let venue = flat_venue().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &venue.url);
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -228,13 +220,7 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     std::fs::write(&config, text).unwrap();
     // Before the crash: the strategy's intent 1 was sent and accepted; it
     // filled while the host was down, so nothing told the strategy.
-    let intent = OrderIntent {
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::ONE,
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-    };
+    let intent = market_buy(1);
     let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", 1, &intent, "accepted", 1);
     let body = serde_json::json!({ "client_order_id": order.client_order_id, "symbol": "AAPL", "qty": "1",
         "side": "buy", "type": "market", "time_in_force": "day" });

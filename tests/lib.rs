@@ -77,3 +77,9 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+/// A day market buy of `qty` AAPL, the order most venue tests route.
+pub fn market_buy(qty: i64) -> stratbox::order::OrderIntent {
+    use stratbox::order::{OrderIntent, Side, TimeInForce};
+    OrderIntent { time_in_force: TimeInForce::Day, ..OrderIntent::market("AAPL".into(), Side::Buy, qty.into()) }
+}

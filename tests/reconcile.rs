@@ -8,7 +8,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::OrderIntent;
 use stratbox::reconcile::Reconciler;
 use stratbox::risk::{RiskGate, TradingState};
 use stratbox::router::{Routed, Router, RouterConfig};
@@ -25,13 +25,7 @@ fn dec(text: &str) -> Decimal {
 }
 
 fn buy(qty: i64) -> OrderIntent {
-    OrderIntent {
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::from(qty),
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-    }
+    stratbox_tests::market_buy(qty)
 }
 
 /// Fills the venue's order `index` up to `filled` at average `avg`, and

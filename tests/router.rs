@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker, OrderStatus};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::OrderIntent;
 use stratbox::router::{Routed, Router, RouterConfig, RouterError, client_order_id};
 use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, OrderFault};
@@ -42,13 +42,7 @@ async fn setup() -> Setup {
 }
 
 fn buy(qty: i64) -> OrderIntent {
-    OrderIntent {
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::from(qty),
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-    }
+    stratbox_tests::market_buy(qty)
 }
 
 fn counts(venue: &FakeVenue) -> (usize, usize) {
@@ -134,24 +128,8 @@ async fn a_refusal_is_final_and_journaled() {
 async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     // The previous run persisted the order and sent it, then died.
     let t = setup().await;
-    let coid = client_order_id("sma@alpaca", 5);
-    let pending = OrderRecord {
-        client_order_id: coid.clone(),
-        venue: "alpaca".into(),
-        strategy: "sma@alpaca".into(),
-        intent: 5,
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::from(2),
-        order_type: "market".into(),
-        limit_price: None,
-        time_in_force: "day".into(),
-        status: "pending".into(),
-        venue_order_id: None,
-        filled_qty: Decimal::ZERO,
-        created: 1,
-        updated: 1,
-    };
+    let pending = OrderRecord::for_intent("alpaca", "sma@alpaca", 5, &buy(2), "pending", 1);
+    assert_eq!(pending.client_order_id, client_order_id("sma@alpaca", 5));
     assert!(t.store.insert_order(&pending).unwrap());
     t.router.submit("sma@alpaca", 5, &buy(2), 1000).await.unwrap();
     assert_eq!(counts(&t.venue), (1, 1), "not at the venue yet: sent once");

@@ -10,7 +10,7 @@ use sma_crossover::{Order, Qty, SmaCrossover};
 use crate::bar::{Bar, Millis};
 use crate::broker::{Commission, PaperBroker};
 use crate::engine::{Engine, EngineError};
-use crate::order::{Action, Fill, IntentId, OrderIntent, OrderType, Side, TimeInForce};
+use crate::order::{Action, Fill, IntentId, OrderIntent, Side};
 use crate::risk::RiskLimits;
 use crate::runtime::{Clock, Runtime, RuntimeConfig, RuntimeError};
 use crate::strategy::{Strategy, StrategyError};
@@ -111,13 +111,8 @@ impl Strategy for NativeSma {
             };
             self.pending.push((self.next_intent, order));
             self.next_intent += 1;
-            let intent = OrderIntent {
-                symbol: bar.symbol.clone(),
-                side,
-                qty: Decimal::new(qty.mantissa, u32::from(qty.scale)),
-                order_type: OrderType::Market,
-                time_in_force: TimeInForce::Gtc,
-            };
+            let intent =
+                OrderIntent::market(bar.symbol.clone(), side, Decimal::new(qty.mantissa, u32::from(qty.scale)));
             actions.push((index, Action::Submit { intent }));
         }
         Ok(actions)

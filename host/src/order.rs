@@ -70,6 +70,13 @@ pub struct OrderIntent {
     pub time_in_force: TimeInForce,
 }
 
+impl OrderIntent {
+    /// A good-till-canceled market order: what webhook alerts place.
+    pub fn market(symbol: Arc<str>, side: Side, qty: Decimal) -> Self {
+        Self { symbol, side, qty, order_type: OrderType::Market, time_in_force: TimeInForce::Gtc }
+    }
+}
+
 /// An intent that passed the risk checks, as handed to a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {

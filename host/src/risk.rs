@@ -121,16 +121,10 @@ impl RiskLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::{Side, TimeInForce};
+    use crate::order::Side;
 
     fn buy(symbol: &str, qty: i64) -> OrderIntent {
-        OrderIntent {
-            symbol: symbol.into(),
-            side: Side::Buy,
-            qty: Decimal::from(qty),
-            order_type: OrderType::Market,
-            time_in_force: TimeInForce::Gtc,
-        }
+        OrderIntent::market(symbol.into(), Side::Buy, Decimal::from(qty))
     }
 
     #[test]

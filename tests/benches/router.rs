@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rust_decimal::Decimal;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox_tests::fake::FakeVenue;
@@ -32,13 +30,7 @@ async fn run(concurrency: u64) {
     // The client-side limit is lifted: this measures the router, not Alpaca's quota.
     let config = RouterConfig { requests_per_minute: u32::MAX / 2, ..RouterConfig::default() };
     let router = Arc::new(Router::new(broker, store, config));
-    let intent = OrderIntent {
-        symbol: "AAPL".into(),
-        side: Side::Buy,
-        qty: Decimal::ONE,
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-    };
+    let intent = stratbox_tests::market_buy(1);
 
     let start = Instant::now();
     let mut tasks = Vec::new();

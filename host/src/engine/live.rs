@@ -31,7 +31,7 @@ use crate::feed::{
 };
 use crate::journal::Journal;
 use crate::notify::{Notifier, NotifyError};
-use crate::order::{Fill, OrderIntent, OrderType, TimeInForce};
+use crate::order::{Fill, OrderIntent};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
 use crate::risk::RiskGate;
@@ -564,13 +564,7 @@ async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String,
             }
             Inbound::Order { strategy, order, .. } => {
                 if let Some(engine) = engines.get(&strategy) {
-                    let intent = OrderIntent {
-                        symbol: Arc::from(order.symbol.as_str()),
-                        side: order.side,
-                        qty: order.qty,
-                        order_type: OrderType::Market,
-                        time_in_force: TimeInForce::Gtc,
-                    };
+                    let intent = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
                     let _ = engine.send(EngineInput::Intent(intent)).await;
                 }
             }
