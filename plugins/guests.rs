@@ -12,8 +12,14 @@ fn build_guests(names: &[&str]) -> Vec<PathBuf> {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("crate lives in the workspace").to_path_buf();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    // <target>/<profile>/build/<crate>/out → <target>/guests, shared by every build script.
-    let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("guests");
+    // <target>/<profile>/build/<crate>/out → <target>/guests-<checkout>, shared
+    // by every build script of this checkout. Keyed by the checkout, so two
+    // work trees sharing one target directory never overwrite each other's
+    // guests.
+    let checkout = root.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join(format!("guests-{:08x}", checkout >> 32));
 
     for watched in ["wit", "Cargo.lock", "plugins/guests.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

@@ -3,57 +3,30 @@
 //! lost, and positions end equal to the broker's.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rust_decimal::Decimal;
+use stratbox::order::OrderStatus;
 use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
+use stratbox_tests::process::HostProcess;
 use stratbox_tests::{MISBEHAVE_WASM, market_buy};
 
 const BARS: i64 = 48;
 
-/// A host process that is killed when the test ends, pass or fail.
-struct Host(Child);
-
-impl Host {
-    fn kill(&mut self) {
-        let _ = self.0.kill(); // SIGKILL: no chance to clean up
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_host(config: &Path) -> Host {
+fn spawn_host(config: &Path) -> HostProcess {
     spawn_host_writing(config, Stdio::null())
 }
 
-fn spawn_host_writing(config: &Path, stdout: Stdio) -> Host {
-    let child = Command::new(env!("CARGO_BIN_EXE_stratbox-under-test"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("APCA_API_KEY_ID", "test-key")
-        .env("APCA_API_SECRET_KEY", "test-secret")
-        .env("RUST_LOG", "warn")
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the host starts");
-    Host(child)
+fn spawn_host_writing(config: &Path, stdout: Stdio) -> HostProcess {
+    HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), config, stdout)
 }
 
-/// Waits (bounded) for `done` to hold.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// Waits (bounded, generously: the machine may be slow) for `done` to hold.
+async fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    stratbox_tests::process::wait_until(what, Duration::from_secs(120), done).await;
 }
 
 fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
@@ -183,7 +156,7 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
     // The crash: the engine committed its decision (the order, queued for
     // the router) and the process died before the router saw it.
     let intent = market_buy(1);
-    let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, "queued", 1);
+    let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, OrderStatus::Queued, 1);
     {
         let store = Store::open(&dir.path().join("host.db")).unwrap();
         store.commit_input("sma@alpaca", None, 0, std::slice::from_ref(&queued), None, 1).unwrap();
@@ -205,7 +178,7 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
     // Never tried before, so sent without asking the venue first.
     let first = s.requests.iter().position(|r| r.contains(&queued.client_order_id) || r == "POST /v2/orders");
     assert_eq!(first.map(|i| s.requests[i].as_str()), Some("POST /v2/orders"), "{:?}", s.requests);
-    assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, "filled");
+    assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, OrderStatus::Filled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +194,7 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     // Before the crash: the strategy's intent 1 was sent and accepted; it
     // filled while the host was down, so nothing told the strategy.
     let intent = market_buy(1);
-    let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", 1, &intent, "accepted", 1);
+    let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", 1, &intent, OrderStatus::Accepted, 1);
     let body = serde_json::json!({ "client_order_id": order.client_order_id, "symbol": "AAPL", "qty": "1",
         "side": "buy", "type": "market", "time_in_force": "day" });
     let sent: serde_json::Value = reqwest::Client::new()

@@ -51,6 +51,42 @@ pub struct VenueState {
     pub kalshi_balance: i64,
 
     pub order_faults: VecDeque<OrderFault>,
+    /// Alpaca: the next this-many trading requests are refused with 401,
+    /// as while a key is revoked.
+    pub revoked: usize,
+    /// Alpaca: when set (with `auto_fill`), an accepted order fills only
+    /// after this many more trading requests, so fills land between reads.
+    pub fill_after_requests: Option<usize>,
+    /// Trading requests served, and orders waiting to fill: `(due, index)`.
+    pub trading_requests: usize,
+    pub fills_due: VecDeque<(usize, usize)>,
+}
+
+impl VenueState {
+    /// Counts a trading request, refuses it if the key is revoked, and
+    /// fills the orders that are due.
+    fn trading_request(&mut self) -> Option<Response> {
+        self.trading_requests += 1;
+        while self.fills_due.front().is_some_and(|(due, _)| *due <= self.trading_requests) {
+            let Some((_, index)) = self.fills_due.pop_front() else { break };
+            let (Some(price), Some(order)) = (self.auto_fill.clone(), self.orders.get(index).cloned()) else {
+                continue;
+            };
+            let qty: rust_decimal::Decimal = order["qty"].as_str().unwrap_or("0").parse().unwrap_or_default();
+            let sign =
+                if order["side"] == "sell" { rust_decimal::Decimal::NEGATIVE_ONE } else { rust_decimal::Decimal::ONE };
+            move_position(&mut self.positions, order["symbol"].as_str().unwrap_or_default(), sign * qty, &price);
+            let order = &mut self.orders[index];
+            order["status"] = json!("filled");
+            order["filled_qty"] = order["qty"].clone();
+            order["filled_avg_price"] = json!(price);
+        }
+        if self.revoked > 0 {
+            self.revoked -= 1;
+            return Some(alpaca_error(401, 40110000, "request is not authorized"));
+        }
+        None
+    }
 }
 
 /// How the next `POST /v2/orders` goes wrong.
@@ -247,6 +283,9 @@ async fn alpaca_submit(
     }
     let fault = {
         let mut s = state.lock().unwrap();
+        if let Some(refused) = s.trading_request() {
+            return refused;
+        }
         s.order_posts += 1;
         s.requests.push("POST /v2/orders".into());
         s.order_faults.pop_front()
@@ -286,7 +325,10 @@ async fn alpaca_submit(
             "status": "accepted",
         });
         let mut order = order;
-        if let Some(price) = s.auto_fill.clone() {
+        if let Some(after) = s.fill_after_requests {
+            let due = (s.trading_requests + after, s.orders.len());
+            s.fills_due.push_back(due);
+        } else if let Some(price) = s.auto_fill.clone() {
             order["status"] = json!("filled");
             order["filled_qty"] = order["qty"].clone();
             order["filled_avg_price"] = json!(price);
@@ -322,6 +364,9 @@ async fn alpaca_by_client_id(
         return alpaca_error(401, 40110000, "request is not authorized");
     }
     let mut s = state.lock().unwrap();
+    if let Some(refused) = s.trading_request() {
+        return refused;
+    }
     let coid = q.get("client_order_id").cloned().unwrap_or_default();
     s.requests.push(format!("GET /v2/orders:by_client_order_id?client_order_id={coid}"));
     match s.orders.iter().find(|o| o["client_order_id"] == coid.as_str()) {
@@ -331,7 +376,10 @@ async fn alpaca_by_client_id(
 }
 
 async fn alpaca_open_orders(State(state): State<Shared>) -> Response {
-    let s = state.lock().unwrap();
+    let mut s = state.lock().unwrap();
+    if let Some(refused) = s.trading_request() {
+        return refused;
+    }
     let open: Vec<&Value> = s
         .orders
         .iter()
@@ -352,11 +400,19 @@ async fn alpaca_cancel(State(state): State<Shared>, Path(id): Path<String>) -> R
 }
 
 async fn alpaca_positions(State(state): State<Shared>) -> Response {
-    axum::Json(json!(state.lock().unwrap().positions)).into_response()
+    let mut s = state.lock().unwrap();
+    if let Some(refused) = s.trading_request() {
+        return refused;
+    }
+    axum::Json(json!(s.positions)).into_response()
 }
 
 async fn alpaca_account(State(state): State<Shared>) -> Response {
-    let cash = state.lock().unwrap().cash.clone();
+    let mut s = state.lock().unwrap();
+    if let Some(refused) = s.trading_request() {
+        return refused;
+    }
+    let cash = s.cash.clone();
     axum::Json(json!({"cash": cash, "buying_power": cash})).into_response()
 }
 

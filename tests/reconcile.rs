@@ -82,7 +82,7 @@ async fn a_position_changed_behind_the_hosts_back_is_adopted_and_halts_past_the_
     let venue = FakeVenue::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
-    let gate = RiskGate::default();
+    let gate = RiskGate::persistent(store.clone(), &["alpaca"]).unwrap();
     let reconciler = Reconciler::new(broker(&venue.url), store.clone(), gate.clone(), dec("5"));
 
     // Someone bought 3 MSFT by hand: within the threshold.
@@ -112,8 +112,11 @@ async fn a_position_changed_behind_the_hosts_back_is_adopted_and_halts_past_the_
     assert!(gate.check("alpaca", Decimal::ZERO, Decimal::ONE).is_err(), "new orders are refused");
 }
 
+/// However long the venue was unreachable, an order whose fate is unknown
+/// is never expired: the sync finds the venue lacks it, and the router sends
+/// it, once.
 #[tokio::test]
-async fn an_order_the_venue_never_received_is_expired_after_a_grace_period() {
+async fn an_order_the_venue_never_received_is_sent_again_never_expired() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
@@ -121,14 +124,20 @@ async fn an_order_the_venue_never_received_is_expired_after_a_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
     let config = RouterConfig { max_attempts: 2, base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
-    let router = Router::new(broker(&dead), store.clone(), config);
+    let router = Router::new(broker(&dead), store.clone(), config.clone());
     assert!(router.submit("sma@alpaca", 1, &buy(1), 1_000).await.is_err());
 
     let reconciler = Reconciler::new(broker(&venue.url), store.clone(), RiskGate::default(), Decimal::ONE);
     reconciler.sync(2_000).await.unwrap();
-    assert_eq!(store.open_orders("alpaca").unwrap().len(), 1, "still possibly in flight");
-    let report = reconciler.sync(60_000).await.unwrap();
-    assert_eq!(report.orders_updated, 1);
-    assert!(store.open_orders("alpaca").unwrap().is_empty());
-    assert!(store.events_after(0, 10).unwrap().iter().any(|e| e.kind == "order.lost"));
+    // An hour later, the venue still lacks it.
+    let report = reconciler.sync(3_600_000).await.unwrap();
+    assert_eq!(report.unresolved.len(), 1);
+    assert_eq!(store.open_orders("alpaca").unwrap().len(), 1, "never given up on");
+    assert!(!store.events_after(0, 10).unwrap().iter().any(|e| e.kind == "order.lost"));
+
+    let router = Router::new(broker(&venue.url), store.clone(), config);
+    let routed = router.route(report.unresolved[0].clone(), 3_600_001).await.unwrap();
+    assert!(matches!(routed, Routed::Accepted { .. }), "{routed:?}");
+    let s = venue.state.lock().unwrap();
+    assert_eq!((s.order_posts, s.orders.len()), (1, 1), "sent once");
 }

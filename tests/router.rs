@@ -60,7 +60,7 @@ async fn an_accepted_order_is_recorded_and_never_sent_again() {
         (OrderStatus::Accepted, Decimal::from(10), client_order_id("sma@alpaca", 1).as_str())
     );
     let record = t.store.order(&order.client_order_id).unwrap().unwrap();
-    assert_eq!((record.status.as_str(), record.venue_order_id.as_deref()), ("accepted", Some("ord-1")));
+    assert_eq!((record.status, record.venue_order_id.as_deref()), (OrderStatus::Accepted, Some("ord-1")));
 
     // The same intent again (a retry, a restart): nothing is sent.
     let again = t.router.submit("sma@alpaca", 1, &buy(10), 2000).await.unwrap();
@@ -83,7 +83,7 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
         assert_eq!(counts(&t.venue), (1, 1), "{fault:?}: one POST, one order");
         let lookups = t.venue.requests().iter().filter(|r| r.contains("by_client_order_id")).count();
         assert!(lookups >= 1, "{fault:?}: the router asked the venue before deciding");
-        assert_eq!(t.store.order(&client_order_id("sma@alpaca", 7)).unwrap().unwrap().status, "accepted");
+        assert_eq!(t.store.order(&client_order_id("sma@alpaca", 7)).unwrap().unwrap().status, OrderStatus::Accepted);
     }
 }
 
@@ -119,7 +119,7 @@ async fn a_refusal_is_final_and_journaled() {
     let Routed::Rejected { reason, client_order_id: coid } = routed else { panic!("{routed:?}") };
     assert_eq!(reason, "insufficient buying power");
     assert_eq!(counts(&t.venue), (1, 0), "never retried");
-    assert_eq!(t.store.order(&coid).unwrap().unwrap().status, "rejected");
+    assert_eq!(t.store.order(&coid).unwrap().unwrap().status, OrderStatus::Rejected);
     let journal = t.store.events_after(0, 10).unwrap();
     assert!(journal.iter().any(|e| e.kind == "order.rejected" && e.data.contains("insufficient buying power")));
 }
@@ -128,7 +128,7 @@ async fn a_refusal_is_final_and_journaled() {
 async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     // The previous run persisted the order and sent it, then died.
     let t = setup().await;
-    let pending = OrderRecord::for_intent("alpaca", "sma@alpaca", 5, &buy(2), "pending", 1);
+    let pending = OrderRecord::for_intent("alpaca", "sma@alpaca", 5, &buy(2), OrderStatus::Pending, 1);
     assert_eq!(pending.client_order_id, client_order_id("sma@alpaca", 5));
     assert!(t.store.insert_order(&pending).unwrap());
     t.router.submit("sma@alpaca", 5, &buy(2), 1000).await.unwrap();
@@ -148,7 +148,7 @@ async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     assert!(matches!(&routed, Routed::Accepted { order } if order.status == OrderStatus::Filled), "{routed:?}");
     assert_eq!(counts(&t.venue), (1, 2), "no second POST");
     let record = t.store.order(&coid2).unwrap().unwrap();
-    assert_eq!(record.status, "accepted", "the reconciler moves it to filled when it records the fill");
+    assert_eq!(record.status, OrderStatus::Accepted, "the reconciler moves it to filled when it records the fill");
     assert_eq!(record.filled_qty, Decimal::ZERO, "fills are recorded by the reconciler, not the router");
 }
 
@@ -163,7 +163,7 @@ async fn an_unreachable_venue_gives_up_without_losing_the_order() {
     let err = router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap_err();
     assert!(matches!(err, RouterError::GaveUp { attempts: 4, .. }), "{err}");
     let record = store.order(&client_order_id("sma@alpaca", 1)).unwrap().unwrap();
-    assert_eq!(record.status, "pending", "never reached the venue, kept for the next attempt");
+    assert_eq!(record.status, OrderStatus::Pending, "never reached the venue, kept for the next attempt");
 }
 
 #[tokio::test]

@@ -54,7 +54,8 @@ async fn serve(routes: Vec<WebhookConfig>, now_secs: i64) -> Server {
         _ => || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
     };
     let intake = Arc::new(intake);
-    let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())), webhooks: Some(intake.clone()) };
+    let state =
+        AppState { status: Arc::new(RwLock::new(HostStatus::default())), gate: None, webhooks: Some(intake.clone()) };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

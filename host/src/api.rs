@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::engine::HostStatus;
+use crate::risk::{RiskGate, TradingState};
 use crate::webhook::{WebhookIntake, standard_route, tradingview_route};
 
 /// Shared state behind the routes.
@@ -17,6 +18,8 @@ pub struct AppState {
     pub status: Arc<RwLock<HostStatus>>,
     /// Inbound webhook routes, when any are configured.
     pub webhooks: Option<Arc<WebhookIntake>>,
+    /// Each live venue's trading state.
+    pub gate: Option<RiskGate>,
 }
 
 /// The router, separate from the listener so tests can call it directly.
@@ -47,14 +50,21 @@ impl IntoResponse for AppError {
     }
 }
 
-/// `200` with `"status": "ok"` while every strategy runs, `"degraded"` once
-/// one has failed; the body lists each strategy.
+/// `200` with `"status": "ok"` while every strategy runs and every venue
+/// trades, `"degraded"` once a strategy has failed or a venue is not
+/// active; the body lists each strategy and each venue's trading state.
 async fn health(State(state): State<AppState>) -> Result<Json<HostStatus>, AppError> {
-    let status = state
+    let mut status = state
         .status
         .read()
         .map_err(|_| AppError { status: StatusCode::INTERNAL_SERVER_ERROR, message: "status unavailable" })?
         .clone();
+    if let Some(gate) = &state.gate {
+        status.venues = gate.venues();
+        if status.venues.iter().any(|v| v.state != TradingState::Active) {
+            status.status = "degraded".into();
+        }
+    }
     Ok(Json(status))
 }
 
@@ -75,7 +85,7 @@ mod tests {
             state: "running".into(),
             ..Default::default()
         });
-        let response = app(AppState { status: status.clone(), webhooks: None })
+        let response = app(AppState { status: status.clone(), webhooks: None, gate: None })
             .oneshot(Request::get("/health").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -90,7 +100,7 @@ mod tests {
             state: "failed".into(),
             ..Default::default()
         });
-        let response = app(AppState { status, webhooks: None })
+        let response = app(AppState { status, webhooks: None, gate: None })
             .oneshot(Request::get("/health").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -101,7 +111,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_are_404() {
-        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())), webhooks: None };
+        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())), webhooks: None, gate: None };
         let response = app(state).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }

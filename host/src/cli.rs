@@ -141,6 +141,8 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Tokio(std::io::Error),
+    #[error("cannot listen for Ctrl-C and SIGTERM")]
+    Signal(#[source] std::io::Error),
     #[error(transparent)]
     Signature(#[from] crate::webhook::SignatureError),
 }
@@ -184,7 +186,12 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             let options = RunOptions { listen, pace_ms, exit_when_done };
             let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Tokio)?;
             let stdout = std::io::stdout();
-            tokio.block_on(crate::engine::run_host(config, options, shutdown_signal(), stdout))?;
+            tokio.block_on(async {
+                // Listening from the first moment, so a signal during start-up
+                // (e.g. the first sync) also stops the host gracefully.
+                let shutdown = shutdown_signal().map_err(CliError::Signal)?;
+                crate::engine::run_host(config, options, shutdown, stdout).await.map_err(CliError::from)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
@@ -306,24 +313,35 @@ fn inspect(path: &std::path::Path, format: Format, out: &mut impl Write) -> Resu
     Ok(if report.satisfies_contract { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Listens for Ctrl-C and SIGTERM from now on, and resolves on the first.
+/// A second one exits the process at once, with status 130: safe, since
+/// every change the host makes is a committed SQLite transaction and the
+/// next start carries on from there.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+        tracing::info!("stopping: draining the engines (a second Ctrl-C or SIGTERM exits at once)");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+            eprintln!("stratbox: second signal, exiting now");
+            std::process::exit(130);
+        });
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

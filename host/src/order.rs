@@ -57,6 +57,84 @@ pub enum TimeInForce {
     Fok,
 }
 
+/// Where an order stands, as the host records it. The first three are the
+/// host's own (not yet known to the venue); the rest are what the venue says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Decided and committed with the strategy's state; not yet tried.
+    Queued,
+    /// A request is (or was) on its way; the venue may or may not have it.
+    Pending,
+    /// A request's outcome is unknown (timeout, 5XX, dropped connection):
+    /// it must be looked up by client order id before anything is resent.
+    Unknown,
+    /// Acknowledged by the venue and working, nothing filled.
+    Accepted,
+    PartiallyFilled,
+    Filled,
+    Canceled,
+    Expired,
+    Rejected,
+}
+
+impl OrderStatus {
+    const ALL: [OrderStatus; 9] = [
+        OrderStatus::Queued,
+        OrderStatus::Pending,
+        OrderStatus::Unknown,
+        OrderStatus::Accepted,
+        OrderStatus::PartiallyFilled,
+        OrderStatus::Filled,
+        OrderStatus::Canceled,
+        OrderStatus::Expired,
+        OrderStatus::Rejected,
+    ];
+
+    /// The name stored in the database and used in journal lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Queued => "queued",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Unknown => "unknown",
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Canceled => "canceled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Rejected => "rejected",
+        }
+    }
+
+    /// The status named `text`, as [`OrderStatus::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the venue may still trade it, or may have it without our
+    /// knowing yet. Such an order is never given up on.
+    pub fn is_open(self) -> bool {
+        !self.is_final() && self != OrderStatus::Queued
+    }
+
+    /// Whether nothing more can happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Expired | OrderStatus::Rejected)
+    }
+
+    /// Whether the host does not know if the venue has it: the order must
+    /// be looked up by client order id, and resent only if it is not there.
+    pub fn is_unresolved(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::Unknown)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The number a strategy's `submit` received, counting from 1 per instance.
 pub type IntentId = u64;
 

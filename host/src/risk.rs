@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::bar::Millis;
 use crate::order::{OrderIntent, OrderType};
+use crate::store::{Store, StoreError, VenueStateRecord};
 
 /// Limits from config; an absent limit is not enforced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -49,27 +51,209 @@ pub enum TradingState {
     Halted,
 }
 
-/// Trading state per venue, shared by the reconciler (which sets it) and
-/// the risk checks (which obey it).
-#[derive(Debug, Clone, Default)]
-pub struct RiskGate {
-    states: Arc<RwLock<HashMap<String, TradingState>>>,
-}
-
-impl RiskGate {
-    pub fn state(&self, venue: &str) -> TradingState {
-        self.states.read().map(|s| s.get(venue).copied().unwrap_or_default()).unwrap_or(TradingState::Halted)
-    }
-
-    pub fn set(&self, venue: &str, state: TradingState) {
-        if let Ok(mut states) = self.states.write() {
-            states.insert(venue.to_string(), state);
+impl TradingState {
+    fn as_str(self) -> &'static str {
+        match self {
+            TradingState::Active => "active",
+            TradingState::Reducing => "reducing",
+            TradingState::Halted => "halted",
         }
     }
 
+    fn parse(text: &str) -> Option<Self> {
+        [TradingState::Active, TradingState::Reducing, TradingState::Halted].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Why a venue was halted. Only an `unauthorized` halt lifts itself (at
+/// the first sync the venue answers again); the others stay, across
+/// restarts, until an operator lifts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HaltReason {
+    /// Positions differed from the broker's by more than the threshold.
+    Drift { drift: Decimal, threshold: Decimal },
+    /// The venue refused the host's credentials.
+    Unauthorized { message: String },
+    /// An operator halted trading.
+    Operator { note: String },
+}
+
+impl HaltReason {
+    /// Whether the halt lifts by itself once the venue takes the host's
+    /// credentials again.
+    pub fn lifts_itself(&self) -> bool {
+        matches!(self, HaltReason::Unauthorized { .. })
+    }
+}
+
+impl std::fmt::Display for HaltReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HaltReason::Drift { drift, threshold } => {
+                write!(f, "position drift {drift} above the threshold of {threshold}")
+            }
+            HaltReason::Unauthorized { message } => write!(f, "the venue refused the credentials: {message}"),
+            HaltReason::Operator { note } => write!(f, "halted by an operator: {note}"),
+        }
+    }
+}
+
+/// A venue's trading state, why, and since when (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VenueTrading {
+    pub venue: String,
+    pub state: TradingState,
+    pub reason: Option<HaltReason>,
+    pub since: Millis,
+}
+
+impl VenueTrading {
+    fn active(venue: &str) -> Self {
+        Self { venue: venue.into(), state: TradingState::Active, reason: None, since: 0 }
+    }
+}
+
+/// Trading state per venue, shared by the reconciler and the router (which
+/// set it) and by everything that places orders (which obeys it). With a
+/// store, every change is persisted and journaled (`risk.halted`,
+/// `risk.resumed`) before it takes effect in memory, so a restart keeps it.
+#[derive(Clone, Default)]
+pub struct RiskGate {
+    states: Arc<RwLock<HashMap<String, VenueTrading>>>,
+    store: Option<Arc<Store>>,
+}
+
+impl std::fmt::Debug for RiskGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskGate").field("venues", &self.venues()).finish_non_exhaustive()
+    }
+}
+
+impl RiskGate {
+    /// A gate that keeps its states in `store`, starting from what the
+    /// store holds for `venues`.
+    pub fn persistent(store: Arc<Store>, venues: &[&str]) -> Result<Self, StoreError> {
+        let gate = Self { states: Arc::default(), store: Some(store) };
+        for venue in venues {
+            gate.reload(venue)?;
+        }
+        Ok(gate)
+    }
+
+    /// Takes the stored state of `venue` (an operator may have changed it
+    /// from outside the process). Returns the state now in force.
+    pub fn reload(&self, venue: &str) -> Result<TradingState, StoreError> {
+        let Some(store) = &self.store else { return Ok(self.state(venue)) };
+        let Some(record) = store.venue_state(venue)? else { return Ok(self.state(venue)) };
+        let state = TradingState::parse(&record.state)
+            .ok_or_else(|| StoreError::Corrupt { what: "trading state", value: record.state.clone() })?;
+        let reason = match &record.reason {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|_| StoreError::Corrupt { what: "halt reason", value: text.clone() })?,
+            ),
+            None => None,
+        };
+        self.put(VenueTrading { venue: venue.into(), state, reason, since: record.since });
+        Ok(state)
+    }
+
+    pub fn state(&self, venue: &str) -> TradingState {
+        self.trading(venue).state
+    }
+
+    /// The full trading state of `venue`.
+    pub fn trading(&self, venue: &str) -> VenueTrading {
+        match self.states.read() {
+            Ok(states) => states.get(venue).cloned().unwrap_or_else(|| VenueTrading::active(venue)),
+            Err(_) => VenueTrading { state: TradingState::Halted, ..VenueTrading::active(venue) },
+        }
+    }
+
+    /// Every venue whose state was ever set, by name.
+    pub fn venues(&self) -> Vec<VenueTrading> {
+        let mut all: Vec<VenueTrading> = self.states.read().map(|s| s.values().cloned().collect()).unwrap_or_default();
+        all.sort_by(|a, b| a.venue.cmp(&b.venue));
+        all
+    }
+
+    /// Sets a state in memory only (tests, and venues without a store).
+    pub fn set(&self, venue: &str, state: TradingState) {
+        self.put(VenueTrading { state, ..VenueTrading::active(venue) });
+    }
+
+    fn put(&self, trading: VenueTrading) {
+        if let Ok(mut states) = self.states.write() {
+            states.insert(trading.venue.clone(), trading);
+        }
+    }
+
+    /// Halts `venue` for `reason`. A halt that would lift itself never
+    /// replaces one that would not. Returns whether anything changed. The
+    /// halt takes effect even if the store cannot record it.
+    pub fn halt(&self, venue: &str, reason: HaltReason, now: Millis) -> Result<bool, StoreError> {
+        let current = self.trading(venue);
+        if current.state == TradingState::Halted {
+            let keep = match &current.reason {
+                Some(existing) => !existing.lifts_itself() || reason.lifts_itself(),
+                None => true,
+            };
+            if keep {
+                return Ok(false);
+            }
+        }
+        let next = VenueTrading { venue: venue.into(), state: TradingState::Halted, reason: Some(reason), since: now };
+        let data = serde_json::json!({ "venue": venue, "reason": next.reason, "why": next.reason.as_ref().map(ToString::to_string) });
+        self.put(next.clone());
+        self.persist(&next, "risk.halted", &data)?;
+        Ok(true)
+    }
+
+    /// Lifts a halt of `venue` (or a reducing-only state): by an operator,
+    /// or by `reason_lifts` when only a self-lifting halt should go.
+    pub fn resume(&self, venue: &str, now: Millis, by: &str) -> Result<bool, StoreError> {
+        let current = self.trading(venue);
+        if current.state == TradingState::Active {
+            return Ok(false);
+        }
+        let next = VenueTrading { since: now, ..VenueTrading::active(venue) };
+        let data = serde_json::json!({ "venue": venue, "by": by, "was": current.reason });
+        self.put(next.clone());
+        self.persist(&next, "risk.resumed", &data)?;
+        Ok(true)
+    }
+
+    /// Lifts the halt of `venue` if it lifts itself (an authentication
+    /// failure that has passed); any other halt stays.
+    pub fn recovered(&self, venue: &str, now: Millis) -> Result<bool, StoreError> {
+        match self.trading(venue).reason {
+            Some(reason) if reason.lifts_itself() => self.resume(venue, now, "recovery"),
+            _ => Ok(false),
+        }
+    }
+
+    fn persist(&self, trading: &VenueTrading, kind: &str, data: &serde_json::Value) -> Result<(), StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let reason = trading.reason.as_ref().map(|r| serde_json::to_string(r).unwrap_or_default());
+        let record = VenueStateRecord {
+            venue: trading.venue.clone(),
+            state: trading.state.as_str().into(),
+            reason,
+            since: trading.since,
+        };
+        store.set_venue_state(&record, kind, &data.to_string())
+    }
+
     /// Checks an order that would move a position from `before` to `after`.
+    /// A halt that lifts itself (refused credentials) lets orders be
+    /// decided: the router holds them until it lifts.
     pub fn check(&self, venue: &str, before: Decimal, after: Decimal) -> Result<(), RiskViolation> {
-        match self.state(venue) {
+        let trading = self.trading(venue);
+        if trading.reason.as_ref().is_some_and(HaltReason::lifts_itself) {
+            return Ok(());
+        }
+        match trading.state {
             TradingState::Active => Ok(()),
             TradingState::Reducing
                 if after.abs() < before.abs()
@@ -140,6 +324,29 @@ mod tests {
         gate.set("alpaca", TradingState::Halted);
         assert!(matches!(gate.check("alpaca", d(5), d(0)), Err(RiskViolation::Halted { .. })));
         assert!(gate.check("binance", d(0), d(1)).is_ok(), "venues are independent");
+    }
+
+    #[test]
+    fn a_halt_outlives_the_process_and_only_an_auth_halt_lifts_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("g.db")).unwrap());
+        let gate = RiskGate::persistent(store.clone(), &["alpaca"]).unwrap();
+        let auth = HaltReason::Unauthorized { message: "401".into() };
+        assert!(gate.halt("alpaca", auth.clone(), 5).unwrap());
+        assert!(!gate.halt("alpaca", auth.clone(), 6).unwrap(), "halted once");
+        let drift = HaltReason::Drift { drift: 2.into(), threshold: 0.into() };
+        assert!(gate.halt("alpaca", drift.clone(), 7).unwrap(), "a drift halt replaces an auth halt");
+        assert!(!gate.halt("alpaca", auth, 8).unwrap(), "and is not replaced by one");
+        assert!(!gate.recovered("alpaca", 9).unwrap(), "a drift halt does not lift itself");
+
+        // A new process over the same file is still halted, for the same reason.
+        let restarted = RiskGate::persistent(store.clone(), &["alpaca"]).unwrap();
+        let trading = restarted.trading("alpaca");
+        assert_eq!((trading.state, trading.reason, trading.since), (TradingState::Halted, Some(drift), 7));
+        assert!(restarted.resume("alpaca", 10, "operator").unwrap());
+        assert_eq!(RiskGate::persistent(store.clone(), &["alpaca"]).unwrap().state("alpaca"), TradingState::Active);
+        let kinds: Vec<String> = store.events_after(0, 10).unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["risk.halted", "risk.halted", "risk.resumed"]);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum VenueError {
     Malformed { venue: &'static str, endpoint: String, body: String, message: String },
     #[error("missing credentials: set the environment variable {var}")]
     MissingCredential { var: &'static str },
+    /// The venue refused the host's credentials (HTTP 401): nothing was
+    /// done, and nothing will be until they work again.
+    #[error("{venue} {endpoint} refused the credentials ({status}): {message}")]
+    Unauthorized { venue: &'static str, endpoint: String, status: u16, message: String },
 }
 
 impl VenueError {
@@ -38,6 +42,13 @@ impl VenueError {
     /// retryable as is; look the order up first.
     pub fn is_retryable(&self) -> bool {
         matches!(self, VenueError::Unreachable { .. } | VenueError::Throttled { .. })
+    }
+
+    /// Whether the venue refused the host's credentials rather than the
+    /// request: a reason to halt the venue and keep the order, never a
+    /// final refusal of the order.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, VenueError::Unauthorized { .. } | VenueError::Rejected { status: 401, .. })
     }
 }
 
@@ -101,6 +112,8 @@ pub async fn get_ok(
     let (status, body) = send(venue, endpoint, request).await?;
     if (200..300).contains(&status) {
         Ok(body)
+    } else if status == 401 {
+        Err(VenueError::Unauthorized { venue, endpoint: endpoint.into(), status, message: excerpt(&body) })
     } else if status >= 500 {
         Err(VenueError::Unknown {
             venue,

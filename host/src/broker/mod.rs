@@ -4,6 +4,8 @@ mod alpaca;
 mod binance;
 mod kalshi;
 mod paper;
+#[cfg(test)]
+pub(crate) mod scripted;
 
 pub use self::alpaca::AlpacaBroker;
 pub use self::binance::{BinanceBroker, BinanceCredentials, Increments, sign as binance_signature};
@@ -14,6 +16,7 @@ pub use crate::feed::AlpacaCredentials;
 use rust_decimal::Decimal;
 
 use crate::bar::Bar;
+pub use crate::order::OrderStatus;
 use crate::order::{Fill, IntentId, Order, OrderType, Side, TimeInForce};
 use crate::venue::VenueError;
 
@@ -30,32 +33,6 @@ pub struct OrderRequest {
     pub time_in_force: TimeInForce,
 }
 
-/// An order's state at the venue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderStatus {
-    /// Received or working, nothing filled.
-    Accepted,
-    PartiallyFilled,
-    Filled,
-    Canceled,
-    Expired,
-    Rejected,
-}
-
-impl OrderStatus {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Accepted => "accepted",
-            OrderStatus::PartiallyFilled => "partially_filled",
-            OrderStatus::Filled => "filled",
-            OrderStatus::Canceled => "canceled",
-            OrderStatus::Expired => "expired",
-            OrderStatus::Rejected => "rejected",
-        }
-    }
-}
-
 /// What a venue says about one order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VenueOrder {
@@ -66,6 +43,7 @@ pub struct VenueOrder {
     pub qty: Decimal,
     pub filled_qty: Decimal,
     pub filled_avg_price: Option<Decimal>,
+    /// What the venue says; never `Queued`, `Pending` or `Unknown`.
     pub status: OrderStatus,
 }
 

@@ -64,8 +64,6 @@ pub enum LiveError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Venue(#[from] VenueError),
-    #[error("the startup sync with the broker failed")]
-    Sync(#[from] ReconcileError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error("{message}")]
@@ -81,6 +79,9 @@ pub struct HostStatus {
     /// Journal lines dropped because the queue to the store was full.
     pub journal_dropped: u64,
     pub strategies: Vec<StrategyStatus>,
+    /// Each live venue's trading state: `active`, `reducing` or `halted`,
+    /// with the reason and since when.
+    pub venues: Vec<crate::risk::VenueTrading>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -261,11 +262,7 @@ struct VenuePlan {
     gate: RiskGate,
 }
 
-async fn plan_venue(
-    config: &Config,
-    client: &reqwest::Client,
-    store: &Arc<Store>,
-) -> Result<Option<VenuePlan>, LiveError> {
+fn plan_venue(config: &Config, client: &reqwest::Client, store: &Arc<Store>) -> Result<Option<VenuePlan>, LiveError> {
     let broker_config = &config.broker;
     let broker: Arc<dyn Broker> = match broker_config.kind {
         BrokerKind::Paper => return Ok(None),
@@ -288,15 +285,46 @@ async fn plan_venue(
         }
     };
     let venue = broker.venue();
+    // A halt recorded by an earlier run is still in force.
+    let gate = RiskGate::persistent(store.clone(), &[venue])?;
     let router_config =
         RouterConfig { requests_per_minute: broker_config.requests_per_minute, ..RouterConfig::default() };
-    let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config));
-    let gate = RiskGate::default();
+    let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config).with_gate(gate.clone()));
     let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate.clone(), broker_config.drift_threshold));
-    // The broker is the truth: adopt it before the first order.
-    let report = reconciler.sync(now_ms()).await?;
-    tracing::info!(venue, fills = report.fills.len(), corrections = report.corrections.len(), "startup sync done");
     Ok(Some(VenuePlan { venue, router, reconciler, gate }))
+}
+
+/// The first sync with the broker, which is the truth: positions are
+/// adopted from it before any strategy starts. Retried with backoff while
+/// the venue cannot be reached; `None` if `shutdown` came first.
+async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<Output = ()>) -> Option<()> {
+    tokio::pin!(shutdown);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match reconciler.sync(now_ms()).await {
+            Ok(report) => {
+                let (fills, corrections) = (report.fills.len(), report.corrections.len());
+                tracing::info!(venue = reconciler.venue(), fills, corrections, "startup sync done");
+                return Some(());
+            }
+            Err(failed) => {
+                let error = &failed.source;
+                if let ReconcileError::Venue(venue_error) = error
+                    && venue_error.is_auth_failure()
+                {
+                    // Halted until the credentials work; the host runs meanwhile.
+                    tracing::error!(venue = reconciler.venue(), %error, "credentials refused at start: trading halted");
+                    return Some(());
+                }
+                tracing::warn!(venue = reconciler.venue(), %error, ?wait, "startup sync failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return None,
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Runs the host until `shutdown` resolves (or the feed ends, if asked).
@@ -308,6 +336,7 @@ pub async fn run_host(
     shutdown: impl Future<Output = ()>,
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
+    tokio::pin!(shutdown);
     let runtime = Arc::new(Runtime::new(config.runtime.to_runtime())?);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
@@ -333,11 +362,17 @@ pub async fn run_host(
         }
         _ => None,
     };
-    let FeedPlan { feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
+    let FeedPlan { mut feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
-        Some(store) => plan_venue(&config, &client, store).await?,
+        Some(store) => plan_venue(&config, &client, store)?,
         None => None,
     };
+    if let Some(v) = &venue
+        && startup_sync(&v.reconciler, &mut shutdown).await.is_none()
+    {
+        tracing::info!("stopped during the startup sync");
+        return Ok(Vec::new());
+    }
     let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
 
     // Start every strategy before anything runs: a bad one stops the host
@@ -384,6 +419,13 @@ pub async fn run_host(
         engines.push((name, engine, persist, sha256, spec));
     }
     drop(route_tx);
+    // The feed's cursor may be ahead of what a strategy committed (it moves
+    // once a batch is queued): deliver again from the earliest point a
+    // strategy has not committed; each skips what its state reflects.
+    let committed = engines.iter().filter_map(|(_, _, p, _, _)| p.as_ref()).map(|p| p.watermark);
+    if let Some(earliest) = committed.filter(|&w| w > Millis::MIN).min() {
+        feed.rewind_to(earliest)?;
+    }
 
     let listen = options.listen.unwrap_or(config.server.listen);
     let listener =
@@ -391,6 +433,7 @@ pub async fn run_host(
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(WEBHOOK_QUEUE);
+    let gate_view = venue.as_ref().map(|v| v.gate.clone());
     let webhooks = match &store {
         Some(store) if !config.webhooks.is_empty() => {
             Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone(), inbound_tx)))
@@ -401,7 +444,8 @@ pub async fn run_host(
     let server = tokio::spawn(
         axum::serve(
             listener,
-            app(AppState { status: status.clone(), webhooks }).into_make_service_with_connect_info::<SocketAddr>(),
+            app(AppState { status: status.clone(), webhooks, gate: gate_view })
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = server_stopped.await;
@@ -487,7 +531,6 @@ pub async fn run_host(
         Ok::<(), FeedError>(())
     });
 
-    tokio::pin!(shutdown);
     tokio::select! {
         () = &mut shutdown => {
             let _ = stop_feed.send(());
@@ -508,6 +551,8 @@ pub async fn run_host(
         }
     }
 
+    // Graceful stop: the feed has stopped; stop what feeds the engines,
+    // let them drain and commit, then flush the journal and close the store.
     dispatcher.abort();
     let _ = dispatcher.await;
     if let Some(watcher) = watcher {
@@ -519,23 +564,37 @@ pub async fn run_host(
         notifier.abort();
     }
     if let Some(desk) = desk {
+        // Safe at any await (see `VenueDesk::run`); dropping it drops its
+        // senders, so the engines can finish.
         desk.abort();
-        // Dropping the desk drops its senders, so the engines can finish.
         let _ = desk.await;
     }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     let mut reports = Vec::new();
     for thread in threads {
-        let report = tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .map_err(|e| LiveError::Thread { message: e.to_string() })?
-            .map_err(|_| LiveError::Thread { message: "an engine thread panicked".into() })?;
-        let _ = lines.send(format!("\n{}", report.to_text()));
-        reports.push(report);
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        match tokio::time::timeout_at(deadline, joined).await {
+            Ok(Ok(Ok(report))) => {
+                let _ = lines.send(format!("\n{}", report.to_text()));
+                reports.push(report);
+            }
+            Ok(Ok(Err(_))) => return Err(LiveError::Thread { message: "an engine thread panicked".into() }),
+            Ok(Err(e)) => return Err(LiveError::Thread { message: e.to_string() }),
+            Err(_) => {
+                // A guest stuck past its deadline (e.g. blocked in a host
+                // call): what it committed is safe; the process exits anyway.
+                tracing::error!("an engine did not stop within {SHUTDOWN_GRACE:?}; leaving it");
+                let _ = lines.send(format!("an engine did not stop within {SHUTDOWN_GRACE:?}\n"));
+            }
+        }
     }
     // The engines and the feed are gone; flush what they journaled.
     drop(journal);
     if let Some(writer) = journal_writer {
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let flushed = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout_at(deadline + SHUTDOWN_GRACE, flushed).await.is_err() {
+            tracing::error!("the journal writer did not finish in time");
+        }
     }
     let _ = stop_server.send(());
     drop(lines);
@@ -545,6 +604,9 @@ pub async fn run_host(
         _ => Ok(reports),
     }
 }
+
+/// How long a graceful stop waits for the engines to drain and commit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Accepted webhook deliveries waiting for the host.
 const WEBHOOK_QUEUE: usize = 1024;

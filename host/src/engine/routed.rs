@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::live::EngineInput;
 use crate::bar::now_ms;
 use crate::broker::{Execution, ExecutionError, ExecutionEvent};
-use crate::order::{Fill, IntentId, Order};
+use crate::order::{Fill, IntentId, Order, OrderStatus};
 use crate::reconcile::Reconciler;
 use crate::router::{Routed, Router, client_order_id};
-use crate::store::{FillRecord, Store};
+use crate::store::{FillRecord, OrderRecord, Store};
 
 /// What an engine asks of its venue.
 #[derive(Debug)]
@@ -92,6 +92,12 @@ impl Execution for RoutedExecution {
 
 /// The router and reconciler of one venue, wired to the engines by
 /// strategy instance name (`name@venue`).
+///
+/// One task does both, so no order is sent while a sync reads the venue
+/// (see [`crate::reconcile`]), and the store is the queue: engines commit
+/// their orders as `queued`, and the desk sends them in the order they were
+/// decided, one at a time, with syncs in between. After a restart the
+/// backlog is sent the same way, so syncs (and fills) go on while it drains.
 pub struct VenueDesk {
     pub router: Arc<Router>,
     pub reconciler: Arc<Reconciler>,
@@ -101,67 +107,118 @@ pub struct VenueDesk {
     pub sync_every: Duration,
 }
 
+/// How soon after an accepted order the venue is asked about it.
+const SYNC_AFTER_ORDER: Duration = Duration::from_millis(200);
+
 impl VenueDesk {
     /// Instance name of a strategy on this venue; keys client order ids.
     pub fn instance(strategy: &str, venue: &str) -> String {
         format!("{strategy}@{venue}")
     }
 
-    /// Runs until `requests` closes: first sends what engines committed
-    /// before a crash and never handed over, then routes orders one at a
-    /// time, and syncs every `sync_every` (and soon after each accepted order).
+    /// Runs until `requests` closes (every engine is gone) or the task is
+    /// dropped. Dropping it at any await is safe: every order is in the
+    /// store, as `queued`, `pending` or `unknown`, before anything is sent,
+    /// and the next start carries it on.
     pub async fn run(self, mut requests: mpsc::UnboundedReceiver<RouteRequest>) {
-        let desk = Arc::new(self);
-        let wake = Arc::new(Notify::new());
-        desk.route_queued().await;
-        desk.deliver_missed().await;
-        let syncer = {
-            let (desk, wake) = (desk.clone(), wake.clone());
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(desk.sync_every);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = interval.tick() => {}
-                        () = wake.notified() => tokio::time::sleep(Duration::from_millis(200)).await,
+        self.deliver_missed().await;
+        let mut next_sync = tokio::time::Instant::now();
+        // Whether the last look at the queue found nothing to send.
+        let mut idle = false;
+        loop {
+            if tokio::time::Instant::now() >= next_sync {
+                self.sync_round().await;
+                next_sync = tokio::time::Instant::now() + self.sync_every;
+                idle = false;
+            }
+            if !idle {
+                match self.route_next().await {
+                    Some(accepted) => {
+                        if accepted {
+                            next_sync = next_sync.min(tokio::time::Instant::now() + SYNC_AFTER_ORDER);
+                        }
+                        continue;
                     }
-                    desk.sync_once().await;
+                    None => idle = true,
                 }
-            })
-        };
-        while let Some(request) = requests.recv().await {
-            match request {
-                RouteRequest::Submit { strategy, order } => {
-                    if desk.route(&strategy, order).await {
-                        wake.notify_one();
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next_sync) => {}
+                request = requests.recv() => match request {
+                    None => return,
+                    Some(RouteRequest::Submit { strategy, order }) => {
+                        self.enqueue(&strategy, &order);
+                        idle = false;
                     }
-                }
-                RouteRequest::Cancel { strategy, intent_id } => desk.cancel(&strategy, intent_id).await,
+                    Some(RouteRequest::Cancel { strategy, intent_id }) => self.cancel(&strategy, intent_id).await,
+                },
             }
         }
-        syncer.abort();
     }
 
-    /// Routes the orders left `queued` by a previous run.
-    async fn route_queued(&self) {
-        let queued = match self.store.queued_orders(self.venue) {
-            Ok(queued) => queued,
+    /// Makes sure an order an engine handed over is in the store: it is
+    /// already, unless committing the input failed.
+    fn enqueue(&self, strategy: &str, order: &Order) {
+        let instance = Self::instance(strategy, self.venue);
+        let record = OrderRecord::for_intent(
+            self.venue,
+            &instance,
+            order.intent_id,
+            &order.intent,
+            OrderStatus::Queued,
+            order.placed_at,
+        );
+        if let Err(error) = self.store.insert_order(&record) {
+            tracing::error!(%error, client_order_id = %record.client_order_id, "cannot queue an order");
+        }
+    }
+
+    /// Sends the oldest queued order, if there is one; `Some(true)` if the
+    /// venue took it, `None` if nothing was queued or the venue cannot
+    /// take orders now.
+    async fn route_next(&self) -> Option<bool> {
+        let record = match self.store.queued_orders_up_to(self.venue, 1) {
+            Ok(mut queued) => queued.pop()?,
             Err(error) => {
                 tracing::error!(%error, venue = self.venue, "cannot read queued orders");
-                return;
+                return None;
             }
         };
-        for record in queued {
-            let Some(strategy) = record.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
-            match record.intent() {
-                Ok(intent) => {
-                    tracing::info!(client_order_id = %record.client_order_id, "sending an order queued before a restart");
-                    let order = Order { intent_id: record.intent, intent, placed_at: record.created };
-                    self.route(strategy, order).await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, client_order_id = %record.client_order_id, "queued order unreadable")
-                }
+        self.route(record).await
+    }
+
+    /// One sync; its fills and ended orders go to their engines, even if
+    /// it stopped part way, then the orders the venue turned out not to
+    /// have are sent again.
+    async fn sync_round(&self) {
+        let report = match self.reconciler.sync(now_ms()).await {
+            Ok(report) => report,
+            Err(failed) => {
+                let error = &failed.source;
+                tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");
+                failed.report
+            }
+        };
+        for record in report.fills {
+            let Some((strategy, fill)) = self.fill_for_engine(&record) else { continue };
+            let events = vec![ExecutionEvent::Filled { fill }];
+            self.tell(&strategy, events, vec![record.fill_id]).await;
+        }
+        for (coid, status) in report.ended {
+            let Ok(Some(order)) = self.store.order(&coid) else { continue };
+            let Some(strategy) = order.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
+            let event = ExecutionEvent::Expired {
+                intent_id: order.intent,
+                symbol: Arc::from(order.symbol.as_str()),
+                reason: status.to_string(),
+            };
+            self.tell(strategy, vec![event], Vec::new()).await;
+        }
+        for record in report.unresolved {
+            tracing::info!(client_order_id = %record.client_order_id, "the venue lacks an order whose fate was unknown: sending it again");
+            if self.route(record).await.is_none() {
+                // The venue is down or halted: the rest waits for the next sync.
+                break;
             }
         }
     }
@@ -216,22 +273,32 @@ impl VenueDesk {
         Some((strategy, fill))
     }
 
-    /// Routes one order; `true` if the venue took it.
-    async fn route(&self, strategy: &str, order: Order) -> bool {
-        let instance = Self::instance(strategy, self.venue);
-        match self.router.submit(&instance, order.intent_id, &order.intent, now_ms()).await {
-            Ok(Routed::Accepted { .. }) => true,
-            Ok(Routed::AlreadyRouted { .. }) => false,
+    /// Carries one stored order forward. `Some(true)` if the venue took
+    /// it, `Some(false)` if it is settled otherwise (refused, or routed
+    /// before), `None` if it is still open-ended: the venue is unreachable
+    /// or halted, and the order is kept for later.
+    async fn route(&self, record: OrderRecord) -> Option<bool> {
+        let strategy = record.strategy.strip_suffix(&format!("@{}", self.venue)).map(str::to_string);
+        let (intent_id, symbol) = (record.intent, Arc::<str>::from(record.symbol.as_str()));
+        match self.router.route(record, now_ms()).await {
+            Ok(Routed::Accepted { .. }) => Some(true),
+            Ok(Routed::AlreadyRouted { .. }) => Some(false),
             Ok(Routed::Rejected { reason, .. }) => {
-                let event =
-                    ExecutionEvent::Expired { intent_id: order.intent_id, symbol: order.intent.symbol.clone(), reason };
-                self.tell(strategy, vec![event], Vec::new()).await;
-                false
+                if let Some(strategy) = strategy {
+                    let event = ExecutionEvent::Expired { intent_id, symbol, reason };
+                    self.tell(&strategy, vec![event], Vec::new()).await;
+                }
+                Some(false)
+            }
+            Ok(Routed::Held { reason, client_order_id }) => {
+                tracing::warn!(%client_order_id, %reason, "order held until the venue takes orders again");
+                None
             }
             Err(error) => {
-                // Left `unknown` or `pending` in the store; the next syncs settle it.
-                tracing::error!(%error, strategy, "order not settled");
-                false
+                // Left `pending` or `unknown` in the store; the next sync
+                // looks it up and sends it again if the venue lacks it.
+                tracing::error!(%error, venue = self.venue, "order not settled yet");
+                None
             }
         }
     }
@@ -243,32 +310,6 @@ impl VenueDesk {
             && let Err(error) = self.router.cancel(&symbol, &venue_id).await
         {
             tracing::warn!(%error, %coid, "cancel failed");
-        }
-    }
-
-    /// One reconciliation; its fills and ended orders go to their engines.
-    async fn sync_once(&self) {
-        let report = match self.reconciler.sync(now_ms()).await {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");
-                return;
-            }
-        };
-        for record in report.fills {
-            let Some((strategy, fill)) = self.fill_for_engine(&record) else { continue };
-            let events = vec![ExecutionEvent::Filled { fill }];
-            self.tell(&strategy, events, vec![record.fill_id]).await;
-        }
-        for (coid, status) in report.ended {
-            let Ok(Some(order)) = self.store.order(&coid) else { continue };
-            let Some(strategy) = order.strategy.strip_suffix(&format!("@{}", self.venue)) else { continue };
-            let event = ExecutionEvent::Expired {
-                intent_id: order.intent,
-                symbol: Arc::from(order.symbol.as_str()),
-                reason: status,
-            };
-            self.tell(strategy, vec![event], Vec::new()).await;
         }
     }
 

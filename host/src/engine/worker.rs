@@ -53,7 +53,7 @@ impl Persist {
                     &self.instance,
                     order.intent_id,
                     &order.intent,
-                    "queued",
+                    crate::order::OrderStatus::Queued,
                     now,
                 )),
                 RouteRequest::Cancel { .. } => None,

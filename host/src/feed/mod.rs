@@ -56,6 +56,13 @@ pub trait MarketData: Send {
     async fn ack(&mut self) -> Result<(), FeedError> {
         Ok(())
     }
+
+    /// Delivers again every bar after `time`, even those acknowledged
+    /// before: a strategy may not have committed them. Feeds without
+    /// cursors have nothing to do.
+    fn rewind_to(&mut self, _time: crate::bar::Millis) -> Result<(), FeedError> {
+        Ok(())
+    }
 }
 
 /// Daily bars shipped in the binary (public domain; see `data/README.md`).

@@ -52,12 +52,23 @@ pub struct PolledFeed<S> {
     /// The batch handed out last, committed when the next is asked for.
     delivered: Option<Vec<Bar>>,
     polled_once: bool,
+    /// For the first poll only: deliver again from here, whatever the cursors say.
+    rewind: Option<Millis>,
     now: fn() -> Millis,
 }
 
 impl<S: BarSource> PolledFeed<S> {
     pub fn new(source: S, store: Arc<Store>, schedule: PollSchedule) -> Self {
-        Self { source, store, schedule, ready: VecDeque::new(), delivered: None, polled_once: false, now: now_ms }
+        Self {
+            source,
+            store,
+            schedule,
+            ready: VecDeque::new(),
+            delivered: None,
+            polled_once: false,
+            rewind: None,
+            now: now_ms,
+        }
     }
 
     /// Persists the cursors of the batch handed out last.
@@ -87,8 +98,14 @@ impl<S: BarSource> PolledFeed<S> {
     async fn poll(&mut self) -> Result<(), FeedError> {
         let name = self.source.name().to_string();
         let mut cursors = Vec::with_capacity(self.source.symbols().len());
+        let rewind = self.rewind.take();
         for symbol in self.source.symbols() {
-            cursors.push((symbol.clone(), self.store.cursor(&name, symbol)?));
+            let cursor = self.store.cursor(&name, symbol)?;
+            let cursor = match (cursor, rewind) {
+                (Some(cursor), Some(rewind)) => Some(cursor.min(rewind)),
+                (cursor, _) => cursor,
+            };
+            cursors.push((symbol.clone(), cursor));
         }
         let start = cursors
             .iter()
@@ -123,6 +140,11 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
         self.commit()
     }
 
+    fn rewind_to(&mut self, time: Millis) -> Result<(), FeedError> {
+        self.rewind = Some(time);
+        Ok(())
+    }
+
     async fn next_batch(&mut self) -> Result<Option<Vec<Bar>>, FeedError> {
         self.commit()?;
         loop {
@@ -143,5 +165,75 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One bar a minute for one symbol, minutes 0 to 9.
+    struct Minutes(Vec<Arc<str>>);
+
+    #[async_trait::async_trait]
+    impl BarSource for Minutes {
+        fn name(&self) -> &str {
+            "minutes"
+        }
+        fn symbols(&self) -> &[Arc<str>] {
+            &self.0
+        }
+        fn period(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        async fn fetch(&self, start: Millis, _: Millis) -> Result<Vec<Bar>, FeedError> {
+            Ok((0..10)
+                .map(|m| m * 60_000)
+                .filter(|&t| t >= start)
+                .map(|time| Bar {
+                    symbol: self.0[0].clone(),
+                    time,
+                    open: 1.into(),
+                    high: 1.into(),
+                    low: 1.into(),
+                    close: 1.into(),
+                    volume: 1.into(),
+                })
+                .collect())
+        }
+    }
+
+    fn feed(store: &Arc<Store>) -> PolledFeed<Minutes> {
+        let schedule = PollSchedule { every: Duration::from_secs(3600), delay: Duration::ZERO, backfill_from: 0 };
+        let mut feed = PolledFeed::new(Minutes(vec!["X".into()]), store.clone(), schedule);
+        feed.now = || 3_600_000;
+        feed
+    }
+
+    /// The cursor moves when a batch is queued to the strategies, before
+    /// they commit it; after a crash, the bars a strategy had not committed
+    /// are delivered again from where it had.
+    #[tokio::test]
+    async fn a_rewound_feed_delivers_again_what_a_strategy_had_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("f.db")).unwrap());
+        let mut first = feed(&store);
+        for _ in 0..6 {
+            first.next_batch().await.unwrap();
+        }
+        first.ack().await.unwrap();
+        assert_eq!(store.cursor("minutes", "X").unwrap(), Some(5 * 60_000));
+
+        // The strategy committed minute 2 only.
+        let mut second = feed(&store);
+        second.rewind_to(2 * 60_000).unwrap();
+        let mut times = Vec::new();
+        while times.len() < 7 {
+            let batch = second.next_batch().await.unwrap().unwrap();
+            times.extend(batch.iter().map(|b| b.time / 60_000));
+        }
+        assert_eq!(times, [3, 4, 5, 6, 7, 8, 9]);
+        second.ack().await.unwrap();
+        assert_eq!(store.cursor("minutes", "X").unwrap(), Some(9 * 60_000), "the cursor never moved back");
     }
 }

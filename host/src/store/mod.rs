@@ -13,6 +13,7 @@ mod journal;
 mod orders;
 mod resume;
 mod schema;
+mod trading;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use self::journal::{JournalEntry, OutboxItem};
 pub use self::orders::{FillRecord, OrderRecord, PositionRecord};
 pub use self::resume::SavedState;
 use self::schema::MIGRATIONS;
+pub use self::trading::VenueStateRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

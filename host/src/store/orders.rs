@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use super::journal::append;
 use super::{Store, StoreError, decimal, sql};
 use crate::bar::Millis;
-use crate::order::{IntentId, OrderIntent, OrderType, Side, TimeInForce};
+use crate::order::{IntentId, OrderIntent, OrderStatus, OrderType, Side, TimeInForce};
 use crate::router::client_order_id;
 
 /// An order as the host knows it; `client_order_id` is its identity.
@@ -23,9 +23,7 @@ pub struct OrderRecord {
     pub order_type: String,
     pub limit_price: Option<Decimal>,
     pub time_in_force: String,
-    /// `pending` (persisted, not yet acknowledged), `accepted`,
-    /// `partially_filled`, `filled`, `canceled`, `rejected` or `unknown`.
-    pub status: String,
+    pub status: OrderStatus,
     pub venue_order_id: Option<String>,
     pub filled_qty: Decimal,
     pub created: Millis,
@@ -40,7 +38,7 @@ impl OrderRecord {
         strategy_instance: &str,
         intent_id: IntentId,
         intent: &OrderIntent,
-        status: &str,
+        status: OrderStatus,
         now: Millis,
     ) -> Self {
         OrderRecord {
@@ -66,7 +64,7 @@ impl OrderRecord {
                 TimeInForce::Fok => "fok",
             }
             .into(),
-            status: status.into(),
+            status,
             venue_order_id: None,
             filled_qty: Decimal::ZERO,
             created: now,
@@ -100,7 +98,7 @@ impl OrderRecord {
 
     /// Whether the order may still trade.
     pub fn is_open(&self) -> bool {
-        matches!(self.status.as_str(), "pending" | "accepted" | "partially_filled" | "unknown")
+        self.status.is_open()
     }
 }
 
@@ -133,16 +131,21 @@ impl Store {
         insert(&self.lock(), order)
     }
 
-    /// Orders of `venue` decided and persisted by a strategy but not yet
-    /// handed to the router, oldest first: after a crash, the router's to send.
+    /// Orders of `venue` decided and committed by a strategy but never
+    /// tried, in the order they were decided: the router's to send.
     pub fn queued_orders(&self, venue: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        self.queued_orders_up_to(venue, i64::MAX)
+    }
+
+    /// The first `limit` of [`Store::queued_orders`].
+    pub fn queued_orders_up_to(&self, venue: &str, limit: i64) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY created_ms, intent"
+                "{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY created_ms, strategy, intent LIMIT ?2"
             ))
             .map_err(sql("reading queued orders"))?;
-        let rows = stmt.query_map(params![venue], raw_order).map_err(sql("reading queued orders"))?;
+        let rows = stmt.query_map(params![venue, limit], raw_order).map_err(sql("reading queued orders"))?;
         let raw: Vec<RawOrder> = rows.collect::<Result<_, _>>().map_err(sql("reading queued orders"))?;
         raw.into_iter().map(order_from_raw).collect()
     }
@@ -152,7 +155,7 @@ impl Store {
     pub fn update_order(
         &self,
         client_order_id: &str,
-        status: &str,
+        status: OrderStatus,
         venue_order_id: Option<&str>,
         time: Millis,
     ) -> Result<(), StoreError> {
@@ -160,7 +163,7 @@ impl Store {
         conn.execute(
             "UPDATE orders SET status = ?2, venue_order_id = COALESCE(?3, venue_order_id), updated_ms = ?4
              WHERE client_order_id = ?1",
-            params![client_order_id, status, venue_order_id, time],
+            params![client_order_id, status.as_str(), venue_order_id, time],
         )
         .map_err(sql("updating an order"))?;
         Ok(())
@@ -221,12 +224,15 @@ impl Store {
         Ok(last.unwrap_or(0).max(0) as u64)
     }
 
-    /// Orders at `venue` that may still trade, oldest first.
+    /// Orders at `venue` that may still trade or whose fate is not yet
+    /// known, in the order they were decided (by intent number, never by
+    /// the text of their ids).
     pub fn open_orders(&self, venue: &str) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "{ORDER_COLUMNS} WHERE venue = ?1 AND status IN ('pending', 'accepted', 'partially_filled', 'unknown') ORDER BY created_ms, client_order_id"
+                "{ORDER_COLUMNS} WHERE venue = ?1 AND status IN ('pending', 'accepted', 'partially_filled', 'unknown')
+                 ORDER BY created_ms, strategy, intent"
             ))
             .map_err(sql("reading open orders"))?;
         let rows = stmt.query_map(params![venue], raw_order).map_err(sql("reading open orders"))?;
@@ -282,14 +288,15 @@ impl Store {
     }
 
     /// Fills of `venue` whose strategy has not yet been told of them (see
-    /// [`Store::commit_input`]), oldest first: after a restart, or for
-    /// orders that filled while the host was down.
+    /// [`Store::commit_input`]), in the order their strategy decided the
+    /// orders, and in the order they were recorded within one order.
     pub fn undelivered_fills(&self, venue: &str) -> Result<Vec<FillRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT venue, fill_id, client_order_id, symbol, side, qty, price, commission, time_ms FROM fills
-                 WHERE venue = ?1 AND delivered = 0 ORDER BY time_ms, rowid",
+                "SELECT f.venue, f.fill_id, f.client_order_id, f.symbol, f.side, f.qty, f.price, f.commission, f.time_ms
+                 FROM fills f LEFT JOIN orders o ON o.client_order_id = f.client_order_id
+                 WHERE f.venue = ?1 AND f.delivered = 0 ORDER BY o.strategy, o.intent, f.rowid",
             )
             .map_err(sql("reading undelivered fills"))?;
         let rows = stmt
@@ -399,7 +406,7 @@ pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, Sto
                 order.order_type,
                 order.limit_price.map(|p| p.to_string()),
                 order.time_in_force,
-                order.status,
+                order.status.as_str(),
                 order.venue_order_id,
                 order.filled_qty.to_string(),
                 order.created,
@@ -544,7 +551,7 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         order_type,
         limit_price: limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
         time_in_force: tif,
-        status,
+        status: OrderStatus::parse(&status).ok_or(StoreError::Corrupt { what: "order status", value: status })?,
         venue_order_id: venue_id,
         filled_qty: decimal("filled quantity", &filled)?,
         created,
@@ -568,7 +575,7 @@ mod tests {
             order_type: "market".into(),
             limit_price: None,
             time_in_force: "day".into(),
-            status: "pending".into(),
+            status: OrderStatus::Pending,
             venue_order_id: None,
             filled_qty: Decimal::ZERO,
             created: 1,
@@ -597,13 +604,13 @@ mod tests {
         assert!(store.insert_order(&order("c1")).unwrap());
         assert!(!store.insert_order(&order("c1")).unwrap(), "a second insert is refused, not duplicated");
         assert_eq!((store.last_intent("sma").unwrap(), store.last_intent("other").unwrap()), (1, 0));
-        store.update_order("c1", "accepted", Some("v-1"), 2).unwrap();
+        store.update_order("c1", OrderStatus::Accepted, Some("v-1"), 2).unwrap();
         let open = store.open_orders("alpaca").unwrap();
         assert_eq!(
-            (open.len(), open[0].status.as_str(), open[0].venue_order_id.as_deref()),
-            (1, "accepted", Some("v-1"))
+            (open.len(), open[0].status, open[0].venue_order_id.as_deref()),
+            (1, OrderStatus::Accepted, Some("v-1"))
         );
-        store.update_order("c1", "filled", None, 3).unwrap();
+        store.update_order("c1", OrderStatus::Filled, None, 3).unwrap();
         assert!(store.open_orders("alpaca").unwrap().is_empty());
         assert_eq!(store.order("c1").unwrap().unwrap().venue_order_id.as_deref(), Some("v-1"));
     }
@@ -640,6 +647,33 @@ mod tests {
         assert_eq!(waiting, ["f2"]);
         store.mark_delivered("alpaca", &["f2".to_string()]).unwrap();
         assert!(store.undelivered_fills("alpaca").unwrap().is_empty());
+    }
+
+    /// Intent 10's id sorts before intent 8's as text; orders and fills
+    /// must come in the order the strategy decided them.
+    #[test]
+    fn orders_and_fills_come_in_intent_order_not_id_text_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let intent = OrderIntent::market("AAPL".into(), Side::Buy, Decimal::ONE);
+        let intents = [8, 9, 10, 11, 100];
+        for n in intents {
+            let record = OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, OrderStatus::Accepted, 1);
+            store.insert_order(&record).unwrap();
+        }
+        let open: Vec<u64> = store.open_orders("alpaca").unwrap().iter().map(|o| o.intent).collect();
+        assert_eq!(open, intents);
+        // Recorded in another order (e.g. as a sync saw them).
+        for n in [100, 10, 8, 11, 9] {
+            let fill = FillRecord {
+                fill_id: format!("f{n}"),
+                client_order_id: client_order_id("sma@alpaca", n),
+                ..fill("x", Side::Buy, 1, "1")
+            };
+            store.record_fill(&fill).unwrap();
+        }
+        let told: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
+        assert_eq!(told, ["f8", "f9", "f10", "f11", "f100"]);
     }
 
     #[test]

@@ -157,8 +157,9 @@ mod tests {
             order_type: crate::order::OrderType::Limit { price: "10.5".parse().unwrap() },
             time_in_force: crate::order::TimeInForce::Gtc,
         };
-        let orders: Vec<OrderRecord> =
-            (7..9).map(|n| OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, "queued", 3)).collect();
+        let orders: Vec<OrderRecord> = (7..9)
+            .map(|n| OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, crate::order::OrderStatus::Queued, 3))
+            .collect();
         store.commit_input("sma@alpaca", Some((b"s", 30)), 6, &orders, None, 3).unwrap();
 
         let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();

@@ -94,4 +94,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 6: whether the strategy that placed a fill's order has been told of
     // it; fills recorded before this are taken as told.
     "ALTER TABLE fills ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;",
+    // 7: each venue's trading state, so a halt survives a restart.
+    "CREATE TABLE venue_states (
+        venue TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        reason TEXT,
+        since_ms INTEGER NOT NULL
+    );",
 ];

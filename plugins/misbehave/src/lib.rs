@@ -8,9 +8,14 @@
 //! - `oom`: allocate until memory runs out;
 //! - `spam`: write `spam` bytes to stdout and stderr;
 //! - `probe`: report what the sandbox lets it see (files, env, clock);
-//! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's).
+//! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's);
+//! - `churn`: on every bar, buy `qty` if it has seen an odd number of bars,
+//!   else sell `qty`, so it holds 0 or `qty` when every order fills.
 //!
-//! In every mode it notifies `filled N` for each fill of its intent N.
+//! In every mode it notifies `filled N` for each fill of its intent N. Its
+//! saved state is four little-endian `u64`s, for the host's crash tests:
+//! bars seen, time of the last bar, bars that came out of order or twice,
+//! and fills heard of.
 
 use std::cell::RefCell;
 
@@ -34,6 +39,9 @@ struct Config {
     qty: i64,
     spam: usize,
     seen: u64,
+    last_time: i64,
+    disorder: u64,
+    fills: u64,
 }
 
 thread_local! {
@@ -99,6 +107,10 @@ impl Guest for Component {
             let mut out = Vec::new();
             for (index, bar) in bars.iter().enumerate() {
                 config.seen += 1;
+                if config.seen > 1 && bar.time <= config.last_time {
+                    config.disorder += 1;
+                }
+                config.last_time = config.last_time.max(bar.time);
                 if config.at.is_some_and(|at| at != bar.time) {
                     continue;
                 }
@@ -131,6 +143,13 @@ impl Guest for Component {
                         order_type: OrderType::Market,
                         time_in_force: TimeInForce::Gtc,
                     }),
+                    "churn" => Action::Submit(OrderIntent {
+                        symbol: config.symbol.clone().unwrap_or_else(|| bar.symbol.clone()),
+                        side: if config.seen % 2 == 1 { Side::Buy } else { Side::Sell },
+                        qty: Decimal { mantissa: config.qty, scale: 0 },
+                        order_type: OrderType::Market,
+                        time_in_force: TimeInForce::Day,
+                    }),
                     _ => continue,
                 };
                 out.push(BarAction { bar: index as u32, action });
@@ -146,6 +165,7 @@ impl Guest for Component {
     }
 
     fn on_fill(fill: Fill) -> Vec<Action> {
+        CONFIG.with_borrow_mut(|c| c.fills += 1);
         vec![notify(format!("filled {}", fill.intent))]
     }
 
@@ -158,12 +178,24 @@ impl Guest for Component {
     }
 
     fn save_state() -> Vec<u8> {
-        CONFIG.with_borrow(|c| c.seen.to_le_bytes().to_vec())
+        CONFIG.with_borrow(|c| {
+            [c.seen, c.last_time as u64, c.disorder, c.fills].iter().flat_map(|n| n.to_le_bytes()).collect()
+        })
     }
 
     fn load_state(state: Vec<u8>) -> Result<(), String> {
-        let seen: [u8; 8] = state.try_into().map_err(|_| "state must be 8 bytes")?;
-        CONFIG.with_borrow_mut(|c| c.seen = u64::from_le_bytes(seen));
+        // Eight bytes (bars seen only) is the older form.
+        if state.len() != 8 && state.len() != 32 {
+            return Err("state must be 8 or 32 bytes".into());
+        }
+        let word =
+            |i: usize| state.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+        CONFIG.with_borrow_mut(|c| {
+            c.seen = word(0);
+            c.last_time = word(1) as i64;
+            c.disorder = word(2);
+            c.fills = word(3);
+        });
         Ok(())
     }
 }

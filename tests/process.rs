@@ -1,0 +1,79 @@
+//! The host as a child process, for tests that kill it or ask it to stop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A host process that is killed when the test ends, pass or fail.
+/// If the test fails, the end of the host's log is printed.
+pub struct HostProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl HostProcess {
+    /// Starts `binary run --config config` with fake Alpaca credentials.
+    /// Its log goes to `host.log` beside the config, appended run after run.
+    pub fn spawn(binary: &str, config: &Path, stdout: Stdio) -> Self {
+        let log_path = config.with_file_name("host.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("the log file opens");
+        let child = Command::new(binary)
+            .args(["run", "--config", config.to_str().expect("a UTF-8 path")])
+            .env("APCA_API_KEY_ID", "test-key")
+            .env("APCA_API_SECRET_KEY", "test-secret")
+            .env("RUST_LOG", std::env::var("STRATBOX_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(stdout)
+            .stderr(log)
+            .spawn()
+            .expect("the host starts");
+        Self { child, log: log_path }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (or SIGINT), as an operator or a service manager does.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail = log.char_indices().rev().nth(6000).map_or(0, |(i, _)| i);
+            eprintln!("--- host log ({}) ---\n{}", self.log.display(), &log[tail..]);
+        }
+    }
+}
+
+/// Waits for `done` to hold, up to `limit`; panics naming `what` if it never does.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
