@@ -18,6 +18,9 @@ use crate::bar::{Bar, Millis};
 use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "kalshi";
+/// Most candlesticks Kalshi returns for one request; a longer range is
+/// asked for in pieces of at most this many periods.
+const MAX_CANDLES: i64 = 5000;
 
 /// A market and the series it belongs to, both part of the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,17 +136,64 @@ impl BarSource for KalshiCandles {
 
     async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError> {
         let mut bars = Vec::new();
+        let period = i64::from(self.config.period_minutes) * 60;
         for (market, ticker) in self.config.markets.iter().zip(&self.symbols) {
             let endpoint = format!("/trade-api/v2/series/{}/markets/{}/candlesticks", market.series, market.ticker);
             let url = format!("{}{endpoint}", self.config.base_url.trim_end_matches('/'));
-            let query = [
-                ("start_ts", (start / 1000).to_string()),
-                ("end_ts", (now / 1000).to_string()),
-                ("period_interval", self.config.period_minutes.to_string()),
-            ];
-            let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
-            bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
+            for (from, to) in chunks(start.div_euclid(1000), now.div_euclid(1000), period) {
+                let query = [
+                    ("start_ts", from.to_string()),
+                    ("end_ts", to.to_string()),
+                    ("period_interval", self.config.period_minutes.to_string()),
+                ];
+                let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
+                bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
+            }
         }
         Ok(bars)
+    }
+}
+
+/// Splits `[start, end]` (seconds, both inclusive, as Kalshi reads
+/// `start_ts` and `end_ts`) into ranges that each hold at most
+/// [`MAX_CANDLES`] period ends.
+fn chunks(start: i64, end: i64, period: i64) -> Vec<(i64, i64)> {
+    let period = period.max(1);
+    let mut ranges = Vec::new();
+    if start > end {
+        return ranges;
+    }
+    let mut from = start;
+    loop {
+        // The first period end at or after `from`, then MAX_CANDLES - 1 more.
+        let first_end = from.saturating_add(period - 1).div_euclid(period).saturating_mul(period);
+        let to = first_end.saturating_add((MAX_CANDLES - 1).saturating_mul(period)).min(end);
+        ranges.push((from, to));
+        if to >= end {
+            return ranges;
+        }
+        from = to + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_range_is_split_under_the_cap() {
+        assert_eq!(chunks(0, 59, 60), vec![(0, 59)]);
+        let minute = 60;
+        let ranges = chunks(30, 12_000 * minute, minute);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges.first().map(|r| r.0), Some(30));
+        assert_eq!(ranges.last().map(|r| r.1), Some(12_000 * minute));
+        for (i, (from, to)) in ranges.iter().enumerate() {
+            let ends = to.div_euclid(minute) - (from + minute - 1).div_euclid(minute) + 1;
+            assert!(ends <= MAX_CANDLES, "{ends} period ends in one request");
+            if let Some(next) = ranges.get(i + 1) {
+                assert_eq!(next.0, to + 1, "no gap and no overlap");
+            }
+        }
     }
 }
