@@ -171,6 +171,7 @@ async fn a_skewed_clock_is_measured_and_corrected() {
     let order = broker.submit(&request("c1", "0.02", OrderType::Market)).await.unwrap();
     assert_eq!(order.status, OrderStatus::Filled);
     assert_eq!(venue.requests_to("/api/v3/time"), 1, "measured before the first signed request");
+    assert_eq!(venue.requests_to("/api/v3/order"), 1, "so the first order was not refused first");
     // The venue's clock jumps back: the next request is refused with -1021,
     // the offset is measured again and the request sent once more.
     venue.state.lock().unwrap().binance_clock_skew_ms = -20_000;

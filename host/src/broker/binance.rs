@@ -486,6 +486,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn classifies_refusals() {
+        let body = |code: i64| format!(r#"{{"code": {code}, "msg": "m"}}"#).into_bytes();
+        assert!(matches!(failure("/o", 400, &body(-1021)), VenueError::Transient { .. }), "-1021 is not final");
+        assert!(failure("/o", 400, &body(-1021)).is_retryable());
+        for code in [-1022, -2014, -2015] {
+            assert!(matches!(failure("/o", 400, &body(code)), VenueError::Unauthorized { .. }), "{code}");
+        }
+        assert!(matches!(failure("/o", 401, b"{}"), VenueError::Unauthorized { status: 401, .. }));
+        let refused = failure("/o", 400, &body(-2010));
+        assert!(matches!(refused, VenueError::Rejected { code: Some(VenueCode::Number(-2010)), .. }), "{refused}");
+        assert!(matches!(failure("/o", 503, b""), VenueError::Unknown { .. }));
+    }
+
+    #[test]
     fn matches_the_published_vector() {
         let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
         let payload = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
