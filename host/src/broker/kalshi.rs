@@ -85,12 +85,22 @@ struct WireOrder {
     ticker: String,
     action: String,
     status: String,
+    /// Contract counts: integers (legacy) or fixed-point strings (`_fp`);
+    /// when both come they must agree.
     #[serde(default)]
     count: Option<i64>,
     #[serde(default)]
+    initial_count: Option<i64>,
+    #[serde(default)]
+    initial_count_fp: Option<String>,
+    #[serde(default)]
     fill_count: Option<i64>,
     #[serde(default)]
+    fill_count_fp: Option<String>,
+    #[serde(default)]
     remaining_count: Option<i64>,
+    #[serde(default)]
+    remaining_count_fp: Option<String>,
     /// What the taker and maker fills cost in total, in cents and as
     /// dollar strings: the only execution price an order reports.
     #[serde(default)]
@@ -123,7 +133,10 @@ const PAGE_LIMIT: usize = 200;
 #[derive(Deserialize)]
 struct WirePosition {
     ticker: String,
-    position: i64,
+    #[serde(default)]
+    position: Option<i64>,
+    #[serde(default)]
+    position_fp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -173,8 +186,8 @@ fn malformed(endpoint: &str, message: String) -> VenueError {
 /// over the cents field it stands beside. `None` when nothing filled or the
 /// venue reported no cost; an order's `yes_price` is a limit (or a market
 /// order's cap), never what it paid.
-fn average_fill_price(endpoint: &str, w: &WireOrder, filled: i64) -> Result<Option<Decimal>, VenueError> {
-    if filled <= 0 {
+fn average_fill_price(endpoint: &str, w: &WireOrder, filled: Decimal) -> Result<Option<Decimal>, VenueError> {
+    if filled <= Decimal::ZERO {
         return Ok(None);
     }
     let part = |dollars: &Option<String>, cents: Option<i64>, what: &str| -> Result<Option<Decimal>, VenueError> {
@@ -195,20 +208,46 @@ fn average_fill_price(endpoint: &str, w: &WireOrder, filled: i64) -> Result<Opti
     if cost.is_sign_negative() {
         return Err(malformed(endpoint, format!("fill cost {cost} is negative")));
     }
-    Ok(Some(cost / Decimal::from(filled)))
+    Ok(Some(cost / filled))
+}
+
+/// A contract count given as a legacy integer, a fixed-point string, or
+/// both (which must agree).
+fn contracts(endpoint: &str, what: &str, int: Option<i64>, fp: Option<&str>) -> Result<Option<Decimal>, VenueError> {
+    let fp = fp
+        .map(|text| {
+            <Decimal as std::str::FromStr>::from_str(text)
+                .map_err(|_| malformed(endpoint, format!("{what}_fp `{text}` is not a decimal")))
+        })
+        .transpose()?;
+    let value = match (fp, int) {
+        (Some(fp), Some(int)) if fp != Decimal::from(int) => {
+            return Err(malformed(endpoint, format!("{what} {int} and {what}_fp {fp} disagree")));
+        }
+        (Some(fp), _) => Some(fp.normalize()),
+        (None, int) => int.map(Decimal::from),
+    };
+    Ok(value)
 }
 
 fn order_from_wire(endpoint: &str, w: WireOrder) -> Result<VenueOrder, VenueError> {
-    let filled = w.fill_count.unwrap_or(0);
-    let count = w.count.unwrap_or(filled.saturating_add(w.remaining_count.unwrap_or(0)));
-    if filled < 0 || count < 0 {
+    let filled = contracts(endpoint, "fill_count", w.fill_count, w.fill_count_fp.as_deref())?.unwrap_or_default();
+    let remaining = contracts(endpoint, "remaining_count", w.remaining_count, w.remaining_count_fp.as_deref())?;
+    let initial = contracts(endpoint, "initial_count", w.initial_count, w.initial_count_fp.as_deref())?;
+    let count = match (initial, w.count) {
+        (Some(initial), _) => initial,
+        (None, Some(count)) => contracts(endpoint, "count", Some(count), None)?.unwrap_or_default(),
+        (None, None) => filled + remaining.unwrap_or_default(),
+    };
+    if filled < Decimal::ZERO || count < Decimal::ZERO || remaining.is_some_and(|r| r < Decimal::ZERO) {
         return Err(malformed(endpoint, format!("order {} has negative counts", w.order_id)));
     }
+    let filled_any = filled > Decimal::ZERO;
     let status = match w.status.as_str() {
         "executed" => OrderStatus::Filled,
-        "canceled" if filled > 0 => OrderStatus::PartiallyFilled,
+        "canceled" if filled_any => OrderStatus::PartiallyFilled,
         "canceled" => OrderStatus::Canceled,
-        _ if filled > 0 => OrderStatus::PartiallyFilled,
+        _ if filled_any => OrderStatus::PartiallyFilled,
         _ => OrderStatus::Accepted,
     };
     let filled_avg_price = average_fill_price(endpoint, &w, filled)?;
@@ -217,8 +256,8 @@ fn order_from_wire(endpoint: &str, w: WireOrder) -> Result<VenueOrder, VenueErro
         client_order_id: w.client_order_id,
         symbol: w.ticker,
         side: if w.action == "sell" { Side::Sell } else { Side::Buy },
-        qty: Decimal::from(count),
-        filled_qty: Decimal::from(filled),
+        qty: count,
+        filled_qty: filled,
         filled_avg_price,
         status,
     })
@@ -405,9 +444,14 @@ impl Broker for KalshiBroker {
             "/trade-api/v2/portfolio/positions",
             |page: &PositionsAnswer| page.cursor.clone(),
             |page| {
-                positions.extend(page.market_positions.into_iter().filter(|p| p.position != 0).map(|p| {
-                    VenuePosition { symbol: p.ticker, qty: Decimal::from(p.position), avg_price: Decimal::ZERO }
-                }));
+                for p in page.market_positions {
+                    let endpoint = "/trade-api/v2/portfolio/positions";
+                    let qty =
+                        contracts(endpoint, "position", p.position, p.position_fp.as_deref())?.unwrap_or_default();
+                    if !qty.is_zero() {
+                        positions.push(VenuePosition { symbol: p.ticker, qty, avg_price: Decimal::ZERO });
+                    }
+                }
                 Ok(false)
             },
         )
@@ -460,8 +504,12 @@ mod tests {
             action: "buy".into(),
             status: status.into(),
             count: Some(5),
+            initial_count: None,
+            initial_count_fp: None,
             fill_count: Some(fill),
+            fill_count_fp: None,
             remaining_count: Some(5 - fill),
+            remaining_count_fp: None,
             taker_fill_cost: Some(fill * 20),
             maker_fill_cost: Some(fill * 25),
             taker_fill_cost_dollars: None,
@@ -479,5 +527,20 @@ mod tests {
         let mut bad = wire("executed", 1);
         bad.maker_fill_cost_dollars = Some("lots".into());
         assert!(order_from_wire("/o", bad).is_err());
+        // Newer answers give counts only as fixed-point strings.
+        let mut fp = wire("resting", 0);
+        (fp.count, fp.fill_count, fp.remaining_count) = (None, None, None);
+        (fp.initial_count_fp, fp.fill_count_fp, fp.remaining_count_fp) =
+            (Some("5.00".into()), Some("2.00".into()), Some("3.00".into()));
+        (fp.taker_fill_cost_dollars, fp.maker_fill_cost) = (Some("0.9000".into()), None);
+        let fp = map(fp);
+        assert_eq!(
+            (fp.qty, fp.filled_qty, fp.status),
+            (Decimal::from(5), Decimal::from(2), OrderStatus::PartiallyFilled)
+        );
+        assert_eq!(fp.filled_avg_price, Some("0.45".parse().unwrap()));
+        let mut disagree = wire("resting", 2);
+        disagree.fill_count_fp = Some("3.00".into());
+        assert!(order_from_wire("/o", disagree).is_err(), "legacy and fixed-point counts must agree");
     }
 }
