@@ -156,6 +156,9 @@ pub(super) async fn submit(
         Some(OrderFault::Refuse { status, code, message }) => return error(*status, *code, message),
         _ => {}
     }
+    if let Err(message) = check_order(&body) {
+        return error(422, 40010001, &message);
+    }
     let order = {
         let mut s = state.lock().unwrap();
         let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();
@@ -163,9 +166,6 @@ pub(super) async fn submit(
             return error(422, 40010001, "client_order_id must be unique");
         }
         let qty = body["qty"].as_str().unwrap_or_default();
-        if qty.parse::<f64>().map_or(true, |q| q <= 0.0) {
-            return error(422, 40010001, "qty must be > 0");
-        }
         let mut order = json!({
             "id": format!("ord-{}", s.orders.len() + 1),
             "client_order_id": coid,
@@ -203,6 +203,39 @@ pub(super) async fn submit(
             axum::Json(order).into_response()
         }
         _ => axum::Json(order).into_response(),
+    }
+}
+
+/// Checks an order request's fields as the trading spec types them:
+/// enumerations, numbers as decimal strings, the limit price a limit order
+/// needs, a client order id of at most 48 characters.
+fn check_order(body: &Value) -> Result<(), String> {
+    let text = |key: &str| body[key].as_str().ok_or_else(|| format!("{key} is required (as a string)"));
+    let one_of = |key: &str, allowed: &[&str]| {
+        let value = text(key)?;
+        if allowed.contains(&value) { Ok(value) } else { Err(format!("invalid {key} `{value}`")) }
+    };
+    let positive = |key: &str| {
+        let value = text(key)?;
+        match value.parse::<Decimal>() {
+            Ok(v) if v > Decimal::ZERO => Ok(()),
+            _ => Err(format!("{key} `{value}` must be a positive decimal string")),
+        }
+    };
+    text("symbol")?;
+    one_of("side", &["buy", "sell"])?;
+    let kind = one_of("type", &["market", "limit", "stop", "stop_limit", "trailing_stop"])?;
+    one_of("time_in_force", &["day", "gtc", "opg", "cls", "ioc", "fok"])?;
+    positive("qty")?;
+    match (kind, body.get("limit_price")) {
+        ("limit" | "stop_limit", _) => positive("limit_price")?,
+        (_, Some(price)) if !price.is_null() => return Err("limit_price is only for limit orders".into()),
+        _ => {}
+    }
+    match body.get("client_order_id").map(|c| c.as_str()) {
+        Some(Some(coid)) if coid.chars().count() > 48 => Err("client_order_id is longer than 48".into()),
+        Some(None) => Err("client_order_id must be a string".into()),
+        _ => Ok(()),
     }
 }
 

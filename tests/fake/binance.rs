@@ -153,10 +153,25 @@ pub(super) async fn signed(
             if let Some(OrderFault::Status { code, .. }) = fault {
                 return error(code, -1000, "injected");
             }
+            if !["BUY", "SELL"].contains(&param("side").as_str()) {
+                return error(400, -1117, "Invalid side.");
+            }
+            if !["LIMIT", "MARKET"].contains(&param("type").as_str()) {
+                return error(400, -1116, "Invalid orderType.");
+            }
             let Ok(qty) = param("quantity").parse::<Decimal>() else {
                 return error(400, -1100, "Illegal characters found in parameter 'quantity'.");
             };
             let market = param("type") == "MARKET";
+            match params.get("timeInForce").map(String::as_str) {
+                None if !market => return error(400, -1102, "Mandatory parameter 'timeInForce' was not sent."),
+                Some(_) if market => return error(400, -1106, "Parameter 'timeInForce' sent when not required."),
+                Some(tif) if !["GTC", "IOC", "FOK"].contains(&tif) => return error(400, -1115, "Invalid timeInForce."),
+                _ => {}
+            }
+            if params.get("newOrderRespType").is_some_and(|t| !["ACK", "RESULT", "FULL"].contains(&t.as_str())) {
+                return error(400, -1100, "Illegal characters found in parameter 'newOrderRespType'.");
+            }
             let price = match params.get("price").map(|p| p.parse::<Decimal>()) {
                 None if market => None,
                 Some(Ok(p)) if !market => Some(p),

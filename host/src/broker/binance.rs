@@ -3,9 +3,11 @@
 //! SIGNED endpoints take a `signature` parameter: the lowercase hex
 //! HMAC-SHA256, keyed with the API secret, of the exact query string (with
 //! `timestamp` and `recvWindow` in it), plus the key in `X-MBX-APIKEY`.
-//! Errors are `{"code", "msg"}`; a 5XX means the outcome is unknown.
-//! Quantities and prices are rounded to the symbol's `LOT_SIZE` step and
-//! `PRICE_FILTER` tick from `exchangeInfo`, fetched once per symbol.
+//! `timestamp` is on the venue's clock: its offset from ours is measured
+//! with `GET /api/v3/time`. Errors are `{"code", "msg"}`; a 5XX means the
+//! outcome is unknown. Orders are rounded to and checked against the
+//! symbol's filters from `exchangeInfo` (see `binance_filters`), which are
+//! fetched again after [`FILTER_TTL`] or a filter failure (-1013).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,9 @@
 //! `KALSHI-ACCESS-SIGNATURE`: base64 RSA-PSS-SHA256 (salt as long as the
 //! digest) over `timestamp + METHOD + path`, the path without its query.
 //! Orders buy or sell YES contracts: a host quantity is a whole contract
-//! count and a limit price in dollars becomes `yes_price` in cents.
+//! count and a limit price in dollars becomes `yes_price` in cents. What a
+//! fill cost is read from the order's fill-cost fields, and every list is
+//! read page by page through its `cursor`.
 
 use base64::Engine as _;
 use rsa::RsaPrivateKey;
