@@ -70,6 +70,32 @@ fn dollars(cents: i64) -> String {
     format!("{}.{:02}00", cents / 100, cents % 100)
 }
 
+/// Checks an order request: its enumerations, a whole positive count, and
+/// a price in cents from 1 to 99 that a limit order must have.
+fn check_order(request: &Value) -> Result<(), String> {
+    let one_of = |key: &str, allowed: &[&str]| match request[key].as_str() {
+        Some(v) if allowed.contains(&v) => Ok(v.to_string()),
+        other => Err(format!("invalid {key} {other:?}")),
+    };
+    if request["ticker"].as_str().is_none_or(str::is_empty) {
+        return Err("ticker is required".into());
+    }
+    one_of("side", &["yes", "no"])?;
+    one_of("action", &["buy", "sell"])?;
+    let kind = one_of("type", &["limit", "market"])?;
+    if request["count"].as_i64().is_none_or(|c| c < 1) {
+        return Err("count must be a whole number of contracts, at least 1".into());
+    }
+    let price =
+        |key: &str| request.get(key).filter(|v| !v.is_null()).map(|v| v.as_i64().filter(|c| (1..=99).contains(c)));
+    match (price("yes_price"), price("no_price")) {
+        (Some(None), _) | (_, Some(None)) => Err("prices are whole cents from 1 to 99".into()),
+        (None, None) if kind == "limit" => Err("a limit order needs yes_price or no_price".into()),
+        (Some(_), Some(_)) => Err("send one of yes_price and no_price".into()),
+        _ => Ok(()),
+    }
+}
+
 /// Every Kalshi portfolio endpoint: checks the RSA-PSS signature over
 /// `timestamp + METHOD + path`, then serves by method and path.
 pub(super) async fn trade(
@@ -108,6 +134,9 @@ pub(super) async fn trade(
                 return error(*status, code, message);
             }
             let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Err(message) = check_order(&request) {
+                return error(400, "invalid_parameters", &message);
+            }
             let coid = request["client_order_id"].as_str().unwrap_or_default().to_string();
             if s.kalshi_orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
                 return error(409, "order_already_exists", "an order with this client_order_id exists");
