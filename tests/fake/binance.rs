@@ -85,9 +85,7 @@ fn check_filters(filters: &[Value], market: bool, qty: Decimal, price: Option<De
         let ok = match (kind, price) {
             ("PRICE_FILTER", Some(p)) => {
                 let (min, max, tick) = (d(f, "minPrice"), d(f, "maxPrice"), d(f, "tickSize"));
-                (min.is_zero() || p >= min)
-                    && (max.is_zero() || p <= max)
-                    && (tick.is_zero() || ((p - min) % tick).is_zero())
+                (min.is_zero() || p >= min) && (max.is_zero() || p <= max) && (tick.is_zero() || (p % tick).is_zero())
             }
             ("LOT_SIZE", _) => lot(f),
             ("MARKET_LOT_SIZE", _) => !market || lot(f),

@@ -59,7 +59,9 @@ pub struct NotionalRule {
 /// A symbol's trading rules, from the filters `exchangeInfo` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SymbolFilters {
-    /// `PRICE_FILTER`: `[min_price, max_price]`, in ticks above `min_price`.
+    /// `PRICE_FILTER`: `[min_price, max_price]`, a whole number of ticks
+    /// (`price % tickSize == 0`, as the spot filter documentation puts it;
+    /// unlike lots, ticks are not counted from the minimum).
     pub min_price: Decimal,
     pub max_price: Decimal,
     pub tick_size: Decimal,
@@ -85,8 +87,7 @@ impl SymbolFilters {
             if self.tick_size.is_zero() {
                 return p;
             }
-            let ticks = ((p - self.min_price) / self.tick_size).round_dp_with_strategy(0, strategy);
-            (self.min_price + ticks * self.tick_size).normalize()
+            ((p / self.tick_size).round_dp_with_strategy(0, strategy) * self.tick_size).normalize()
         });
         (qty, price)
     }
@@ -237,6 +238,9 @@ mod tests {
         // Binance counts steps from minQty: (qty - minQty) % stepSize == 0.
         let offset = filters("0.0015", "0.001");
         assert_eq!(offset.round(Side::Buy, d("0.0123"), None).0, d("0.0115"));
+        // Prices are whole ticks, whatever the minimum price.
+        let odd_min = SymbolFilters { min_price: d("0.015"), ..f };
+        assert_eq!(odd_min.round(Side::Buy, d("1"), Some(d("100.019"))).1, Some(d("100.01")));
         assert!(offset.lot.check("LOT_SIZE", d("0.0115")).is_ok());
         assert!(offset.lot.check("LOT_SIZE", d("0.012")).is_err());
     }
