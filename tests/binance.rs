@@ -189,3 +189,14 @@ async fn an_order_is_found_by_its_venue_id() {
     assert_eq!((found.client_order_id.as_str(), found.status), ("c1", OrderStatus::Accepted));
     assert!(broker.order_by_venue_id("BTCUSDT", "999").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_clock_that_cannot_be_corrected_is_a_transient_refusal() {
+    let venue = FakeVenue::start().await;
+    venue.state.lock().unwrap().binance_time_error_ms = 60_000;
+    let err = broker(&venue.url, BINANCE_SECRET).submit(&request("c1", "0.02", OrderType::Market)).await.unwrap_err();
+    assert!(matches!(&err, VenueError::Transient { status: 400, .. }), "{err}");
+    assert!(err.is_retryable(), "-1021 means nothing was done: the order may be sent again");
+    assert_eq!(venue.requests_to("/api/v3/time"), 2, "measured, refused, measured again");
+    assert!(venue.state.lock().unwrap().binance_orders.is_empty());
+}

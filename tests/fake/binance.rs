@@ -63,7 +63,7 @@ pub(super) async fn exchange_info(State(state): State<Shared>, Query(q): Query<H
 pub(super) async fn time(State(state): State<Shared>) -> Response {
     let mut s = state.lock().unwrap();
     s.requests.push("/api/v3/time?".into());
-    axum::Json(json!({"serverTime": now_ms() + s.binance_clock_skew_ms})).into_response()
+    axum::Json(json!({"serverTime": now_ms() + s.binance_clock_skew_ms + s.binance_time_error_ms})).into_response()
 }
 
 pub(super) async fn avg_price(State(state): State<Shared>) -> Response {

@@ -57,6 +57,8 @@ pub struct VenueState {
     pub binance_filters: Vec<Value>,
     /// How far the fake Binance's clock is ahead of this machine's, in ms.
     pub binance_clock_skew_ms: i64,
+    /// How far `GET /api/v3/time` misreports the fake Binance's own clock.
+    pub binance_time_error_ms: i64,
     /// Kalshi: the key that must have signed each request, orders, positions, balance in cents.
     pub kalshi_public_key: Option<rsa::RsaPublicKey>,
     pub kalshi_orders: Vec<Value>,
