@@ -168,7 +168,11 @@ fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrd
         side,
         qty: decimal(endpoint, body, "origQty", &w.orig_qty)?,
         filled_qty: filled,
-        filled_avg_price: (!filled.is_zero()).then(|| quote / filled),
+        filled_avg_price: match quote.checked_div(filled) {
+            _ if filled.is_zero() => None,
+            Some(price) => Some(price),
+            None => return Err(malformed(endpoint, body, format!("{quote} over {filled} is out of range"))),
+        },
         status,
     })
 }
@@ -446,7 +450,9 @@ impl Broker for BinanceBroker {
         let account: WireAccount = json(VENUE, endpoint, &body)?;
         let mut positions = Vec::new();
         for b in account.balances {
-            let total = decimal(endpoint, &body, "free", &b.free)? + decimal(endpoint, &body, "locked", &b.locked)?;
+            let total = decimal(endpoint, &body, "free", &b.free)?
+                .checked_add(decimal(endpoint, &body, "locked", &b.locked)?)
+                .ok_or_else(|| malformed(endpoint, &body, format!("{} balance is out of range", b.asset)))?;
             if b.asset != self.quote_asset && !total.is_zero() {
                 positions.push(VenuePosition {
                     symbol: format!("{}{}", b.asset, self.quote_asset),

@@ -27,8 +27,12 @@ impl LotRule {
         if self.step.is_zero() || qty < self.min {
             return qty;
         }
-        let steps = ((qty - self.min) / self.step).round_dp_with_strategy(0, RoundingStrategy::ToZero);
-        (self.min + steps * self.step).normalize()
+        // Checked: the step comes from the venue and may be absurdly small.
+        (qty - self.min)
+            .checked_div(self.step)
+            .and_then(|steps| steps.round_dp_with_strategy(0, RoundingStrategy::ToZero).checked_mul(self.step))
+            .and_then(|v| v.checked_add(self.min))
+            .map_or(qty, |v| v.normalize())
     }
 
     fn check(&self, name: &str, qty: Decimal) -> Result<(), String> {
@@ -38,7 +42,7 @@ impl LotRule {
         if !self.max.is_zero() && qty > self.max {
             return Err(format!("quantity {qty} is above the {name} maximum {}", self.max.normalize()));
         }
-        if !self.step.is_zero() && !((qty - self.min) % self.step).is_zero() {
+        if !self.step.is_zero() && (qty - self.min).checked_rem(self.step).is_none_or(|r| !r.is_zero()) {
             return Err(format!("quantity {qty} is not a whole number of {name} steps of {}", self.step.normalize()));
         }
         Ok(())
@@ -87,7 +91,9 @@ impl SymbolFilters {
             if self.tick_size.is_zero() {
                 return p;
             }
-            ((p / self.tick_size).round_dp_with_strategy(0, strategy) * self.tick_size).normalize()
+            p.checked_div(self.tick_size)
+                .and_then(|ticks| ticks.round_dp_with_strategy(0, strategy).checked_mul(self.tick_size))
+                .map_or(p, |v| v.normalize())
         });
         (qty, price)
     }
@@ -109,13 +115,17 @@ impl SymbolFilters {
             if !self.max_price.is_zero() && p > self.max_price {
                 return Err(format!("price {p} is above the maximum {}", self.max_price.normalize()));
             }
+            if !self.tick_size.is_zero() && p.checked_rem(self.tick_size).is_none_or(|r| !r.is_zero()) {
+                return Err(format!("price {p} is not a whole number of ticks of {}", self.tick_size.normalize()));
+            }
         }
         let Some(rule) = &self.notional else { return Ok(()) };
         let (check_min, check_max) = match price {
             Some(_) => (true, true),
             None => (rule.min_applies_to_market, rule.max_applies_to_market),
         };
-        let Some(value) = price.or(market_price).map(|p| p * qty) else { return Ok(()) };
+        let Some(value) = price.or(market_price).map(|p| p.checked_mul(qty)) else { return Ok(()) };
+        let value = value.ok_or_else(|| format!("the value of {qty} at {price:?} is out of range"))?;
         if check_min && value < rule.min {
             return Err(format!(
                 "order value {} is below the minimum notional {}",
@@ -243,6 +253,19 @@ mod tests {
         assert_eq!(odd_min.round(Side::Buy, d("1"), Some(d("100.019"))).1, Some(d("100.01")));
         assert!(offset.lot.check("LOT_SIZE", d("0.0115")).is_ok());
         assert!(offset.lot.check("LOT_SIZE", d("0.012")).is_err());
+    }
+
+    #[test]
+    fn hostile_filters_do_not_panic() {
+        let tiny = Decimal::new(1, 28);
+        let hostile = SymbolFilters {
+            tick_size: tiny,
+            lot: LotRule { min: Decimal::ZERO, max: Decimal::ZERO, step: tiny },
+            ..filters("0.001", "0.001")
+        };
+        let (qty, price) = hostile.round(Side::Buy, Decimal::MAX, Some(Decimal::MAX));
+        assert!(hostile.check(qty, price, None).is_err());
+        assert!(hostile.check(d("2"), None, Some(Decimal::MAX)).is_err(), "an order value out of range is refused");
     }
 
     #[test]

@@ -206,11 +206,16 @@ fn average_fill_price(endpoint: &str, w: &WireOrder, filled: Decimal) -> Result<
     if taker.is_none() && maker.is_none() {
         return Ok(None);
     }
-    let cost = taker.unwrap_or_default() + maker.unwrap_or_default();
+    let cost = taker
+        .unwrap_or_default()
+        .checked_add(maker.unwrap_or_default())
+        .ok_or_else(|| malformed(endpoint, "fill cost is out of range".into()))?;
     if cost.is_sign_negative() {
         return Err(malformed(endpoint, format!("fill cost {cost} is negative")));
     }
-    Ok(Some(cost / filled))
+    cost.checked_div(filled)
+        .map(Some)
+        .ok_or_else(|| malformed(endpoint, format!("{cost} over {filled} is out of range")))
 }
 
 /// A contract count given as a legacy integer, a fixed-point string, or
@@ -239,7 +244,9 @@ fn order_from_wire(endpoint: &str, w: WireOrder) -> Result<VenueOrder, VenueErro
     let count = match (initial, w.count) {
         (Some(initial), _) => initial,
         (None, Some(count)) => contracts(endpoint, "count", Some(count), None)?.unwrap_or_default(),
-        (None, None) => filled + remaining.unwrap_or_default(),
+        (None, None) => filled
+            .checked_add(remaining.unwrap_or_default())
+            .ok_or_else(|| malformed(endpoint, "contract counts are out of range".into()))?,
     };
     if filled < Decimal::ZERO || count < Decimal::ZERO || remaining.is_some_and(|r| r < Decimal::ZERO) {
         return Err(malformed(endpoint, format!("order {} has negative counts", w.order_id)));
