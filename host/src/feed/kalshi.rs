@@ -67,6 +67,10 @@ struct Candle {
     price: Prices,
     #[serde(default)]
     volume: Option<serde_json::Value>,
+    /// The volume as a fixed-point string, which newer answers send
+    /// alongside (or instead of) the legacy integer.
+    #[serde(default)]
+    volume_fp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,12 +110,15 @@ pub fn parse_candles(body: &[u8], ticker: &Arc<str>, period: Duration, endpoint:
             dollars(p.close, &p.close_dollars, "close")?,
         );
         let (Some(open), Some(high), Some(low), Some(close)) = prices else { continue };
-        let volume = match &candle.volume {
-            None | Some(serde_json::Value::Null) => Decimal::ZERO,
-            Some(serde_json::Value::String(s)) => {
-                Decimal::from_str(s).map_err(|_| bad(format!("volume `{s}` is not a decimal")))?
-            }
-            Some(v) => v.as_i64().map(Decimal::from).ok_or_else(|| bad(format!("volume `{v}` is not a number")))?,
+        let volume = match (&candle.volume_fp, &candle.volume) {
+            (Some(s), _) => Decimal::from_str(s).map_err(|_| bad(format!("volume_fp `{s}` is not a decimal")))?,
+            (None, v) => match v {
+                None | Some(serde_json::Value::Null) => Decimal::ZERO,
+                Some(serde_json::Value::String(s)) => {
+                    Decimal::from_str(s).map_err(|_| bad(format!("volume `{s}` is not a decimal")))?
+                }
+                Some(v) => v.as_i64().map(Decimal::from).ok_or_else(|| bad(format!("volume `{v}` is not a number")))?,
+            },
         };
         // The bar is stamped with its open time, like every other feed.
         let time = candle.end_period_ts.saturating_mul(1000).saturating_sub(period.as_millis() as i64);
@@ -179,6 +186,14 @@ fn chunks(start: i64, end: i64, period: i64) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_fixed_point_volume() {
+        let body = br#"{"candlesticks": [{"end_period_ts": 120, "volume_fp": "12.00",
+            "price": {"open_dollars": "0.45", "high_dollars": "0.5", "low_dollars": "0.4", "close_dollars": "0.46"}}]}"#;
+        let bars = parse_candles(body, &Arc::from("T"), Duration::from_secs(60), "/c").unwrap();
+        assert_eq!((bars[0].volume, bars[0].time), (Decimal::from(12), 60_000));
+    }
 
     #[test]
     fn a_long_range_is_split_under_the_cap() {
