@@ -302,9 +302,15 @@ fn alpaca_volume_is_a_decimal_number() {
 #[tokio::test]
 async fn refused_credentials_are_unauthorized_not_a_plain_status() {
     let venue = FakeVenue::start().await;
-    venue.fail_next(Fault::Status { code: 401, retry_after: None });
-    let err = alpaca(&venue, &["AAPL"], 100).fetch(alpaca_time(0), i64::MAX).await.unwrap_err();
-    assert!(matches!(err, FeedError::Venue(VenueError::Unauthorized { venue: "alpaca", status: 401, .. })), "{err}");
+    // The data API answers 403 to keys without access to the feed.
+    for code in [401, 403] {
+        venue.fail_next(Fault::Status { code, retry_after: None });
+        let err = alpaca(&venue, &["AAPL"], 100).fetch(alpaca_time(0), i64::MAX).await.unwrap_err();
+        assert!(
+            matches!(&err, FeedError::Venue(VenueError::Unauthorized { venue: "alpaca", status, .. }) if *status == code),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
