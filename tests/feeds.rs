@@ -9,13 +9,14 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::bar::Bar;
+use stratbox::feed::BarSource;
 use stratbox::feed::{
     AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BinanceKlines, BinanceKlinesConfig, FeedError, KalshiCandles,
     KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, wire,
 };
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
-use stratbox_tests::fake::{FakeVenue, Fault, alpaca_bar, alpaca_time};
+use stratbox_tests::fake::{FakeVenue, Fault, KALSHI_MAX_CANDLES, alpaca_bar, alpaca_time};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/test_data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -251,7 +252,6 @@ async fn kalshi_polls_each_market_by_series_and_ticker() {
 
 #[tokio::test]
 async fn an_unknown_symbol_is_a_clear_venue_error() {
-    use stratbox::feed::BarSource;
     let venue = FakeVenue::start().await;
     let config =
         BinanceKlinesConfig { base_url: venue.url.clone(), symbols: vec!["NOPEUSDT".into()], interval: "1m".into() };
@@ -259,4 +259,77 @@ async fn an_unknown_symbol_is_a_clear_venue_error() {
     let text = err.to_string();
     assert!(matches!(err, FeedError::Venue(VenueError::Status { status: 400, .. })), "{text}");
     assert!(text.contains("binance /api/v3/klines") && text.contains("Invalid symbol"), "{text}");
+}
+
+#[tokio::test]
+async fn the_fake_refuses_fractional_times_as_the_spec_says() {
+    let venue = FakeVenue::start().await;
+    venue.state.lock().unwrap().alpaca_bars.push(("AAPL".into(), alpaca_bar(0, "10")));
+    let get = |query: &'static str| {
+        client()
+            .get(format!("{}/v2/stocks/bars?symbols=AAPL&timeframe=1Min&{query}", venue.url))
+            .header("APCA-API-KEY-ID", "k")
+            .header("APCA-API-SECRET-KEY", "s")
+            .send()
+    };
+    for bad in ["start=2024-01-02T14:30:00.500Z", "end=2024-01-02T14:31:00.000Z", "start=yesterday", "limit=0"] {
+        assert_eq!(get(bad).await.unwrap().status(), 400, "{bad}");
+    }
+    assert_eq!(get("start=2024-01-02T14:30:00Z&end=2024-01-02T14:31:00Z").await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn alpaca_asks_from_a_whole_second() {
+    let venue = FakeVenue::start().await;
+    for minute in 0..3 {
+        venue.state.lock().unwrap().alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+    }
+    // A cursor one millisecond past a bar, as the poller computes it.
+    let bars = alpaca(&venue, &["AAPL"], 100).fetch(alpaca_time(0) + 1, i64::MAX).await.unwrap();
+    assert_eq!(bars.first().map(|b| b.time), Some(alpaca_time(0)), "rounded down: nothing is skipped");
+    assert_eq!(bars.len(), 3);
+    assert!(venue.requests()[0].contains("start=2024-01-02T14:30:00Z&"), "{:?}", venue.requests());
+}
+
+#[test]
+fn alpaca_volume_is_a_decimal_number() {
+    let body = br#"{"bars": {"BTC/USD": [{"t": "2022-03-10T19:30:00Z", "x": "FTXU", "o": 39284, "h": 39284,
+        "l": 39200, "c": 39200, "v": 1.1271, "n": 9, "vw": 39233.9329252063}]}, "next_page_token": null}"#;
+    let (bars, _) = wire::alpaca_bars(body, &symbols(&["BTC/USD"])).unwrap();
+    assert_eq!(bars[0].volume, dec("1.1271"), "the spec types v as a number, as in its crypto example");
+}
+
+#[tokio::test]
+async fn refused_credentials_are_unauthorized_not_a_plain_status() {
+    let venue = FakeVenue::start().await;
+    // The data API answers 403 to keys without access to the feed.
+    for code in [401, 403] {
+        venue.fail_next(Fault::Status { code, retry_after: None });
+        let err = alpaca(&venue, &["AAPL"], 100).fetch(alpaca_time(0), i64::MAX).await.unwrap_err();
+        assert!(
+            matches!(&err, FeedError::Venue(VenueError::Unauthorized { venue: "alpaca", status, .. }) if *status == code),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_long_kalshi_backfill_is_asked_for_in_pieces_under_the_cap() {
+    let venue = FakeVenue::start().await;
+    let start = 1_704_067_200; // a whole minute
+    let minutes = [1, KALSHI_MAX_CANDLES + 7, 2 * KALSHI_MAX_CANDLES + 100];
+    let candles: Vec<_> = minutes
+        .iter()
+        .map(|m| json!({"end_period_ts": start + m * 60, "volume": 1, "price": {"open": 40, "high": 50, "low": 30, "close": 45}}))
+        .collect();
+    venue.state.lock().unwrap().kalshi_candles.insert(("S".into(), "T".into()), candles);
+    let config = KalshiCandlesConfig {
+        base_url: venue.url.clone(),
+        markets: vec![KalshiMarket { series: "S".into(), ticker: "T".into() }],
+        period_minutes: 1,
+    };
+    let now = (start + (2 * KALSHI_MAX_CANDLES + 200) * 60) * 1000;
+    let bars = KalshiCandles::new(client(), config).unwrap().fetch(start * 1000, now).await.unwrap();
+    assert_eq!(bars.len(), 3, "every piece was read");
+    assert_eq!(venue.requests().len(), 3, "three pieces of at most {KALSHI_MAX_CANDLES} candles");
 }

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
+use stratbox::broker::OrderRequest;
 use stratbox::broker::{Broker, KalshiBroker, KalshiCredentials, OrderStatus};
 use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
-use stratbox_tests::fake::{FakeVenue, OrderFault};
+use stratbox_tests::fake::{FakeVenue, KALSHI_FILL_CENTS, OrderFault};
 
 fn keys() -> (KalshiCredentials, rsa::RsaPublicKey) {
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
@@ -18,9 +19,32 @@ fn keys() -> (KalshiCredentials, rsa::RsaPublicKey) {
     (KalshiCredentials::from_key("fake-key-id".into(), key), public)
 }
 
-fn broker(url: &str, credentials: KalshiCredentials) -> Arc<dyn Broker> {
+fn kalshi(url: &str, credentials: KalshiCredentials) -> KalshiBroker {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    Arc::new(KalshiBroker::new(client, url, credentials))
+    KalshiBroker::new(client, url, credentials)
+}
+
+fn broker(url: &str, credentials: KalshiCredentials) -> Arc<dyn Broker> {
+    Arc::new(kalshi(url, credentials))
+}
+
+/// A fake Kalshi that trusts the returned credentials.
+async fn venue_and_keys() -> (FakeVenue, KalshiCredentials) {
+    let venue = FakeVenue::start().await;
+    let (credentials, public) = keys();
+    venue.state.lock().unwrap().kalshi_public_key = Some(public);
+    (venue, credentials)
+}
+
+fn request(id: &str, qty: i64, order_type: OrderType) -> OrderRequest {
+    OrderRequest {
+        client_order_id: id.into(),
+        symbol: "KXHIGHNY-24JAN01-T60".into(),
+        side: Side::Buy,
+        qty: Decimal::from(qty),
+        order_type,
+        time_in_force: TimeInForce::Gtc,
+    }
 }
 
 fn intent(qty: &str, order_type: OrderType) -> OrderIntent {
@@ -66,7 +90,7 @@ async fn a_wrong_key_is_refused_and_fractions_never_leave() {
     venue.state.lock().unwrap().kalshi_public_key = Some(public);
     let broker = broker(&venue.url, other);
     let err = broker.account().await.unwrap_err();
-    assert!(matches!(&err, VenueError::Rejected { status: 401, .. }), "{err}");
+    assert!(matches!(&err, VenueError::Unauthorized { status: 401, .. }), "bad credentials halt, not reject: {err}");
     let order = stratbox::broker::OrderRequest {
         client_order_id: "c".into(),
         symbol: "T".into(),
@@ -101,4 +125,71 @@ async fn positions_and_balance() {
         vec![("A", Decimal::from(4)), ("B", Decimal::from(-2))]
     );
     assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
+}
+
+#[tokio::test]
+async fn a_market_order_is_priced_from_its_fill_cost_not_its_yes_price() {
+    let (venue, credentials) = venue_and_keys().await;
+    let order = broker(&venue.url, credentials).submit(&request("c1", 2, OrderType::Market)).await.unwrap();
+    assert_eq!(venue.state.lock().unwrap().kalshi_orders[0]["yes_price"], 99, "the fake's cap is not the price");
+    assert_eq!(order.status, OrderStatus::Filled);
+    assert_eq!(order.filled_qty, Decimal::from(2), "the executed count comes from the answer");
+    assert_eq!(order.filled_avg_price, Some(Decimal::new(KALSHI_FILL_CENTS, 2)), "taker_fill_cost / fill_count");
+}
+
+#[tokio::test]
+async fn every_page_of_orders_and_positions_is_read() {
+    let (venue, credentials) = venue_and_keys().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        s.kalshi_page_cap = 2;
+        s.kalshi_positions = (1..=5).map(|i| json!({"ticker": format!("P{i}"), "position": i})).collect();
+    }
+    venue.add_kalshi_resting("KXHIGHNY-24JAN01-T60", 5);
+    let broker = broker(&venue.url, credentials);
+    assert_eq!(broker.open_orders().await.unwrap().len(), 5);
+    assert_eq!(broker.positions().await.unwrap().len(), 5);
+    assert!(venue.requests().iter().any(|r| r.contains("cursor=4")), "cursors were followed");
+}
+
+#[tokio::test]
+async fn a_scan_that_cannot_finish_is_an_error_not_a_miss() {
+    let (venue, credentials) = venue_and_keys().await;
+    venue.state.lock().unwrap().kalshi_page_cap = 1;
+    venue.add_kalshi_resting("KXHIGHNY-24JAN01-T60", 4);
+    let ticker = "KXHIGHNY-24JAN01-T60";
+    let short = kalshi(&venue.url, credentials.clone()).with_max_pages(3);
+    let err = short.order_by_client_id(ticker, "ours").await.unwrap_err();
+    assert!(err.to_string().contains("gave up after 3 pages"), "{err}");
+    let full = kalshi(&venue.url, credentials);
+    assert!(full.order_by_client_id(ticker, "ours").await.unwrap().is_none(), "read to the end: truly absent");
+    assert_eq!(full.order_by_client_id(ticker, "other-k-4").await.unwrap().unwrap().venue_order_id, "k-4");
+}
+
+#[tokio::test]
+async fn an_order_is_found_by_its_venue_id_in_one_request() {
+    let (venue, credentials) = venue_and_keys().await;
+    venue.add_kalshi_resting("T", 3);
+    let broker = broker(&venue.url, credentials);
+    let before = venue.requests().len();
+    let found = broker.order_by_venue_id("T", "k-2").await.unwrap().unwrap();
+    assert_eq!((found.client_order_id.as_str(), found.status), ("other-k-2", OrderStatus::Accepted));
+    assert_eq!(venue.requests().len(), before + 1);
+    assert!(broker.order_by_venue_id("T", "k-9").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_venues_error_code_is_kept() {
+    let (venue, credentials) = venue_and_keys().await;
+    venue.fail_next_order(OrderFault::RefuseNamed {
+        status: 400,
+        code: "market_closed".into(),
+        message: "the market is closed".into(),
+    });
+    let err = broker(&venue.url, credentials).submit(&request("c1", 1, OrderType::Market)).await.unwrap_err();
+    assert!(
+        matches!(&err, VenueError::Rejected { status: 400, code: Some(c), .. } if c.to_string() == "market_closed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("market_closed"), "{err}");
 }

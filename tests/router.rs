@@ -9,7 +9,8 @@ use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker, OrderStatus};
 use stratbox::order::OrderIntent;
 use stratbox::router::{Routed, Router, RouterConfig, RouterError, client_order_id};
 use stratbox::store::{OrderRecord, Store};
-use stratbox_tests::fake::{FakeVenue, OrderFault};
+use stratbox::venue::VenueError;
+use stratbox_tests::fake::{ALPACA_ORDER_STATUSES, FakeVenue, OrderFault};
 
 struct Setup {
     venue: FakeVenue,
@@ -186,4 +187,71 @@ async fn the_broker_reads_positions_account_and_cancels() {
     broker.cancel("AAPL", &order.venue_order_id).await.unwrap();
     assert!(broker.open_orders().await.unwrap().is_empty());
     assert!(broker.cancel("AAPL", "nope").await.is_err());
+}
+
+#[tokio::test]
+async fn every_alpaca_order_status_maps_to_what_it_means() {
+    use OrderStatus::*;
+    let t = setup().await;
+    let broker = broker(&t.venue.url);
+    let coid = client_order_id("s", 1);
+    t.router.submit("s", 1, &buy(10), 1).await.unwrap();
+    // (status, with nothing filled, with 4 of 10 filled)
+    let expected = [
+        ("new", Accepted, PartiallyFilled),
+        ("partially_filled", PartiallyFilled, PartiallyFilled),
+        ("filled", Filled, Filled),
+        ("done_for_day", Accepted, PartiallyFilled),
+        ("canceled", Canceled, Canceled),
+        ("expired", Expired, Expired),
+        ("replaced", Canceled, Canceled),
+        ("pending_cancel", Accepted, PartiallyFilled),
+        ("pending_replace", Accepted, PartiallyFilled),
+        ("accepted", Accepted, PartiallyFilled),
+        ("pending_new", Accepted, PartiallyFilled),
+        ("accepted_for_bidding", Accepted, PartiallyFilled),
+        ("stopped", Accepted, PartiallyFilled),
+        ("rejected", Rejected, Rejected),
+        ("suspended", Accepted, PartiallyFilled),
+        ("calculated", Accepted, PartiallyFilled),
+    ];
+    assert_eq!(expected.map(|e| e.0), ALPACA_ORDER_STATUSES, "every status in the spec is covered");
+    for (status, unfilled, part) in expected {
+        for (filled, price, want) in [("0", None, unfilled), ("4", Some("180.5"), part)] {
+            t.venue.set_alpaca_status(&coid, status, filled, price);
+            let order = broker.order_by_client_id("AAPL", &coid).await.unwrap().unwrap();
+            assert_eq!(order.status, want, "{status} with {filled} filled");
+        }
+    }
+    t.venue.set_alpaca_status(&coid, "calculated", "10", Some("180.5"));
+    assert_eq!(broker.order_by_client_id("AAPL", &coid).await.unwrap().unwrap().status, Filled);
+    // The fake lists an order as open exactly when we read it as open.
+    t.venue.set_alpaca_status(&coid, "done_for_day", "4", Some("180.5"));
+    assert_eq!(broker.open_orders().await.unwrap().len(), 1, "done_for_day resumes the next day");
+    t.venue.set_alpaca_status(&coid, "replaced", "0", None);
+    assert!(broker.open_orders().await.unwrap().is_empty(), "replaced is final");
+    let found = broker.order_by_venue_id("AAPL", "ord-1").await.unwrap().unwrap();
+    assert_eq!((found.client_order_id, found.status), (coid, Canceled));
+    assert!(broker.order_by_venue_id("AAPL", "nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_order_answer_carries_its_fills_and_bad_keys_are_unauthorized() {
+    let t = setup().await;
+    t.venue.state.lock().unwrap().auto_fill = Some("181.25".into());
+    let broker = broker(&t.venue.url);
+    let order = stratbox::broker::OrderRequest {
+        client_order_id: "c1".into(),
+        symbol: "AAPL".into(),
+        side: stratbox::order::Side::Buy,
+        qty: Decimal::from(3),
+        order_type: stratbox::order::OrderType::Market,
+        time_in_force: stratbox::order::TimeInForce::Day,
+    };
+    let placed = broker.submit(&order).await.unwrap();
+    assert_eq!((placed.filled_qty, placed.filled_avg_price), (Decimal::from(3), Some("181.25".parse().unwrap())));
+    t.venue.fail_next_order(OrderFault::Refuse { status: 401, code: 40110000, message: "not authorized".into() });
+    let err =
+        broker.submit(&stratbox::broker::OrderRequest { client_order_id: "c2".into(), ..order }).await.unwrap_err();
+    assert!(matches!(&err, VenueError::Unauthorized { venue: "alpaca", status: 401, .. }), "{err}");
 }

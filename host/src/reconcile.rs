@@ -105,7 +105,7 @@ impl Reconciler {
             },
             Err(source) => {
                 if let ReconcileError::Venue(error) = &source
-                    && error.is_auth_failure()
+                    && error.is_unauthorized()
                 {
                     let reason = HaltReason::Unauthorized { message: error.to_string() };
                     if let Err(error) = self.gate.halt(self.venue(), reason, now) {

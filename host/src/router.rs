@@ -242,7 +242,7 @@ impl Router {
             }
             let error = match self.broker.submit(&request).await {
                 Ok(order) => return self.accepted(order, now),
-                Err(error) if error.is_auth_failure() => {
+                Err(error) if error.is_unauthorized() => {
                     // Not the order's fault: halt the venue and keep the order.
                     let reason = error.to_string();
                     self.gate.halt(self.broker.venue(), HaltReason::Unauthorized { message: reason.clone() }, now)?;
@@ -331,11 +331,11 @@ impl Router {
                 Ok(found) => return Ok(found),
                 Err(error) => error,
             };
-            if error.is_auth_failure() {
+            if error.is_unauthorized() {
                 let reason = HaltReason::Unauthorized { message: error.to_string() };
                 self.gate.halt(self.broker.venue(), reason, crate::bar::now_ms())?;
             }
-            if attempt >= self.config.max_attempts || error.is_auth_failure() {
+            if attempt >= self.config.max_attempts || error.is_unauthorized() {
                 return Err(RouterError::GaveUp {
                     client_order_id: client_order_id.into(),
                     attempts: attempt,

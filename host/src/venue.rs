@@ -22,34 +22,78 @@ pub enum VenueError {
     Unknown { venue: &'static str, endpoint: String, message: String },
     #[error("{venue} asked us to slow down")]
     Throttled { venue: &'static str, retry_after: Option<Duration> },
-    #[error("{venue} {endpoint} refused the request ({status}{}): {message}", code.map(|c| format!(", code {c}")).unwrap_or_default())]
-    Rejected { venue: &'static str, endpoint: String, status: u16, code: Option<i64>, message: String },
+    /// A final refusal: resending the same request will not help.
+    #[error(
+        "{venue} {endpoint} refused the request ({status}{}): {message}",
+        code.as_ref().map(|c| format!(", code {c}")).unwrap_or_default()
+    )]
+    Rejected { venue: &'static str, endpoint: String, status: u16, code: Option<VenueCode>, message: String },
+    /// The venue did not accept our credentials (bad or revoked key, bad
+    /// signature, no permission): nothing sent with them will succeed, so
+    /// the venue should be halted rather than the request retried or the
+    /// order rejected.
+    #[error("{venue} {endpoint}: credentials refused ({status}): {message}")]
+    Unauthorized { venue: &'static str, endpoint: String, status: u16, message: String },
+    /// The venue refused the request for a passing reason (e.g. our clock
+    /// is off) without acting on it: the same request may be sent again.
+    #[error(
+        "{venue} {endpoint} refused the request for now ({status}{}): {message}",
+        code.as_ref().map(|c| format!(", code {c}")).unwrap_or_default()
+    )]
+    Transient { venue: &'static str, endpoint: String, status: u16, code: Option<VenueCode>, message: String },
     #[error("{venue} {endpoint} answered {status}: {body}")]
     Status { venue: &'static str, endpoint: String, status: u16, body: String },
     #[error("{venue} {endpoint}: malformed answer: {message} (body: {body})")]
     Malformed { venue: &'static str, endpoint: String, body: String, message: String },
     #[error("missing credentials: set the environment variable {var}")]
     MissingCredential { var: &'static str },
-    /// The venue refused the host's credentials (HTTP 401): nothing was
-    /// done, and nothing will be until they work again.
-    #[error("{venue} {endpoint} refused the credentials ({status}): {message}")]
-    Unauthorized { venue: &'static str, endpoint: String, status: u16, message: String },
+}
+
+/// A venue's own error code: a number (Alpaca, Binance) or a name (Kalshi).
+/// The name is boxed to keep [`VenueError`] small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VenueCode {
+    Number(i64),
+    Name(Box<String>),
+}
+
+impl VenueCode {
+    pub fn name(name: impl Into<String>) -> Self {
+        VenueCode::Name(Box::new(name.into()))
+    }
+
+    /// The code as a number, when it is one.
+    pub fn number(&self) -> Option<i64> {
+        match self {
+            VenueCode::Number(n) => Some(*n),
+            VenueCode::Name(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for VenueCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VenueCode::Number(n) => write!(f, "{n}"),
+            VenueCode::Name(name) => f.write_str(name),
+        }
+    }
 }
 
 impl VenueError {
     /// Whether the same request may simply be sent again: it never reached
     /// the venue, or the venue asked to wait. An `Unknown` outcome is not
-    /// retryable as is; look the order up first.
+    /// retryable as is; look the order up first. Neither is
+    /// [`VenueError::Unauthorized`]: the same credentials will fail again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, VenueError::Unreachable { .. } | VenueError::Throttled { .. })
+        matches!(self, VenueError::Unreachable { .. } | VenueError::Throttled { .. } | VenueError::Transient { .. })
     }
 
-    /// Whether the venue refused the host's credentials rather than the
-    /// request: a reason to halt the venue and keep the order, never a
-    /// final refusal of the order.
-    pub fn is_auth_failure(&self) -> bool {
-        matches!(self, VenueError::Unauthorized { .. } | VenueError::Rejected { status: 401, .. })
+    /// Whether the venue refused our credentials; see [`VenueError::Unauthorized`].
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, VenueError::Unauthorized { .. })
     }
+
 }
 
 /// Cuts a body down for an error message.
@@ -104,6 +148,7 @@ pub async fn send(
 }
 
 /// Sends a request whose only good answer is a 2XX, and returns its body.
+/// A 401 is [`VenueError::Unauthorized`].
 pub async fn get_ok(
     venue: &'static str,
     endpoint: &str,
@@ -112,14 +157,14 @@ pub async fn get_ok(
     let (status, body) = send(venue, endpoint, request).await?;
     if (200..300).contains(&status) {
         Ok(body)
-    } else if status == 401 {
-        Err(VenueError::Unauthorized { venue, endpoint: endpoint.into(), status, message: excerpt(&body) })
     } else if status >= 500 {
         Err(VenueError::Unknown {
             venue,
             endpoint: endpoint.into(),
             message: format!("HTTP {status}: {}", excerpt(&body)),
         })
+    } else if status == 401 {
+        Err(VenueError::Unauthorized { venue, endpoint: endpoint.into(), status, message: excerpt(&body) })
     } else {
         Err(VenueError::Status { venue, endpoint: endpoint.into(), status, body: excerpt(&body) })
     }
@@ -152,10 +197,33 @@ pub fn decimal(
     })
 }
 
+/// Percent-encodes a query value or a path segment, leaving only the
+/// unreserved characters of RFC 3986 as they are.
+pub fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Reads a required secret through `lookup` (normally the environment).
 pub fn required(var: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, VenueError> {
     match lookup(var) {
         Some(value) if !value.trim().is_empty() => Ok(value),
         _ => Err(VenueError::MissingCredential { var }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_query_values() {
+        assert_eq!(percent_encode("sb-1f_2.x~"), "sb-1f_2.x~");
+        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }
 }

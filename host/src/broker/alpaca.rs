@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::feed::AlpacaCredentials;
 use crate::order::{OrderType, Side, TimeInForce};
-use crate::venue::{VenueError, excerpt, json, send};
+use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, send};
 
 const VENUE: &str = "alpaca";
 
@@ -67,21 +67,17 @@ fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrd
         "sell" => Side::Sell,
         other => return Err(malformed(endpoint, body, format!("side `{other}`"))),
     };
-    let status = match w.status.as_str() {
-        "filled" => OrderStatus::Filled,
-        "partially_filled" => OrderStatus::PartiallyFilled,
-        "canceled" => OrderStatus::Canceled,
-        "expired" | "done_for_day" => OrderStatus::Expired,
-        "rejected" => OrderStatus::Rejected,
-        _ => OrderStatus::Accepted,
-    };
+    let qty = decimal(endpoint, body, "qty", w.qty.as_deref().unwrap_or("0"))?;
+    let filled_qty = decimal(endpoint, body, "filled_qty", w.filled_qty.as_deref().unwrap_or("0"))?;
+    let status = status_from_wire(&w.status, qty, filled_qty)
+        .ok_or_else(|| malformed(endpoint, body, format!("order status `{}` is not one Alpaca documents", w.status)))?;
     Ok(VenueOrder {
         venue_order_id: w.id,
         client_order_id: w.client_order_id,
         symbol: w.symbol,
         side,
-        qty: decimal(endpoint, body, "qty", w.qty.as_deref().unwrap_or("0"))?,
-        filled_qty: decimal(endpoint, body, "filled_qty", w.filled_qty.as_deref().unwrap_or("0"))?,
+        qty,
+        filled_qty,
         filled_avg_price: w
             .filled_avg_price
             .as_deref()
@@ -91,7 +87,40 @@ fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrd
     })
 }
 
-/// Maps a non-2XX answer: 4XX are refusals, 5XX leave the outcome unknown.
+/// Maps each of Alpaca's documented order statuses (`OrderStatus` in the
+/// trading spec) to ours; `None` for one it does not document.
+///
+/// Final: `filled`, `canceled`, `expired`, `rejected`, and `replaced` (this
+/// order was superseded by another and takes no more fills, so it ends as
+/// canceled). Everything else is still open: `done_for_day` resumes the
+/// next trading day, `calculated` is done for the day unless fully filled,
+/// and the pending and rare states may still fill.
+fn status_from_wire(status: &str, qty: Decimal, filled: Decimal) -> Option<OrderStatus> {
+    let open = if filled > Decimal::ZERO { OrderStatus::PartiallyFilled } else { OrderStatus::Accepted };
+    Some(match status {
+        "filled" => OrderStatus::Filled,
+        "canceled" | "replaced" => OrderStatus::Canceled,
+        "expired" => OrderStatus::Expired,
+        "rejected" => OrderStatus::Rejected,
+        "calculated" if filled > Decimal::ZERO && filled >= qty => OrderStatus::Filled,
+        "partially_filled" => OrderStatus::PartiallyFilled,
+        "new"
+        | "accepted"
+        | "pending_new"
+        | "accepted_for_bidding"
+        | "pending_cancel"
+        | "pending_replace"
+        | "stopped"
+        | "suspended"
+        | "done_for_day"
+        | "calculated" => open,
+        _ => return None,
+    })
+}
+
+/// Maps a non-2XX answer: 401 is bad credentials, other 4XX are refusals
+/// (403 is insufficient buying power on the trading API), 5XX leave the
+/// outcome unknown.
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
     if status >= 500 {
         return VenueError::Unknown {
@@ -102,7 +131,11 @@ fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
     }
     let wire: Option<WireError> = serde_json::from_slice(body).ok();
     let message = wire.as_ref().and_then(|w| w.message.clone()).unwrap_or_else(|| excerpt(body));
-    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code: wire.and_then(|w| w.code), message }
+    if status == 401 {
+        return VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message };
+    }
+    let code = wire.and_then(|w| w.code).map(VenueCode::Number);
+    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code, message }
 }
 
 /// Rounds to what Alpaca accepts: quantities to 9 decimals (toward zero),
@@ -183,8 +216,18 @@ impl Broker for AlpacaBroker {
         }
     }
 
+    async fn order_by_venue_id(&self, _symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let endpoint = format!("/v2/orders/{}", percent_encode(venue_order_id));
+        let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::GET, &endpoint)).await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => order_from_wire(&endpoint, &body, json(VENUE, &endpoint, &body)?).map(Some),
+            _ => Err(failure(&endpoint, status, &body)),
+        }
+    }
+
     async fn cancel(&self, _symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
-        let endpoint = format!("/v2/orders/{venue_order_id}");
+        let endpoint = format!("/v2/orders/{}", percent_encode(venue_order_id));
         let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::DELETE, &endpoint)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(failure(&endpoint, status, &body)) }
     }
@@ -243,9 +286,22 @@ mod tests {
         let body = br#"{"code": 40310000, "message": "insufficient buying power"}"#;
         let err = failure("/v2/orders", 403, body);
         assert!(
-            matches!(&err, VenueError::Rejected { status: 403, code: Some(40310000), message, .. } if message == "insufficient buying power")
+            matches!(&err, VenueError::Rejected { status: 403, code: Some(VenueCode::Number(40310000)), message, .. } if message == "insufficient buying power")
         );
         assert!(matches!(failure("/v2/orders", 503, b"oops"), VenueError::Unknown { .. }));
         assert!(matches!(failure("/v2/orders", 422, b"<html>"), VenueError::Rejected { code: None, .. }));
+        let unauthorized = failure("/v2/orders", 401, br#"{"code": 40110000, "message": "request is not authorized"}"#);
+        assert!(matches!(unauthorized, VenueError::Unauthorized { status: 401, .. }), "{unauthorized}");
+    }
+
+    #[test]
+    fn done_for_day_is_open_and_replaced_is_final() {
+        let (ten, none, some) = (Decimal::from(10), Decimal::ZERO, Decimal::from(4));
+        assert_eq!(status_from_wire("done_for_day", ten, none), Some(OrderStatus::Accepted));
+        assert_eq!(status_from_wire("done_for_day", ten, some), Some(OrderStatus::PartiallyFilled));
+        assert_eq!(status_from_wire("replaced", ten, none), Some(OrderStatus::Canceled));
+        assert_eq!(status_from_wire("calculated", ten, ten), Some(OrderStatus::Filled));
+        assert_eq!(status_from_wire("calculated", ten, some), Some(OrderStatus::PartiallyFilled));
+        assert_eq!(status_from_wire("bogus", ten, none), None);
     }
 }

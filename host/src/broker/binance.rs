@@ -3,20 +3,25 @@
 //! SIGNED endpoints take a `signature` parameter: the lowercase hex
 //! HMAC-SHA256, keyed with the API secret, of the exact query string (with
 //! `timestamp` and `recvWindow` in it), plus the key in `X-MBX-APIKEY`.
-//! Errors are `{"code", "msg"}`; a 5XX means the outcome is unknown.
-//! Quantities and prices are rounded to the symbol's `LOT_SIZE` step and
-//! `PRICE_FILTER` tick from `exchangeInfo`, fetched once per symbol.
+//! `timestamp` is on the venue's clock: its offset from ours is measured
+//! with `GET /api/v3/time`. Errors are `{"code", "msg"}`; a 5XX means the
+//! outcome is unknown. Orders are rounded to and checked against the
+//! symbol's filters from `exchangeInfo` (see `binance_filters`), which are
+//! fetched again after [`FILTER_TTL`] or a filter failure (-1013).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use sha2::Sha256;
 
+use super::binance_filters::parse_filters;
+pub use super::binance_filters::{FILTER_TTL, LotRule, NotionalRule, SymbolFilters};
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side, TimeInForce};
-use crate::venue::{VenueError, excerpt, json, required, send};
+use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, required, send};
 
 const VENUE: &str = "binance";
 /// How long a signed request stays valid at the venue, in milliseconds.
@@ -39,38 +44,21 @@ impl BinanceCredentials {
     }
 }
 
-/// A symbol's increments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Increments {
-    pub tick_size: Decimal,
-    pub step_size: Decimal,
-}
-
-impl Increments {
-    /// Rounds a quantity down to the step, and a limit price to the tick in
-    /// the direction that never worsens it (buys down, sells up).
-    pub fn round(&self, side: Side, qty: Decimal, price: Option<Decimal>) -> (Decimal, Option<Decimal>) {
-        let floor = |v: Decimal, step: Decimal, strategy| {
-            if step.is_zero() { v } else { ((v / step).round_dp_with_strategy(0, strategy) * step).normalize() }
-        };
-        let qty = floor(qty, self.step_size, RoundingStrategy::ToZero);
-        let strategy = match side {
-            Side::Buy => RoundingStrategy::ToNegativeInfinity,
-            Side::Sell => RoundingStrategy::ToPositiveInfinity,
-        };
-        (qty, price.map(|p| floor(p, self.tick_size, strategy)))
-    }
-}
-
 pub struct BinanceBroker {
     client: reqwest::Client,
     base_url: String,
     credentials: BinanceCredentials,
     /// The quote asset whose balance is cash, e.g. `USDT`.
     quote_asset: String,
-    increments: tokio::sync::Mutex<HashMap<String, Increments>>,
+    /// Filters per symbol and when they were fetched.
+    filters: tokio::sync::Mutex<HashMap<String, (Instant, SymbolFilters)>>,
+    filter_ttl: Duration,
     /// Time source for `timestamp`; tests fix it.
     now: fn() -> u64,
+    /// The venue's clock minus ours, in ms: measured with `GET /api/v3/time`
+    /// before the first signed request and again when one is refused as
+    /// outside `recvWindow` (-1021).
+    clock_offset: std::sync::Mutex<Option<i64>>,
 }
 
 fn system_ms() -> u64 {
@@ -126,7 +114,35 @@ fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
     }
     let wire: Option<WireError> = serde_json::from_slice(body).ok();
     let message = wire.as_ref().and_then(|w| w.msg.clone()).unwrap_or_else(|| excerpt(body));
-    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code: wire.and_then(|w| w.code), message }
+    let number = wire.and_then(|w| w.code);
+    let code = number.map(VenueCode::Number);
+    match number {
+        // -1022 bad signature, -2014 bad key format, -2015 key, IP or
+        // permission refused.
+        _ if status == 401 => VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message },
+        Some(-1022 | -2014 | -2015) => {
+            VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message }
+        }
+        // Our timestamp was outside recvWindow: nothing was done.
+        Some(-1021) => VenueError::Transient { venue: VENUE, endpoint: endpoint.into(), status, code, message },
+        _ => VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code, message },
+    }
+}
+
+/// The Binance error code in a body, if it has one.
+fn error_code(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<WireError>(body).ok().and_then(|w| w.code)
+}
+
+/// Refuses an order before it is sent.
+fn refuse(message: String) -> VenueError {
+    VenueError::Rejected {
+        venue: VENUE,
+        endpoint: "/api/v3/order".into(),
+        status: 400,
+        code: None,
+        message: format!("refused before sending: {message}"),
+    }
 }
 
 fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrder, VenueError> {
@@ -152,7 +168,11 @@ fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrd
         side,
         qty: decimal(endpoint, body, "origQty", &w.orig_qty)?,
         filled_qty: filled,
-        filled_avg_price: (!filled.is_zero()).then(|| quote / filled),
+        filled_avg_price: match quote.checked_div(filled) {
+            _ if filled.is_zero() => None,
+            Some(price) => Some(price),
+            None => return Err(malformed(endpoint, body, format!("{quote} over {filled} is out of range"))),
+        },
         status,
     })
 }
@@ -164,21 +184,78 @@ impl BinanceBroker {
             base_url: base_url.trim_end_matches('/').to_string(),
             credentials,
             quote_asset: quote_asset.to_string(),
-            increments: tokio::sync::Mutex::new(HashMap::new()),
+            filters: tokio::sync::Mutex::new(HashMap::new()),
+            filter_ttl: FILTER_TTL,
             now: system_ms,
+            clock_offset: std::sync::Mutex::new(None),
         }
     }
 
-    /// Signs `params` and sends them as the query string.
+    /// Sets how long fetched filters are trusted (default [`FILTER_TTL`]).
+    pub fn with_filter_ttl(mut self, ttl: Duration) -> Self {
+        self.filter_ttl = ttl;
+        self
+    }
+
+    fn offset(&self) -> Option<i64> {
+        *self.clock_offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Measures the venue's clock against ours with `GET /api/v3/time`,
+    /// taking the venue's time as of the middle of the round trip.
+    pub async fn sync_clock(&self) -> Result<i64, VenueError> {
+        let endpoint = "/api/v3/time";
+        let before = (self.now)();
+        let (status, body) = send(VENUE, endpoint, self.client.get(format!("{}{endpoint}", self.base_url))).await?;
+        let after = (self.now)();
+        if !(200..300).contains(&status) {
+            return Err(failure(endpoint, status, &body));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ServerTime {
+            server_time: i64,
+        }
+        let server = json::<ServerTime>(VENUE, endpoint, &body)?.server_time;
+        let local = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX);
+        let offset = server.saturating_sub(local);
+        *self.clock_offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(offset);
+        Ok(offset)
+    }
+
+    /// Signs `params` and sends them as the query string. Before the first
+    /// request the venue's clock is measured; a refusal for a timestamp
+    /// outside `recvWindow` (-1021, not acted on) measures it again and
+    /// sends once more.
     async fn signed(
         &self,
         method: reqwest::Method,
         endpoint: &str,
         params: &[(&str, String)],
     ) -> Result<(u16, Vec<u8>), VenueError> {
-        let mut query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+        if self.offset().is_none() {
+            self.sync_clock().await?;
+        }
+        let (status, body) = self.signed_once(method.clone(), endpoint, params).await?;
+        if status != 400 || error_code(&body) != Some(-1021) {
+            return Ok((status, body));
+        }
+        tracing::warn!(venue = VENUE, endpoint, "timestamp outside recvWindow; measuring the venue's clock again");
+        self.sync_clock().await?;
+        self.signed_once(method, endpoint, params).await
+    }
+
+    async fn signed_once(
+        &self,
+        method: reqwest::Method,
+        endpoint: &str,
+        params: &[(&str, String)],
+    ) -> Result<(u16, Vec<u8>), VenueError> {
+        let now = i64::try_from((self.now)()).unwrap_or(i64::MAX);
+        let timestamp = now.saturating_add(self.offset().unwrap_or(0)).max(0);
+        let mut query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
         query.push(format!("recvWindow={RECV_WINDOW}"));
-        query.push(format!("timestamp={}", (self.now)()));
+        query.push(format!("timestamp={timestamp}"));
         let query = query.join("&");
         let signature = sign(&self.credentials.secret, &query);
         let url = format!("{}{endpoint}?{query}&signature={signature}", self.base_url);
@@ -186,78 +263,88 @@ impl BinanceBroker {
         send(VENUE, endpoint, request).await
     }
 
-    /// The symbol's increments, fetched from `exchangeInfo` once.
-    pub async fn increments(&self, symbol: &str) -> Result<Increments, VenueError> {
-        let mut cache = self.increments.lock().await;
-        if let Some(found) = cache.get(symbol) {
+    /// The symbol's filters, from `exchangeInfo` when not fetched within
+    /// the TTL.
+    pub async fn filters(&self, symbol: &str) -> Result<SymbolFilters, VenueError> {
+        let mut cache = self.filters.lock().await;
+        if let Some((fetched, found)) = cache.get(symbol)
+            && fetched.elapsed() < self.filter_ttl
+        {
             return Ok(*found);
         }
+        let found = self.fetch_filters(symbol).await?;
+        cache.insert(symbol.to_string(), (Instant::now(), found));
+        Ok(found)
+    }
+
+    /// Forgets the symbol's filters, so the next order fetches them.
+    pub async fn forget_filters(&self, symbol: &str) {
+        self.filters.lock().await.remove(symbol);
+    }
+
+    async fn fetch_filters(&self, symbol: &str) -> Result<SymbolFilters, VenueError> {
         let endpoint = "/api/v3/exchangeInfo";
         let request = self.client.get(format!("{}{endpoint}", self.base_url)).query(&[("symbol", symbol)]);
         let (status, body) = send(VENUE, endpoint, request).await?;
         if !(200..300).contains(&status) {
             return Err(failure(endpoint, status, &body));
         }
-        let info: serde_json::Value = json(VENUE, endpoint, &body)?;
-        let filters = info["symbols"][0]["filters"]
-            .as_array()
-            .ok_or_else(|| malformed(endpoint, &body, format!("no filters for {symbol}")))?;
-        let field = |kind: &str, key: &str| -> Result<Decimal, VenueError> {
-            let text = filters.iter().find(|f| f["filterType"] == kind).and_then(|f| f[key].as_str());
-            let text = text.ok_or_else(|| malformed(endpoint, &body, format!("{kind}.{key} missing")))?;
-            decimal(endpoint, &body, key, text)
-        };
-        let found =
-            Increments { tick_size: field("PRICE_FILTER", "tickSize")?, step_size: field("LOT_SIZE", "stepSize")? };
-        cache.insert(symbol.to_string(), found);
-        Ok(found)
-    }
-}
-
-/// Percent-encodes a query value (Binance signs the encoded form).
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[async_trait::async_trait]
-impl Broker for BinanceBroker {
-    fn venue(&self) -> &'static str {
-        VENUE
+        parse_filters(endpoint, &body, symbol)
     }
 
-    async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError> {
-        let endpoint = "/api/v3/order";
-        let increments = self.increments(&order.symbol).await?;
+    /// The symbol's recent average price (`GET /api/v3/avgPrice`), which the
+    /// venue values market orders at for its notional filters.
+    async fn average_price(&self, symbol: &str) -> Result<Decimal, VenueError> {
+        let endpoint = "/api/v3/avgPrice";
+        let request = self.client.get(format!("{}{endpoint}", self.base_url)).query(&[("symbol", symbol)]);
+        let (status, body) = send(VENUE, endpoint, request).await?;
+        if !(200..300).contains(&status) {
+            return Err(failure(endpoint, status, &body));
+        }
+        #[derive(Deserialize)]
+        struct AvgPrice {
+            price: String,
+        }
+        let answer: AvgPrice = json(VENUE, endpoint, &body)?;
+        decimal(endpoint, &body, "price", &answer.price)
+    }
+
+    /// Rounds the order to the filters and checks it against them, so an
+    /// order the venue would refuse is refused here with the reason.
+    async fn prepare(
+        &self,
+        order: &OrderRequest,
+        filters: &SymbolFilters,
+    ) -> Result<(Decimal, Option<Decimal>), VenueError> {
         let limit = match order.order_type {
             OrderType::Market => None,
             OrderType::Limit { price } => Some(price),
         };
-        let (qty, limit) = increments.round(order.side, order.qty, limit);
-        if qty.is_zero() {
-            return Err(VenueError::Rejected {
-                venue: VENUE,
-                endpoint: endpoint.into(),
-                status: 400,
-                code: None,
-                message: format!("quantity {} is below the step size {}", order.qty, increments.step_size),
-            });
-        }
+        let (qty, limit) = filters.round(order.side, order.qty, limit);
+        let market_price = match limit {
+            None if filters.needs_market_price() => Some(self.average_price(&order.symbol).await?),
+            _ => None,
+        };
+        filters
+            .check(qty, limit, market_price)
+            .map_err(|reason| refuse(format!("{} {}: {reason}", order.qty, order.symbol)))?;
+        Ok((qty, limit))
+    }
+
+    async fn place(
+        &self,
+        order: &OrderRequest,
+        qty: Decimal,
+        limit: Option<Decimal>,
+    ) -> Result<VenueOrder, VenueError> {
+        let endpoint = "/api/v3/order";
+        let side = match order.side {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        };
         let mut params = vec![
             ("symbol", order.symbol.clone()),
-            (
-                "side",
-                match order.side {
-                    Side::Buy => "BUY",
-                    Side::Sell => "SELL",
-                }
-                .to_string(),
-            ),
+            ("side", side.to_string()),
             ("type", if limit.is_some() { "LIMIT" } else { "MARKET" }.to_string()),
             ("quantity", qty.to_string()),
         ];
@@ -278,6 +365,48 @@ impl Broker for BinanceBroker {
         }
         order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?)
     }
+}
+
+#[async_trait::async_trait]
+impl Broker for BinanceBroker {
+    fn venue(&self) -> &'static str {
+        VENUE
+    }
+
+    /// Rounds and checks the order against the symbol's filters, then
+    /// sends it. A filter failure at the venue (-1013) means the filters
+    /// changed: they are fetched again and, if they differ, the order is
+    /// prepared and sent once more (a refused order does not exist, so its
+    /// client order id is free).
+    async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        let filters = self.filters(&order.symbol).await?;
+        let (qty, limit) = self.prepare(order, &filters).await?;
+        match self.place(order, qty, limit).await {
+            Err(refused @ VenueError::Rejected { code: Some(VenueCode::Number(-1013)), .. }) => {
+                self.forget_filters(&order.symbol).await;
+                let fresh = self.filters(&order.symbol).await?;
+                if fresh == filters {
+                    return Err(refused);
+                }
+                let (qty, limit) = self.prepare(order, &fresh).await?;
+                self.place(order, qty, limit).await
+            }
+            other => other,
+        }
+    }
+
+    async fn order_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let endpoint = "/api/v3/order";
+        let params = [("symbol", symbol.to_string()), ("orderId", venue_order_id.to_string())];
+        let (status, body) = self.signed(reqwest::Method::GET, endpoint, &params).await?;
+        if (200..300).contains(&status) {
+            return order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?).map(Some);
+        }
+        match failure(endpoint, status, &body) {
+            VenueError::Rejected { code: Some(VenueCode::Number(-2013)), .. } => Ok(None),
+            other => Err(other),
+        }
+    }
 
     async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
         let endpoint = "/api/v3/order";
@@ -288,7 +417,7 @@ impl Broker for BinanceBroker {
         }
         match failure(endpoint, status, &body) {
             // -2013: "Order does not exist."
-            VenueError::Rejected { code: Some(-2013), .. } => Ok(None),
+            VenueError::Rejected { code: Some(VenueCode::Number(-2013)), .. } => Ok(None),
             other => Err(other),
         }
     }
@@ -321,7 +450,9 @@ impl Broker for BinanceBroker {
         let account: WireAccount = json(VENUE, endpoint, &body)?;
         let mut positions = Vec::new();
         for b in account.balances {
-            let total = decimal(endpoint, &body, "free", &b.free)? + decimal(endpoint, &body, "locked", &b.locked)?;
+            let total = decimal(endpoint, &body, "free", &b.free)?
+                .checked_add(decimal(endpoint, &body, "locked", &b.locked)?)
+                .ok_or_else(|| malformed(endpoint, &body, format!("{} balance is out of range", b.asset)))?;
             if b.asset != self.quote_asset && !total.is_zero() {
                 positions.push(VenuePosition {
                     symbol: format!("{}{}", b.asset, self.quote_asset),
@@ -360,22 +491,20 @@ pub fn sign(secret: &str, payload: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
     use super::*;
 
     #[test]
-    fn rounds_to_the_symbols_increments() {
-        let d = |s: &str| Decimal::from_str(s).unwrap();
-        let inc = Increments { tick_size: d("0.01"), step_size: d("0.001") };
-        assert_eq!(inc.round(Side::Buy, d("1.23456"), Some(d("100.019"))), (d("1.234"), Some(d("100.01"))));
-        assert_eq!(inc.round(Side::Sell, d("0.0009"), Some(d("100.011"))), (d("0"), Some(d("100.02"))));
-    }
-
-    #[test]
-    fn encodes_query_values() {
-        assert_eq!(urlencode("sb-1f_2.x~"), "sb-1f_2.x~");
-        assert_eq!(urlencode("a b&c=d"), "a%20b%26c%3Dd");
+    fn classifies_refusals() {
+        let body = |code: i64| format!(r#"{{"code": {code}, "msg": "m"}}"#).into_bytes();
+        assert!(matches!(failure("/o", 400, &body(-1021)), VenueError::Transient { .. }), "-1021 is not final");
+        assert!(failure("/o", 400, &body(-1021)).is_retryable());
+        for code in [-1022, -2014, -2015] {
+            assert!(matches!(failure("/o", 400, &body(code)), VenueError::Unauthorized { .. }), "{code}");
+        }
+        assert!(matches!(failure("/o", 401, b"{}"), VenueError::Unauthorized { status: 401, .. }));
+        let refused = failure("/o", 400, &body(-2010));
+        assert!(matches!(refused, VenueError::Rejected { code: Some(VenueCode::Number(-2010)), .. }), "{refused}");
+        assert!(matches!(failure("/o", 503, b""), VenueError::Unknown { .. }));
     }
 
     #[test]

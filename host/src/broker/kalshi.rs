@@ -4,7 +4,9 @@
 //! `KALSHI-ACCESS-SIGNATURE`: base64 RSA-PSS-SHA256 (salt as long as the
 //! digest) over `timestamp + METHOD + path`, the path without its query.
 //! Orders buy or sell YES contracts: a host quantity is a whole contract
-//! count and a limit price in dollars becomes `yes_price` in cents.
+//! count and a limit price in dollars becomes `yes_price` in cents. What a
+//! fill cost is read from the order's fill-cost fields, and every list is
+//! read page by page through its `cursor`.
 
 use base64::Engine as _;
 use rsa::RsaPrivateKey;
@@ -18,7 +20,7 @@ use sha2::Sha256;
 
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side};
-use crate::venue::{VenueError, excerpt, json, required, send};
+use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, required, send};
 
 const VENUE: &str = "kalshi";
 
@@ -73,6 +75,8 @@ pub struct KalshiBroker {
     client: reqwest::Client,
     base_url: String,
     credentials: KalshiCredentials,
+    /// Most pages read from one paged list before giving up with an error.
+    max_pages: usize,
 }
 
 #[derive(Deserialize)]
@@ -83,14 +87,32 @@ struct WireOrder {
     ticker: String,
     action: String,
     status: String,
+    /// Contract counts: integers (legacy) or fixed-point strings (`_fp`);
+    /// when both come they must agree.
     #[serde(default)]
     count: Option<i64>,
     #[serde(default)]
+    initial_count: Option<i64>,
+    #[serde(default)]
+    initial_count_fp: Option<String>,
+    #[serde(default)]
     fill_count: Option<i64>,
+    #[serde(default)]
+    fill_count_fp: Option<String>,
     #[serde(default)]
     remaining_count: Option<i64>,
     #[serde(default)]
-    yes_price: Option<i64>,
+    remaining_count_fp: Option<String>,
+    /// What the taker and maker fills cost in total, in cents and as
+    /// dollar strings: the only execution price an order reports.
+    #[serde(default)]
+    taker_fill_cost: Option<i64>,
+    #[serde(default)]
+    maker_fill_cost: Option<i64>,
+    #[serde(default)]
+    taker_fill_cost_dollars: Option<String>,
+    #[serde(default)]
+    maker_fill_cost_dollars: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,15 +127,25 @@ struct OrdersAnswer {
     cursor: Option<String>,
 }
 
+/// Most pages read from one paged list by default.
+pub const MAX_PAGES: usize = 1000;
+/// Items asked for per page of orders and positions.
+const PAGE_LIMIT: usize = 200;
+
 #[derive(Deserialize)]
 struct WirePosition {
     ticker: String,
-    position: i64,
+    #[serde(default)]
+    position: Option<i64>,
+    #[serde(default)]
+    position_fp: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct PositionsAnswer {
     market_positions: Vec<WirePosition>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +153,9 @@ struct BalanceAnswer {
     balance: i64,
 }
 
+/// Maps a non-2XX answer. Errors are `{"error": {"code", "message"}}` with
+/// a symbolic code, kept as [`VenueCode::Name`]. 401 and 403 mean the key or its
+/// signature was refused.
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
     if status >= 500 {
         return VenueError::Unknown {
@@ -130,38 +165,123 @@ fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
         };
     }
     let wire: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let message = wire
-        .as_ref()
-        .and_then(|w| w["error"]["message"].as_str().or(w["message"].as_str()).map(str::to_string))
-        .unwrap_or_else(|| excerpt(body));
-    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code: None, message }
+    let text = |key: &str| wire.as_ref().and_then(|w| w["error"][key].as_str().or(w[key].as_str())).map(str::to_string);
+    let message = text("message").unwrap_or_else(|| excerpt(body));
+    if status == 401 || status == 403 {
+        return VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message };
+    }
+    VenueError::Rejected {
+        venue: VENUE,
+        endpoint: endpoint.into(),
+        status,
+        code: text("code").map(VenueCode::name),
+        message,
+    }
 }
 
-fn order_from_wire(w: WireOrder) -> VenueOrder {
-    let filled = w.fill_count.unwrap_or(0);
-    let count = w.count.unwrap_or(filled + w.remaining_count.unwrap_or(0));
+fn malformed(endpoint: &str, message: String) -> VenueError {
+    VenueError::Malformed { venue: VENUE, endpoint: endpoint.into(), body: String::new(), message }
+}
+
+/// The average price of an order's fills, in dollars per contract: its
+/// taker and maker fill costs over the filled count. A dollar string wins
+/// over the cents field it stands beside. `None` when nothing filled or the
+/// venue reported no cost; an order's `yes_price` is a limit (or a market
+/// order's cap), never what it paid.
+fn average_fill_price(endpoint: &str, w: &WireOrder, filled: Decimal) -> Result<Option<Decimal>, VenueError> {
+    if filled <= Decimal::ZERO {
+        return Ok(None);
+    }
+    let part = |dollars: &Option<String>, cents: Option<i64>, what: &str| -> Result<Option<Decimal>, VenueError> {
+        match (dollars, cents) {
+            (Some(text), _) => <Decimal as std::str::FromStr>::from_str(text)
+                .map(Some)
+                .map_err(|_| malformed(endpoint, format!("{what}_dollars `{text}` is not a decimal"))),
+            (None, Some(cents)) => Ok(Some(Decimal::new(cents, 2))),
+            (None, None) => Ok(None),
+        }
+    };
+    let taker = part(&w.taker_fill_cost_dollars, w.taker_fill_cost, "taker_fill_cost")?;
+    let maker = part(&w.maker_fill_cost_dollars, w.maker_fill_cost, "maker_fill_cost")?;
+    if taker.is_none() && maker.is_none() {
+        return Ok(None);
+    }
+    let cost = taker
+        .unwrap_or_default()
+        .checked_add(maker.unwrap_or_default())
+        .ok_or_else(|| malformed(endpoint, "fill cost is out of range".into()))?;
+    if cost.is_sign_negative() {
+        return Err(malformed(endpoint, format!("fill cost {cost} is negative")));
+    }
+    cost.checked_div(filled)
+        .map(Some)
+        .ok_or_else(|| malformed(endpoint, format!("{cost} over {filled} is out of range")))
+}
+
+/// A contract count given as a legacy integer, a fixed-point string, or
+/// both (which must agree).
+fn contracts(endpoint: &str, what: &str, int: Option<i64>, fp: Option<&str>) -> Result<Option<Decimal>, VenueError> {
+    let fp = fp
+        .map(|text| {
+            <Decimal as std::str::FromStr>::from_str(text)
+                .map_err(|_| malformed(endpoint, format!("{what}_fp `{text}` is not a decimal")))
+        })
+        .transpose()?;
+    let value = match (fp, int) {
+        (Some(fp), Some(int)) if fp != Decimal::from(int) => {
+            return Err(malformed(endpoint, format!("{what} {int} and {what}_fp {fp} disagree")));
+        }
+        (Some(fp), _) => Some(fp.normalize()),
+        (None, int) => int.map(Decimal::from),
+    };
+    Ok(value)
+}
+
+fn order_from_wire(endpoint: &str, w: WireOrder) -> Result<VenueOrder, VenueError> {
+    let filled = contracts(endpoint, "fill_count", w.fill_count, w.fill_count_fp.as_deref())?.unwrap_or_default();
+    let remaining = contracts(endpoint, "remaining_count", w.remaining_count, w.remaining_count_fp.as_deref())?;
+    let initial = contracts(endpoint, "initial_count", w.initial_count, w.initial_count_fp.as_deref())?;
+    let count = match (initial, w.count) {
+        (Some(initial), _) => initial,
+        (None, Some(count)) => contracts(endpoint, "count", Some(count), None)?.unwrap_or_default(),
+        (None, None) => filled
+            .checked_add(remaining.unwrap_or_default())
+            .ok_or_else(|| malformed(endpoint, "contract counts are out of range".into()))?,
+    };
+    if filled < Decimal::ZERO || count < Decimal::ZERO || remaining.is_some_and(|r| r < Decimal::ZERO) {
+        return Err(malformed(endpoint, format!("order {} has negative counts", w.order_id)));
+    }
+    let filled_any = filled > Decimal::ZERO;
     let status = match w.status.as_str() {
         "executed" => OrderStatus::Filled,
-        "canceled" if filled > 0 => OrderStatus::PartiallyFilled,
+        "canceled" if filled_any => OrderStatus::PartiallyFilled,
         "canceled" => OrderStatus::Canceled,
-        _ if filled > 0 => OrderStatus::PartiallyFilled,
+        _ if filled_any => OrderStatus::PartiallyFilled,
         _ => OrderStatus::Accepted,
     };
-    VenueOrder {
+    let filled_avg_price = average_fill_price(endpoint, &w, filled)?;
+    Ok(VenueOrder {
         venue_order_id: w.order_id,
         client_order_id: w.client_order_id,
         symbol: w.ticker,
         side: if w.action == "sell" { Side::Sell } else { Side::Buy },
-        qty: Decimal::from(count),
-        filled_qty: Decimal::from(filled),
-        filled_avg_price: (filled > 0).then(|| Decimal::new(w.yes_price.unwrap_or(0), 2)),
+        qty: count,
+        filled_qty: filled,
+        filled_avg_price,
         status,
-    }
+    })
 }
 
 impl KalshiBroker {
     pub fn new(client: reqwest::Client, base_url: &str, credentials: KalshiCredentials) -> Self {
-        Self { client, base_url: base_url.trim_end_matches('/').to_string(), credentials }
+        Self { client, base_url: base_url.trim_end_matches('/').to_string(), credentials, max_pages: MAX_PAGES }
+    }
+
+    /// Sets how many pages of one list are read before giving up with an
+    /// error (default [`MAX_PAGES`]).
+    pub fn with_max_pages(mut self, pages: usize) -> Self {
+        self.max_pages = pages.max(1);
+        self
     }
 
     async fn call(
@@ -183,6 +303,56 @@ impl KalshiBroker {
             request = request.json(&body);
         }
         send(VENUE, path.split('?').next().unwrap_or(path), request).await
+    }
+
+    /// Reads a list page by page, following `cursor` until the venue
+    /// returns none, and hands each page to `each`; it returns `true` to
+    /// stop early. Past the page limit it fails rather than return a part.
+    async fn paged<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        cursor_of: impl Fn(&T) -> Option<String>,
+        mut each: impl FnMut(T) -> Result<bool, VenueError>,
+    ) -> Result<(), VenueError> {
+        let endpoint = path.split('?').next().unwrap_or(path);
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut cursor: Option<String> = None;
+        for _ in 0..self.max_pages {
+            let mut url = format!("{path}{separator}limit={PAGE_LIMIT}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={}", percent_encode(c)));
+            }
+            let (status, body) = self.call(reqwest::Method::GET, &url, None).await?;
+            if !(200..300).contains(&status) {
+                return Err(failure(endpoint, status, &body));
+            }
+            let page: T = json(VENUE, endpoint, &body)?;
+            let next = cursor_of(&page).filter(|c| !c.is_empty());
+            if each(page)? {
+                return Ok(());
+            }
+            match next {
+                Some(next) if cursor.as_ref() != Some(&next) => cursor = Some(next),
+                Some(_) => return Err(malformed(endpoint, "the venue repeated a page cursor".into())),
+                None => return Ok(()),
+            }
+        }
+        Err(VenueError::Unknown {
+            venue: VENUE,
+            endpoint: endpoint.into(),
+            message: format!("gave up after {} pages; the list was not read to its end", self.max_pages),
+        })
+    }
+
+    /// The order with this venue order id (`GET /portfolio/orders/{order_id}`).
+    pub async fn order_by_id(&self, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let path = format!("/trade-api/v2/portfolio/orders/{}", percent_encode(venue_order_id));
+        let (status, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => order_from_wire(&path, json::<OrderAnswer>(VENUE, &path, &body)?.order).map(Some),
+            _ => Err(failure(&path, status, &body)),
+        }
     }
 }
 
@@ -227,61 +397,75 @@ impl Broker for KalshiBroker {
         if !(200..300).contains(&status) {
             return Err(failure(path, status, &body));
         }
-        Ok(order_from_wire(json::<OrderAnswer>(VENUE, path, &body)?.order))
+        order_from_wire(path, json::<OrderAnswer>(VENUE, path, &body)?.order)
     }
 
+    /// Scans the ticker's orders, every page. Kalshi cannot look an order
+    /// up by client order id; prefer [`Broker::order_by_venue_id`] when the
+    /// venue's id is known. A scan that cannot finish is an error, never
+    /// "not found", which would let a caller give up on a live order.
     async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let mut cursor: Option<String> = None;
-        for _ in 0..100 {
-            let mut path = format!("/trade-api/v2/portfolio/orders?ticker={symbol}&limit=200");
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let (status, body) = self.call(reqwest::Method::GET, &path, None).await?;
-            if !(200..300).contains(&status) {
-                return Err(failure("/trade-api/v2/portfolio/orders", status, &body));
-            }
-            let page: OrdersAnswer = json(VENUE, "/trade-api/v2/portfolio/orders", &body)?;
-            if let Some(found) = page.orders.into_iter().find(|o| o.client_order_id == client_order_id) {
-                return Ok(Some(order_from_wire(found)));
-            }
-            match page.cursor.filter(|c| !c.is_empty()) {
-                Some(next) => cursor = Some(next),
-                None => return Ok(None),
-            }
-        }
-        Ok(None)
+        let path = format!("/trade-api/v2/portfolio/orders?ticker={}", percent_encode(symbol));
+        let mut found = None;
+        self.paged(
+            &path,
+            |page: &OrdersAnswer| page.cursor.clone(),
+            |page| {
+                found = page.orders.into_iter().find(|o| o.client_order_id == client_order_id);
+                Ok(found.is_some())
+            },
+        )
+        .await?;
+        found.map(|o| order_from_wire("/trade-api/v2/portfolio/orders", o)).transpose()
+    }
+
+    async fn order_by_venue_id(&self, _symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        self.order_by_id(venue_order_id).await
     }
 
     async fn cancel(&self, _symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
-        let path = format!("/trade-api/v2/portfolio/orders/{venue_order_id}");
+        let path = format!("/trade-api/v2/portfolio/orders/{}", percent_encode(venue_order_id));
         let (status, body) = self.call(reqwest::Method::DELETE, &path, None).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(failure(&path, status, &body)) }
     }
 
     async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
         let path = "/trade-api/v2/portfolio/orders?status=resting";
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
-        if !(200..300).contains(&status) {
-            return Err(failure(path, status, &body));
-        }
-        Ok(json::<OrdersAnswer>(VENUE, path, &body)?.orders.into_iter().map(order_from_wire).collect())
+        let mut orders = Vec::new();
+        self.paged(
+            path,
+            |page: &OrdersAnswer| page.cursor.clone(),
+            |page| {
+                for o in page.orders {
+                    orders.push(order_from_wire("/trade-api/v2/portfolio/orders", o)?);
+                }
+                Ok(false)
+            },
+        )
+        .await?;
+        Ok(orders)
     }
 
     /// YES contracts held are positive, NO contracts negative.
     async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
-        let path = "/trade-api/v2/portfolio/positions";
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
-        if !(200..300).contains(&status) {
-            return Err(failure(path, status, &body));
-        }
-        let answer: PositionsAnswer = json(VENUE, path, &body)?;
-        Ok(answer
-            .market_positions
-            .into_iter()
-            .filter(|p| p.position != 0)
-            .map(|p| VenuePosition { symbol: p.ticker, qty: Decimal::from(p.position), avg_price: Decimal::ZERO })
-            .collect())
+        let mut positions = Vec::new();
+        self.paged(
+            "/trade-api/v2/portfolio/positions",
+            |page: &PositionsAnswer| page.cursor.clone(),
+            |page| {
+                for p in page.market_positions {
+                    let endpoint = "/trade-api/v2/portfolio/positions";
+                    let qty =
+                        contracts(endpoint, "position", p.position, p.position_fp.as_deref())?.unwrap_or_default();
+                    if !qty.is_zero() {
+                        positions.push(VenuePosition { symbol: p.ticker, qty, avg_price: Decimal::ZERO });
+                    }
+                }
+                Ok(false)
+            },
+        )
+        .await?;
+        Ok(positions)
     }
 
     async fn account(&self) -> Result<VenueAccount, VenueError> {
@@ -329,13 +513,43 @@ mod tests {
             action: "buy".into(),
             status: status.into(),
             count: Some(5),
+            initial_count: None,
+            initial_count_fp: None,
             fill_count: Some(fill),
+            fill_count_fp: None,
             remaining_count: Some(5 - fill),
-            yes_price: Some(45),
+            remaining_count_fp: None,
+            taker_fill_cost: Some(fill * 20),
+            maker_fill_cost: Some(fill * 25),
+            taker_fill_cost_dollars: None,
+            maker_fill_cost_dollars: None,
         };
-        assert_eq!(order_from_wire(wire("resting", 0)).status, OrderStatus::Accepted);
-        assert_eq!(order_from_wire(wire("resting", 2)).status, OrderStatus::PartiallyFilled);
-        let done = order_from_wire(wire("executed", 5));
+        let map = |w| order_from_wire("/o", w).unwrap();
+        assert_eq!(map(wire("resting", 0)).status, OrderStatus::Accepted);
+        assert_eq!(map(wire("resting", 2)).status, OrderStatus::PartiallyFilled);
+        let done = map(wire("executed", 5));
         assert_eq!((done.status, done.filled_avg_price), (OrderStatus::Filled, Some(Decimal::new(45, 2))));
+        let mut dollars = wire("executed", 4);
+        dollars.taker_fill_cost_dollars = Some("1.3000".into());
+        dollars.maker_fill_cost = None;
+        assert_eq!(map(dollars).filled_avg_price, Some("0.325".parse().unwrap()), "dollars win over cents");
+        let mut bad = wire("executed", 1);
+        bad.maker_fill_cost_dollars = Some("lots".into());
+        assert!(order_from_wire("/o", bad).is_err());
+        // Newer answers give counts only as fixed-point strings.
+        let mut fp = wire("resting", 0);
+        (fp.count, fp.fill_count, fp.remaining_count) = (None, None, None);
+        (fp.initial_count_fp, fp.fill_count_fp, fp.remaining_count_fp) =
+            (Some("5.00".into()), Some("2.00".into()), Some("3.00".into()));
+        (fp.taker_fill_cost_dollars, fp.maker_fill_cost) = (Some("0.9000".into()), None);
+        let fp = map(fp);
+        assert_eq!(
+            (fp.qty, fp.filled_qty, fp.status),
+            (Decimal::from(5), Decimal::from(2), OrderStatus::PartiallyFilled)
+        );
+        assert_eq!(fp.filled_avg_price, Some("0.45".parse().unwrap()));
+        let mut disagree = wire("resting", 2);
+        disagree.fill_count_fp = Some("3.00".into());
+        assert!(order_from_wire("/o", disagree).is_err(), "legacy and fixed-point counts must agree");
     }
 }

@@ -2,13 +2,16 @@
 
 mod alpaca;
 mod binance;
+mod binance_filters;
 mod kalshi;
 mod paper;
 #[cfg(test)]
 pub(crate) mod scripted;
 
 pub use self::alpaca::AlpacaBroker;
-pub use self::binance::{BinanceBroker, BinanceCredentials, Increments, sign as binance_signature};
+pub use self::binance::{
+    BinanceBroker, BinanceCredentials, LotRule, NotionalRule, SymbolFilters, sign as binance_signature,
+};
 pub use self::kalshi::{KalshiBroker, KalshiCredentials};
 pub use self::paper::{Commission, PaperBroker};
 pub use crate::feed::AlpacaCredentials;
@@ -73,6 +76,20 @@ pub trait Broker: Send + Sync {
     /// The order with this client order id, if the venue has it. Some
     /// venues (Binance) key orders by symbol, so it is passed too.
     async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError>;
+
+    /// The order with this venue order id, if the venue has it: one
+    /// request where a lookup by client order id may have to scan. A broker
+    /// that cannot do it answers an error, never `None`, so a caller cannot
+    /// mistake "cannot tell" for "absent".
+    async fn order_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let _ = (symbol, venue_order_id);
+        Err(VenueError::Status {
+            venue: self.venue(),
+            endpoint: "order_by_venue_id".into(),
+            status: 501,
+            body: "this broker cannot look orders up by venue order id".into(),
+        })
+    }
 
     async fn cancel(&self, symbol: &str, venue_order_id: &str) -> Result<(), VenueError>;
 

@@ -310,7 +310,7 @@ async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<Output = ()
             Err(failed) => {
                 let error = &failed.source;
                 if let ReconcileError::Venue(venue_error) = error
-                    && venue_error.is_auth_failure()
+                    && venue_error.is_unauthorized()
                 {
                     // Halted until the credentials work; the host runs meanwhile.
                     tracing::error!(venue = reconciler.venue(), %error, "credentials refused at start: trading halted");

@@ -110,7 +110,16 @@ struct WireBar {
     l: Decimal,
     #[serde(with = "rust_decimal::serde::arbitrary_precision")]
     c: Decimal,
-    v: u64,
+    /// A number, not an integer: crypto volumes are fractional.
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    v: Decimal,
+}
+
+/// A time as Alpaca's data API takes it: RFC 3339 in whole seconds, since
+/// "fractions of a second are not accepted". Rounded down, so nothing at
+/// or after `time` is missed; the poller drops what it already delivered.
+pub fn query_time(time: Millis) -> String {
+    format_time(time.div_euclid(1000).saturating_mul(1000))
 }
 
 /// Parses one page of bars; exposed for the fixture tests.
@@ -133,6 +142,14 @@ pub fn parse_page(body: &[u8], symbols: &[Arc<str>]) -> Result<(Vec<Bar>, Option
                         message: "bar time is not RFC 3339".into(),
                     })
                 })?;
+            if w.v.is_sign_negative() && !w.v.is_zero() {
+                return Err(FeedError::from(VenueError::Malformed {
+                    venue: VENUE,
+                    endpoint: ENDPOINT.into(),
+                    body: w.t.clone(),
+                    message: format!("bar volume {} is negative", w.v),
+                }));
+            }
             bars.push(Bar {
                 symbol: symbol.clone(),
                 time: (time.unix_timestamp_nanos() / 1_000_000) as Millis,
@@ -140,7 +157,7 @@ pub fn parse_page(body: &[u8], symbols: &[Arc<str>]) -> Result<(Vec<Bar>, Option
                 high: w.h,
                 low: w.l,
                 close: w.c,
-                volume: Decimal::from(w.v),
+                volume: w.v,
             });
         }
     }
@@ -164,7 +181,7 @@ impl BarSource for AlpacaBars {
     async fn fetch(&self, start: Millis, _now: Millis) -> Result<Vec<Bar>, FeedError> {
         let url = format!("{}{ENDPOINT}", self.config.data_url.trim_end_matches('/'));
         let symbols = self.config.symbols.join(",");
-        let start = format_time(start);
+        let start = query_time(start);
         let limit = self.config.page_limit.clamp(1, 10_000).to_string();
         let mut bars = Vec::new();
         let mut token: Option<String> = None;
@@ -186,7 +203,13 @@ impl BarSource for AlpacaBars {
                 .query(&query)
                 .header("APCA-API-KEY-ID", &self.credentials.key_id)
                 .header("APCA-API-SECRET-KEY", &self.credentials.secret_key);
-            let body = get_ok(VENUE, ENDPOINT, request).await?;
+            let body = get_ok(VENUE, ENDPOINT, request).await.map_err(|e| match e {
+                // The data API answers 403 for keys without access to the feed.
+                VenueError::Status { venue, endpoint, status: 403, body } => {
+                    VenueError::Unauthorized { venue, endpoint, status: 403, message: body }
+                }
+                other => other,
+            })?;
             let (page, next) = parse_page(&body, &self.symbols)?;
             bars.extend(page);
             match next {

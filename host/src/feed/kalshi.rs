@@ -18,6 +18,9 @@ use crate::bar::{Bar, Millis};
 use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "kalshi";
+/// Most candlesticks Kalshi returns for one request; a longer range is
+/// asked for in pieces of at most this many periods.
+const MAX_CANDLES: i64 = 5000;
 
 /// A market and the series it belongs to, both part of the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,10 @@ struct Candle {
     price: Prices,
     #[serde(default)]
     volume: Option<serde_json::Value>,
+    /// The volume as a fixed-point string, which newer answers send
+    /// alongside (or instead of) the legacy integer.
+    #[serde(default)]
+    volume_fp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -103,12 +110,15 @@ pub fn parse_candles(body: &[u8], ticker: &Arc<str>, period: Duration, endpoint:
             dollars(p.close, &p.close_dollars, "close")?,
         );
         let (Some(open), Some(high), Some(low), Some(close)) = prices else { continue };
-        let volume = match &candle.volume {
-            None | Some(serde_json::Value::Null) => Decimal::ZERO,
-            Some(serde_json::Value::String(s)) => {
-                Decimal::from_str(s).map_err(|_| bad(format!("volume `{s}` is not a decimal")))?
-            }
-            Some(v) => v.as_i64().map(Decimal::from).ok_or_else(|| bad(format!("volume `{v}` is not a number")))?,
+        let volume = match (&candle.volume_fp, &candle.volume) {
+            (Some(s), _) => Decimal::from_str(s).map_err(|_| bad(format!("volume_fp `{s}` is not a decimal")))?,
+            (None, v) => match v {
+                None | Some(serde_json::Value::Null) => Decimal::ZERO,
+                Some(serde_json::Value::String(s)) => {
+                    Decimal::from_str(s).map_err(|_| bad(format!("volume `{s}` is not a decimal")))?
+                }
+                Some(v) => v.as_i64().map(Decimal::from).ok_or_else(|| bad(format!("volume `{v}` is not a number")))?,
+            },
         };
         // The bar is stamped with its open time, like every other feed.
         let time = candle.end_period_ts.saturating_mul(1000).saturating_sub(period.as_millis() as i64);
@@ -133,17 +143,72 @@ impl BarSource for KalshiCandles {
 
     async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError> {
         let mut bars = Vec::new();
+        let period = i64::from(self.config.period_minutes) * 60;
         for (market, ticker) in self.config.markets.iter().zip(&self.symbols) {
             let endpoint = format!("/trade-api/v2/series/{}/markets/{}/candlesticks", market.series, market.ticker);
             let url = format!("{}{endpoint}", self.config.base_url.trim_end_matches('/'));
-            let query = [
-                ("start_ts", (start / 1000).to_string()),
-                ("end_ts", (now / 1000).to_string()),
-                ("period_interval", self.config.period_minutes.to_string()),
-            ];
-            let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
-            bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
+            for (from, to) in chunks(start.div_euclid(1000), now.div_euclid(1000), period) {
+                let query = [
+                    ("start_ts", from.to_string()),
+                    ("end_ts", to.to_string()),
+                    ("period_interval", self.config.period_minutes.to_string()),
+                ];
+                let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
+                bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
+            }
         }
         Ok(bars)
+    }
+}
+
+/// Splits `[start, end]` (seconds, both inclusive, as Kalshi reads
+/// `start_ts` and `end_ts`) into ranges that each hold at most
+/// [`MAX_CANDLES`] period ends.
+fn chunks(start: i64, end: i64, period: i64) -> Vec<(i64, i64)> {
+    let period = period.max(1);
+    let mut ranges = Vec::new();
+    if start > end {
+        return ranges;
+    }
+    let mut from = start;
+    loop {
+        // The first period end at or after `from`, then MAX_CANDLES - 1 more.
+        let first_end = from.saturating_add(period - 1).div_euclid(period).saturating_mul(period);
+        let to = first_end.saturating_add((MAX_CANDLES - 1).saturating_mul(period)).min(end);
+        ranges.push((from, to));
+        if to >= end {
+            return ranges;
+        }
+        from = to + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fixed_point_volume() {
+        let body = br#"{"candlesticks": [{"end_period_ts": 120, "volume_fp": "12.00",
+            "price": {"open_dollars": "0.45", "high_dollars": "0.5", "low_dollars": "0.4", "close_dollars": "0.46"}}]}"#;
+        let bars = parse_candles(body, &Arc::from("T"), Duration::from_secs(60), "/c").unwrap();
+        assert_eq!((bars[0].volume, bars[0].time), (Decimal::from(12), 60_000));
+    }
+
+    #[test]
+    fn a_long_range_is_split_under_the_cap() {
+        assert_eq!(chunks(0, 59, 60), vec![(0, 59)]);
+        let minute = 60;
+        let ranges = chunks(30, 12_000 * minute, minute);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges.first().map(|r| r.0), Some(30));
+        assert_eq!(ranges.last().map(|r| r.1), Some(12_000 * minute));
+        for (i, (from, to)) in ranges.iter().enumerate() {
+            let ends = to.div_euclid(minute) - (from + minute - 1).div_euclid(minute) + 1;
+            assert!(ends <= MAX_CANDLES, "{ends} period ends in one request");
+            if let Some(next) = ranges.get(i + 1) {
+                assert_eq!(next.0, to + 1, "no gap and no overlap");
+            }
+        }
     }
 }
