@@ -81,7 +81,9 @@ pub enum WebhookKind {
 pub enum WebhookAction {
     /// Deliver the payload to `strategies` through `on-signal`.
     Signal,
-    /// Turn the alert into an order of the first of `strategies`.
+    /// Turn the delivery into an order of the one strategy in `strategies`:
+    /// a TradingView strategy alert, or for Standard Webhooks a JSON order
+    /// (`symbol`, `side`, `qty`, optional `type` and `limit_price`).
     Order,
 }
 
@@ -96,16 +98,35 @@ pub struct WebhookConfig {
     /// Standard Webhooks: `whsec_...` secrets; several during a rotation.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Standard Webhooks: instead of `secrets`, an environment variable
+    /// holding them (separated by spaces or commas).
+    pub secrets_env: Option<String>,
     /// TradingView: the `passphrase` the alert JSON must carry.
     pub passphrase: Option<String>,
+    /// TradingView: instead of `passphrase`, an environment variable holding it.
+    pub passphrase_env: Option<String>,
     /// Source addresses allowed; empty allows any.
     #[serde(default)]
     pub allow_ips: Vec<std::net::IpAddr>,
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
-    /// Deliveries a minute before the route answers 429.
+    /// Authenticated deliveries a minute before the route answers 429.
     #[serde(default = "default_route_rate")]
     pub per_minute: u32,
+    /// Refused (unauthenticated or unreadable) requests a minute before the
+    /// route answers them 429; a budget of their own, so they never use up
+    /// `per_minute`.
+    #[serde(default = "default_unauthenticated_rate")]
+    pub unauthenticated_per_minute: u32,
+    /// How long a delivery id (`webhook-id`, or TradingView's `timenow`
+    /// with the order id) is remembered, so a retry within it does nothing.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window_secs: u64,
+    /// How long a TradingView alert without `timenow` is remembered by a
+    /// hash of its body: short, so an alert firing the same text again
+    /// later acts again.
+    #[serde(default = "default_body_dedup_window")]
+    pub body_dedup_window_secs: u64,
 }
 
 fn default_body_limit() -> usize {
@@ -114,6 +135,18 @@ fn default_body_limit() -> usize {
 
 fn default_route_rate() -> u32 {
     600
+}
+
+fn default_unauthenticated_rate() -> u32 {
+    60
+}
+
+fn default_dedup_window() -> u64 {
+    24 * 60 * 60
+}
+
+fn default_body_dedup_window() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -392,25 +425,16 @@ impl Config {
             return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
         }
         for (i, hook) in config.webhooks.iter().enumerate() {
-            let key = |k: &str| format!("key `webhook[{i}].{k}`");
-            match hook.kind {
-                WebhookKind::Standard if hook.secrets.is_empty() => {
-                    return Err(invalid(format!("{}: list at least one whsec_ secret", key("secrets"))));
-                }
-                WebhookKind::Standard => {
-                    if hook.secrets.iter().any(|s| crate::webhook::Secret::parse(s).is_err()) {
-                        return Err(invalid(format!("{}: a secret is not whsec_ followed by base64", key("secrets"))));
-                    }
-                }
-                WebhookKind::Tradingview if hook.passphrase.as_deref().is_none_or(str::is_empty) => {
-                    return Err(invalid(format!("{}: TradingView routes need a passphrase", key("passphrase"))));
-                }
-                WebhookKind::Tradingview => {}
-            }
+            hook.validate(|k| format!("key `webhook[{i}].{k}`")).map_err(invalid)?;
             let known = |s: &String| config.strategies.iter().any(|c| c.name.as_ref().unwrap_or(&c.plugin) == s);
             if hook.strategies.is_empty() || !hook.strategies.iter().all(known) {
-                return Err(invalid(format!("{}: name one or more configured strategies", key("strategies"))));
+                return Err(invalid(format!("key `webhook[{i}].strategies`: name one or more configured strategies")));
             }
+        }
+        let mut routes: Vec<_> = config.webhooks.iter().map(|h| (h.kind as u8, h.name.as_str())).collect();
+        routes.sort();
+        if let Some(pair) = routes.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!("webhook route `{}` is configured twice", pair[0].1)));
         }
         for (i, sink) in config.sinks.iter().enumerate() {
             sink.validate(|k| format!("key `sink[{i}].{k}`")).map_err(invalid)?;
@@ -456,6 +480,59 @@ impl Config {
         if Path::new(&self.store.path).is_relative() {
             self.store.path = base.join(&self.store.path).display().to_string();
         }
+    }
+}
+
+impl WebhookConfig {
+    /// Checks the keys that do not depend on the rest of the config.
+    fn validate(&self, key: impl Fn(&str) -> String) -> Result<(), String> {
+        let (plain, plain_env) = match self.kind {
+            WebhookKind::Standard => ("secrets", "secrets_env"),
+            WebhookKind::Tradingview => ("passphrase", "passphrase_env"),
+        };
+        let (has_plain, has_env, other) = match self.kind {
+            WebhookKind::Standard => (
+                !self.secrets.is_empty(),
+                self.secrets_env.is_some(),
+                [("passphrase", self.passphrase.is_some()), ("passphrase_env", self.passphrase_env.is_some())],
+            ),
+            WebhookKind::Tradingview => (
+                self.passphrase.as_deref().is_some_and(|p| !p.is_empty()),
+                self.passphrase_env.is_some(),
+                [("secrets", !self.secrets.is_empty()), ("secrets_env", self.secrets_env.is_some())],
+            ),
+        };
+        if let Some((k, _)) = other.iter().find(|(_, set)| *set) {
+            return Err(format!("{}: not used by {:?} routes", key(k), self.kind).to_lowercase());
+        }
+        match (has_plain, has_env) {
+            (false, false) => {
+                return Err(format!("{}: required (or {plain_env}, naming a variable holding it)", key(plain)));
+            }
+            (true, true) => return Err(format!("{}: give {plain} or {plain_env}, not both", key(plain_env))),
+            _ => {}
+        }
+        if self.secrets.iter().any(|s| crate::webhook::Secret::parse(s).is_err()) {
+            return Err(format!("{}: a secret is not whsec_ followed by base64", key("secrets")));
+        }
+        if self.action == WebhookAction::Order && self.strategies.len() != 1 {
+            return Err(format!("{}: an order route places orders for exactly one strategy", key("strategies")));
+        }
+        let tolerance = 2 * crate::webhook::TOLERANCE_SECS as u64;
+        if self.kind == WebhookKind::Standard && self.dedup_window_secs < tolerance {
+            return Err(format!(
+                "{}: at least {tolerance}, so a replay within the timestamp tolerance is still caught",
+                key("dedup_window_secs")
+            ));
+        }
+        for (k, secs) in
+            [("dedup_window_secs", self.dedup_window_secs), ("body_dedup_window_secs", self.body_dedup_window_secs)]
+        {
+            if secs == 0 || secs > 365 * 24 * 60 * 60 {
+                return Err(format!("{}: expected 1 s to a year, got {secs}", key(k)));
+            }
+        }
+        Ok(())
     }
 }
 
