@@ -31,8 +31,8 @@ use tokio::sync::Notify;
 
 use super::limit::{Budget, retry_after_secs};
 use super::{Alert, AlertError, Inbound, Secret, SignatureError, parse_order, verify};
+use super::{WebhookAction, WebhookConfig, WebhookKind};
 use crate::bar::{Millis, now_ms};
-use crate::config::{WebhookAction, WebhookConfig, WebhookKind};
 use crate::store::{Intake, Store};
 
 /// Deliveries the inbox holds before new ones are answered 503.

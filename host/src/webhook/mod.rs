@@ -6,6 +6,7 @@ mod inbox;
 mod intake;
 mod limit;
 mod order;
+mod route;
 mod standard;
 mod tradingview;
 
@@ -15,5 +16,6 @@ pub use self::intake::{
     tradingview as tradingview_route,
 };
 pub use self::order::parse_order;
+pub use self::route::{WebhookAction, WebhookConfig, WebhookKind};
 pub use self::standard::{Secret, SignatureError, TOLERANCE_SECS, verify};
 pub use self::tradingview::{Alert, AlertError, AlertOrder, StrategyFields, constant_time_eq};
