@@ -461,6 +461,7 @@ async fn standard_order_routes_place_validated_orders() {
         (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "limit", "limit_price": 0}"#, 422),
         (r#"{"symbol": "<script>", "side": "buy", "qty": 1}"#, 422),
         (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "extra": true}"#, 422),
+        (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "qty": 1000}"#, 422),
         (r#"{"side": "buy", "qty": 1}"#, 422),
         ("[1, 2]", 400),
         ("{", 400),

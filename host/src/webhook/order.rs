@@ -25,9 +25,40 @@ fn field(field: &'static str, message: impl Into<String>) -> AlertError {
     AlertError::Field { field, message: message.into() }
 }
 
+/// The top-level keys of a JSON object, in order, repeats included (a
+/// parsed `Value` would silently keep only the last of a repeated key).
+struct Keys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Parses and checks an order body.
 pub fn parse_order(body: &[u8]) -> Result<AlertOrder, AlertError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| AlertError::Malformed(e.to_string()))?;
+    if value.is_object() {
+        let Keys(mut keys) = serde_json::from_slice(body).map_err(|e| AlertError::Malformed(e.to_string()))?;
+        keys.sort();
+        if let Some(pair) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(AlertError::Field { field: "body", message: format!("key `{}` is given twice", pair[0]) });
+        }
+    }
     let serde_json::Value::Object(mut fields) = value else {
         return Err(AlertError::Malformed("expected an object".into()));
     };
@@ -114,6 +145,8 @@ mod tests {
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "limit", "limit_price": "-5"}"#, "limit_price"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "limit_price": 5}"#, "limit_price"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "qyt": 2}"#, "body"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "qty": 1000}"#, "body"),
+            (r#"{"symbol": "X", "side": "sell", "side": "buy", "qty": 1}"#, "body"),
         ];
         for (body, name) in cases {
             match parse_order(body.as_bytes()) {
