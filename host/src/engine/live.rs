@@ -584,8 +584,11 @@ async fn dispatch(
             }
         }
     };
-    if let Err(error) = run_dispatcher(store, wake, hand).await {
-        tracing::error!(%error, "webhook dispatcher stopped; accepted deliveries wait in the store");
+    // A store error pauses the handovers, never ends them: what was
+    // accepted waits in the store meanwhile.
+    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), &hand).await {
+        tracing::error!(%error, "webhook dispatcher paused; accepted deliveries wait in the store");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

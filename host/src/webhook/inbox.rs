@@ -120,8 +120,10 @@ pub enum Handed {
 
 /// Rows read from the inbox per round.
 const ROUND: usize = 64;
-/// How often an idle dispatcher looks anyway, and prunes old dedup keys.
+/// How often an idle dispatcher looks anyway.
 const IDLE: Duration = Duration::from_secs(1);
+/// How often dedup keys past their window are pruned.
+const PRUNE_EVERY: Millis = 60_000;
 
 /// Hands inbox rows over with `hand` until a queue closes; `wake` is
 /// notified by the intake on each accepted delivery.
@@ -132,16 +134,16 @@ where
 {
     let mut pruned_at: Millis = Millis::MIN;
     loop {
+        let now = now_ms();
+        if now.saturating_sub(pruned_at) >= PRUNE_EVERY {
+            let pruned = store.prune_delivery_keys(now)?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "webhook dedup keys past their window forgotten");
+            }
+            pruned_at = now;
+        }
         let items = store.waiting_deliveries(ROUND)?;
         if items.is_empty() {
-            let now = now_ms();
-            if now.saturating_sub(pruned_at) >= 60_000 {
-                let pruned = store.prune_delivery_keys(now)?;
-                if pruned > 0 {
-                    tracing::debug!(pruned, "webhook dedup keys past their window forgotten");
-                }
-                pruned_at = now;
-            }
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(IDLE) => {}
@@ -163,5 +165,65 @@ where
             // No await between the handover and this.
             store.delivery_done(item.id)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Inbound {
+        let order = AlertOrder {
+            symbol: "AAPL".into(),
+            side: Side::Sell,
+            qty: "0.5".parse().unwrap(),
+            order_id: Some("x\"y".into()),
+            limit_price: Some("10.25".parse().unwrap()),
+        };
+        Inbound::Order { route: "r".into(), strategy: "s".into(), order }
+    }
+
+    #[test]
+    fn rows_read_back_as_written_and_damaged_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("i.db")).unwrap();
+        let signal = Inbound::Signal { route: "r".into(), strategy: "s".into(), payload: "{\"a\": 1}".into() };
+        let rows = [("s".to_string(), order().encode()), ("s".to_string(), signal.encode())];
+        store.accept_delivery("r", "k", 0, 1, &rows, 10).unwrap();
+        let back: Vec<Inbound> =
+            store.waiting_deliveries(10).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect();
+        assert_eq!(back, [order(), signal]);
+        for damaged in [
+            "",
+            "{}",
+            r#"{"action": "order", "symbol": "A", "side": "hold", "qty": "1"}"#,
+            r#"{"action": "order", "symbol": "A", "side": "buy", "qty": "lots"}"#,
+            r#"{"action": "wire"}"#,
+        ] {
+            let item = InboxItem {
+                id: 7,
+                route: "r".into(),
+                key: "k".into(),
+                strategy: "s".into(),
+                received: 0,
+                inbound: damaged.into(),
+            };
+            let error = Inbound::decode(&item).unwrap_err();
+            assert_eq!(error.id, 7, "{damaged}");
+        }
+    }
+
+    #[tokio::test]
+    async fn old_keys_are_pruned_even_while_deliveries_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("i.db")).unwrap());
+        for key in ["a", "b"] {
+            // Keys whose window ended long ago; the rows still wait.
+            store.accept_delivery("r", key, 0, 1, &[("s".into(), order().encode())], 10).unwrap();
+        }
+        assert_eq!(store.delivery_keys().unwrap(), 2);
+        run_dispatcher(store.clone(), Arc::new(Notify::new()), |_| async { Handed::Closed }).await.unwrap();
+        assert_eq!(store.delivery_keys().unwrap(), 0);
+        assert_eq!(store.waiting_deliveries(10).unwrap().len(), 2, "a closed queue leaves the rows");
     }
 }

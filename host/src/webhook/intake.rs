@@ -241,8 +241,9 @@ impl WebhookIntake {
                         Err(e) => return self.refuse(name, StatusCode::UNPROCESSABLE_ENTITY, &e.to_string(), None),
                     },
                 };
-                // verify() succeeded, so the header is there.
-                (format!("id:{}", header("webhook-id").unwrap_or_default()), config.dedup_window_secs, inbound)
+                // verify() succeeded, so the header is there. Kept as sent,
+                // as before the inbox, so retries across an upgrade still match.
+                (header("webhook-id").unwrap_or_default().to_string(), config.dedup_window_secs, inbound)
             }
         };
         let rows: Vec<(String, String)> = config
