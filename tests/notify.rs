@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use stratbox::notify::{Notifier, SinkConfig, SinkKind, SmtpTls};
+use stratbox::notify::{Notifier, NotifyError, SinkConfig, SinkKind, SmtpTls, TRUNCATED};
 use stratbox::store::Store;
 use stratbox::webhook::{Secret, verify};
 
@@ -118,9 +118,11 @@ fn sink(name: &str, kind: SinkKind, url: String, events: &[&str]) -> SinkConfig 
         name: name.into(),
         kind,
         url,
+        url_env: None,
         events: events.iter().map(|s| s.to_string()).collect(),
         templates: Default::default(),
         secret: (kind == SinkKind::Json).then(|| SECRET.into()),
+        secret_env: None,
         account_sid: Some("AC123".into()),
         auth_token_env: Some("CARGO_PKG_NAME".into()),
         from: Some("+15550199".into()),
@@ -277,4 +279,226 @@ async fn a_hanging_sink_holds_up_only_itself_and_is_not_hammered() {
     assert!(waiting.iter().all(|n| n.sink == "stuck"));
     let order: Vec<&str> = waiting.iter().map(|n| n.data.as_str()).collect();
     assert_eq!(order, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#], "kept in order");
+}
+
+/// Data of what a route received, in arrival order, parsed as JSON.
+fn received(state: &Shared, route: &str) -> Vec<serde_json::Value> {
+    let s = state.lock().unwrap();
+    s.got.get(route).into_iter().flatten().map(|b| serde_json::from_str(b).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_retried_notification_is_never_overtaken_by_later_ones() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state: Shared = Arc::default();
+    // Every few attempts fail, with and without Retry-After.
+    state.lock().unwrap().faults.insert(
+        "discord".into(),
+        VecDeque::from([(503, None), (429, Some(3)), (500, None), (503, Some(1)), (502, None)]),
+    );
+    tokio::spawn(receiver(listener, state.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
+    let mut d = sink("d", SinkKind::Discord, format!("{base}/discord"), &[]);
+    d.templates.insert("order.filled".into(), "{{ data.n }}".into());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let mut notifier = Notifier::new(vec![d], store.clone(), client).unwrap();
+    notifier.base_backoff = Duration::from_millis(500);
+    // New lines keep arriving (time-stamped as they happen) while the
+    // first ones are held for a retry.
+    let mut now = 1_000;
+    for n in 0..12 {
+        store.append_event(now, "order.filled", None, &format!(r#"{{"n":{n}}}"#)).unwrap();
+        notifier.pump().unwrap();
+        notifier.deliver_due(now).await.unwrap();
+        now += 700;
+    }
+    for _ in 0..100 {
+        notifier.deliver_due(now).await.unwrap();
+        now += 1_000;
+    }
+    let got: Vec<String> = received(&state, "discord").iter().map(|b| b["content"].as_str().unwrap().into()).collect();
+    let expected: Vec<String> = (0..12).map(|n| n.to_string()).collect();
+    assert_eq!(got, expected, "once each, in journal order");
+}
+
+#[tokio::test]
+async fn a_sink_disabled_by_410_stays_disabled_after_a_restart_until_its_url_changes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state: Shared = Arc::default();
+    state.lock().unwrap().faults.insert("slack".into(), VecDeque::from([(410, None)]));
+    tokio::spawn(receiver(listener, state.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.db");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let gone = vec![sink("team", SinkKind::Slack, format!("{base}/slack"), &["order.*"])];
+    {
+        let store = Arc::new(Store::open(&path).unwrap());
+        store.append_event(1_000, "order.filled", None, r#"{"n":0}"#).unwrap();
+        let notifier = Notifier::new(gone.clone(), store.clone(), client.clone()).unwrap();
+        drive(&notifier, 3, 1_000, 1_000).await;
+    }
+    assert!(received(&state, "slack").is_empty());
+    // A second lifetime over the same file: the endpoint would answer 200
+    // now, but a 410 is final for that URL.
+    {
+        let store = Arc::new(Store::open(&path).unwrap());
+        store.append_event(5_000, "order.filled", None, r#"{"n":1}"#).unwrap();
+        let notifier = Notifier::new(gone.clone(), store.clone(), client.clone()).unwrap();
+        drive(&notifier, 3, 1_000, 5_000).await;
+    }
+    assert!(received(&state, "slack").is_empty(), "still disabled after the restart");
+    // A third lifetime with a new URL for the sink: it is back.
+    let store = Arc::new(Store::open(&path).unwrap());
+    store.append_event(9_000, "order.filled", None, r#"{"n":2}"#).unwrap();
+    let moved = vec![sink("team", SinkKind::Slack, format!("{base}/slack?v=2"), &["order.*"])];
+    let notifier = Notifier::new(moved, store.clone(), client).unwrap();
+    drive(&notifier, 3, 1_000, 9_000).await;
+    let got = received(&state, "slack");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0]["text"].as_str().unwrap().contains("\"n\": 2"), "{got:?}");
+}
+
+#[tokio::test]
+async fn unset_or_empty_secret_variables_stop_the_notifier_at_start_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
+    let lookup = |var: &str| match var {
+        "EMPTY" => Ok(" ".to_string()),
+        "GOOD_SECRET" => Ok(SECRET.to_string()),
+        "BAD_SECRET" => Ok("not-a-whsec".to_string()),
+        _ => Err(std::env::VarError::NotPresent),
+    };
+    let client = reqwest::Client::new();
+    let with = |edit: &dyn Fn(&mut SinkConfig)| {
+        let mut s = sink("s", SinkKind::Twilio, "http://127.0.0.1:9".into(), &[]);
+        edit(&mut s);
+        Notifier::with_env(vec![s], store.clone(), client.clone(), &lookup).err()
+    };
+    type Edit<'a> = &'a dyn Fn(&mut SinkConfig);
+    let cases: [(Edit, &str); 6] = [
+        (&|s| s.auth_token_env = Some("TWILIO_TOKEN_UNSET".into()), "TWILIO_TOKEN_UNSET"),
+        (&|s| s.auth_token_env = Some("EMPTY".into()), "EMPTY"),
+        (
+            &|s| {
+                s.kind = SinkKind::Slack;
+                s.url_env = Some("SLACK_URL_UNSET".into());
+            },
+            "SLACK_URL_UNSET",
+        ),
+        (
+            &|s| {
+                s.kind = SinkKind::Json;
+                s.secret = None;
+                s.secret_env = Some("JSON_SECRET_UNSET".into());
+            },
+            "JSON_SECRET_UNSET",
+        ),
+        (
+            &|s| {
+                s.kind = SinkKind::Json;
+                s.secret = None;
+                s.secret_env = Some("BAD_SECRET".into());
+            },
+            "BAD_SECRET",
+        ),
+        (
+            &|s| {
+                s.kind = SinkKind::Discord;
+                s.url_env = Some("EMPTY".into());
+            },
+            "EMPTY",
+        ),
+    ];
+    for (edit, var) in cases {
+        let error = with(edit).expect("refused at start");
+        assert!(error.to_string().contains(var), "{error}");
+        assert!(matches!(error, NotifyError::Env { .. } | NotifyError::EmptyEnv { .. } | NotifyError::Secret { .. }));
+        assert!(!error.to_string().contains("not-a-whsec"), "a secret's value is never shown: {error}");
+    }
+    let ok = with(&|s| {
+        s.kind = SinkKind::Json;
+        s.secret = None;
+        s.secret_env = Some("GOOD_SECRET".into());
+    });
+    assert!(ok.is_none(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn urls_and_secrets_from_variables_are_used_for_delivery() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state: Shared = Arc::default();
+    tokio::spawn(receiver(listener, state.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
+    store.append_event(1_000, "order.filled", None, r#"{"n":0}"#).unwrap();
+    let (json_url, slack_url) = (format!("{base}/json"), format!("{base}/slack"));
+    let lookup = |var: &str| match var {
+        "HOOK_URL" => Ok(json_url.clone()),
+        "HOOK_SECRET" => Ok(SECRET.to_string()),
+        "SLACK_URL" => Ok(slack_url.clone()),
+        _ => Err(std::env::VarError::NotPresent),
+    };
+    let mut json = sink("json", SinkKind::Json, String::new(), &[]);
+    (json.url_env, json.secret, json.secret_env) = (Some("HOOK_URL".into()), None, Some("HOOK_SECRET".into()));
+    let mut slack = sink("slack", SinkKind::Slack, String::new(), &[]);
+    slack.url_env = Some("SLACK_URL".into());
+    let notifier = Notifier::with_env(vec![json, slack], store, reqwest::Client::new(), &lookup).unwrap();
+    drive(&notifier, 2, 1_000, 1_000).await;
+    let s = state.lock().unwrap();
+    assert_eq!(s.got.get("json").map(Vec::len), Some(1), "signed with the secret from the variable");
+    assert_eq!(s.got.get("slack").map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn chat_text_is_escaped_mentions_are_off_and_cuts_are_marked() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state: Shared = Arc::default();
+    tokio::spawn(receiver(listener, state.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
+    let hostile = "@everyone <!channel> <@123> a & b <https://evil.example|click>";
+    let long = format!("{hostile} {}", "é🦀".repeat(3_000));
+    for message in [hostile, long.as_str()] {
+        let data = serde_json::json!({ "message": message }).to_string();
+        store.append_event(1_000, "strategy.notify", None, &data).unwrap();
+    }
+    let mut sinks = Vec::new();
+    for (name, kind, route) in
+        [("slack", SinkKind::Slack, "slack"), ("discord", SinkKind::Discord, "discord"), ("sms", SinkKind::Twilio, "")]
+    {
+        let mut s = sink(name, kind, format!("{base}/{route}"), &[]);
+        if kind == SinkKind::Twilio {
+            s.url = base.clone();
+        }
+        s.templates.insert("strategy.notify".into(), "{{ data.message }}".into());
+        sinks.push(s);
+    }
+    let notifier = Notifier::new(sinks, store, reqwest::Client::new()).unwrap();
+    drive(&notifier, 2, 1_000, 1_000).await;
+
+    let slack = received(&state, "slack");
+    assert_eq!(slack.len(), 2);
+    let text = slack[0]["text"].as_str().unwrap();
+    assert_eq!(text, "@everyone &lt;!channel&gt; &lt;@123&gt; a &amp; b &lt;https://evil.example|click&gt;");
+    assert!(!slack[1]["text"].as_str().unwrap().contains('<'));
+
+    let discord = received(&state, "discord");
+    assert_eq!(discord.len(), 2);
+    for body in &discord {
+        assert_eq!(body["allowed_mentions"], serde_json::json!({ "parse": [] }), "{body}");
+    }
+    assert_eq!(discord[0]["content"].as_str().unwrap(), hostile, "short text is sent as it is");
+    let cut = discord[1]["content"].as_str().unwrap();
+    assert_eq!(cut.chars().count(), 2000);
+    assert!(cut.ends_with(TRUNCATED) && long.starts_with(cut.trim_end_matches(TRUNCATED)), "{cut}");
+
+    let sms = state.lock().unwrap().got["twilio"].clone();
+    assert_eq!(sms.len(), 2);
+    assert!(!sms[0].contains("truncated"), "{}", sms[0]);
+    assert!(sms[1].contains("truncated"), "the SMS cut is marked: {}", &sms[1][sms[1].len() - 80..]);
 }

@@ -16,6 +16,7 @@ use crate::broker::Commission;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
 use crate::runtime::RuntimeConfig;
+pub use crate::webhook::{WebhookAction, WebhookConfig, WebhookKind};
 
 /// The configuration `stratbox run` uses when given none.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -63,57 +64,6 @@ pub struct Config {
 pub struct PriceAlert {
     pub symbol: String,
     pub level: Decimal,
-}
-
-/// How a webhook route authenticates its deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookKind {
-    /// `POST /webhooks/tradingview/{name}`, a passphrase in the JSON body.
-    Tradingview,
-    /// `POST /webhooks/{name}`, Standard Webhooks signatures.
-    Standard,
-}
-
-/// What an accepted delivery does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookAction {
-    /// Deliver the payload to `strategies` through `on-signal`.
-    Signal,
-    /// Turn the alert into an order of the first of `strategies`.
-    Order,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub name: String,
-    pub kind: WebhookKind,
-    pub action: WebhookAction,
-    /// The strategies (by `[[strategy]] name`) the route feeds.
-    pub strategies: Vec<String>,
-    /// Standard Webhooks: `whsec_...` secrets; several during a rotation.
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// TradingView: the `passphrase` the alert JSON must carry.
-    pub passphrase: Option<String>,
-    /// Source addresses allowed; empty allows any.
-    #[serde(default)]
-    pub allow_ips: Vec<std::net::IpAddr>,
-    #[serde(default = "default_body_limit")]
-    pub max_body_bytes: usize,
-    /// Deliveries a minute before the route answers 429.
-    #[serde(default = "default_route_rate")]
-    pub per_minute: u32,
-}
-
-fn default_body_limit() -> usize {
-    64 << 10
-}
-
-fn default_route_rate() -> u32 {
-    600
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -392,25 +342,16 @@ impl Config {
             return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
         }
         for (i, hook) in config.webhooks.iter().enumerate() {
-            let key = |k: &str| format!("key `webhook[{i}].{k}`");
-            match hook.kind {
-                WebhookKind::Standard if hook.secrets.is_empty() => {
-                    return Err(invalid(format!("{}: list at least one whsec_ secret", key("secrets"))));
-                }
-                WebhookKind::Standard => {
-                    if hook.secrets.iter().any(|s| crate::webhook::Secret::parse(s).is_err()) {
-                        return Err(invalid(format!("{}: a secret is not whsec_ followed by base64", key("secrets"))));
-                    }
-                }
-                WebhookKind::Tradingview if hook.passphrase.as_deref().is_none_or(str::is_empty) => {
-                    return Err(invalid(format!("{}: TradingView routes need a passphrase", key("passphrase"))));
-                }
-                WebhookKind::Tradingview => {}
-            }
+            hook.validate(|k| format!("key `webhook[{i}].{k}`")).map_err(invalid)?;
             let known = |s: &String| config.strategies.iter().any(|c| c.name.as_ref().unwrap_or(&c.plugin) == s);
             if hook.strategies.is_empty() || !hook.strategies.iter().all(known) {
-                return Err(invalid(format!("{}: name one or more configured strategies", key("strategies"))));
+                return Err(invalid(format!("key `webhook[{i}].strategies`: name one or more configured strategies")));
             }
+        }
+        let mut routes: Vec<_> = config.webhooks.iter().map(|h| (h.kind as u8, h.name.as_str())).collect();
+        routes.sort();
+        if let Some(pair) = routes.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!("webhook route `{}` is configured twice", pair[0].1)));
         }
         for (i, sink) in config.sinks.iter().enumerate() {
             sink.validate(|k| format!("key `sink[{i}].{k}`")).map_err(invalid)?;

@@ -39,7 +39,7 @@ use crate::router::{Router, RouterConfig};
 use crate::runtime::{Clock, Runtime, RuntimeError};
 use crate::store::{Store, StoreError};
 use crate::venue::VenueError;
-use crate::webhook::{Inbound, WebhookIntake};
+use crate::webhook::{Handed, Inbound, WebhookError, WebhookIntake, run_dispatcher};
 
 /// Batches queued per strategy before the feed waits for it.
 const QUEUE_DEPTH: usize = 64;
@@ -66,6 +66,8 @@ pub enum LiveError {
     Venue(#[from] VenueError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("{message}")]
     Setup { message: String },
 }
@@ -362,6 +364,13 @@ pub async fn run_host(
         }
         _ => None,
     };
+    // Read webhook secrets now: an unset variable stops the start.
+    let webhooks = match &store {
+        Some(store) if !config.webhooks.is_empty() => {
+            Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone())?))
+        }
+        _ => None,
+    };
     let FeedPlan { mut feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
         Some(store) => plan_venue(&config, &client, store)?,
@@ -432,14 +441,8 @@ pub async fn run_host(
         tokio::net::TcpListener::bind(listen).await.map_err(|source| LiveError::Listen { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
-    let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(WEBHOOK_QUEUE);
     let gate_view = venue.as_ref().map(|v| v.gate.clone());
-    let webhooks = match &store {
-        Some(store) if !config.webhooks.is_empty() => {
-            Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone(), inbound_tx)))
-        }
-        _ => None,
-    };
+    let dispatch_from = webhooks.as_ref().zip(store.clone()).map(|(w, store)| (store, w.waker()));
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(
@@ -481,7 +484,8 @@ pub async fn run_host(
             refusal_reporter(journal.clone(), lines.clone()),
         ))
     });
-    let dispatcher = tokio::spawn(dispatch(inbound_rx, by_name.clone()));
+    // Deliveries left in the inbox by a crash are handed over first.
+    let dispatcher = dispatch_from.map(|(store, wake)| tokio::spawn(dispatch(store, wake, by_name.clone())));
     let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
     let alerts = PriceWatch::new(config.price_alerts.clone(), journal.clone());
     let desk = match (venue, store) {
@@ -553,8 +557,12 @@ pub async fn run_host(
 
     // Graceful stop: the feed has stopped; stop what feeds the engines,
     // let them drain and commit, then flush the journal and close the store.
-    dispatcher.abort();
-    let _ = dispatcher.await;
+    if let Some(dispatcher) = dispatcher {
+        // Aborted only at an await: a delivery is either handed over and
+        // marked done, or still in the inbox for the next start.
+        dispatcher.abort();
+        let _ = dispatcher.await;
+    }
     if let Some(watcher) = watcher {
         // It holds senders to the engines.
         watcher.abort();
@@ -608,29 +616,41 @@ pub async fn run_host(
 /// How long a graceful stop waits for the engines to drain and commit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Accepted webhook deliveries waiting for the host.
-const WEBHOOK_QUEUE: usize = 1024;
-
-/// Hands accepted webhook deliveries to the engines they name.
-async fn dispatch(mut inbound: mpsc::Receiver<Inbound>, engines: HashMap<String, mpsc::Sender<EngineInput>>) {
-    while let Some(delivery) = inbound.recv().await {
-        match delivery {
-            Inbound::Signal { route, strategies, payload } => {
-                for name in strategies {
-                    if let Some(engine) = engines.get(&name) {
-                        let input =
-                            EngineInput::Signal { source: route.clone(), payload: payload.clone(), time: now_ms() };
-                        let _ = engine.send(input).await;
+/// Hands accepted webhook deliveries from the store's inbox to the engines
+/// they name, oldest first, and marks each done once its engine's queue
+/// has it (see `webhook::run_dispatcher`).
+async fn dispatch(
+    store: Arc<Store>,
+    wake: Arc<tokio::sync::Notify>,
+    engines: HashMap<String, mpsc::Sender<EngineInput>>,
+) {
+    let hand = |delivery: Inbound| {
+        let engine = engines.get(delivery.strategy()).cloned();
+        async move {
+            let Some(engine) = engine else { return Handed::NoStrategy };
+            let input = match delivery {
+                Inbound::Signal { route, payload, .. } => {
+                    EngineInput::Signal { source: route, payload, time: now_ms() }
+                }
+                Inbound::Order { order, .. } => {
+                    let mut intent = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
+                    if let Some(price) = order.limit_price {
+                        intent.order_type = crate::order::OrderType::Limit { price };
                     }
+                    EngineInput::Intent(intent)
                 }
-            }
-            Inbound::Order { strategy, order, .. } => {
-                if let Some(engine) = engines.get(&strategy) {
-                    let intent = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
-                    let _ = engine.send(EngineInput::Intent(intent)).await;
-                }
+            };
+            match engine.send(input).await {
+                Ok(()) => Handed::Over,
+                Err(_) => Handed::Closed,
             }
         }
+    };
+    // A store error pauses the handovers, never ends them: what was
+    // accepted waits in the store meanwhile.
+    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), &hand).await {
+        tracing::error!(%error, "webhook dispatcher paused; accepted deliveries wait in the store");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -6,12 +6,15 @@
 //! and moves its cursor in the same transaction; a worker delivers due
 //! rows, sinks side by side and each in order. 2XX is delivered; 429, 5XX
 //! and transport failures are retried with exponential backoff and jitter,
-//! honouring `Retry-After`, and hold that sink's later rows meanwhile; 410
-//! disables the sink and journals `sink.disabled`; any other 4XX drops the
-//! notification and counts it. A restart resumes from the outbox.
+//! honouring `Retry-After`, and hold that sink's later rows meanwhile (a
+//! sink is gated by its oldest pending row, so nothing overtakes a held
+//! one); 410 disables the sink, in the store, for the URL that answered it,
+//! and journals `sink.disabled`; any other 4XX drops the notification and
+//! counts it. A restart resumes from the outbox, disabled sinks included.
 
 mod email;
 mod sink;
+mod text;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -20,17 +23,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use crate::bar::{Millis, format_time, now_ms};
 use crate::store::{OutboxItem, Store, StoreError};
-use crate::webhook::Secret;
+use crate::webhook::{Secret, SignatureError};
 use email::Mailer;
 pub use sink::{SinkConfig, SinkKind, SmtpTls};
+pub use text::TRUNCATED;
+use text::{cut, slack_escape, urlencode};
 
 /// Journal lines read per pump.
 const BATCH: usize = 500;
+/// Discord refuses `content` over 2,000 characters.
 const DISCORD_LIMIT: usize = 2000;
+/// Twilio refuses a `Body` over 1,600 characters.
 const SMS_LIMIT: usize = 1600;
+/// Slack truncates `text` beyond 40,000 characters; we cut first, visibly.
+const SLACK_LIMIT: usize = 40_000;
 
 /// The subject of an email when its sink sets none.
 const DEFAULT_SUBJECT: &str = "stratbox: {{ kind }}";
@@ -40,6 +50,35 @@ pub enum NotifyError {
     /// A sink cannot be set up: unreadable CA file, missing password, bad address.
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
+    /// A `*_env` key names a variable that is unset or not Unicode.
+    #[error("sink {sink}: environment variable {var} ({what}) is not set")]
+    Env { sink: String, var: String, what: &'static str, source: std::env::VarError },
+    /// A `*_env` key names a variable that is set but empty.
+    #[error("sink {sink}: environment variable {var} ({what}) is empty")]
+    EmptyEnv { sink: String, var: String, what: &'static str },
+    /// A json sink's secret, read from its variable, is not `whsec_` base64.
+    #[error("sink {sink}: the secret in {var} is not usable")]
+    Secret { sink: String, var: String, source: SignatureError },
+    #[error("cannot read which sinks are disabled")]
+    Store(#[from] StoreError),
+}
+
+/// Reads an environment variable; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Result<String, std::env::VarError>;
+
+/// The value of the variable a sink's `*_env` key names, which must be set
+/// and not empty.
+fn env(lookup: EnvLookup, sink: &str, var: &str, what: &'static str) -> Result<String, NotifyError> {
+    match lookup(var) {
+        Ok(value) if value.trim().is_empty() => Err(NotifyError::EmptyEnv { sink: sink.into(), var: var.into(), what }),
+        Ok(value) => Ok(value),
+        Err(source) => Err(NotifyError::Env { sink: sink.into(), var: var.into(), what, source }),
+    }
+}
+
+/// A sink's URL, hashed: what a 410 is remembered against.
+fn url_sha256(url: &str) -> String {
+    hex::encode(Sha256::digest(url.as_bytes()))
 }
 
 /// What one delivery attempt came to.
@@ -52,10 +91,15 @@ enum Outcome {
 }
 
 pub struct Notifier {
+    /// With `url` and `secret` read from their variables where configured so.
     sinks: Vec<SinkConfig>,
     store: Arc<Store>,
     client: reqwest::Client,
     mailers: HashMap<String, Mailer>,
+    /// Json sinks' signing keys.
+    keys: HashMap<String, Secret>,
+    /// Twilio sinks' auth tokens, read at start.
+    tokens: HashMap<String, String>,
     disabled: Mutex<HashSet<String>>,
     /// Notifications dropped on a 4XX other than 410.
     pub dropped: AtomicU64,
@@ -72,25 +116,62 @@ fn matches(filters: &[String], kind: &str) -> bool {
             .any(|f| f == "*" || f == kind || f.strip_suffix('*').is_some_and(|prefix| kind.starts_with(prefix)))
 }
 
-fn cut(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
 impl Notifier {
     /// Sets up every sink; fails on one that can never deliver, such as an
-    /// email sink whose password variable is unset.
+    /// email sink whose password variable is unset, a Twilio sink whose
+    /// token variable is unset, or a `url_env` / `secret_env` naming an
+    /// unset variable. Sinks a 410 disabled stay disabled unless their URL
+    /// has changed since.
     pub fn new(sinks: Vec<SinkConfig>, store: Arc<Store>, client: reqwest::Client) -> Result<Self, NotifyError> {
+        Self::with_env(sinks, store, client, &|var| std::env::var(var))
+    }
+
+    /// [`Notifier::new`] reading `*_env` variables through `lookup`.
+    pub fn with_env(
+        sinks: Vec<SinkConfig>,
+        store: Arc<Store>,
+        client: reqwest::Client,
+        lookup: EnvLookup,
+    ) -> Result<Self, NotifyError> {
+        let mut sinks = sinks;
+        let (mut keys, mut tokens) = (HashMap::new(), HashMap::new());
+        for sink in &mut sinks {
+            if let Some(var) = &sink.url_env {
+                sink.url = env(lookup, &sink.name, var, "the sink's URL")?;
+            }
+            if let Some(var) = &sink.secret_env {
+                sink.secret = Some(env(lookup, &sink.name, var, "the signing secret")?);
+            }
+            if sink.kind == SinkKind::Json {
+                let var = sink.secret_env.clone().unwrap_or_else(|| "secret".into());
+                let secret = Secret::parse(sink.secret.as_deref().unwrap_or_default())
+                    .map_err(|source| NotifyError::Secret { sink: sink.name.clone(), var, source })?;
+                keys.insert(sink.name.clone(), secret);
+            }
+            if sink.kind == SinkKind::Twilio {
+                let var = sink.auth_token_env.as_deref().unwrap_or_default();
+                tokens.insert(sink.name.clone(), env(lookup, &sink.name, var, "the Twilio auth token")?);
+            }
+        }
         let mailers = sinks
             .iter()
             .filter(|s| s.kind == SinkKind::Email)
             .map(|s| Ok((s.name.clone(), Mailer::new(s)?)))
             .collect::<Result<_, NotifyError>>()?;
+        let gone = store.disabled_sinks()?;
+        let disabled = sinks
+            .iter()
+            .filter(|s| gone.iter().any(|(name, hash)| *name == s.name && *hash == url_sha256(&s.url)))
+            .map(|s| s.name.clone())
+            .collect();
         Ok(Self {
             sinks,
             store,
             client,
             mailers,
-            disabled: Mutex::new(HashSet::new()),
+            keys,
+            tokens,
+            disabled: Mutex::new(disabled),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             base_backoff: Duration::from_secs(1),
@@ -168,11 +249,13 @@ impl Notifier {
                     return Ok(());
                 }
                 Outcome::Gone => {
+                    let reason = "the endpoint answered 410 Gone";
+                    self.store.disable_sink(&sink.name, &url_sha256(&sink.url), reason, now)?;
                     if let Ok(mut disabled) = self.disabled.lock() {
                         disabled.insert(sink.name.clone());
                     }
                     self.store.settle_notification(item.id, "dropped", None)?;
-                    let data = serde_json::json!({ "sink": sink.name, "reason": "the endpoint answered 410 Gone" });
+                    let data = serde_json::json!({ "sink": sink.name, "reason": reason });
                     self.store.append_event(now, "sink.disabled", None, &data.to_string())?;
                     tracing::error!(sink = %sink.name, "sink disabled: 410 Gone");
                 }
@@ -219,7 +302,9 @@ impl Notifier {
     fn render(template: &str, item: &OutboxItem) -> String {
         let data: serde_json::Value =
             serde_json::from_str(&item.data).unwrap_or(serde_json::Value::String(item.data.clone()));
-        let context = serde_json::json!({ "kind": item.kind, "time": format_time(item.time), "data": data });
+        let context = minijinja::context! {
+            kind => item.kind, time => format_time(item.time), data => text::template_value(&data),
+        };
         minijinja::Environment::new()
             .render_str(template, context)
             .unwrap_or_else(|e| format!("{}: {} (template error: {e})", item.kind, item.data))
@@ -228,10 +313,14 @@ impl Notifier {
     async fn send(&self, sink: &SinkConfig, item: &OutboxItem) -> Outcome {
         let text = Self::text(sink, item);
         let request = match sink.kind {
-            SinkKind::Slack => self.client.post(&sink.url).json(&serde_json::json!({ "text": text })),
-            SinkKind::Discord => {
-                self.client.post(&sink.url).json(&serde_json::json!({ "content": cut(&text, DISCORD_LIMIT) }))
+            SinkKind::Slack => {
+                self.client.post(&sink.url).json(&serde_json::json!({ "text": slack_escape(&cut(&text, SLACK_LIMIT)) }))
             }
+            // No mention in a strategy's text (`@everyone`, `<@id>`) pings anyone.
+            SinkKind::Discord => self.client.post(&sink.url).json(&serde_json::json!({
+                "content": cut(&text, DISCORD_LIMIT),
+                "allowed_mentions": { "parse": [] },
+            })),
             SinkKind::Json => {
                 let data: serde_json::Value = serde_json::from_str(&item.data).unwrap_or(serde_json::Value::Null);
                 let body = serde_json::json!({ "type": item.kind, "timestamp": format_time(item.time), "data": data })
@@ -240,9 +329,7 @@ impl Notifier {
                 let timestamp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
-                let Some(secret) = sink.secret.as_deref().and_then(|s| Secret::parse(s).ok()) else {
-                    return Outcome::Drop { status: 0 };
-                };
+                let Some(secret) = self.keys.get(&sink.name) else { return Outcome::Drop { status: 0 } };
                 self.client
                     .post(&sink.url)
                     .header("content-type", "application/json")
@@ -253,7 +340,7 @@ impl Notifier {
             }
             SinkKind::Twilio => {
                 let sid = sink.account_sid.clone().unwrap_or_default();
-                let token = sink.auth_token_env.as_deref().and_then(|v| std::env::var(v).ok()).unwrap_or_default();
+                let token = self.tokens.get(&sink.name).map_or("", String::as_str);
                 let url = format!("{}/2010-04-01/Accounts/{sid}/Messages.json", sink.url.trim_end_matches('/'));
                 let auth = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
                 let form = [
@@ -291,18 +378,6 @@ impl Notifier {
     }
 }
 
-/// Form-encodes a value (`application/x-www-form-urlencoded`).
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
-            b' ' => "+".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,11 +389,5 @@ mod tests {
         assert!(matches(&f(&["order.*"]), "order.accepted"));
         assert!(!matches(&f(&["order.*"]), "fill"));
         assert!(matches(&f(&["fill", "risk.halted"]), "risk.halted"));
-    }
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(urlencode("+1 555 0100"), "%2B1+555+0100");
-        assert_eq!(urlencode("a&b=c"), "a%26b%3Dc");
     }
 }

@@ -43,16 +43,22 @@ pub struct SinkConfig {
     pub name: String,
     pub kind: SinkKind,
     /// The webhook URL; for Twilio the API base (`https://api.twilio.com`);
-    /// for email the server as `smtp://host:port`.
+    /// for email the server as `smtp://host:port`. Slack, Discord and Json
+    /// may name an environment variable holding it in `url_env` instead
+    /// (their URLs are themselves secrets).
+    #[serde(default)]
     pub url: String,
+    pub url_env: Option<String>,
     /// Event kinds to send (`order.accepted`, or a prefix such as `order.*`); empty sends all.
     #[serde(default)]
     pub events: Vec<String>,
     /// Text per event kind, as a MiniJinja template over `kind`, `time` and `data`.
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
-    /// Json: the `whsec_` secret deliveries are signed with.
+    /// Json: the `whsec_` secret deliveries are signed with, or the
+    /// environment variable holding it in `secret_env`.
     pub secret: Option<String>,
+    pub secret_env: Option<String>,
     /// Twilio: the account SID and the environment variable holding the auth token.
     pub account_sid: Option<String>,
     pub auth_token_env: Option<String>,
@@ -79,10 +85,27 @@ impl SinkConfig {
         let require = |pairs: &[(&str, &Option<String>)]| {
             pairs.iter().find(|(_, v)| v.is_none()).map_or(Ok(()), |(k, _)| Err(missing(k)))
         };
+        match (self.url.is_empty(), &self.url_env) {
+            (true, None) => {
+                return Err(format!("{}: give the URL, or url_env naming a variable holding it", key("url")));
+            }
+            (false, Some(_)) => return Err(format!("{}: give url or url_env, not both", key("url_env"))),
+            (true, Some(_)) if matches!(self.kind, SinkKind::Twilio | SinkKind::Email) => {
+                return Err(format!("{}: only slack, discord and json sinks take it; write url", key("url_env")));
+            }
+            _ => {}
+        }
+        if self.kind != SinkKind::Json && (self.secret.is_some() || self.secret_env.is_some()) {
+            return Err(format!("{}: only json sinks take it", key("secret")));
+        }
         match self.kind {
-            SinkKind::Json => match &self.secret {
-                Some(secret) if Secret::parse(secret).is_ok() => {}
-                _ => return Err(format!("{}: a whsec_ secret is required", key("secret"))),
+            SinkKind::Json => match (&self.secret, &self.secret_env) {
+                (Some(secret), None) if Secret::parse(secret).is_ok() => {}
+                (Some(_), Some(_)) => {
+                    return Err(format!("{}: give secret or secret_env, not both", key("secret_env")));
+                }
+                (None, Some(_)) => {}
+                _ => return Err(format!("{}: a whsec_ secret (or secret_env) is required", key("secret"))),
             },
             SinkKind::Twilio => require(&[
                 ("account_sid", &self.account_sid),
@@ -183,6 +206,33 @@ mod tests {
         assert!(ftp.contains("sink[0].url`"), "{ftp}");
         let slack = check("name = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example\"\nsubject = \"x\"");
         assert!(slack.unwrap_err().contains("only email sinks"));
+    }
+
+    #[test]
+    fn secrets_come_from_the_config_or_from_a_variable_but_not_both() {
+        const JSON_SECRET: &str = "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+        let ok = [
+            "kind = \"slack\"\nurl_env = \"SLACK_URL\"",
+            "kind = \"discord\"\nurl = \"https://discord.example\"",
+            "kind = \"json\"\nurl_env = \"HOOK_URL\"\nsecret_env = \"HOOK_SECRET\"",
+            &format!("kind = \"json\"\nurl = \"https://x.example\"\n{JSON_SECRET}"),
+        ];
+        for body in ok {
+            assert_eq!(check(&format!("name = \"s\"\n{body}")), Ok(()), "{body}");
+        }
+        let bad = [
+            ("kind = \"slack\"", "sink[0].url`: give the URL"),
+            ("kind = \"slack\"\nurl = \"https://a\"\nurl_env = \"U\"", "not both"),
+            ("kind = \"email\"\nurl_env = \"U\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"", "only slack, discord and json"),
+            ("kind = \"json\"\nurl = \"https://a\"", "whsec_ secret (or secret_env) is required"),
+            (&format!("kind = \"json\"\nurl = \"https://a\"\nsecret_env = \"S\"\n{JSON_SECRET}"), "not both"),
+            ("kind = \"json\"\nurl = \"https://a\"\nsecret = \"plain\"", "whsec_ secret"),
+            ("kind = \"slack\"\nurl = \"https://a\"\nsecret_env = \"S\"", "only json sinks"),
+        ];
+        for (body, expected) in bad {
+            let error = check(&format!("name = \"s\"\n{body}")).unwrap_err();
+            assert!(error.contains(expected), "{body}: {error}");
+        }
     }
 
     #[test]

@@ -91,13 +91,18 @@ impl Store {
         tx.commit().map_err(sql("committing notifications"))
     }
 
-    /// Pending notifications due by `now`, oldest first.
+    /// Pending notifications of the sinks whose oldest pending one is due
+    /// by `now`, oldest first. A sink is gated by its oldest notification
+    /// alone, so nothing queued after a held one can overtake it.
     pub fn due_notifications(&self, now: Millis, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, sink, event_id, kind, time_ms, data, attempts FROM outbox
-                 WHERE state = 'pending' AND due_ms <= ?1 ORDER BY due_ms, id LIMIT ?2",
+                "SELECT id, sink, event_id, kind, time_ms, data, attempts FROM outbox o
+                 WHERE state = 'pending'
+                   AND (SELECT h.due_ms FROM outbox h WHERE h.sink = o.sink AND h.state = 'pending'
+                        ORDER BY h.id LIMIT 1) <= ?1
+                 ORDER BY id LIMIT ?2",
             )
             .map_err(sql("reading the outbox"))?;
         let rows = stmt
@@ -138,6 +143,148 @@ impl Store {
         )
         .map_err(sql("settling a notification"))?;
         Ok(())
+    }
+}
+
+/// What became of a webhook delivery offered to the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Recorded with its dedup key, in one transaction.
+    Accepted,
+    /// The route saw the key within its window; nothing was recorded.
+    Duplicate,
+    /// The inbox holds `capacity` deliveries; nothing was recorded.
+    Full,
+}
+
+/// An accepted webhook delivery waiting to be handed to one strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub route: String,
+    pub key: String,
+    pub strategy: String,
+    pub received: Millis,
+    /// What to hand over, as the webhook module wrote it.
+    pub inbound: String,
+}
+
+impl Store {
+    /// Records a delivery: its dedup key (valid until `expires`) and one
+    /// inbox row per `(strategy, inbound)`, all in one transaction, unless
+    /// the key is already there and unexpired or the inbox is full.
+    pub fn accept_delivery(
+        &self,
+        route: &str,
+        key: &str,
+        now: Millis,
+        expires: Millis,
+        rows: &[(String, String)],
+        capacity: usize,
+    ) -> Result<Intake, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(sql("starting to accept a webhook delivery"))?;
+        let seen: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM webhook_deliveries WHERE route = ?1 AND key = ?2 AND COALESCE(expires_ms, 0) > ?3",
+                params![route, key, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("looking up a webhook delivery"))?;
+        if seen.is_some() {
+            return Ok(Intake::Duplicate);
+        }
+        let waiting: i64 = tx
+            .query_row("SELECT COUNT(*) FROM webhook_inbox", [], |r| r.get(0))
+            .map_err(sql("counting waiting webhook deliveries"))?;
+        if waiting.saturating_add(rows.len() as i64) > capacity as i64 && waiting > 0 {
+            return Ok(Intake::Full);
+        }
+        tx.execute(
+            "INSERT INTO webhook_deliveries (route, key, received_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (route, key) DO UPDATE SET received_ms = excluded.received_ms, expires_ms = excluded.expires_ms",
+            params![route, key, now, expires],
+        )
+        .map_err(sql("recording a webhook delivery"))?;
+        for (strategy, inbound) in rows {
+            tx.execute(
+                "INSERT INTO webhook_inbox (route, key, strategy, received_ms, inbound) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![route, key, strategy, now, inbound],
+            )
+            .map_err(sql("queueing a webhook delivery"))?;
+        }
+        tx.commit().map_err(sql("committing a webhook delivery"))?;
+        Ok(Intake::Accepted)
+    }
+
+    /// Deliveries waiting in the inbox, oldest first, at most `limit`.
+    pub fn waiting_deliveries(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, route, key, strategy, received_ms, inbound FROM webhook_inbox ORDER BY id LIMIT ?1",
+            )
+            .map_err(sql("reading the webhook inbox"))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(InboxItem {
+                    id: r.get(0)?,
+                    route: r.get(1)?,
+                    key: r.get(2)?,
+                    strategy: r.get(3)?,
+                    received: r.get(4)?,
+                    inbound: r.get(5)?,
+                })
+            })
+            .map_err(sql("reading the webhook inbox"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("reading the webhook inbox"))
+    }
+
+    /// Removes a delivery from the inbox once it has been handed over.
+    pub fn delivery_done(&self, id: i64) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM webhook_inbox WHERE id = ?1", params![id])
+            .map_err(sql("marking a webhook delivery done"))?;
+        Ok(())
+    }
+
+    /// Forgets dedup keys whose window ended by `now`; returns how many.
+    pub fn prune_delivery_keys(&self, now: Millis) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM webhook_deliveries WHERE COALESCE(expires_ms, 0) <= ?1", params![now])
+            .map_err(sql("pruning webhook dedup keys"))
+    }
+
+    /// Dedup keys still kept, for tests and diagnostics.
+    pub fn delivery_keys(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT COUNT(*) FROM webhook_deliveries", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(sql("counting webhook dedup keys"))
+    }
+
+    /// Records that `sink` answered 410 at the URL hashed as `url_sha256`.
+    pub fn disable_sink(&self, sink: &str, url_sha256: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO disabled_sinks (sink, url_sha256, reason, disabled_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sink) DO UPDATE SET url_sha256 = excluded.url_sha256, reason = excluded.reason,
+             disabled_ms = excluded.disabled_ms",
+            params![sink, url_sha256, reason, now],
+        )
+        .map_err(sql("disabling a sink"))?;
+        Ok(())
+    }
+
+    /// Disabled sinks, as `(sink, url_sha256)`.
+    pub fn disabled_sinks(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT sink, url_sha256 FROM disabled_sinks")
+            .map_err(sql("reading disabled sinks"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("reading disabled sinks"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("reading disabled sinks"))
     }
 }
 

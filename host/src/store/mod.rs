@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use rust_decimal::Decimal;
 
 use self::checkpoint::Checkpointer;
-pub use self::journal::{JournalEntry, OutboxItem};
+pub use self::journal::{InboxItem, Intake, JournalEntry, OutboxItem};
 pub use self::orders::{FillRecord, OrderRecord, PositionRecord};
 pub use self::resume::SavedState;
 use self::schema::MIGRATIONS;

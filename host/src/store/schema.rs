@@ -94,7 +94,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 6: whether the strategy that placed a fill's order has been told of
     // it; fills recorded before this are taken as told.
     "ALTER TABLE fills ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;",
-    // 7: each venue's trading state, so a halt survives a restart.
+    // 7: dedup keys expire (keys recorded before this keep a
+    // day); accepted deliveries wait in an inbox, payload included, one row
+    // per strategy, until handed over; sinks disabled by a 410 stay so
+    // across restarts (for the URL, by hash, that answered it); and the
+    // outbox is read per sink in order.
+    "ALTER TABLE webhook_deliveries ADD COLUMN expires_ms INTEGER;
+    UPDATE webhook_deliveries SET expires_ms = received_ms + 86400000;
+    CREATE INDEX webhook_deliveries_expiry ON webhook_deliveries (expires_ms);
+    CREATE TABLE webhook_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        route TEXT NOT NULL,
+        key TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        inbound TEXT NOT NULL
+    );
+    CREATE TABLE disabled_sinks (
+        sink TEXT PRIMARY KEY,
+        url_sha256 TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        disabled_ms INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_by_sink ON outbox (sink, state, id);",
+    // 8: each venue's trading state, so a halt survives a restart.
     "CREATE TABLE venue_states (
         venue TEXT PRIMARY KEY,
         state TEXT NOT NULL,

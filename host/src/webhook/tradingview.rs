@@ -38,20 +38,25 @@ pub struct Alert {
     pub ticker: Option<String>,
     pub exchange: Option<String>,
     pub time: Option<String>,
+    /// `{{timenow}}`: when the alert fired; with the order id, its dedup key.
+    pub timenow: Option<String>,
     pub close: Option<serde_json::Value>,
     pub strategy: StrategyFields,
     /// Every other field of the template, passphrase excluded.
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What an `order`-mode route makes of an alert.
+/// What an `order`-mode route makes of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertOrder {
     pub symbol: String,
     pub side: Side,
     pub qty: Decimal,
-    /// TradingView's order id, when the template sends one; it keys dedup.
+    /// The sender's order id, when it sends one (TradingView's
+    /// `strategy.order.id`); part of the dedup key with `timenow`.
     pub order_id: Option<String>,
+    /// A limit order's price; market orders have none.
+    pub limit_price: Option<Decimal>,
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -64,7 +69,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// TradingView renders numbers as JSON numbers or as strings, depending on
 /// the template; both are accepted, exactly.
-fn number(field: &'static str, value: &serde_json::Value) -> Result<Decimal, AlertError> {
+pub(super) fn number(field: &'static str, value: &serde_json::Value) -> Result<Decimal, AlertError> {
     let text = match value {
         serde_json::Value::String(s) => s.trim().to_string(),
         serde_json::Value::Number(n) => n.to_string(),
@@ -89,7 +94,7 @@ impl Alert {
             return Err(AlertError::BadPassphrase);
         }
         let mut text = |key: &str| fields.remove(key).and_then(|v| v.as_str().map(str::to_string));
-        let (ticker, exchange, time) = (text("ticker"), text("exchange"), text("time"));
+        let (ticker, exchange, time, timenow) = (text("ticker"), text("exchange"), text("time"), text("timenow"));
         let close = fields.remove("close");
         let mut strategy = StrategyFields::default();
         if let Some(serde_json::Value::Object(mut s)) = fields.remove("strategy") {
@@ -100,7 +105,7 @@ impl Alert {
             strategy.order_contracts = s.remove("order_contracts");
             strategy.order_price = s.remove("order_price");
         }
-        Ok(Alert { ticker, exchange, time, close, strategy, extra: fields })
+        Ok(Alert { ticker, exchange, time, timenow, close, strategy, extra: fields })
     }
 
     /// The alert as an order: `strategy.order_action`, `ticker` and
@@ -129,13 +134,15 @@ impl Alert {
                 message: format!("{qty} is not positive"),
             });
         }
-        Ok(AlertOrder { symbol, side, qty, order_id: self.strategy.order_id.clone() })
+        Ok(AlertOrder { symbol, side, qty, order_id: self.strategy.order_id.clone(), limit_price: None })
     }
 
     /// The alert without its passphrase, as text for a strategy's `on-signal`.
     pub fn payload(&self) -> String {
         let mut value = serde_json::Map::new();
-        for (key, field) in [("ticker", &self.ticker), ("exchange", &self.exchange), ("time", &self.time)] {
+        let fields =
+            [("ticker", &self.ticker), ("exchange", &self.exchange), ("time", &self.time), ("timenow", &self.timenow)];
+        for (key, field) in fields {
             if let Some(text) = field {
                 value.insert(key.into(), text.clone().into());
             }
@@ -180,7 +187,8 @@ mod tests {
                 symbol: "BTCUSDT".into(),
                 side: Side::Buy,
                 qty: "0.015".parse().unwrap(),
-                order_id: Some("Long".into())
+                order_id: Some("Long".into()),
+                limit_price: None
             }
         );
         let payload = alert.payload();

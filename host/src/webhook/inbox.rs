@@ -1,0 +1,229 @@
+//! Accepted deliveries, from the store's inbox to the strategies.
+//!
+//! The intake writes each accepted delivery into the inbox, payload
+//! included, in the transaction that records its dedup key, one row per
+//! strategy it is for. The dispatcher reads the inbox oldest first, hands
+//! each row to its strategy's input queue, and deletes the row right after
+//! the handover, with no await in between. At start the rows left over are
+//! simply read again. So each row is handed over once, except if the
+//! process dies between a handover and the delete that follows it (then
+//! it is handed over again after the restart). What was handed over lives
+//! in the engine's in-memory queue until the engine takes it, as bars do;
+//! see the README ("Webhooks in") for what a crash means there.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::AlertOrder;
+use crate::bar::{Millis, now_ms};
+use crate::order::Side;
+use crate::store::{InboxItem, Store, StoreError};
+
+/// Something an accepted delivery asks of one strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// Deliver `payload` to the strategy's `on-signal`.
+    Signal { route: String, strategy: String, payload: String },
+    /// Place an order for the strategy, through the usual risk checks.
+    Order { route: String, strategy: String, order: AlertOrder },
+}
+
+/// How an [`Inbound`] is kept in the inbox row's `inbound` column.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+enum Stored {
+    Signal { payload: String },
+    Order { symbol: String, side: String, qty: String, limit_price: Option<String>, order_id: Option<String> },
+}
+
+/// An inbox row that cannot be read back (written by another build, or damaged).
+#[derive(Debug, thiserror::Error)]
+#[error("webhook inbox row {id} cannot be read")]
+pub struct DecodeError {
+    pub id: i64,
+    #[source]
+    pub source: DecodeCause,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeCause {
+    #[error("not the JSON this build writes")]
+    Json(#[from] serde_json::Error),
+    #[error("bad {field}: {value:?}")]
+    Field { field: &'static str, value: String },
+}
+
+impl Inbound {
+    /// The text kept in the inbox for this delivery.
+    pub(super) fn encode(&self) -> String {
+        let stored = match self {
+            Inbound::Signal { payload, .. } => Stored::Signal { payload: payload.clone() },
+            Inbound::Order { order, .. } => Stored::Order {
+                symbol: order.symbol.clone(),
+                side: order.side.to_string(),
+                qty: order.qty.to_string(),
+                limit_price: order.limit_price.map(|p| p.to_string()),
+                order_id: order.order_id.clone(),
+            },
+        };
+        // A tagged enum of strings always serializes.
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    /// The strategy it is for.
+    pub fn strategy(&self) -> &str {
+        match self {
+            Inbound::Signal { strategy, .. } | Inbound::Order { strategy, .. } => strategy,
+        }
+    }
+
+    /// Reads an inbox row back.
+    pub fn decode(item: &InboxItem) -> Result<Self, DecodeError> {
+        let fail = |source: DecodeCause| DecodeError { id: item.id, source };
+        let stored: Stored = serde_json::from_str(&item.inbound).map_err(|e| fail(e.into()))?;
+        let (route, strategy) = (item.route.clone(), item.strategy.clone());
+        Ok(match stored {
+            Stored::Signal { payload } => Inbound::Signal { route, strategy, payload },
+            Stored::Order { symbol, side, qty, limit_price, order_id } => {
+                let bad = |field, value: &str| fail(DecodeCause::Field { field, value: value.to_string() });
+                let side = match side.as_str() {
+                    "buy" => Side::Buy,
+                    "sell" => Side::Sell,
+                    _ => return Err(bad("side", &side)),
+                };
+                let qty: Decimal = qty.parse().map_err(|_| bad("qty", &qty))?;
+                let limit_price = match limit_price {
+                    Some(p) => Some(p.parse::<Decimal>().map_err(|_| bad("limit_price", &p))?),
+                    None => None,
+                };
+                Inbound::Order { route, strategy, order: AlertOrder { symbol, side, qty, order_id, limit_price } }
+            }
+        })
+    }
+}
+
+/// What became of one handover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// The strategy's queue took it.
+    Over,
+    /// No such strategy runs (the config changed); it can never be handed over.
+    NoStrategy,
+    /// The strategy's queue is closed: the host is stopping. Left in the inbox.
+    Closed,
+}
+
+/// Rows read from the inbox per round.
+const ROUND: usize = 64;
+/// How often an idle dispatcher looks anyway.
+const IDLE: Duration = Duration::from_secs(1);
+/// How often dedup keys past their window are pruned.
+const PRUNE_EVERY: Millis = 60_000;
+
+/// Hands inbox rows over with `hand` until a queue closes; `wake` is
+/// notified by the intake on each accepted delivery.
+pub async fn run_dispatcher<F, Fut>(store: Arc<Store>, wake: Arc<Notify>, mut hand: F) -> Result<(), StoreError>
+where
+    F: FnMut(Inbound) -> Fut,
+    Fut: Future<Output = Handed>,
+{
+    let mut pruned_at: Millis = Millis::MIN;
+    loop {
+        let now = now_ms();
+        if now.saturating_sub(pruned_at) >= PRUNE_EVERY {
+            let pruned = store.prune_delivery_keys(now)?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "webhook dedup keys past their window forgotten");
+            }
+            pruned_at = now;
+        }
+        let items = store.waiting_deliveries(ROUND)?;
+        if items.is_empty() {
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(IDLE) => {}
+            }
+            continue;
+        }
+        for item in items {
+            match Inbound::decode(&item) {
+                Ok(inbound) => match hand(inbound).await {
+                    Handed::Over => {}
+                    Handed::NoStrategy => {
+                        tracing::error!(route = %item.route, strategy = %item.strategy,
+                            "webhook delivery for a strategy that is not running; dropped");
+                    }
+                    Handed::Closed => return Ok(()),
+                },
+                Err(error) => tracing::error!(%error, route = %item.route, "webhook delivery dropped"),
+            }
+            // No await between the handover and this.
+            store.delivery_done(item.id)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Inbound {
+        let order = AlertOrder {
+            symbol: "AAPL".into(),
+            side: Side::Sell,
+            qty: "0.5".parse().unwrap(),
+            order_id: Some("x\"y".into()),
+            limit_price: Some("10.25".parse().unwrap()),
+        };
+        Inbound::Order { route: "r".into(), strategy: "s".into(), order }
+    }
+
+    #[test]
+    fn rows_read_back_as_written_and_damaged_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("i.db")).unwrap();
+        let signal = Inbound::Signal { route: "r".into(), strategy: "s".into(), payload: "{\"a\": 1}".into() };
+        let rows = [("s".to_string(), order().encode()), ("s".to_string(), signal.encode())];
+        store.accept_delivery("r", "k", 0, 1, &rows, 10).unwrap();
+        let back: Vec<Inbound> =
+            store.waiting_deliveries(10).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect();
+        assert_eq!(back, [order(), signal]);
+        for damaged in [
+            "",
+            "{}",
+            r#"{"action": "order", "symbol": "A", "side": "hold", "qty": "1"}"#,
+            r#"{"action": "order", "symbol": "A", "side": "buy", "qty": "lots"}"#,
+            r#"{"action": "wire"}"#,
+        ] {
+            let item = InboxItem {
+                id: 7,
+                route: "r".into(),
+                key: "k".into(),
+                strategy: "s".into(),
+                received: 0,
+                inbound: damaged.into(),
+            };
+            let error = Inbound::decode(&item).unwrap_err();
+            assert_eq!(error.id, 7, "{damaged}");
+        }
+    }
+
+    #[tokio::test]
+    async fn old_keys_are_pruned_even_while_deliveries_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("i.db")).unwrap());
+        for key in ["a", "b"] {
+            // Keys whose window ended long ago; the rows still wait.
+            store.accept_delivery("r", key, 0, 1, &[("s".into(), order().encode())], 10).unwrap();
+        }
+        assert_eq!(store.delivery_keys().unwrap(), 2);
+        run_dispatcher(store.clone(), Arc::new(Notify::new()), |_| async { Handed::Closed }).await.unwrap();
+        assert_eq!(store.delivery_keys().unwrap(), 0);
+        assert_eq!(store.waiting_deliveries(10).unwrap().len(), 2, "a closed queue leaves the rows");
+    }
+}
