@@ -12,7 +12,7 @@ use stratbox::report::Report;
 use stratbox::risk::RiskLimits;
 use stratbox::runtime::{Clock, Runtime, RuntimeConfig};
 use stratbox::strategy::Strategy;
-use stratbox_tests::{SMA_CROSSOVER_WASM, cli, data};
+use stratbox_tests::{PATIENCE, SMA_CROSSOVER_WASM, cli, data};
 
 #[derive(Debug, Clone, PartialEq)]
 struct RefFill {
@@ -76,7 +76,9 @@ fn realized(fills: &[RefFill]) -> Decimal {
 }
 
 fn backtest(file: &str, params: &[(&str, &str)], batch: usize) -> Report {
-    let runtime = Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, ..Default::default() }).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, call_timeout: PATIENCE, ..Default::default() })
+            .unwrap();
     let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
     let plugin = runtime.load(SMA_CROSSOVER_WASM, &bytes).unwrap();
     let symbol = file.trim_end_matches(".csv");
@@ -151,7 +153,9 @@ fn the_report_has_the_documented_numbers() {
 
 #[test]
 fn state_saved_mid_run_resumes_identically() {
-    let runtime = Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, ..Default::default() }).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, call_timeout: PATIENCE, ..Default::default() })
+            .unwrap();
     let plugin = runtime.load("sma", &std::fs::read(SMA_CROSSOVER_WASM).unwrap()).unwrap();
     let bars = load_csv(&data("AAPL.csv"), "AAPL", CsvLimits::default()).unwrap();
     let fresh = || Box::new(runtime.instantiate(&plugin, &[], Clock::virtual_at(0)).unwrap());

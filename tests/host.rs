@@ -2,14 +2,27 @@
 //! loopback, and a misbehaving strategy next to a healthy one.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use stratbox::config::{Config, EMBEDDED_DEFAULT};
 use stratbox::engine::{RunOptions, run_host};
-use stratbox_tests::MISBEHAVE_WASM;
 use stratbox_tests::output::{Captured, get};
+use stratbox_tests::{MISBEHAVE_WASM, PATIENCE};
 
 fn options() -> RunOptions {
     RunOptions { listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))), pace_ms: Some(0), exit_when_done: false }
+}
+
+/// Polls `/health` until `done` holds (at most [`PATIENCE`]); returns the last answer.
+async fn health_when(addr: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, health) = get(addr, "/health").await;
+        if done(&health) || Instant::now() > deadline {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,6 +35,9 @@ async fn the_embedded_default_trades_and_serves_health() {
         async move {
             out.wait_for("still serving").await;
             let addr = out.listen_addr().await;
+            // The feed has handed out every bar; the engine may still be
+            // working through the last ones in its queue.
+            health_when(&addr, |h| h["strategies"][0]["bars"].as_u64() >= Some(3270)).await;
             let (status, health) = get(&addr, "/health").await;
             let (missing, _) = get(&addr, "/nope").await;
             stop.send(()).unwrap();
@@ -50,8 +66,11 @@ async fn the_embedded_default_trades_and_serves_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_strategy_fails_alone_while_the_others_trade() {
+    // The deadline applies to the SMA too: 2 s leaves its calls room on a
+    // slow or busy machine and still stops the loop. The feed cannot finish
+    // before the loop has failed: it waits on the stuck strategy's full queue.
     let text = format!(
-        "{EMBEDDED_DEFAULT}\n[runtime]\ncall_timeout_ms = 100\nmax_restarts = 1\nrestart_backoff_ms = 1\n\n\
+        "{EMBEDDED_DEFAULT}\n[runtime]\ncall_timeout_ms = 2000\nmax_restarts = 1\nrestart_backoff_ms = 1\n\n\
          [[strategy]]\nname = \"stuck\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"loop\" }}\n"
     );
     let config = Config::parse(&text, "test.toml").unwrap();

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use stratbox::cli::{Cli, CliError};
 
@@ -16,6 +17,11 @@ pub mod smtp;
 pub const SMA_CROSSOVER_WASM: &str = env!("GUEST_SMA_CROSSOVER");
 /// The test plugin that loops, traps or hogs memory on request.
 pub const MISBEHAVE_WASM: &str = env!("GUEST_MISBEHAVE");
+
+/// How long a test waits for something that should happen, and the call
+/// deadline for strategies whose calls should succeed: far more than any
+/// machine needs, however slow or busy, so that only a hang reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A file in the repository's `data/` folder.
 pub fn data(name: &str) -> PathBuf {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::PATIENCE;
+
 /// Output the host writes, readable while it runs.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -25,16 +27,17 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }
 
-    /// Waits (up to 30 s) until the output contains `needle`, and returns it.
+    /// Waits (up to [`PATIENCE`]) until the output contains `needle`, and returns it.
     pub async fn wait_for(&self, needle: &str) -> String {
-        for _ in 0..1500 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
             let text = self.text();
             if text.contains(needle) {
                 return text;
             }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {needle:?}; output so far:\n{text}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("timed out waiting for {needle:?}; output so far:\n{}", self.text());
     }
 
     /// The `host:port` the host says it listens on.

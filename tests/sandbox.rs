@@ -13,10 +13,16 @@ use stratbox::order::Action;
 use stratbox::risk::RiskLimits;
 use stratbox::runtime::{Clock, Plugin, Runtime, RuntimeConfig, WasmStrategy};
 use stratbox::strategy::{Fault, Strategy, StrategyError};
-use stratbox_tests::{MISBEHAVE_WASM, SMA_CROSSOVER_WASM, data};
+use stratbox_tests::{MISBEHAVE_WASM, PATIENCE, SMA_CROSSOVER_WASM, data};
 
 fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(RuntimeConfig { max_instances: 8, restart_backoff: Duration::ZERO, ..config }).unwrap()
+}
+
+/// The default config with a deadline no well-behaved call comes near: only
+/// the deadline test depends on a deadline firing.
+fn roomy() -> RuntimeConfig {
+    RuntimeConfig { call_timeout: PATIENCE, ..Default::default() }
 }
 
 fn misbehave(runtime: &Runtime) -> Arc<Plugin> {
@@ -44,7 +50,10 @@ fn notes(actions: &[(usize, Action)]) -> Vec<String> {
 
 #[test]
 fn an_infinite_loop_is_stopped_by_the_deadline_and_the_host_goes_on() {
-    let rt = runtime(RuntimeConfig { call_timeout: Duration::from_millis(100), max_restarts: 1, ..Default::default() });
+    // Every call here shares the deadline, and the well-behaved ones (the
+    // restarted instance, the SMA) must finish within it on a slow or busy
+    // machine: 2 s is far more than they need, and the loop is still stopped.
+    let rt = runtime(RuntimeConfig { call_timeout: Duration::from_secs(2), max_restarts: 1, ..Default::default() });
     let plugin = misbehave(&rt);
     let bars = ibm();
     let at = bars[3].time.to_string();
@@ -52,7 +61,7 @@ fn an_infinite_loop_is_stopped_by_the_deadline_and_the_host_goes_on() {
 
     let err = looping.on_bars(&bars[..5]).unwrap_err();
     assert!(
-        matches!(&err, StrategyError::Restarted { fault: Fault::Deadline { timeout_ms: 100 }, restarts: 1, .. }),
+        matches!(&err, StrategyError::Restarted { fault: Fault::Deadline { timeout_ms: 2000 }, restarts: 1, .. }),
         "{err}"
     );
     // The restarted instance works again on later bars.
@@ -76,7 +85,7 @@ fn an_infinite_loop_is_stopped_by_the_deadline_and_the_host_goes_on() {
 
 #[test]
 fn a_trap_restarts_the_strategy_until_it_is_marked_failed() {
-    let rt = runtime(RuntimeConfig { max_restarts: 2, ..Default::default() });
+    let rt = runtime(RuntimeConfig { max_restarts: 2, ..roomy() });
     let plugin = misbehave(&rt);
     let bars = ibm();
     let mut trapping = start(&rt, &plugin, &[("mode", "trap")]);
@@ -95,7 +104,7 @@ fn a_trap_restarts_the_strategy_until_it_is_marked_failed() {
 
 #[test]
 fn the_engine_reports_a_restart_and_keeps_trading() {
-    let rt = runtime(RuntimeConfig { max_restarts: 1, ..Default::default() });
+    let rt = runtime(RuntimeConfig { max_restarts: 1, ..roomy() });
     let plugin = misbehave(&rt);
     let bars = ibm();
     let at = bars[10].time.to_string();
@@ -118,7 +127,7 @@ fn the_engine_reports_a_restart_and_keeps_trading() {
 
 #[test]
 fn memory_is_capped_per_store() {
-    let rt = runtime(RuntimeConfig { memory_limit: 16 << 20, max_restarts: 0, ..Default::default() });
+    let rt = runtime(RuntimeConfig { memory_limit: 16 << 20, max_restarts: 0, ..roomy() });
     let plugin = misbehave(&rt);
     let mut hog = start(&rt, &plugin, &[("mode", "oom")]);
     let err = hog.on_bars(&ibm()[..1]).unwrap_err();
@@ -130,16 +139,19 @@ fn memory_is_capped_per_store() {
 
 #[test]
 fn output_over_the_budget_is_dropped_without_a_trap() {
-    let rt = runtime(RuntimeConfig { log_bytes_per_call: 1024, max_restarts: 0, ..Default::default() });
+    // 100 KB on each of stdout and stderr per bar: the 1 KiB budget is
+    // exceeded about 200 times over in each call. Writing it takes time, so
+    // the deadline is out of the way: this test is about the budget.
+    let rt = runtime(RuntimeConfig { log_bytes_per_call: 1024, max_restarts: 0, ..roomy() });
     let plugin = misbehave(&rt);
-    let mut chatty = start(&rt, &plugin, &[("mode", "spam"), ("spam", "2000000")]);
+    let mut chatty = start(&rt, &plugin, &[("mode", "spam"), ("spam", "100000")]);
     chatty.on_bars(&ibm()[..2]).unwrap();
     chatty.on_bars(&ibm()[2..3]).unwrap();
 }
 
 #[test]
 fn the_sandbox_has_no_files_no_environment_and_virtual_time() {
-    let rt = runtime(RuntimeConfig::default());
+    let rt = runtime(roomy());
     let plugin = misbehave(&rt);
     let mut probe = start(&rt, &plugin, &[("mode", "probe")]);
     let bars = ibm();
@@ -153,7 +165,7 @@ fn the_sandbox_has_no_files_no_environment_and_virtual_time() {
 
 #[test]
 fn risk_checks_decide_what_reaches_the_broker() {
-    let rt = runtime(RuntimeConfig::default());
+    let rt = runtime(roomy());
     let plugin = misbehave(&rt);
     let bars = ibm();
     let risk = RiskLimits {
@@ -200,7 +212,7 @@ fn risk_checks_decide_what_reaches_the_broker() {
 
 #[test]
 fn absurd_quantities_are_refused_without_limits_configured() {
-    let rt = runtime(RuntimeConfig::default());
+    let rt = runtime(roomy());
     let plugin = misbehave(&rt);
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();

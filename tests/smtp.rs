@@ -78,7 +78,7 @@ impl SmtpServer {
                 }
             }
         });
-        let port = match port_rx.recv_timeout(Duration::from_secs(30)) {
+        let port = match port_rx.recv_timeout(crate::PATIENCE) {
             Ok(Some(port)) => port,
             other => {
                 let _ = child.kill();
