@@ -153,7 +153,7 @@ async fn deliveries_accepted_before_a_kill_reach_the_strategy_once_after_it() {
     let (waiting, before) = {
         let store = Store::open(&db).unwrap();
         let waiting: BTreeSet<usize> = store
-            .waiting_deliveries(1_000_000)
+            .waiting_deliveries(0, 1_000_000)
             .unwrap()
             .iter()
             .map(|item| match Inbound::decode(item).unwrap() {

@@ -87,7 +87,7 @@ async fn serve_at(
 
 /// What waits in the store's inbox, oldest first.
 fn waiting(store: &Store) -> Vec<Inbound> {
-    store.waiting_deliveries(100_000).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect()
+    store.waiting_deliveries(0, 100_000).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect()
 }
 
 async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, String) {
@@ -134,7 +134,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// takes a delivery only when the test asks for it is a slow strategy.
 fn dispatch_into(server: &Server) -> (mpsc::Receiver<Inbound>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1);
-    let task = tokio::spawn(run_dispatcher(server.store.clone(), server.intake.waker(), move |inbound| {
+    let task = tokio::spawn(run_dispatcher(server.store.clone(), server.intake.waker(), false, move |_, inbound| {
         let tx = tx.clone();
         async move { if tx.send(inbound).await.is_ok() { Handed::Over } else { Handed::Closed } }
     }));
@@ -368,7 +368,7 @@ async fn accepted_deliveries_outlive_the_process_and_are_handed_over_once() {
     }
     let handed = Arc::new(Mutex::new(Vec::new()));
     let taken = handed.clone();
-    run_dispatcher(s.store.clone(), s.intake.waker(), move |inbound| {
+    run_dispatcher(s.store.clone(), s.intake.waker(), false, move |_, inbound| {
         let mut taken = taken.lock().unwrap();
         let result = if taken.len() < 100 {
             taken.push(inbound);

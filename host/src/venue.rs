@@ -93,7 +93,6 @@ impl VenueError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, VenueError::Unauthorized { .. })
     }
-
 }
 
 /// Cuts a body down for an error message.

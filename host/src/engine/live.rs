@@ -147,9 +147,15 @@ pub enum EngineInput {
         source: String,
         payload: String,
         time: Millis,
+        /// Its webhook inbox row, marked done with the input's commit.
+        inbox: Option<i64>,
     },
     /// An order from outside the strategy (a webhook in `order` mode).
-    Intent(OrderIntent),
+    Intent {
+        intent: OrderIntent,
+        /// Its webhook inbox row, marked done with the input's commit.
+        inbox: Option<i64>,
+    },
     /// A new build of the strategy's plugin, started and ready to take over.
     Swap(Replacement),
 }
@@ -484,8 +490,11 @@ pub async fn run_host(
             refusal_reporter(journal.clone(), lines.clone()),
         ))
     });
-    // Deliveries left in the inbox by a crash are handed over first.
-    let dispatcher = dispatch_from.map(|(store, wake)| tokio::spawn(dispatch(store, wake, by_name.clone())));
+    // Deliveries left in the inbox by a crash are handed over first. Live
+    // engines mark each done in the commit of the input it became.
+    let engines_commit = venue.is_some();
+    let dispatcher =
+        dispatch_from.map(|(store, wake)| tokio::spawn(dispatch(store, wake, by_name.clone(), engines_commit)));
     let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
     let alerts = PriceWatch::new(config.price_alerts.clone(), journal.clone());
     let desk = match (venue, store) {
@@ -623,21 +632,23 @@ async fn dispatch(
     store: Arc<Store>,
     wake: Arc<tokio::sync::Notify>,
     engines: HashMap<String, mpsc::Sender<EngineInput>>,
+    engines_commit: bool,
 ) {
-    let hand = |delivery: Inbound| {
+    let hand = |id: i64, delivery: Inbound| {
+        let inbox = engines_commit.then_some(id);
         let engine = engines.get(delivery.strategy()).cloned();
         async move {
             let Some(engine) = engine else { return Handed::NoStrategy };
             let input = match delivery {
                 Inbound::Signal { route, payload, .. } => {
-                    EngineInput::Signal { source: route, payload, time: now_ms() }
+                    EngineInput::Signal { source: route, payload, time: now_ms(), inbox }
                 }
                 Inbound::Order { order, .. } => {
                     let mut intent = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
                     if let Some(price) = order.limit_price {
                         intent.order_type = crate::order::OrderType::Limit { price };
                     }
-                    EngineInput::Intent(intent)
+                    EngineInput::Intent { intent, inbox }
                 }
             };
             match engine.send(input).await {
@@ -648,7 +659,7 @@ async fn dispatch(
     };
     // A store error pauses the handovers, never ends them: what was
     // accepted waits in the store meanwhile.
-    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), &hand).await {
+    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), engines_commit, &hand).await {
         tracing::error!(%error, "webhook dispatcher paused; accepted deliveries wait in the store");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

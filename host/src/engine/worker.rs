@@ -13,7 +13,7 @@ use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
 use crate::journal::Journal;
 use crate::report::Report;
-use crate::store::{OrderRecord, Store};
+use crate::store::{OrderRecord, Store, Told};
 
 /// Where an engine thread reports: the terminal, `/health`, the journal.
 pub(super) struct Outputs {
@@ -42,7 +42,7 @@ impl Persist {
     /// Commits the input's orders and the fills it told the strategy of
     /// with `state` (if the strategy could save it), then hands the orders
     /// to the router.
-    fn commit(&self, engine: &Engine, state: Option<Vec<u8>>, told: &[String]) {
+    fn commit(&self, engine: &Engine, state: Option<Vec<u8>>, told: &[String], inbox: Option<i64>) {
         let requests = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let now = now_ms();
         let orders: Vec<OrderRecord> = requests
@@ -60,7 +60,9 @@ impl Persist {
             })
             .collect();
         let state = state.as_deref().map(|s| (s, self.watermark));
-        let told = (!told.is_empty()).then_some((self.venue, told));
+        let webhooks: &[i64] = inbox.as_slice();
+        let told =
+            (!told.is_empty() || !webhooks.is_empty()).then_some(Told { venue: self.venue, fills: told, webhooks });
         if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, told, now) {
             // The router still persists each order before sending it.
             tracing::error!(instance = %self.instance, %error, "cannot commit an input");
@@ -136,8 +138,10 @@ pub(super) fn spawn_engine(
             update(&engine, &sha256, swaps, "running", None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             while let Some(input) = rx.blocking_recv() {
-                // Venue fills this input tells the strategy of.
+                // Venue fills this input tells the strategy of, and its
+                // webhook inbox row.
                 let mut told = Vec::new();
+                let mut inbox = None;
                 let result = match input {
                     EngineInput::Swap(next) => {
                         let revived = failure.is_some();
@@ -167,13 +171,13 @@ pub(super) fn spawn_engine(
                         // Fills still move the position a revived instance starts from.
                         let _ = engine.on_execution(events);
                         if let Some(p) = &persist {
-                            p.commit(&engine, None, &fill_ids);
+                            p.commit(&engine, None, &fill_ids, None);
                         }
                         continue;
                     }
                     EngineInput::Missed { fill_ids, .. } if failure.is_some() => {
                         if let Some(p) = &persist {
-                            p.commit(&engine, None, &fill_ids);
+                            p.commit(&engine, None, &fill_ids, None);
                         }
                         continue;
                     }
@@ -197,8 +201,14 @@ pub(super) fn spawn_engine(
                         told = fill_ids;
                         engine.on_missed_fills(fills)
                     }
-                    EngineInput::Signal { source, payload, time } => engine.on_signal(&source, &payload, time),
-                    EngineInput::Intent(intent) => engine.submit_external(intent),
+                    EngineInput::Signal { source, payload, time, inbox: row } => {
+                        inbox = row;
+                        engine.on_signal(&source, &payload, time)
+                    }
+                    EngineInput::Intent { intent, inbox: row } => {
+                        inbox = row;
+                        engine.submit_external(intent)
+                    }
                 };
                 if let Err(EngineError::Strategy(e)) = result {
                     note("strategy.failed", serde_json::json!({ "strategy": name, "error": e.to_string() }));
@@ -207,7 +217,7 @@ pub(super) fn spawn_engine(
                     failure = Some(e.to_string());
                     // Orders placed before the failure still go out.
                     if let Some(p) = &persist {
-                        p.commit(&engine, None, &told);
+                        p.commit(&engine, None, &told, inbox);
                     }
                     continue;
                 }
@@ -220,7 +230,7 @@ pub(super) fn spawn_engine(
                             None
                         }
                     };
-                    p.commit(&engine, state, &told);
+                    p.commit(&engine, state, &told, inbox);
                 }
                 update(&engine, &sha256, swaps, "running", None);
             }

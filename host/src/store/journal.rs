@@ -219,15 +219,16 @@ impl Store {
     }
 
     /// Deliveries waiting in the inbox, oldest first, at most `limit`.
-    pub fn waiting_deliveries(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+    pub fn waiting_deliveries(&self, after_id: i64, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, route, key, strategy, received_ms, inbound FROM webhook_inbox ORDER BY id LIMIT ?1",
+                "SELECT id, route, key, strategy, received_ms, inbound FROM webhook_inbox WHERE id > ?1
+                 ORDER BY id LIMIT ?2",
             )
             .map_err(sql("reading the webhook inbox"))?;
         let rows = stmt
-            .query_map(params![limit as i64], |r| {
+            .query_map(params![after_id, limit as i64], |r| {
                 Ok(InboxItem {
                     id: r.get(0)?,
                     route: r.get(1)?,

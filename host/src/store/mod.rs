@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use self::checkpoint::Checkpointer;
 pub use self::journal::{InboxItem, Intake, JournalEntry, OutboxItem};
 pub use self::orders::{FillRecord, OrderRecord, PositionRecord};
-pub use self::resume::SavedState;
+pub use self::resume::{SavedState, Told};
 use self::schema::MIGRATIONS;
 pub use self::trading::VenueStateRecord;
 

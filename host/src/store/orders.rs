@@ -642,7 +642,8 @@ mod tests {
         let waiting: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
         assert_eq!(waiting, ["f1", "f2"]);
         assert_eq!(store.undelivered_fills("alpaca").unwrap()[1], fill("f2", Side::Buy, 6, "20"));
-        store.commit_input("sma@alpaca", None, 0, &[], Some(("alpaca", &["f1".to_string()])), 5).unwrap();
+        let told = super::super::Told { venue: "alpaca", fills: &["f1".to_string()], webhooks: &[] };
+        store.commit_input("sma@alpaca", None, 0, &[], Some(told), 5).unwrap();
         let waiting: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
         assert_eq!(waiting, ["f2"]);
         store.mark_delivered("alpaca", &["f2".to_string()]).unwrap();

@@ -8,6 +8,15 @@ use super::{OrderRecord, Store, StoreError, sql};
 use crate::bar::Millis;
 use crate::order::IntentId;
 
+/// What one input told a strategy of, marked so with the input's commit:
+/// fills of `venue` by fill id, and webhook deliveries by inbox row.
+#[derive(Debug, Clone, Copy)]
+pub struct Told<'a> {
+    pub venue: &'a str,
+    pub fills: &'a [String],
+    pub webhooks: &'a [i64],
+}
+
 /// A strategy's state as last saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedState {
@@ -68,8 +77,8 @@ impl Store {
     }
 
     /// Commits what one engine input decided, in one transaction: the
-    /// orders it placed (as `queued`, for the router), the fills of
-    /// `venue` it told the strategy of, and, unless the
+    /// orders it placed (as `queued`, for the router), what it told the
+    /// strategy of (fills, webhook deliveries), and, unless the
     /// strategy could not save it, its state with the time of the last bar
     /// it reflects and the intent number it counts from. A crash leaves
     /// either all of it or none.
@@ -79,7 +88,7 @@ impl Store {
         state: Option<(&[u8], Millis)>,
         intent_base: IntentId,
         orders: &[OrderRecord],
-        delivered: Option<(&str, &[String])>,
+        told: Option<Told<'_>>,
         time: Millis,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
@@ -87,8 +96,14 @@ impl Store {
         for order in orders {
             insert(&tx, order)?;
         }
-        if let Some((venue, fill_ids)) = delivered {
-            mark_delivered(&tx, venue, fill_ids)?;
+        if let Some(told) = told {
+            mark_delivered(&tx, told.venue, told.fills)?;
+            let mut done = tx
+                .prepare_cached("DELETE FROM webhook_inbox WHERE id = ?1")
+                .map_err(sql("marking webhook deliveries done"))?;
+            for id in told.webhooks {
+                done.execute(params![id]).map_err(sql("marking webhook deliveries done"))?;
+            }
         }
         if let Some((state, last_bar)) = state {
             tx.execute(

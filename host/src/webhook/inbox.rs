@@ -125,14 +125,29 @@ const IDLE: Duration = Duration::from_secs(1);
 /// How often dedup keys past their window are pruned.
 const PRUNE_EVERY: Millis = 60_000;
 
-/// Hands inbox rows over with `hand` until a queue closes; `wake` is
-/// notified by the intake on each accepted delivery.
-pub async fn run_dispatcher<F, Fut>(store: Arc<Store>, wake: Arc<Notify>, mut hand: F) -> Result<(), StoreError>
+/// Hands inbox rows over with `hand` (row id and delivery) until a queue
+/// closes; `wake` is notified by the intake on each accepted delivery.
+///
+/// With `engines_commit`, a row stays in the inbox until the engine that
+/// took it commits the input it became, in one transaction with the
+/// strategy's state ([`crate::store::Told`]): each delivery is acted on
+/// exactly once across crashes, as fills are told. The dispatcher moves
+/// past what it handed over, and a restart hands over again what no engine
+/// committed. Without it (strategies that keep no state), a row is done
+/// once its engine's queue has it.
+pub async fn run_dispatcher<F, Fut>(
+    store: Arc<Store>,
+    wake: Arc<Notify>,
+    engines_commit: bool,
+    mut hand: F,
+) -> Result<(), StoreError>
 where
-    F: FnMut(Inbound) -> Fut,
+    F: FnMut(i64, Inbound) -> Fut,
     Fut: Future<Output = Handed>,
 {
     let mut pruned_at: Millis = Millis::MIN;
+    // The last row handed over (or given up on).
+    let mut cursor = 0;
     loop {
         let now = now_ms();
         if now.saturating_sub(pruned_at) >= PRUNE_EVERY {
@@ -142,7 +157,7 @@ where
             }
             pruned_at = now;
         }
-        let items = store.waiting_deliveries(ROUND)?;
+        let items = store.waiting_deliveries(cursor, ROUND)?;
         if items.is_empty() {
             tokio::select! {
                 () = wake.notified() => {}
@@ -151,19 +166,26 @@ where
             continue;
         }
         for item in items {
-            match Inbound::decode(&item) {
-                Ok(inbound) => match hand(inbound).await {
-                    Handed::Over => {}
-                    Handed::NoStrategy => {
-                        tracing::error!(route = %item.route, strategy = %item.strategy,
-                            "webhook delivery for a strategy that is not running; dropped");
-                    }
-                    Handed::Closed => return Ok(()),
-                },
-                Err(error) => tracing::error!(%error, route = %item.route, "webhook delivery dropped"),
+            let handed = match Inbound::decode(&item) {
+                Ok(inbound) => hand(item.id, inbound).await,
+                Err(error) => {
+                    tracing::error!(%error, route = %item.route, "webhook delivery dropped");
+                    Handed::NoStrategy
+                }
+            };
+            match handed {
+                Handed::Closed => return Ok(()),
+                // The engine marks it done when it commits.
+                Handed::Over if engines_commit => {}
+                // No await between the handover and this.
+                Handed::Over => store.delivery_done(item.id)?,
+                Handed::NoStrategy => {
+                    tracing::error!(route = %item.route, strategy = %item.strategy,
+                        "webhook delivery for a strategy that is not running; dropped");
+                    store.delivery_done(item.id)?;
+                }
             }
-            // No await between the handover and this.
-            store.delivery_done(item.id)?;
+            cursor = item.id;
         }
     }
 }
@@ -191,7 +213,7 @@ mod tests {
         let rows = [("s".to_string(), order().encode()), ("s".to_string(), signal.encode())];
         store.accept_delivery("r", "k", 0, 1, &rows, 10).unwrap();
         let back: Vec<Inbound> =
-            store.waiting_deliveries(10).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect();
+            store.waiting_deliveries(0, 10).unwrap().iter().map(|i| Inbound::decode(i).unwrap()).collect();
         assert_eq!(back, [order(), signal]);
         for damaged in [
             "",
@@ -222,8 +244,44 @@ mod tests {
             store.accept_delivery("r", key, 0, 1, &[("s".into(), order().encode())], 10).unwrap();
         }
         assert_eq!(store.delivery_keys().unwrap(), 2);
-        run_dispatcher(store.clone(), Arc::new(Notify::new()), |_| async { Handed::Closed }).await.unwrap();
+        run_dispatcher(store.clone(), Arc::new(Notify::new()), true, |_, _| async { Handed::Closed }).await.unwrap();
         assert_eq!(store.delivery_keys().unwrap(), 0);
-        assert_eq!(store.waiting_deliveries(10).unwrap().len(), 2, "a closed queue leaves the rows");
+        assert_eq!(store.waiting_deliveries(0, 10).unwrap().len(), 2, "a closed queue leaves the rows");
+    }
+
+    /// A delivery handed to an engine that commits stays in the inbox until
+    /// that commit: a crash in between hands it over again, and a commit
+    /// makes it done, once.
+    #[tokio::test]
+    async fn a_delivery_is_done_only_when_its_engine_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("i.db")).unwrap());
+        for key in ["a", "b", "c"] {
+            store.accept_delivery("r", key, 0, 1_000_000, &[("s".into(), order().encode())], 10).unwrap();
+        }
+        // A first run hands all three over, then its queue closes (the
+        // process dies) before any engine committed.
+        let handed = std::sync::Mutex::new(Vec::new());
+        let run = run_dispatcher(store.clone(), Arc::new(Notify::new()), true, |id, _| {
+            let mut handed = handed.lock().unwrap();
+            handed.push(id);
+            let closed = handed.len() > 3;
+            async move { if closed { Handed::Closed } else { Handed::Over } }
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), run).await;
+        let first: Vec<i64> = handed.lock().unwrap().drain(..).collect();
+        assert_eq!(first.len(), 3, "each handed over once, not again while uncommitted: {first:?}");
+        assert_eq!(store.waiting_deliveries(0, 10).unwrap().len(), 3, "nothing committed, nothing done");
+
+        // The engine commits the first; a restart hands over only the rest.
+        let told = crate::store::Told { venue: "v", fills: &[], webhooks: &first[..1] };
+        store.commit_input("s@v", None, 0, &[], Some(told), 5).unwrap();
+        let again = std::sync::Mutex::new(Vec::new());
+        let run = run_dispatcher(store.clone(), Arc::new(Notify::new()), true, |id, _| {
+            again.lock().unwrap().push(id);
+            async { Handed::Over }
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), run).await;
+        assert_eq!(*again.lock().unwrap(), first[1..]);
     }
 }
