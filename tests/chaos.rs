@@ -79,11 +79,11 @@ params = {{ mode = "churn", qty = 1 }}
 }
 
 /// The plugin's saved state: bars seen, last bar time, bars out of order
-/// or repeated, fills heard of.
-fn strategy_state(store: &Store) -> Option<[u64; 4]> {
+/// or repeated, fills heard of, signals heard of.
+fn strategy_state(store: &Store) -> Option<[u64; 5]> {
     let saved = store.strategy_state(INSTANCE).ok()??;
     let word = |i: usize| u64::from_le_bytes(saved.state[i * 8..i * 8 + 8].try_into().unwrap());
-    (saved.state.len() == 32).then(|| [word(0), word(1), word(2), word(3)])
+    (saved.state.len() == 40).then(|| [word(0), word(1), word(2), word(3), word(4)])
 }
 
 fn random_fault(rng: &mut Rng) -> OrderFault {
@@ -174,7 +174,7 @@ async fn every_promise_holds_across_faults_and_kills() {
     assert_eq!(store.last_intent(INSTANCE).unwrap(), BARS as u64, "one order per bar, none decided twice");
 
     // Every bar seen once, in order; every fill told once.
-    let [seen, last, disorder, fills] = strategy_state(&store).unwrap();
+    let [seen, last, disorder, fills, _] = strategy_state(&store).unwrap();
     assert_eq!((seen, disorder), (BARS as u64, 0), "seed {seed}: bars seen once, in order");
     assert_eq!(last as i64, alpaca_time(BARS - 1));
     assert_eq!(fills, BARS as u64, "seed {seed}: each fill told exactly once");
@@ -264,9 +264,36 @@ async fn a_halt_survives_a_restart_and_stops_every_order() {
     assert_eq!(health["venues"][0]["venue"], "alpaca", "{health}");
     assert_eq!(health["venues"][0]["state"], "halted", "{health}");
     assert_eq!(health["venues"][0]["reason"]["kind"], "drift", "{health}");
+    assert_eq!(venue.state.lock().unwrap().order_posts, 0, "no order reached a halted venue");
+
+    // An operator lifts the halt while the host runs; it takes the change
+    // at its next sync, and orders on new bars go out.
+    let (result, out) = stratbox_tests::cli(&["venue", "resume", "alpaca", "--config", config.to_str().unwrap()]);
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(out.trim(), "alpaca is now active");
+    let health = || async {
+        let health: serde_json::Value = reqwest::get(format!("{address}/health")).await.unwrap().json().await.unwrap();
+        health["venues"][0]["state"] == "active"
+    };
+    let start = std::time::Instant::now();
+    while !health().await {
+        assert!(start.elapsed() < Duration::from_secs(120), "the host never took the resume");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 6..8 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.visible_bars = Some(8);
+    }
+    wait_until("orders after the halt is lifted", Duration::from_secs(120), || {
+        venue.state.lock().unwrap().order_posts >= 1
+    })
+    .await;
     host.kill();
-    let s = venue.state.lock().unwrap();
-    assert_eq!(s.order_posts, 0, "no order reached a halted venue");
+    let kinds: Vec<String> = store.events_after(0, 1000).unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"risk.resumed".to_string()), "{kinds:?}");
 }
 
 /// SIGTERM stops a host that trades on a venue: it drains and commits,
@@ -311,4 +338,64 @@ async fn sigterm_stops_a_trading_host_cleanly() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), sent, "no order sent twice");
+}
+
+/// Webhooks into a live host, killed with SIGKILL three times while
+/// deliveries pour in: a sender that retries until it hears 202 or 200
+/// (the delivery was taken before) finds every delivery acted on by the
+/// strategy exactly once, each in the commit of its own input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_webhook_is_acted_on_exactly_once_across_kills() {
+    const N: usize = 240;
+    let venue = FakeVenue::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &venue.url);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[webhook]]\nname = \"tv\"\nkind = \"tradingview\"\naction = \"signal\"\nstrategies = [\"bot\"]\n\
+         passphrase = \"tv-pass\"\nper_minute = 6000000\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let alert = |n: usize| format!(r#"{{"passphrase": "tv-pass", "ticker": "AAPL", "timenow": "n-{n}"}}"#);
+
+    let mut next = 0;
+    for life in 0..4 {
+        let out = dir.path().join(format!("life-{life}.out"));
+        let mut host = HostProcess::spawn(
+            env!("CARGO_BIN_EXE_stratbox-under-test"),
+            &config,
+            Stdio::from(std::fs::File::create(&out).unwrap()),
+        );
+        let url = format!("{}/webhooks/tradingview/tv", listening_address(&out).await);
+        // The last life takes the rest; the others die part way.
+        let until = if life == 3 { N } else { (next + N / 4).min(N) };
+        let kill_at = next + (until - next) / 2;
+        while next < until {
+            if life < 3 && next == kill_at {
+                host.kill();
+                break;
+            }
+            let response = client.post(&url).header("content-type", "application/json").body(alert(next)).send().await;
+            match response.map(|r| r.status().as_u16()) {
+                Ok(202 | 200) => next += 1,
+                Ok(503) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(other) => panic!("delivery {next}: {other}"),
+                Err(error) => panic!("delivery {next}: {error}"),
+            }
+        }
+        if life == 3 {
+            wait_until("every delivery to be acted on", Duration::from_secs(120), || {
+                strategy_state(&store).is_some_and(|s| s[4] >= N as u64)
+                    && store.waiting_deliveries(0, 10).is_ok_and(|w| w.is_empty())
+            })
+            .await;
+            host.signal("TERM");
+            let status = host.wait_for_exit(Duration::from_secs(60)).expect("the host stops on SIGTERM");
+            assert!(status.success(), "{status}");
+        }
+    }
+    let signals = strategy_state(&store).unwrap()[4];
+    assert_eq!(signals, N as u64, "each accepted delivery acted on exactly once");
 }

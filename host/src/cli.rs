@@ -92,6 +92,12 @@ pub enum Command {
         #[arg(long)]
         timestamp: Option<i64>,
     },
+    /// Halts or resumes trading on a venue, in the store of a host's
+    /// config; a running host takes the change at its next sync.
+    Venue {
+        #[command(subcommand)]
+        command: VenueCommand,
+    },
     /// Measures bars per second through the engine, plugin against native.
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
@@ -112,6 +118,51 @@ pub enum PluginCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VenueCommand {
+    /// Halts new orders on a venue until `resume`.
+    Halt {
+        /// `alpaca`, `binance` or `kalshi`.
+        venue: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Why, for the journal and `/health`.
+        #[arg(long, default_value = "halted by hand")]
+        note: String,
+    },
+    /// Lifts any halt of a venue (drift, credentials, by hand).
+    Resume {
+        venue: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Carries out `stratbox venue ...` on the store named by the config.
+fn venue_command(command: VenueCommand, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    let (venue, config, note) = match command {
+        VenueCommand::Halt { venue, config, note } => (venue, config, Some(note)),
+        VenueCommand::Resume { venue, config } => (venue, config, None),
+    };
+    let known = ["alpaca", "binance", "kalshi"];
+    if !known.contains(&venue.as_str()) {
+        return Err(CliError::UnknownVenue { venue: venue.clone() });
+    }
+    let config = Config::load(&config)?;
+    let store = std::sync::Arc::new(crate::store::Store::open(std::path::Path::new(&config.store.path))?);
+    let gate = crate::risk::RiskGate::persistent(store, &[venue.as_str()])?;
+    let now = crate::bar::now_ms();
+    let changed = match note {
+        Some(note) => gate.halt(&venue, crate::risk::HaltReason::Operator { note }, now)?,
+        None => gate.resume(&venue, now, "operator")?,
+    };
+    let trading = gate.trading(&venue);
+    let state = serde_json::to_string(&trading.state).unwrap_or_default();
+    let verb = if changed { "now" } else { "already" };
+    writeln!(out, "{} is {verb} {}", trading.venue, state.trim_matches('"'))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -143,6 +194,10 @@ pub enum CliError {
     Tokio(std::io::Error),
     #[error("cannot listen for Ctrl-C and SIGTERM")]
     Signal(#[source] std::io::Error),
+    #[error("unknown venue `{venue}`: expected alpaca, binance or kalshi")]
+    UnknownVenue { venue: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Signature(#[from] crate::webhook::SignatureError),
 }
@@ -215,6 +270,7 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Venue { command } => venue_command(command, out),
         Command::Bench { bars, batch, format } => {
             let report = bench::run(bars.max(1), batch.max(1))?;
             match format {

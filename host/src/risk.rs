@@ -349,6 +349,22 @@ mod tests {
         assert_eq!(kinds, ["risk.halted", "risk.halted", "risk.resumed"]);
     }
 
+    /// An operator's change made through another connection (another
+    /// process) takes effect at the next reload.
+    #[test]
+    fn a_change_from_another_process_is_taken_at_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let host = RiskGate::persistent(Arc::new(Store::open(&path).unwrap()), &["alpaca"]).unwrap();
+        host.halt("alpaca", HaltReason::Drift { drift: 1.into(), threshold: 0.into() }, 1).unwrap();
+        let operator = RiskGate::persistent(Arc::new(Store::open(&path).unwrap()), &["alpaca"]).unwrap();
+        assert_eq!(operator.state("alpaca"), TradingState::Halted);
+        assert!(operator.resume("alpaca", 2, "operator").unwrap());
+        assert_eq!(host.state("alpaca"), TradingState::Halted, "not until it reloads");
+        assert_eq!(host.reload("alpaca").unwrap(), TradingState::Active);
+        assert!(host.check("alpaca", Decimal::ZERO, Decimal::ONE).is_ok());
+    }
+
     #[test]
     fn no_limits_allow_everything() {
         assert!(RiskLimits::default().check(&buy("X", 1_000_000), Decimal::ZERO, None).is_ok());

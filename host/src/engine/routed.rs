@@ -192,7 +192,10 @@ impl VenueDesk {
     /// have are sent again.
     async fn sync_round(&self) {
         let report = match self.reconciler.sync(now_ms()).await {
-            Ok(report) => report,
+            Ok(report) => {
+                tracing::debug!(venue = self.venue, fills = report.fills.len(), "synced");
+                report
+            }
             Err(failed) => {
                 let error = &failed.source;
                 tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");

@@ -13,9 +13,9 @@
 //!   else sell `qty`, so it holds 0 or `qty` when every order fills.
 //!
 //! In every mode it notifies `filled N` for each fill of its intent N. Its
-//! saved state is four little-endian `u64`s, for the host's crash tests:
+//! saved state is five little-endian `u64`s, for the host's crash tests:
 //! bars seen, time of the last bar, bars that came out of order or twice,
-//! and fills heard of.
+//! fills heard of, and signals heard of.
 
 use std::cell::RefCell;
 
@@ -42,6 +42,7 @@ struct Config {
     last_time: i64,
     disorder: u64,
     fills: u64,
+    signals: u64,
 }
 
 thread_local! {
@@ -174,19 +175,20 @@ impl Guest for Component {
     }
 
     fn on_signal(signal: Signal) -> Vec<Action> {
+        CONFIG.with_borrow_mut(|c| c.signals += 1);
         vec![notify(format!("signal {}: {}", signal.source, signal.payload))]
     }
 
     fn save_state() -> Vec<u8> {
         CONFIG.with_borrow(|c| {
-            [c.seen, c.last_time as u64, c.disorder, c.fills].iter().flat_map(|n| n.to_le_bytes()).collect()
+            [c.seen, c.last_time as u64, c.disorder, c.fills, c.signals].iter().flat_map(|n| n.to_le_bytes()).collect()
         })
     }
 
     fn load_state(state: Vec<u8>) -> Result<(), String> {
-        // Eight bytes (bars seen only) is the older form.
-        if state.len() != 8 && state.len() != 32 {
-            return Err("state must be 8 or 32 bytes".into());
+        // Eight bytes (bars seen only) and 32 are older forms.
+        if ![8, 32, 40].contains(&state.len()) {
+            return Err("state must be 8, 32 or 40 bytes".into());
         }
         let word =
             |i: usize| state.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
@@ -195,6 +197,7 @@ impl Guest for Component {
             c.last_time = word(1) as i64;
             c.disorder = word(2);
             c.fills = word(3);
+            c.signals = word(4);
         });
         Ok(())
     }
