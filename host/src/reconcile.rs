@@ -123,7 +123,13 @@ impl Reconciler {
         self.gate.reload(venue)?;
         let before = self.broker.positions().await?;
         for local in self.store.open_orders(venue)? {
-            match self.broker.order_by_client_id(&local.symbol, &local.client_order_id).await? {
+            // One request by the venue's id once it is known; a lookup by
+            // client order id may have to scan (Kalshi).
+            let remote = match &local.venue_order_id {
+                Some(id) => self.broker.order_by_venue_id(&local.symbol, id).await?,
+                None => self.broker.order_by_client_id(&local.symbol, &local.client_order_id).await?,
+            };
+            match remote {
                 Some(remote) => self.settle(&local, &remote, now, report)?,
                 // Never sent, or sent and lost on the way: send it again.
                 None if local.status.is_unresolved() => report.unresolved.push(local),

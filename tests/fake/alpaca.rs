@@ -270,6 +270,9 @@ pub(super) async fn by_id(State(state): State<Shared>, headers: HeaderMap, Path(
         return unauthorized();
     }
     let mut s = state.lock().unwrap();
+    if let Some(refused) = trading_request(&mut s) {
+        return refused;
+    }
     s.requests.push(format!("GET /v2/orders/{id}"));
     match s.orders.iter().find(|o| o["id"] == id.as_str()) {
         Some(order) => axum::Json(order.clone()).into_response(),

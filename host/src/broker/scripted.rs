@@ -119,6 +119,17 @@ impl Broker for ScriptedBroker {
         Ok(found)
     }
 
+    async fn order_by_venue_id(&self, _: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        self.read_error()?;
+        let mut book = self.book.lock().unwrap();
+        let found = book.orders.iter().find(|o| o.venue_order_id == venue_order_id).cloned();
+        let client_order_id = found.as_ref().map(|o| o.client_order_id.clone()).unwrap_or_default();
+        if let Some(hook) = self.after_lookup.lock().unwrap().as_mut() {
+            hook(&mut book, &client_order_id);
+        }
+        Ok(found)
+    }
+
     async fn cancel(&self, _: &str, venue_order_id: &str) -> Result<(), VenueError> {
         let mut book = self.book.lock().unwrap();
         if let Some(order) = book.orders.iter_mut().find(|o| o.venue_order_id == venue_order_id) {

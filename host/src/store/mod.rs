@@ -123,7 +123,7 @@ mod tests {
         store.append_events(&lines).unwrap();
         // Commits only reach the WAL; the database file grows once a
         // checkpoint copies them over.
-        let grown = (0..200).any(|_| {
+        let grown = (0..2400).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(25));
             std::fs::metadata(&path).unwrap().len() > before + 500_000
         });
