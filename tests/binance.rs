@@ -14,7 +14,7 @@ use stratbox::venue::VenueError;
 use stratbox_tests::fake::{BINANCE_SECRET, FakeVenue, OrderFault, binance_default_filters};
 
 fn binance(url: &str, secret: &str) -> BinanceBroker {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let keys = BinanceCredentials { api_key: "fake-key".into(), secret: secret.into() };
     BinanceBroker::new(client, url, keys, "USDT")
 }

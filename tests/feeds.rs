@@ -31,7 +31,7 @@ fn symbols(names: &[&str]) -> Vec<Arc<str>> {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 fn keys() -> AlpacaCredentials {
@@ -57,7 +57,7 @@ fn schedule(backfill_from: i64) -> PollSchedule {
 async fn take_bars(feed: &mut impl MarketData, count: usize) -> Vec<Bar> {
     let mut bars = Vec::new();
     while bars.len() < count {
-        let batch = tokio::time::timeout(Duration::from_secs(10), feed.next_batch())
+        let batch = tokio::time::timeout(Duration::from_secs(60), feed.next_batch())
             .await
             .expect("the feed stalled")
             .unwrap()

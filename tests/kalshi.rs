@@ -20,7 +20,7 @@ fn keys() -> (KalshiCredentials, rsa::RsaPublicKey) {
 }
 
 fn kalshi(url: &str, credentials: KalshiCredentials) -> KalshiBroker {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     KalshiBroker::new(client, url, credentials)
 }
 

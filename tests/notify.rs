@@ -172,7 +172,7 @@ async fn every_notification_arrives_once_despite_throttling_errors_and_gone_sink
         sink("json", SinkKind::Json, format!("{base}/json"), &[]),
         sink("sms", SinkKind::Twilio, base.clone(), &["risk.halted"]),
     ];
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut notifier = Notifier::new(sinks, store.clone(), client).unwrap();
     notifier.base_backoff = Duration::from_millis(100);
     drive(&notifier, 20, 2_000, 1_000).await;
@@ -211,7 +211,7 @@ async fn a_gone_sink_is_disabled_and_a_down_receiver_gets_everything_later() {
         sink("later", SinkKind::Json, format!("http://{addr}/json"), &[]),
         sink("gone", SinkKind::Slack, format!("{gone_base}/slack"), &[]),
     ];
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut notifier = Notifier::new(sinks.clone(), store.clone(), client.clone()).unwrap();
     notifier.base_backoff = Duration::from_millis(100);
     drive(&notifier, 3, 1_000, 1_000).await;
@@ -260,7 +260,7 @@ async fn a_hanging_sink_holds_up_only_itself_and_is_not_hammered() {
         sink("stuck", SinkKind::Slack, hang_url, &[]),
         sink("ok", SinkKind::Discord, format!("{base}/discord"), &[]),
     ];
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
     let mut notifier = Notifier::new(sinks, store.clone(), client).unwrap();
     notifier.base_backoff = Duration::from_secs(10);
     // One round: the healthy sink gets everything while the stuck one
@@ -302,7 +302,7 @@ async fn a_retried_notification_is_never_overtaken_by_later_ones() {
     let store = Arc::new(Store::open(&dir.path().join("n.db")).unwrap());
     let mut d = sink("d", SinkKind::Discord, format!("{base}/discord"), &[]);
     d.templates.insert("order.filled".into(), "{{ data.n }}".into());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut notifier = Notifier::new(vec![d], store.clone(), client).unwrap();
     notifier.base_backoff = Duration::from_millis(500);
     // New lines keep arriving (time-stamped as they happen) while the
@@ -332,7 +332,7 @@ async fn a_sink_disabled_by_410_stays_disabled_after_a_restart_until_its_url_cha
     tokio::spawn(receiver(listener, state.clone()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("n.db");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let gone = vec![sink("team", SinkKind::Slack, format!("{base}/slack"), &["order.*"])];
     {
         let store = Arc::new(Store::open(&path).unwrap());

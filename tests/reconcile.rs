@@ -16,7 +16,7 @@ use stratbox::store::Store;
 use stratbox_tests::fake::FakeVenue;
 
 fn broker(url: &str) -> Arc<dyn Broker> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     Arc::new(AlpacaBroker::new(client, url, AlpacaCredentials { key_id: "k".into(), secret_key: "s".into() }))
 }
 

@@ -125,14 +125,17 @@ mod tests {
         blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let (journal, writer) = Journal::start(store.clone(), 8).unwrap();
         journal.record("order.submitted", &serde_json::json!({}));
-        std::thread::sleep(Duration::from_millis(200)); // the writer takes it and stalls
+        std::thread::sleep(Duration::from_millis(200)); // the writer likely takes it and stalls
         // Every call returns although nothing can be written: the queue
         // holds 8, the rest drop.
         for n in 0..100 {
             journal.record("order.filled", &serde_json::json!({ "n": n }));
         }
+        // The queue holds 8, and the writer may or may not have taken the
+        // first line before it stalled (the sleep above is no promise on a
+        // slow machine): 92 or 93 dropped.
         let dropped = journal.dropped();
-        assert_eq!(dropped, 92);
+        assert!(dropped == 92 || dropped == 93, "{dropped}");
         blocker.execute_batch("COMMIT").unwrap();
         drop(journal);
         writer.join().unwrap();
