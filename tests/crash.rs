@@ -164,8 +164,9 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
 
     let mut host = spawn_host(&config);
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
-    wait_until("the queued order to be filled", || {
+    wait_until("the queued order to be filled and settled by a sync", || {
         store.filled(&queued.client_order_id).is_ok_and(|(qty, _)| qty == Decimal::ONE)
+            && store.order(&queued.client_order_id).is_ok_and(|o| o.is_some_and(|o| o.status == OrderStatus::Filled))
     })
     .await;
     host.kill();

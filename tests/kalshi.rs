@@ -71,13 +71,13 @@ async fn signed_orders_are_accepted_and_a_lost_answer_is_found() {
         .submit("wx@kalshi", 1, &intent("3", OrderType::Limit { price: "0.456".parse().unwrap() }), 1)
         .await
         .unwrap();
-    let Routed::Accepted { order } = limit else { panic!("{limit:?}") };
+    let Routed::Accepted { order, .. } = limit else { panic!("{limit:?}") };
     assert_eq!((order.status, order.qty), (OrderStatus::Accepted, Decimal::from(3)));
     assert_eq!(venue.state.lock().unwrap().kalshi_orders[0]["yes_price"], 46, "dollars become cents");
 
     venue.fail_next_order(OrderFault::AcceptThen500);
     let market = router.submit("wx@kalshi", 2, &intent("2", OrderType::Market), 2).await.unwrap();
-    assert!(matches!(&market, Routed::Accepted { order } if order.status == OrderStatus::Filled), "{market:?}");
+    assert!(matches!(&market, Routed::Accepted { order, .. } if order.status == OrderStatus::Filled), "{market:?}");
     let s = venue.state.lock().unwrap();
     assert_eq!((s.order_posts, s.kalshi_orders.len()), (2, 2), "the lost answer was looked up, not resent");
 }

@@ -46,7 +46,9 @@ async fn fills_are_applied_once_however_often_they_are_seen() {
     let path = dir.path().join("host.db");
     let store = Arc::new(Store::open(&path).unwrap());
     let router = Router::new(broker(&venue.url), store.clone(), RouterConfig::default());
-    let Routed::Accepted { order } = router.submit("sma@alpaca", 1, &buy(3), 1_000).await.unwrap() else { panic!() };
+    let Routed::Accepted { order, .. } = router.submit("sma@alpaca", 1, &buy(3), 1_000).await.unwrap() else {
+        panic!()
+    };
 
     let reconciler = Reconciler::new(broker(&venue.url), store.clone(), RiskGate::default(), Decimal::ONE);
     venue_fills(&venue, 0, "1", "100", "partially_filled");

@@ -66,7 +66,7 @@ fn counts(venue: &FakeVenue) -> (usize, usize) {
 async fn an_accepted_order_is_recorded_and_never_sent_again() {
     let t = setup().await;
     let routed = t.router.submit("sma@alpaca", 1, &buy(10), 1000).await.unwrap();
-    let Routed::Accepted { order } = routed else { panic!("{routed:?}") };
+    let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
     assert_eq!(
         (order.status, order.qty, order.client_order_id.as_str()),
         (OrderStatus::Accepted, Decimal::from(10), client_order_id("sma@alpaca", 1).as_str())
@@ -91,7 +91,7 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
         t.venue.fail_next_order(fault.clone());
         let routed = t.router.submit("sma@alpaca", 7, &buy(3), 1000).await.unwrap();
         assert!(
-            matches!(&routed, Routed::Accepted { order } if order.venue_order_id == "ord-1"),
+            matches!(&routed, Routed::Accepted { order, .. } if order.venue_order_id == "ord-1"),
             "{fault:?}: {routed:?}"
         );
         assert_eq!(counts(&t.venue), (1, 1), "{fault:?}: one POST, one order");
@@ -159,11 +159,13 @@ async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
         );
     }
     let routed = t.router.submit("sma@alpaca", 6, &buy(2), 1000).await.unwrap();
-    assert!(matches!(&routed, Routed::Accepted { order } if order.status == OrderStatus::Filled), "{routed:?}");
+    assert!(matches!(&routed, Routed::Accepted { order, .. } if order.status == OrderStatus::Filled), "{routed:?}");
     assert_eq!(counts(&t.venue), (1, 2), "no second POST");
     let record = t.store.order(&coid2).unwrap().unwrap();
-    assert_eq!(record.status, OrderStatus::Accepted, "the reconciler moves it to filled when it records the fill");
-    assert_eq!(record.filled_qty, Decimal::ZERO, "fills are recorded by the reconciler, not the router");
+    assert_eq!(record.status, OrderStatus::Accepted, "the sync sets the final state");
+    assert_eq!(record.filled_qty, Decimal::from(2), "what the answer reported filled is recorded at once");
+    let Routed::Accepted { fill: Some(fill), .. } = &routed else { panic!("{routed:?}") };
+    assert_eq!((fill.qty, fill.price, fill.fill_id.as_str()), (Decimal::from(2), "180.5".parse().unwrap(), "ord-x@2"));
 }
 
 #[tokio::test]
@@ -195,7 +197,7 @@ async fn the_broker_reads_positions_account_and_cancels() {
     let positions = broker.positions().await.unwrap();
     assert_eq!(positions[1].qty, Decimal::from(-2), "short positions are negative");
     assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
-    let Routed::Accepted { order } = t.router.submit("s", 1, &buy(1), 1).await.unwrap() else { panic!() };
+    let Routed::Accepted { order, .. } = t.router.submit("s", 1, &buy(1), 1).await.unwrap() else { panic!() };
     assert_eq!(broker.open_orders().await.unwrap().len(), 1);
     broker.cancel("AAPL", &order.venue_order_id).await.unwrap();
     assert!(broker.open_orders().await.unwrap().is_empty());

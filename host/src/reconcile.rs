@@ -170,32 +170,8 @@ impl Reconciler {
         now: Millis,
         report: &mut SyncReport,
     ) -> Result<(), ReconcileError> {
-        let (filled, notional) = self.store.filled(&local.client_order_id)?;
-        if remote.filled_qty > filled {
-            let qty = remote.filled_qty - filled;
-            // The venue reports an average over all fills; this slice's price
-            // is what the average implies beyond the fills already recorded.
-            let Some(avg) = remote.filled_avg_price else {
-                tracing::warn!(client_order_id = %local.client_order_id, "filled without an average price; retrying next sync");
-                return Ok(());
-            };
-            let price = (avg * remote.filled_qty - notional) / qty;
-            let fill = FillRecord {
-                venue: self.venue().into(),
-                // The cumulative quantity names the slice, so seeing the same
-                // state twice records nothing new.
-                fill_id: format!("{}@{}", remote.venue_order_id, remote.filled_qty.normalize()),
-                client_order_id: local.client_order_id.clone(),
-                symbol: local.symbol.clone(),
-                side: local.side,
-                qty,
-                price,
-                commission: Decimal::ZERO,
-                time: now,
-            };
-            if self.store.record_fill(&fill)? {
-                report.fills.push(fill);
-            }
+        if let Some(fill) = record_implied_fill(&self.store, self.venue(), local, remote, now)? {
+            report.fills.push(fill);
         }
         if remote.status != local.status || local.venue_order_id.as_deref() != Some(remote.venue_order_id.as_str()) {
             self.store.update_order(&local.client_order_id, remote.status, Some(&remote.venue_order_id), now)?;
@@ -263,6 +239,43 @@ impl Reconciler {
     fn journal(&self, now: Millis, kind: &str, data: serde_json::Value) -> Result<(), StoreError> {
         self.store.append_event(now, kind, Some(self.venue()), &data.to_string()).map(|_| ())
     }
+}
+
+/// Records the fill implied by growth in `remote`'s filled quantity beyond
+/// what the store holds for `local`, with its position, once: the
+/// cumulative quantity names the slice, so whoever sees the same state
+/// again (the router, from an order's answer; the sync, from a lookup)
+/// records nothing new. Returns the fill if it was new.
+pub(crate) fn record_implied_fill(
+    store: &Store,
+    venue: &str,
+    local: &OrderRecord,
+    remote: &VenueOrder,
+    now: Millis,
+) -> Result<Option<FillRecord>, StoreError> {
+    let (filled, notional) = store.filled(&local.client_order_id)?;
+    if remote.filled_qty <= filled {
+        return Ok(None);
+    }
+    let qty = remote.filled_qty - filled;
+    // The venue reports an average over all fills; this slice's price is
+    // what the average implies beyond the fills already recorded.
+    let Some(avg) = remote.filled_avg_price else {
+        tracing::warn!(client_order_id = %local.client_order_id, "filled without an average price; retrying next sync");
+        return Ok(None);
+    };
+    let fill = FillRecord {
+        venue: venue.into(),
+        fill_id: format!("{}@{}", remote.venue_order_id, remote.filled_qty.normalize()),
+        client_order_id: local.client_order_id.clone(),
+        symbol: local.symbol.clone(),
+        side: local.side,
+        qty,
+        price: (avg * remote.filled_qty - notional) / qty,
+        commission: Decimal::ZERO,
+        time: now,
+    };
+    Ok(store.record_fill(&fill)?.then_some(fill))
 }
 
 #[cfg(test)]
@@ -410,14 +423,31 @@ mod tests {
     #[tokio::test]
     async fn a_failed_sync_still_reports_the_fills_it_recorded() {
         let d = desk();
-        d.broker.book.lock().unwrap().fill_at = Some(Decimal::from(10));
         d.router.submit("s@scripted", 1, &buy(1), 1).await.unwrap();
-        // The read after the lookup (open orders) fails.
+        // It fills at the venue; the sync's read after the lookup (open orders) fails.
+        let coid = crate::router::client_order_id("s@scripted", 1);
+        d.broker.book.lock().unwrap().fill(&coid, Decimal::ONE, Decimal::from(10));
         let broker = d.broker.clone();
         d.broker.after_lookup(move |_, _| broker.read_errors.lock().unwrap().push_back(unknown()));
         let failed = d.reconciler.sync(3).await.unwrap_err();
         assert_eq!(failed.report.fills.len(), 1, "{failed:?}");
         assert_eq!(local_qty(&d.store), Decimal::ONE);
+    }
+
+    /// An answer that already reports the order filled is recorded by the
+    /// router; the sync then sees the same state and records nothing more.
+    #[tokio::test]
+    async fn a_fill_in_the_order_answer_is_recorded_once() {
+        let d = desk();
+        d.broker.book.lock().unwrap().fill_at = Some(Decimal::from(10));
+        let routed = d.router.submit("s@scripted", 1, &buy(1), 1).await.unwrap();
+        assert!(matches!(&routed, Routed::Accepted { fill: Some(f), .. } if f.qty == Decimal::ONE), "{routed:?}");
+        let report = d.reconciler.sync(2).await.unwrap();
+        assert!(report.fills.is_empty(), "{report:?}");
+        assert!(report.corrections.is_empty());
+        assert_eq!(local_qty(&d.store), Decimal::ONE);
+        let coid = crate::router::client_order_id("s@scripted", 1);
+        assert_eq!(d.store.order(&coid).unwrap().unwrap().status, OrderStatus::Filled);
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use crate::bar::Millis;
 use crate::broker::{Broker, OrderRequest, VenueOrder};
 use crate::order::{IntentId, OrderIntent, OrderStatus, Side};
 use crate::risk::{HaltReason, RiskGate, TradingState};
-use crate::store::{OrderRecord, Store, StoreError};
+use crate::store::{FillRecord, OrderRecord, Store, StoreError};
 use crate::venue::VenueError;
 
 /// Retry and rate-limit settings for one venue.
@@ -51,23 +51,18 @@ impl Default for RouterConfig {
 pub enum Routed {
     Accepted {
         order: VenueOrder,
+        /// What the venue's answer already reported filled, recorded (the
+        /// sync would record the same slice, under the same id, once).
+        fill: Option<FillRecord>,
     },
     /// The venue refused it, or trading on the venue is halted for good;
     /// the strategy is told and nothing is retried.
-    Rejected {
-        client_order_id: String,
-        reason: String,
-    },
+    Rejected { client_order_id: String, reason: String },
     /// The intent was routed before (e.g. by a previous run); nothing was sent.
-    AlreadyRouted {
-        record: OrderRecord,
-    },
+    AlreadyRouted { record: OrderRecord },
     /// Not sent now, and kept: the venue is halted for a reason that lifts
     /// itself (refused credentials). The order goes out once it lifts.
-    Held {
-        client_order_id: String,
-        reason: String,
-    },
+    Held { client_order_id: String, reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -351,12 +346,18 @@ impl Router {
     }
 
     fn accepted(&self, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
-        // Accepted, whatever the venue says of fills: fills, and the state
-        // they lead to, are the reconciler's to record, once each.
+        let venue = self.broker.venue();
         self.store.update_order(&order.client_order_id, OrderStatus::Accepted, Some(&order.venue_order_id), now)?;
         let data = serde_json::json!({ "client_order_id": order.client_order_id, "venue_order_id": order.venue_order_id, "symbol": order.symbol, "qty": order.qty.to_string(), "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" } });
-        self.store.append_event(now, "order.accepted", Some(self.broker.venue()), &data.to_string())?;
-        Ok(Routed::Accepted { order })
+        self.store.append_event(now, "order.accepted", Some(venue), &data.to_string())?;
+        // An answer that already reports executions (a market order filled
+        // at once) is recorded now; the order's final state is the sync's
+        // to set, so an order is never taken off the open list early.
+        let fill = match self.store.order(&order.client_order_id)? {
+            Some(local) => crate::reconcile::record_implied_fill(&self.store, venue, &local, &order, now)?,
+            None => None,
+        };
+        Ok(Routed::Accepted { order, fill })
     }
 
     fn rejected(&self, client_order_id: &str, reason: String, now: Millis) -> Result<Routed, RouterError> {

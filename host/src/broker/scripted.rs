@@ -102,11 +102,12 @@ impl Broker for ScriptedBroker {
             filled_avg_price: None,
             status: OrderStatus::Accepted,
         };
-        book.orders.push(placed.clone());
+        book.orders.push(placed);
         if let Some(price) = book.fill_at {
             book.fill(&order.client_order_id, order.qty, price);
         }
-        Ok(placed)
+        // Answered as it stands: filled at once with `fill_at`.
+        Ok(book.orders.last().cloned().expect("just pushed"))
     }
 
     async fn order_by_client_id(&self, _: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {

@@ -284,7 +284,15 @@ impl VenueDesk {
         let strategy = record.strategy.strip_suffix(&format!("@{}", self.venue)).map(str::to_string);
         let (intent_id, symbol) = (record.intent, Arc::<str>::from(record.symbol.as_str()));
         match self.router.route(record, now_ms()).await {
-            Ok(Routed::Accepted { .. }) => Some(true),
+            Ok(Routed::Accepted { fill, .. }) => {
+                // Executions the answer already reported, recorded by the router.
+                if let Some(record) = fill
+                    && let Some((strategy, fill)) = self.fill_for_engine(&record)
+                {
+                    self.tell(&strategy, vec![ExecutionEvent::Filled { fill }], vec![record.fill_id]).await;
+                }
+                Some(true)
+            }
             Ok(Routed::AlreadyRouted { .. }) => Some(false),
             Ok(Routed::Rejected { reason, .. }) => {
                 if let Some(strategy) = strategy {
