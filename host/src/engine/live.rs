@@ -13,30 +13,20 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::Engine;
-use super::routed::{RouteOutbox, RoutedExecution, VenueDesk};
+use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
+use super::routed::VenueDesk;
 use super::swap::{Replacement, SwapError, Watched, watch};
-use super::worker::{Outputs, Persist, spawn_engine};
+use super::worker::{Outputs, spawn_engine};
 use crate::api::{AppState, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
-use crate::broker::{
-    AlpacaBroker, BinanceBroker, BinanceCredentials, Broker, Execution, ExecutionEvent, KalshiBroker,
-    KalshiCredentials, PaperBroker,
-};
-use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind};
-use crate::feed::{
-    AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, CsvLimits,
-    FeedError, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
-    load_source,
-};
+use crate::broker::ExecutionEvent;
+use crate::config::{BrokerKind, Config, FeedKind};
+use crate::feed::FeedError;
 use crate::journal::Journal;
 use crate::notify::{Notifier, NotifyError};
 use crate::order::{Fill, OrderIntent};
-use crate::reconcile::{ReconcileError, Reconciler};
 use crate::report::Report;
-use crate::risk::RiskGate;
-use crate::router::{Router, RouterConfig};
-use crate::runtime::{Clock, Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{Store, StoreError};
 use crate::venue::VenueError;
 use crate::webhook::{Handed, Inbound, WebhookError, WebhookIntake, run_dispatcher};
@@ -160,181 +150,6 @@ pub enum EngineInput {
     Swap(Replacement),
 }
 
-/// Where bars come from, ready to run.
-struct FeedPlan {
-    feed: Box<dyn MarketData>,
-    clock: Clock,
-    /// The symbol reports are about.
-    symbol: String,
-    description: String,
-}
-
-fn plan_feed(
-    config: &Config,
-    options: &RunOptions,
-    client: &reqwest::Client,
-    store: Option<&Arc<Store>>,
-) -> Result<FeedPlan, LiveError> {
-    let feed = &config.feed;
-    let needs_store =
-        || store.cloned().ok_or_else(|| LiveError::Setup { message: "a polled feed needs the store".into() });
-    let schedule = |period: Duration| PollSchedule {
-        every: feed.poll_ms.map_or(period, Duration::from_millis),
-        delay: Duration::from_millis(feed.delay_ms),
-        backfill_from: now_ms() - (feed.backfill_minutes as i64) * 60_000,
-    };
-    let first_symbol = || feed.symbols.first().cloned().unwrap_or_default();
-    Ok(match feed.kind {
-        FeedKind::Replay => {
-            let (data, symbol) = (feed.data.clone().unwrap_or_default(), feed.symbol.clone().unwrap_or_default());
-            let bars = load_source(&data, &symbol, CsvLimits::default())?;
-            let first_time = bars.first().map_or(0, |b| b.time);
-            let description = format!("replaying {data} as {symbol}, {} bars", bars.len());
-            let pace = Duration::from_millis(options.pace_ms.unwrap_or(feed.pace_ms));
-            FeedPlan {
-                feed: Box::new(ReplayFeed::new(bars, pace)),
-                clock: Clock::virtual_at(first_time),
-                symbol,
-                description,
-            }
-        }
-        FeedKind::Alpaca => {
-            let source = AlpacaBars::new(
-                client.clone(),
-                AlpacaBarsConfig {
-                    data_url: feed.base_url.clone().unwrap_or_else(|| "https://data.alpaca.markets".into()),
-                    symbols: feed.symbols.clone(),
-                    timeframe: feed.timeframe.clone().unwrap_or_else(|| "1Min".into()),
-                    feed: feed.alpaca_feed.clone(),
-                    page_limit: 10_000,
-                },
-                AlpacaCredentials::from_env()?,
-            )?;
-            let period = source.period();
-            let description = format!("polling Alpaca bars for {}", feed.symbols.join(", "));
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
-                clock: Clock::System,
-                symbol: first_symbol(),
-                description,
-            }
-        }
-        FeedKind::Binance => {
-            let source = BinanceKlines::new(
-                client.clone(),
-                BinanceKlinesConfig {
-                    base_url: feed.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into()),
-                    symbols: feed.symbols.clone(),
-                    interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
-                },
-            )?;
-            let period = source.period();
-            let description = format!("polling Binance klines for {}", feed.symbols.join(", "));
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
-                clock: Clock::System,
-                symbol: first_symbol(),
-                description,
-            }
-        }
-        FeedKind::Kalshi => {
-            let minutes = feed.timeframe.as_deref().unwrap_or("1").parse().map_err(|_| LiveError::Setup {
-                message: "key `feed.timeframe`: Kalshi takes minutes per candle: 1, 60 or 1440".into(),
-            })?;
-            let markets = feed
-                .markets
-                .iter()
-                .map(|m| KalshiMarket { series: m.series.clone(), ticker: m.ticker.clone() })
-                .collect();
-            let base_url = feed.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
-            let source =
-                KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
-            let period = source.period();
-            let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
-            let description = format!("polling Kalshi candlesticks for {symbol}");
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
-                clock: Clock::System,
-                symbol,
-                description,
-            }
-        }
-    })
-}
-
-/// A live venue: its broker, router and reconciler.
-struct VenuePlan {
-    venue: &'static str,
-    router: Arc<Router>,
-    reconciler: Arc<Reconciler>,
-    gate: RiskGate,
-}
-
-fn plan_venue(config: &Config, client: &reqwest::Client, store: &Arc<Store>) -> Result<Option<VenuePlan>, LiveError> {
-    let broker_config = &config.broker;
-    let broker: Arc<dyn Broker> = match broker_config.kind {
-        BrokerKind::Paper => return Ok(None),
-        BrokerKind::Alpaca => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
-            Arc::new(AlpacaBroker::new(client.clone(), &base, AlpacaCredentials::from_env()?))
-        }
-        BrokerKind::Binance => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
-            Arc::new(BinanceBroker::new(
-                client.clone(),
-                &base,
-                BinanceCredentials::from_env()?,
-                &broker_config.quote_asset,
-            ))
-        }
-        BrokerKind::Kalshi => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
-            Arc::new(KalshiBroker::new(client.clone(), &base, KalshiCredentials::from_env()?))
-        }
-    };
-    let venue = broker.venue();
-    // A halt recorded by an earlier run is still in force.
-    let gate = RiskGate::persistent(store.clone(), &[venue])?;
-    let router_config =
-        RouterConfig { requests_per_minute: broker_config.requests_per_minute, ..RouterConfig::default() };
-    let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config).with_gate(gate.clone()));
-    let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate.clone(), broker_config.drift_threshold));
-    Ok(Some(VenuePlan { venue, router, reconciler, gate }))
-}
-
-/// The first sync with the broker, which is the truth: positions are
-/// adopted from it before any strategy starts. Retried with backoff while
-/// the venue cannot be reached; `None` if `shutdown` came first.
-async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<Output = ()>) -> Option<()> {
-    tokio::pin!(shutdown);
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match reconciler.sync(now_ms()).await {
-            Ok(report) => {
-                let (fills, corrections) = (report.fills.len(), report.corrections.len());
-                tracing::info!(venue = reconciler.venue(), fills, corrections, "startup sync done");
-                return Some(());
-            }
-            Err(failed) => {
-                let error = &failed.source;
-                if let ReconcileError::Venue(venue_error) = error
-                    && venue_error.is_unauthorized()
-                {
-                    // Halted until the credentials work; the host runs meanwhile.
-                    tracing::error!(venue = reconciler.venue(), %error, "credentials refused at start: trading halted");
-                    return Some(());
-                }
-                tracing::warn!(venue = reconciler.venue(), %error, ?wait, "startup sync failed; retrying");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = &mut shutdown => return None,
-        }
-        wait = (wait * 2).min(Duration::from_secs(10));
-    }
-}
-
 /// Runs the host until `shutdown` resolves (or the feed ends, if asked).
 /// Prints orders, fills and running PnL to `out`, and returns each
 /// strategy's report.
@@ -388,56 +203,15 @@ pub async fn run_host(
         tracing::info!("stopped during the startup sync");
         return Ok(Vec::new());
     }
-    let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
-
     // Start every strategy before anything runs: a bad one stops the host
     // before it trades.
     let (route_tx, route_rx) = mpsc::unbounded_channel();
-    let mut engines = Vec::new();
-    for spec in &config.strategies {
-        let plugin = runtime.load_named(&spec.plugin)?;
-        let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
-        let sha256 = plugin.sha256.clone();
-        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
-        let outbox = RouteOutbox::default();
-        let execution: Box<dyn Execution> = match &venue {
-            Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
-            None => Box::new(PaperBroker::new(commission)),
-        };
-        let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
-        let mut persist = None;
-        if let (Some(v), Some(store)) = (&venue, &store) {
-            let instance = VenueDesk::instance(&name, v.venue);
-            engine.resume_after(store.last_intent(&instance)?);
-            engine.resume_external_after(store.last_external_intent(&instance)?);
-            let mut watermark = Millis::MIN;
-            if let Some(saved) = store.strategy_state(&instance)? {
-                match engine.strategy_mut().load_state(&saved.state) {
-                    Ok(()) => {
-                        tracing::info!(%instance, bytes = saved.state.len(), "strategy state restored");
-                        watermark = saved.last_bar;
-                        if let Some(base) = saved.intent_base {
-                            engine.resume_numbering(base);
-                        }
-                    }
-                    Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
-                }
-            }
-            for position in store.positions(v.venue)? {
-                engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
-            }
-            engine = engine.with_gate(v.gate.clone(), v.venue);
-            let venue = v.venue;
-            persist =
-                Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route: route_tx.clone() });
-        }
-        engines.push((name, engine, persist, sha256, spec));
-    }
+    let engines = plan_engines(&config, &runtime, &clock, venue.as_ref(), store.as_ref(), &route_tx)?;
     drop(route_tx);
     // The feed's cursor may be ahead of what a strategy committed (it moves
     // once a batch is queued): deliver again from the earliest point a
     // strategy has not committed; each skips what its state reflects.
-    let committed = engines.iter().filter_map(|(_, _, p, _, _)| p.as_ref()).map(|p| p.watermark);
+    let committed = engines.iter().filter_map(|e| e.persist.as_ref()).map(|p| p.watermark);
     if let Some(earliest) = committed.filter(|&w| w > Millis::MIN).min() {
         feed.rewind_to(earliest)?;
     }
@@ -469,7 +243,7 @@ pub async fn run_host(
     let mut by_name = HashMap::new();
     let mut threads = Vec::new();
     let mut watched = Vec::new();
-    for (name, engine, persist, sha256, spec) in engines {
+    for PlannedEngine { name, engine, persist, sha256, spec } in engines {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         inputs.push(tx.clone());
         by_name.insert(name.clone(), tx.clone());
@@ -516,34 +290,7 @@ pub async fn run_host(
         }
     };
 
-    let (stop_feed, mut feed_stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed_status = status.clone();
-    let mut feed = feed;
-    let mut alerts = alerts;
-    let mut feed_task = tokio::spawn(async move {
-        loop {
-            let batch = tokio::select! {
-                batch = feed.next_batch() => batch?,
-                _ = &mut feed_stopped => {
-                    // Clean stop: what was handed out has been delivered.
-                    feed.ack().await?;
-                    return Ok(());
-                }
-            };
-            let Some(batch) = batch else { break };
-            alerts.observe(&batch);
-            let batch: Arc<[Bar]> = batch.into();
-            for tx in &inputs {
-                // A closed queue means that strategy has stopped; the others go on.
-                let _ = tx.send(EngineInput::Bars(batch.clone())).await;
-            }
-        }
-        if let Ok(mut s) = feed_status.write() {
-            s.feed_done = true;
-        }
-        Ok::<(), FeedError>(())
-    });
-
+    let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, inputs, status.clone());
     tokio::select! {
         () = &mut shutdown => {
             let _ = stop_feed.send(());
@@ -564,66 +311,120 @@ pub async fn run_host(
         }
     }
 
-    // Graceful stop: the feed has stopped; stop what feeds the engines,
-    // let them drain and commit, then flush the journal and close the store.
-    if let Some(dispatcher) = dispatcher {
-        // Aborted only at an await: a delivery is either handed over and
-        // marked done, or still in the inbox for the next start.
-        dispatcher.abort();
-        let _ = dispatcher.await;
-    }
-    if let Some(watcher) = watcher {
-        // It holds senders to the engines.
-        watcher.abort();
-        let _ = watcher.await;
-    }
-    if let Some(notifier) = notifier {
-        notifier.abort();
-    }
-    if let Some(desk) = desk {
-        // Safe at any await (see `VenueDesk::run`); dropping it drops its
-        // senders, so the engines can finish.
-        desk.abort();
-        let _ = desk.await;
-    }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    let mut reports = Vec::new();
-    for thread in threads {
-        let joined = tokio::task::spawn_blocking(move || thread.join());
-        match tokio::time::timeout_at(deadline, joined).await {
-            Ok(Ok(Ok(report))) => {
-                let _ = lines.send(format!("\n{}", report.to_text()));
-                reports.push(report);
-            }
-            Ok(Ok(Err(_))) => return Err(LiveError::Thread { message: "an engine thread panicked".into() }),
-            Ok(Err(e)) => return Err(LiveError::Thread { message: e.to_string() }),
-            Err(_) => {
-                // A guest stuck past its deadline (e.g. blocked in a host
-                // call): what it committed is safe; the process exits anyway.
-                tracing::error!("an engine did not stop within {SHUTDOWN_GRACE:?}; leaving it");
-                let _ = lines.send(format!("an engine did not stop within {SHUTDOWN_GRACE:?}\n"));
+    let running = Running {
+        feeders: [dispatcher, watcher, notifier, desk].into_iter().flatten().collect(),
+        threads,
+        journal,
+        journal_writer,
+        lines,
+        printer,
+        stop_server,
+        server,
+    };
+    running.stop().await
+}
+
+/// What runs once the host is up, in the order a graceful stop ends it.
+struct Running {
+    /// Tasks that feed the engines or act for them, aborted first: the
+    /// webhook dispatcher, the swap watcher, the notifier and the venue
+    /// desk. Each is safe to drop at any await (its work is in the store
+    /// before it acts), and dropping them drops their senders to the engines.
+    feeders: Vec<tokio::task::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<Report>>,
+    journal: Option<Journal>,
+    journal_writer: Option<std::thread::JoinHandle<()>>,
+    lines: mpsc::UnboundedSender<String>,
+    printer: tokio::task::JoinHandle<()>,
+    stop_server: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The feed has stopped: stops what feeds the engines, lets each engine
+    /// drain its queue and commit (waiting at most [`SHUTDOWN_GRACE`]),
+    /// flushes the journal, then stops the listener. Returns each
+    /// strategy's report.
+    async fn stop(self) -> Result<Vec<Report>, LiveError> {
+        let Running { feeders, threads, journal, journal_writer, lines, printer, stop_server, server } = self;
+        for task in feeders {
+            task.abort();
+            let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut reports = Vec::new();
+        for thread in threads {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            match tokio::time::timeout_at(deadline, joined).await {
+                Ok(Ok(Ok(report))) => {
+                    let _ = lines.send(format!("\n{}", report.to_text()));
+                    reports.push(report);
+                }
+                Ok(Ok(Err(_))) => return Err(LiveError::Thread { message: "an engine thread panicked".into() }),
+                Ok(Err(e)) => return Err(LiveError::Thread { message: e.to_string() }),
+                Err(_) => {
+                    // A guest stuck past its deadline (e.g. blocked in a host
+                    // call): what it committed is safe; the process exits anyway.
+                    tracing::error!("an engine did not stop within {SHUTDOWN_GRACE:?}; leaving it");
+                    let _ = lines.send(format!("an engine did not stop within {SHUTDOWN_GRACE:?}\n"));
+                }
             }
         }
-    }
-    // The engines and the feed are gone; flush what they journaled.
-    drop(journal);
-    if let Some(writer) = journal_writer {
-        let flushed = tokio::task::spawn_blocking(move || writer.join());
-        if tokio::time::timeout_at(deadline + SHUTDOWN_GRACE, flushed).await.is_err() {
-            tracing::error!("the journal writer did not finish in time");
+        // The engines and the feed are gone; flush what they journaled.
+        drop(journal);
+        if let Some(writer) = journal_writer {
+            let flushed = tokio::task::spawn_blocking(move || writer.join());
+            if tokio::time::timeout_at(deadline + SHUTDOWN_GRACE, flushed).await.is_err() {
+                tracing::error!("the journal writer did not finish in time");
+            }
         }
-    }
-    let _ = stop_server.send(());
-    drop(lines);
-    let _ = printer.await;
-    match server.await {
-        Ok(Err(source)) => Err(LiveError::Serve { source }),
-        _ => Ok(reports),
+        let _ = stop_server.send(());
+        drop(lines);
+        let _ = printer.await;
+        match server.await {
+            Ok(Err(source)) => Err(LiveError::Serve { source }),
+            _ => Ok(reports),
+        }
     }
 }
 
 /// How long a graceful stop waits for the engines to drain and commit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the feed on its own task, handing each batch to every engine, until
+/// it ends or the returned sender fires. A closed engine queue (a stopped
+/// strategy) is skipped; the others go on.
+fn spawn_feed(
+    mut feed: Box<dyn crate::feed::MarketData>,
+    mut alerts: PriceWatch,
+    inputs: Vec<mpsc::Sender<EngineInput>>,
+    status: Arc<RwLock<HostStatus>>,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), FeedError>>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                batch = feed.next_batch() => batch?,
+                _ = &mut stopped => {
+                    // Clean stop: what was handed out has been delivered.
+                    feed.ack().await?;
+                    return Ok(());
+                }
+            };
+            let Some(batch) = batch else { break };
+            alerts.observe(&batch);
+            let batch: Arc<[Bar]> = batch.into();
+            for tx in &inputs {
+                let _ = tx.send(EngineInput::Bars(batch.clone())).await;
+            }
+        }
+        if let Ok(mut s) = status.write() {
+            s.feed_done = true;
+        }
+        Ok(())
+    });
+    (stop, task)
+}
 
 /// Hands accepted webhook deliveries from the store's inbox to the engines
 /// they name, oldest first, and marks each done once its engine's queue

@@ -1,0 +1,273 @@
+//! What host mode runs, planned from the config before anything starts: the
+//! feed, the venue (broker, router, reconciler, trading gate), and each
+//! strategy's engine restored from the store. A bad plugin, a missing
+//! credential or an unreadable store stops the host here, before it trades.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Engine;
+use super::live::{LiveError, RunOptions};
+use super::routed::{RouteOutbox, RouteRequest, RoutedExecution, VenueDesk};
+use super::worker::Persist;
+use crate::bar::{Millis, now_ms};
+use crate::broker::{
+    AlpacaBroker, BinanceBroker, BinanceCredentials, Broker, Execution, KalshiBroker, KalshiCredentials, PaperBroker,
+};
+use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
+use crate::feed::{
+    AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, CsvLimits,
+    KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed, load_source,
+};
+use crate::reconcile::{ReconcileError, Reconciler};
+use crate::risk::RiskGate;
+use crate::router::{Router, RouterConfig};
+use crate::runtime::{Clock, Runtime};
+use crate::store::Store;
+
+/// Where bars come from, ready to run.
+pub(super) struct FeedPlan {
+    pub feed: Box<dyn MarketData>,
+    pub clock: Clock,
+    /// The symbol reports are about.
+    pub symbol: String,
+    pub description: String,
+}
+
+pub(super) fn plan_feed(
+    config: &Config,
+    options: &RunOptions,
+    client: &reqwest::Client,
+    store: Option<&Arc<Store>>,
+) -> Result<FeedPlan, LiveError> {
+    let feed = &config.feed;
+    let needs_store =
+        || store.cloned().ok_or_else(|| LiveError::Setup { message: "a polled feed needs the store".into() });
+    let schedule = |period: Duration| PollSchedule {
+        every: feed.poll_ms.map_or(period, Duration::from_millis),
+        delay: Duration::from_millis(feed.delay_ms),
+        backfill_from: now_ms() - (feed.backfill_minutes as i64) * 60_000,
+    };
+    let first_symbol = || feed.symbols.first().cloned().unwrap_or_default();
+    Ok(match feed.kind {
+        FeedKind::Replay => {
+            let (data, symbol) = (feed.data.clone().unwrap_or_default(), feed.symbol.clone().unwrap_or_default());
+            let bars = load_source(&data, &symbol, CsvLimits::default())?;
+            let first_time = bars.first().map_or(0, |b| b.time);
+            let description = format!("replaying {data} as {symbol}, {} bars", bars.len());
+            let pace = Duration::from_millis(options.pace_ms.unwrap_or(feed.pace_ms));
+            FeedPlan {
+                feed: Box::new(ReplayFeed::new(bars, pace)),
+                clock: Clock::virtual_at(first_time),
+                symbol,
+                description,
+            }
+        }
+        FeedKind::Alpaca => {
+            let source = AlpacaBars::new(
+                client.clone(),
+                AlpacaBarsConfig {
+                    data_url: feed.base_url.clone().unwrap_or_else(|| "https://data.alpaca.markets".into()),
+                    symbols: feed.symbols.clone(),
+                    timeframe: feed.timeframe.clone().unwrap_or_else(|| "1Min".into()),
+                    feed: feed.alpaca_feed.clone(),
+                    page_limit: 10_000,
+                },
+                AlpacaCredentials::from_env()?,
+            )?;
+            let period = source.period();
+            let description = format!("polling Alpaca bars for {}", feed.symbols.join(", "));
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol: first_symbol(),
+                description,
+            }
+        }
+        FeedKind::Binance => {
+            let source = BinanceKlines::new(
+                client.clone(),
+                BinanceKlinesConfig {
+                    base_url: feed.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into()),
+                    symbols: feed.symbols.clone(),
+                    interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
+                },
+            )?;
+            let period = source.period();
+            let description = format!("polling Binance klines for {}", feed.symbols.join(", "));
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol: first_symbol(),
+                description,
+            }
+        }
+        FeedKind::Kalshi => {
+            let minutes = feed.timeframe.as_deref().unwrap_or("1").parse().map_err(|_| LiveError::Setup {
+                message: "key `feed.timeframe`: Kalshi takes minutes per candle: 1, 60 or 1440".into(),
+            })?;
+            let markets = feed
+                .markets
+                .iter()
+                .map(|m| KalshiMarket { series: m.series.clone(), ticker: m.ticker.clone() })
+                .collect();
+            let base_url = feed.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            let source =
+                KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
+            let period = source.period();
+            let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
+            let description = format!("polling Kalshi candlesticks for {symbol}");
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                clock: Clock::System,
+                symbol,
+                description,
+            }
+        }
+    })
+}
+
+/// A live venue: its broker, router and reconciler.
+pub(super) struct VenuePlan {
+    pub venue: &'static str,
+    pub router: Arc<Router>,
+    pub reconciler: Arc<Reconciler>,
+    pub gate: RiskGate,
+}
+
+pub(super) fn plan_venue(
+    config: &Config,
+    client: &reqwest::Client,
+    store: &Arc<Store>,
+) -> Result<Option<VenuePlan>, LiveError> {
+    let broker_config = &config.broker;
+    let broker: Arc<dyn Broker> = match broker_config.kind {
+        BrokerKind::Paper => return Ok(None),
+        BrokerKind::Alpaca => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
+            Arc::new(AlpacaBroker::new(client.clone(), &base, AlpacaCredentials::from_env()?))
+        }
+        BrokerKind::Binance => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
+            Arc::new(BinanceBroker::new(
+                client.clone(),
+                &base,
+                BinanceCredentials::from_env()?,
+                &broker_config.quote_asset,
+            ))
+        }
+        BrokerKind::Kalshi => {
+            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            Arc::new(KalshiBroker::new(client.clone(), &base, KalshiCredentials::from_env()?))
+        }
+    };
+    let venue = broker.venue();
+    // A halt recorded by an earlier run is still in force.
+    let gate = RiskGate::persistent(store.clone(), &[venue])?;
+    let router_config =
+        RouterConfig { requests_per_minute: broker_config.requests_per_minute, ..RouterConfig::default() };
+    let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config).with_gate(gate.clone()));
+    let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate.clone(), broker_config.drift_threshold));
+    Ok(Some(VenuePlan { venue, router, reconciler, gate }))
+}
+
+/// The first sync with the broker, which is the truth: positions are
+/// adopted from it before any strategy starts. Retried with backoff while
+/// the venue cannot be reached; `None` if `shutdown` came first.
+pub(super) async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<Output = ()>) -> Option<()> {
+    tokio::pin!(shutdown);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match reconciler.sync(now_ms()).await {
+            Ok(report) => {
+                let (fills, corrections) = (report.fills.len(), report.corrections.len());
+                tracing::info!(venue = reconciler.venue(), fills, corrections, "startup sync done");
+                return Some(());
+            }
+            Err(failed) => {
+                let error = &failed.source;
+                if let ReconcileError::Venue(venue_error) = error
+                    && venue_error.is_unauthorized()
+                {
+                    // Halted until the credentials work; the host runs meanwhile.
+                    tracing::error!(venue = reconciler.venue(), %error, "credentials refused at start: trading halted");
+                    return Some(());
+                }
+                tracing::warn!(venue = reconciler.venue(), %error, ?wait, "startup sync failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return None,
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// A strategy's engine, restored and ready to start on its thread.
+pub(super) struct PlannedEngine<'a> {
+    pub name: String,
+    pub engine: Engine,
+    /// How a live engine commits its inputs; `None` on the paper broker.
+    pub persist: Option<Persist>,
+    pub sha256: String,
+    pub spec: &'a StrategyConfig,
+}
+
+/// Loads and starts every configured strategy. On a live venue each resumes
+/// from its saved state and intent numbers, adopts the stored positions and
+/// obeys the venue's trading gate.
+pub(super) fn plan_engines<'a>(
+    config: &'a Config,
+    runtime: &Runtime,
+    clock: &Clock,
+    venue: Option<&VenuePlan>,
+    store: Option<&Arc<Store>>,
+    route_tx: &mpsc::UnboundedSender<RouteRequest>,
+) -> Result<Vec<PlannedEngine<'a>>, LiveError> {
+    let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
+    let mut engines = Vec::new();
+    for spec in &config.strategies {
+        let plugin = runtime.load_named(&spec.plugin)?;
+        let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
+        let sha256 = plugin.sha256.clone();
+        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
+        let outbox = RouteOutbox::default();
+        let execution: Box<dyn Execution> = match venue {
+            Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
+            None => Box::new(PaperBroker::new(commission)),
+        };
+        let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
+        let mut persist = None;
+        if let (Some(v), Some(store)) = (venue, store) {
+            let instance = VenueDesk::instance(&name, v.venue);
+            engine.resume_after(store.last_intent(&instance)?);
+            engine.resume_external_after(store.last_external_intent(&instance)?);
+            let mut watermark = Millis::MIN;
+            if let Some(saved) = store.strategy_state(&instance)? {
+                match engine.strategy_mut().load_state(&saved.state) {
+                    Ok(()) => {
+                        tracing::info!(%instance, bytes = saved.state.len(), "strategy state restored");
+                        watermark = saved.last_bar;
+                        if let Some(base) = saved.intent_base {
+                            engine.resume_numbering(base);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
+                }
+            }
+            for position in store.positions(v.venue)? {
+                engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
+            }
+            engine = engine.with_gate(v.gate.clone(), v.venue);
+            let venue = v.venue;
+            persist =
+                Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route: route_tx.clone() });
+        }
+        engines.push(PlannedEngine { name, engine, persist, sha256, spec });
+    }
+    Ok(engines)
+}
