@@ -399,3 +399,101 @@ async fn every_accepted_webhook_is_acted_on_exactly_once_across_kills() {
     let signals = strategy_state(&store).unwrap()[4];
     assert_eq!(signals, N as u64, "each accepted delivery acted on exactly once");
 }
+
+/// A burst of market orders on Binance, which fills them as it takes them,
+/// with a drift threshold of 0 and a kill in the middle: no fill is ever
+/// taken for drift (the sync never overlaps a send), and the holdings end
+/// equal to the broker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_binance_orders_is_never_drift() {
+    use stratbox_tests::fake::BINANCE_SECRET;
+    const KLINES: i64 = 30;
+    let venue = FakeVenue::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = (now / 60_000 - KLINES - 2) * 60_000;
+    {
+        let rows: Vec<_> = (0..KLINES)
+            .map(|i| {
+                let open = start + i * 60_000;
+                serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
+            })
+            .collect();
+        let mut s = venue.state.lock().unwrap();
+        s.binance_klines.insert("BTCUSDT".into(), rows);
+        s.binance_balances = vec![("USDT".into(), "100000".into())];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("host.toml");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[store]
+path = "host.db"
+
+[feed]
+kind = "binance"
+base_url = "{url}"
+symbols = ["BTCUSDT"]
+timeframe = "1m"
+poll_ms = 30
+delay_ms = 0
+backfill_minutes = {backfill}
+
+[broker]
+kind = "binance"
+base_url = "{url}"
+quote_asset = "USDT"
+sync_every_ms = 50
+drift_threshold = "0"
+timeout_ms = 5000
+
+[[strategy]]
+name = "bot"
+plugin = {MISBEHAVE_WASM:?}
+params = {{ mode = "churn", qty = 1 }}
+"#,
+        url = venue.url,
+        backfill = KLINES + 5,
+    );
+    std::fs::write(&config, text).unwrap();
+    let spawn = || {
+        let keys = [("BINANCE_API_KEY", "test-key"), ("BINANCE_API_SECRET", BINANCE_SECRET)];
+        HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, Stdio::null(), &keys)
+    };
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    let bot = |store: &Store| store.strategy_state("bot@binance").ok().flatten().map(|s| s.state);
+    let seen = |store: &Store| bot(store).map_or(0, |s| u64::from_le_bytes(s[..8].try_into().unwrap()));
+
+    let host = spawn();
+    wait_until("a few orders", Duration::from_secs(120), || venue.state.lock().unwrap().binance_orders.len() >= 5)
+        .await;
+    drop(host);
+    let _host = spawn();
+    wait_until("every kline and order settled", Duration::from_secs(120), || {
+        let settled = (1..=KLINES as u64).all(|n| {
+            store
+                .order(&client_order_id("bot@binance", n))
+                .ok()
+                .flatten()
+                .is_some_and(|o| o.status == OrderStatus::Filled)
+        });
+        seen(&store) == KLINES as u64 && settled
+    })
+    .await;
+    // Let a sync compare holdings after the last fill.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kinds: Vec<String> = store.events_after(0, 1_000_000).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "position.corrected").count(), 0, "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "risk.halted"), "{kinds:?}");
+    let s = venue.state.lock().unwrap();
+    let mut ids: Vec<&str> = s.binance_orders.iter().map(|o| o["clientOrderId"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), KLINES as usize, "each decided order sent exactly once");
+    let held: Decimal = store.positions("binance").unwrap().iter().map(|p| p.qty).sum();
+    let theirs: Decimal =
+        s.binance_balances.iter().filter(|(a, _)| a != "USDT").map(|(_, f)| f.parse::<Decimal>().unwrap()).sum();
+    assert_eq!(held, theirs, "holdings equal the broker's");
+}

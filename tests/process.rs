@@ -15,6 +15,12 @@ impl HostProcess {
     /// Starts `binary run --config config` with fake Alpaca credentials.
     /// Its log goes to `host.log` beside the config, appended run after run.
     pub fn spawn(binary: &str, config: &Path, stdout: Stdio) -> Self {
+        Self::spawn_with(binary, config, stdout, &[])
+    }
+
+    /// As [`HostProcess::spawn`], with more environment variables (another
+    /// venue's credentials).
+    pub fn spawn_with(binary: &str, config: &Path, stdout: Stdio, env: &[(&str, &str)]) -> Self {
         let log_path = config.with_file_name("host.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("the log file opens");
         let child = Command::new(binary)
@@ -22,6 +28,7 @@ impl HostProcess {
             .env("APCA_API_KEY_ID", "test-key")
             .env("APCA_API_SECRET_KEY", "test-secret")
             .env("RUST_LOG", std::env::var("STRATBOX_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(log)
             .spawn()

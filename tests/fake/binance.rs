@@ -30,6 +30,14 @@ pub fn binance_default_filters() -> Vec<Value> {
     ]
 }
 
+/// Adds `by` to the free balance of `asset` (quote asset: USDT).
+fn move_balance(balances: &mut Vec<(String, String)>, asset: &str, by: Decimal) {
+    match balances.iter_mut().find(|(a, _)| a == asset) {
+        Some((_, free)) => *free = (free.parse::<Decimal>().unwrap_or_default() + by).to_string(),
+        None => balances.push((asset.to_string(), by.to_string())),
+    }
+}
+
 fn error(status: u16, code: i64, msg: &str) -> Response {
     (StatusCode::from_u16(status).unwrap(), axum::Json(json!({"code": code, "msg": msg}))).into_response()
 }
@@ -193,6 +201,14 @@ pub(super) async fn signed(
                 "type": param("type"), "side": param("side"),
             });
             s.binance_orders.push(order.clone());
+            if market {
+                // A spot fill moves the base asset and the quote asset.
+                let symbol = param("symbol");
+                let base = symbol.strip_suffix("USDT").unwrap_or(&symbol).to_string();
+                let signed = if param("side") == "BUY" { qty } else { -qty };
+                move_balance(&mut s.binance_balances, &base, signed);
+                move_balance(&mut s.binance_balances, "USDT", -signed * fill);
+            }
             if matches!(fault, Some(OrderFault::AcceptThen500)) {
                 return error(500, -1000, "An unknown error occurred while processing the request.");
             }
