@@ -226,11 +226,16 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
 
     // Told once: the next start does not tell it again.
     let second = dir.path().join("second.out");
+    let before = venue.state.lock().unwrap().trading_requests;
     let mut host = spawn_host_writing(&config, Stdio::from(std::fs::File::create(&second).unwrap()));
     wait_until("the second host to start", || {
         std::fs::read_to_string(&second).unwrap_or_default().contains("listening")
     })
     .await;
+    // Missed fills are handed over before the desk's first sync: once it
+    // has synced a few times, a second telling would have been queued long
+    // since. (Showing that something does not happen needs some wait.)
+    wait_until("a few syncs", || venue.state.lock().unwrap().trading_requests >= before + 12).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     host.kill();
     assert_eq!(heard(&second), 0, "{}", std::fs::read_to_string(&second).unwrap());
