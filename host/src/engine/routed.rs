@@ -314,11 +314,29 @@ impl VenueDesk {
         }
     }
 
+    /// Cancels an order: at the venue once it is there; in the store if it
+    /// was never sent, so it never will be (the strategy hears it ended).
     async fn cancel(&self, strategy: &str, intent_id: IntentId) {
         let coid = client_order_id(&Self::instance(strategy, self.venue), intent_id);
-        let order = self.store.order(&coid).ok().flatten();
-        if let Some((symbol, venue_id)) = order.and_then(|o| Some((o.symbol, o.venue_order_id?)))
-            && let Err(error) = self.router.cancel(&symbol, &venue_id).await
+        let Ok(Some(order)) = self.store.order(&coid) else { return };
+        if order.status == OrderStatus::Queued {
+            let now = now_ms();
+            let data = serde_json::json!({ "client_order_id": coid, "before_sent": true });
+            let done = self
+                .store
+                .update_order(&coid, OrderStatus::Canceled, None, now)
+                .and_then(|()| self.store.append_event(now, "order.canceled", Some(self.venue), &data.to_string()));
+            if let Err(error) = done {
+                tracing::warn!(%error, %coid, "cannot cancel an order that was never sent");
+                return;
+            }
+            let reason = "canceled before it was sent".to_string();
+            let event = ExecutionEvent::Expired { intent_id, symbol: Arc::from(order.symbol.as_str()), reason };
+            self.tell(strategy, vec![event], Vec::new()).await;
+            return;
+        }
+        if let Some(venue_id) = &order.venue_order_id
+            && let Err(error) = self.router.cancel(&order.symbol, venue_id).await
         {
             tracing::warn!(%error, %coid, "cancel failed");
         }
@@ -330,5 +348,49 @@ impl VenueDesk {
         if let Some(engine) = self.engines.get(strategy) {
             let _ = engine.send(EngineInput::Executed { events, fill_ids }).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::scripted::ScriptedBroker;
+    use crate::order::OrderIntent;
+    use crate::risk::RiskGate;
+    use crate::router::RouterConfig;
+
+    /// A cancel that reaches the desk before its order was sent keeps the
+    /// order from ever being sent, and the strategy hears it ended.
+    #[tokio::test]
+    async fn an_order_canceled_before_it_was_sent_is_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("d.db")).unwrap());
+        let broker = Arc::new(ScriptedBroker::default());
+        let gate = RiskGate::persistent(store.clone(), &["scripted"]).unwrap();
+        let router = Router::new(broker.clone(), store.clone(), RouterConfig::default()).with_gate(gate.clone());
+        let reconciler = Reconciler::new(broker.clone(), store.clone(), gate, Decimal::ZERO);
+        let (tx, mut rx) = mpsc::channel(8);
+        let desk = VenueDesk {
+            router: Arc::new(router),
+            reconciler: Arc::new(reconciler),
+            store: store.clone(),
+            venue: "scripted",
+            engines: HashMap::from([("s".to_string(), tx)]),
+            sync_every: Duration::from_secs(60),
+        };
+        let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);
+        let queued = OrderRecord::for_intent("scripted", "s@scripted", 1, &intent, OrderStatus::Queued, 1);
+        store.insert_order(&queued).unwrap();
+
+        desk.cancel("s", 1).await;
+        assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, OrderStatus::Canceled);
+        let told = rx.try_recv().unwrap();
+        assert!(
+            matches!(&told, EngineInput::Executed { events, .. }
+                if matches!(&events[..], [ExecutionEvent::Expired { intent_id: 1, .. }])),
+            "{told:?}"
+        );
+        assert_eq!(desk.route_next().await, None, "nothing left to send");
+        assert!(broker.book.lock().unwrap().submitted.is_empty());
     }
 }
