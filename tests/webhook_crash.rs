@@ -1,9 +1,9 @@
 //! The host as a real process taking TradingView alerts, killed with
 //! SIGKILL while deliveries are coming in and restarted on the same store:
-//! every delivery accepted with 202 and not yet handed to its strategy is
+//! every delivery accepted with 202 and not yet acted on by its strategy is
 //! handed over after the restart, and no delivery reaches the strategy
-//! twice. (A delivery already handed over when the process dies was in
-//! the engine's in-memory queue; see the README, "Webhooks in".)
+//! twice. (On the paper broker a row is done once its strategy has acted on
+//! it; the live-venue case, exactly once, is in `chaos.rs`.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -164,7 +164,7 @@ async fn deliveries_accepted_before_a_kill_reach_the_strategy_once_after_it() {
         (waiting, signals_seen(&store))
     };
     assert!(before.values().all(|&n| n == 1), "no delivery twice before the kill: {before:?}");
-    assert!(waiting.iter().all(|n| !before.contains_key(n)), "waiting means not yet handed over");
+    assert!(waiting.iter().all(|n| !before.contains_key(n)), "waiting means not yet acted on");
 
     // Second life: the inbox drains into the strategy.
     let (mut host, url) = launch(&config, &dir.path().join("second.log")).await;

@@ -251,7 +251,8 @@ pub async fn run_host(
             let path = std::path::PathBuf::from(&spec.plugin);
             watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone()));
         }
-        let outputs = Outputs { journal: journal.clone(), lines: lines.clone(), status: status.clone() };
+        let outputs =
+            Outputs { journal: journal.clone(), lines: lines.clone(), status: status.clone(), inbox: store.clone() };
         threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
     }
     let watcher = (config.runtime.watch_ms > 0 && !watched.is_empty()).then(|| {
@@ -264,11 +265,10 @@ pub async fn run_host(
             refusal_reporter(journal.clone(), lines.clone()),
         ))
     });
-    // Deliveries left in the inbox by a crash are handed over first. Live
-    // engines mark each done in the commit of the input it became.
-    let engines_commit = venue.is_some();
-    let dispatcher =
-        dispatch_from.map(|(store, wake)| tokio::spawn(dispatch(store, wake, by_name.clone(), engines_commit)));
+    // Deliveries left in the inbox by a crash are handed over first. Engines
+    // mark each done: live ones in the commit of the input it became, paper
+    // ones once they have acted on it.
+    let dispatcher = dispatch_from.map(|(store, wake)| tokio::spawn(dispatch(store, wake, by_name.clone())));
     let notifier = notifier.map(|n| tokio::spawn(Arc::new(n).run(Duration::from_millis(250))));
     let alerts = PriceWatch::new(config.price_alerts.clone(), journal.clone());
     let desk = match (venue, store) {
@@ -433,10 +433,9 @@ async fn dispatch(
     store: Arc<Store>,
     wake: Arc<tokio::sync::Notify>,
     engines: HashMap<String, mpsc::Sender<EngineInput>>,
-    engines_commit: bool,
 ) {
     let hand = |id: i64, delivery: Inbound| {
-        let inbox = engines_commit.then_some(id);
+        let inbox = Some(id);
         let engine = engines.get(delivery.strategy()).cloned();
         async move {
             let Some(engine) = engine else { return Handed::NoStrategy };
@@ -460,7 +459,7 @@ async fn dispatch(
     };
     // A store error pauses the handovers, never ends them: what was
     // accepted waits in the store meanwhile.
-    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), engines_commit, &hand).await {
+    while let Err(error) = run_dispatcher(store.clone(), wake.clone(), true, &hand).await {
         tracing::error!(%error, "webhook dispatcher paused; accepted deliveries wait in the store");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

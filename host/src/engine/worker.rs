@@ -21,6 +21,9 @@ pub(super) struct Outputs {
     pub journal: Option<Journal>,
     pub lines: mpsc::UnboundedSender<String>,
     pub status: Arc<RwLock<HostStatus>>,
+    /// Where a strategy that keeps no state (the paper broker) marks a
+    /// webhook delivery done once it has acted on it.
+    pub inbox: Option<Arc<Store>>,
 }
 
 /// How a live strategy's decisions are kept: after every input, the
@@ -75,6 +78,17 @@ impl Persist {
     }
 }
 
+/// Marks a webhook delivery done once a strategy that keeps no state has
+/// acted on it: a crash before this hands it over again after the restart
+/// (to a fresh instance), so nothing accepted is lost.
+fn done_without_state(store: Option<&Store>, inbox: Option<i64>) {
+    if let (Some(store), Some(id)) = (store, inbox)
+        && let Err(error) = store.delivery_done(id)
+    {
+        tracing::error!(%error, id, "cannot mark a webhook delivery done");
+    }
+}
+
 /// The first 12 hex digits of a build's SHA-256, for output lines.
 fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
@@ -91,7 +105,7 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let Outputs { journal, lines, status } = outputs;
+    let Outputs { journal, lines, status, inbox: inbox_store } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
     let event_journal = journal.clone();
@@ -216,8 +230,9 @@ pub(super) fn spawn_engine(
                     update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
                     // Orders placed before the failure still go out.
-                    if let Some(p) = &persist {
-                        p.commit(&engine, None, &told, inbox);
+                    match &persist {
+                        Some(p) => p.commit(&engine, None, &told, inbox),
+                        None => done_without_state(inbox_store.as_deref(), inbox),
                     }
                     continue;
                 }
@@ -231,6 +246,8 @@ pub(super) fn spawn_engine(
                         }
                     };
                     p.commit(&engine, state, &told, inbox);
+                } else {
+                    done_without_state(inbox_store.as_deref(), inbox);
                 }
                 update(&engine, &sha256, swaps, "running", None);
             }
