@@ -207,7 +207,7 @@ impl Router {
         if !tried_before && record.status != OrderStatus::Queued {
             return Ok(Routed::AlreadyRouted { record });
         }
-        let intent = record.intent()?;
+        let intent = record.intent();
         let request = OrderRequest {
             client_order_id: client_order_id.clone(),
             symbol: intent.symbol.to_string(),

@@ -19,10 +19,8 @@ pub struct OrderRecord {
     pub symbol: String,
     pub side: Side,
     pub qty: Decimal,
-    /// `market` or `limit`.
-    pub order_type: String,
-    pub limit_price: Option<Decimal>,
-    pub time_in_force: String,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
     pub status: OrderStatus,
     pub venue_order_id: Option<String>,
     pub filled_qty: Decimal,
@@ -49,21 +47,8 @@ impl OrderRecord {
             symbol: intent.symbol.to_string(),
             side: intent.side,
             qty: intent.qty,
-            order_type: match intent.order_type {
-                OrderType::Market => "market".into(),
-                OrderType::Limit { .. } => "limit".into(),
-            },
-            limit_price: match intent.order_type {
-                OrderType::Market => None,
-                OrderType::Limit { price } => Some(price),
-            },
-            time_in_force: match intent.time_in_force {
-                TimeInForce::Day => "day",
-                TimeInForce::Gtc => "gtc",
-                TimeInForce::Ioc => "ioc",
-                TimeInForce::Fok => "fok",
-            }
-            .into(),
+            order_type: intent.order_type,
+            time_in_force: intent.time_in_force,
             status,
             venue_order_id: None,
             filled_qty: Decimal::ZERO,
@@ -72,28 +57,15 @@ impl OrderRecord {
         }
     }
 
-    /// The intent this order carries out, read back from its columns.
-    pub fn intent(&self) -> Result<OrderIntent, StoreError> {
-        let corrupt = |what: &'static str, value: &str| StoreError::Corrupt { what, value: value.to_string() };
-        let order_type = match (self.order_type.as_str(), self.limit_price) {
-            ("market", _) => OrderType::Market,
-            ("limit", Some(price)) => OrderType::Limit { price },
-            (other, _) => return Err(corrupt("order type", other)),
-        };
-        let time_in_force = match self.time_in_force.as_str() {
-            "day" => TimeInForce::Day,
-            "gtc" => TimeInForce::Gtc,
-            "ioc" => TimeInForce::Ioc,
-            "fok" => TimeInForce::Fok,
-            other => return Err(corrupt("time in force", other)),
-        };
-        Ok(OrderIntent {
+    /// The intent this order carries out.
+    pub fn intent(&self) -> OrderIntent {
+        OrderIntent {
             symbol: self.symbol.as_str().into(),
             side: self.side,
             qty: self.qty,
-            order_type,
-            time_in_force,
-        })
+            order_type: self.order_type,
+            time_in_force: self.time_in_force,
+        }
     }
 
     /// Whether the order may still trade.
@@ -403,9 +375,9 @@ pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, Sto
                 order.symbol,
                 side_text(order.side),
                 order.qty.to_string(),
-                order.order_type,
-                order.limit_price.map(|p| p.to_string()),
-                order.time_in_force,
+                order_type_text(order.order_type),
+                limit_price(order.order_type).map(|p| p.to_string()),
+                tif_text(order.time_in_force),
                 order.status.as_str(),
                 order.venue_order_id,
                 order.filled_qty.to_string(),
@@ -461,6 +433,44 @@ fn fill_json(fill: &FillRecord) -> String {
         "commission": fill.commission.to_string(),
     })
     .to_string()
+}
+
+/// An order type as stored: its name, with a limit's price in its own column.
+fn order_type_text(order_type: OrderType) -> &'static str {
+    match order_type {
+        OrderType::Market => "market",
+        OrderType::Limit { .. } => "limit",
+    }
+}
+
+fn limit_price(order_type: OrderType) -> Option<Decimal> {
+    match order_type {
+        OrderType::Market => None,
+        OrderType::Limit { price } => Some(price),
+    }
+}
+
+fn order_type_from_text(text: &str, limit: Option<Decimal>) -> Result<OrderType, StoreError> {
+    match (text, limit) {
+        ("market", _) => Ok(OrderType::Market),
+        ("limit", Some(price)) => Ok(OrderType::Limit { price }),
+        _ => Err(StoreError::Corrupt { what: "order type", value: text.to_string() }),
+    }
+}
+
+const TIME_IN_FORCE: [(TimeInForce, &str); 4] =
+    [(TimeInForce::Day, "day"), (TimeInForce::Gtc, "gtc"), (TimeInForce::Ioc, "ioc"), (TimeInForce::Fok, "fok")];
+
+fn tif_text(tif: TimeInForce) -> &'static str {
+    TIME_IN_FORCE.iter().find(|(t, _)| *t == tif).map_or("day", |(_, text)| text)
+}
+
+fn tif_from_text(text: &str) -> Result<TimeInForce, StoreError> {
+    TIME_IN_FORCE
+        .iter()
+        .find(|(_, t)| *t == text)
+        .map(|(tif, _)| *tif)
+        .ok_or_else(|| StoreError::Corrupt { what: "time in force", value: text.to_string() })
 }
 
 fn side_text(side: Side) -> &'static str {
@@ -548,9 +558,11 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         symbol,
         side,
         qty: decimal("quantity", &qty)?,
-        order_type,
-        limit_price: limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
-        time_in_force: tif,
+        order_type: order_type_from_text(
+            &order_type,
+            limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
+        )?,
+        time_in_force: tif_from_text(&tif)?,
         status: OrderStatus::parse(&status).ok_or(StoreError::Corrupt { what: "order status", value: status })?,
         venue_order_id: venue_id,
         filled_qty: decimal("filled quantity", &filled)?,
@@ -572,9 +584,8 @@ mod tests {
             symbol: "AAPL".into(),
             side: Side::Buy,
             qty: Decimal::from(10),
-            order_type: "market".into(),
-            limit_price: None,
-            time_in_force: "day".into(),
+            order_type: OrderType::Market,
+            time_in_force: TimeInForce::Day,
             status: OrderStatus::Pending,
             venue_order_id: None,
             filled_qty: Decimal::ZERO,

@@ -132,18 +132,6 @@ impl Store {
         .optional()
         .map_err(sql("reading a strategy's state"))
     }
-
-    /// Records a webhook delivery; `false` if this route saw the key before.
-    pub fn first_delivery(&self, route: &str, key: &str, time: Millis) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let inserted = conn
-            .execute(
-                "INSERT OR IGNORE INTO webhook_deliveries (route, key, received_ms) VALUES (?1, ?2, ?3)",
-                params![route, key, time],
-            )
-            .map_err(sql("recording a webhook delivery"))?;
-        Ok(inserted == 1)
-    }
 }
 
 #[cfg(test)]
@@ -181,7 +169,7 @@ mod tests {
         assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"s".to_vec(), 30, Some(6)));
         let queued = store.queued_orders("alpaca").unwrap();
         assert_eq!(queued, orders);
-        assert_eq!(queued[0].intent().unwrap(), intent, "the intent reads back");
+        assert_eq!(queued[0].intent(), intent, "the intent reads back");
         assert!(store.open_orders("alpaca").unwrap().is_empty(), "queued is not yet at the venue");
         assert_eq!(store.last_intent("sma@alpaca").unwrap(), 8);
 
