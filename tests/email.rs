@@ -134,6 +134,10 @@ async fn a_sink_that_can_never_log_in_stops_the_start() {
     sink.password_env = Some("STRATBOX_TEST_UNSET_SMTP_PASSWORD".into());
     let error = Notifier::new(vec![sink.clone()], store.clone(), reqwest::Client::new()).err().unwrap();
     assert!(error.to_string().contains("STRATBOX_TEST_UNSET_SMTP_PASSWORD"), "{error}");
+    assert!(
+        matches!(&error, stratbox::notify::NotifyError::Env { source: std::env::VarError::NotPresent, .. }),
+        "the cause is kept: {error:?}"
+    );
 
     sink.password_env = Some(PASSWORD_ENV.into());
     sink.ca_file = Some("/nonexistent/ca.pem".into());

@@ -48,8 +48,16 @@ impl Mailer {
         let mut transport =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).tls(tls).timeout(Some(TIMEOUT));
         if let (Some(user), Some(var)) = (&sink.username, &sink.password_env) {
-            let password = std::env::var(var)
-                .map_err(|_| invalid(format!("environment variable {var} (the SMTP password) is not set")))?;
+            let (name, what) = (sink.name.clone(), "the SMTP password");
+            let password = std::env::var(var).map_err(|source| NotifyError::Env {
+                sink: name.clone(),
+                var: var.clone(),
+                what,
+                source,
+            })?;
+            if password.trim().is_empty() {
+                return Err(NotifyError::EmptyEnv { sink: name, var: var.clone(), what });
+            }
             transport = transport.credentials(Credentials::new(user.clone(), password));
         }
         Ok(Self { transport: transport.build(), from, to })
