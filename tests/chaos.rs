@@ -20,7 +20,7 @@ use stratbox::router::client_order_id;
 use stratbox::store::Store;
 use stratbox_tests::MISBEHAVE_WASM;
 use stratbox_tests::fake::{FakeVenue, OrderFault, alpaca_bar, alpaca_time};
-use stratbox_tests::process::{HostProcess, wait_until};
+use stratbox_tests::process::{HostProcess, alpaca_feed, listening_address, wait_until, write_host_config};
 
 const BARS: i64 = 40;
 const KILLS: u64 = 8;
@@ -39,28 +39,8 @@ impl Rng {
 }
 
 fn write_config(dir: &Path, url: &str) -> PathBuf {
-    let minutes_ago = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-        - alpaca_time(0))
-        / 60_000
-        + 10;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[store]
-path = "host.db"
-
-[feed]
-kind = "alpaca"
-base_url = "{url}"
-symbols = ["AAPL"]
-timeframe = "1Min"
-poll_ms = 30
-delay_ms = 0
-backfill_minutes = {minutes_ago}
-
-[broker]
+    let sections = format!(
+        r#"{feed}[broker]
 kind = "alpaca"
 base_url = "{url}"
 sync_every_ms = 60
@@ -71,11 +51,10 @@ timeout_ms = 400
 name = "bot"
 plugin = {MISBEHAVE_WASM:?}
 params = {{ mode = "churn", qty = 1 }}
-"#
+"#,
+        feed = alpaca_feed(url, 30)
     );
-    let path = dir.join("host.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_host_config(dir, &sections)
 }
 
 /// The plugin's saved state: bars seen, last bar time, bars out of order
@@ -198,23 +177,6 @@ async fn every_promise_holds_across_faults_and_kills() {
         .filter(|e| e.kind == "risk.halted" && e.data.contains("drift"));
     assert_eq!(drift_halts.count(), 0, "seed {seed}");
     assert!(!kinds.iter().any(|k| k == "order.lost"), "seed {seed}: no order given up on");
-}
-
-/// Reads the host's address from its first line of output.
-async fn listening_address(out: &Path) -> String {
-    let mut address = String::new();
-    wait_until("the host to listen", Duration::from_secs(120), || {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        match text.split("listening on ").nth(1).and_then(|rest| rest.split_whitespace().next()) {
-            Some(found) => {
-                address = found.to_string();
-                true
-            }
-            None => false,
-        }
-    })
-    .await;
-    address
 }
 
 /// A venue with a position nobody placed: with a threshold of 0, the host
@@ -423,16 +385,8 @@ async fn a_burst_of_binance_orders_is_never_drift() {
         s.binance_balances = vec![("USDT".into(), "100000".into())];
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("host.toml");
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[store]
-path = "host.db"
-
-[feed]
+    let sections = format!(
+        r#"[feed]
 kind = "binance"
 base_url = "{url}"
 symbols = ["BTCUSDT"]
@@ -457,7 +411,7 @@ params = {{ mode = "churn", qty = 1 }}
         url = venue.url,
         backfill = KLINES + 5,
     );
-    std::fs::write(&config, text).unwrap();
+    let config = write_host_config(dir.path(), &sections);
     let spawn = || {
         let keys = [("BINANCE_API_KEY", "test-key"), ("BINANCE_API_SECRET", BINANCE_SECRET)];
         HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, Stdio::null(), &keys)

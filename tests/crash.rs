@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use stratbox::order::OrderStatus;
 use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
-use stratbox_tests::process::HostProcess;
+use stratbox_tests::process::{HostProcess, alpaca_feed, write_host_config};
 use stratbox_tests::{MISBEHAVE_WASM, market_buy};
 
 const BARS: i64 = 48;
@@ -30,28 +30,8 @@ async fn wait_until(what: &str, done: impl FnMut() -> bool) {
 }
 
 fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
-    let minutes_ago = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-        - alpaca_time(0))
-        / 60_000
-        + 10;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[store]
-path = "host.db"
-
-[feed]
-kind = "alpaca"
-base_url = "{url}"
-symbols = ["AAPL"]
-timeframe = "1Min"
-poll_ms = 40
-delay_ms = 0
-backfill_minutes = {minutes_ago}
-
-[broker]
+    let sections = format!(
+        r#"{feed}[broker]
 kind = "alpaca"
 base_url = "{url}"
 sync_every_ms = 100
@@ -62,11 +42,10 @@ timeout_ms = 2000
 name = "sma"
 plugin = "sma-crossover"
 params = {{ fast = 2, slow = 4, qty = 1 }}
-"#
+"#,
+        feed = alpaca_feed(url, 40)
     );
-    let path = dir.join("host.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_host_config(dir, &sections)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,3 +84,42 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Writes `host.toml` in `dir` for a host listening on any loopback port
+/// with its store in `host.db` beside it, followed by `sections` (feed,
+/// broker, strategies).
+pub fn write_host_config(dir: &Path, sections: &str) -> PathBuf {
+    let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"host.db\"\n\n{sections}");
+    let path = dir.join("host.toml");
+    std::fs::write(&path, text).expect("the config is written");
+    path
+}
+
+/// A `[feed]` section polling the fake Alpaca at `url` for AAPL every
+/// `poll_ms`, backfilling from before the fake's first bar.
+pub fn alpaca_feed(url: &str, poll_ms: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let minutes_ago = (now - crate::fake::alpaca_time(0)) / 60_000 + 10;
+    format!(
+        "[feed]\nkind = \"alpaca\"\nbase_url = \"{url}\"\nsymbols = [\"AAPL\"]\ntimeframe = \"1Min\"\n\
+         poll_ms = {poll_ms}\ndelay_ms = 0\nbackfill_minutes = {minutes_ago}\n\n"
+    )
+}
+
+/// Waits (up to two minutes) for the host's first line of output, written
+/// to `out`, and returns the address it listens on (`http://...`).
+pub async fn listening_address(out: &Path) -> String {
+    let mut address = String::new();
+    wait_until("the host to listen", Duration::from_secs(120), || {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        match text.split("listening on ").nth(1).and_then(|rest| rest.split_whitespace().next()) {
+            Some(found) => {
+                address = found.to_string();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    address
+}

@@ -7,64 +7,27 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stratbox::store::Store;
 use stratbox::webhook::Inbound;
 use stratbox_tests::MISBEHAVE_WASM;
-
-/// A host process that is killed when the test ends, pass or fail.
-struct Host(Child);
-
-impl Host {
-    fn kill(&mut self) {
-        let _ = self.0.kill(); // SIGKILL: no chance to clean up
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use stratbox_tests::process::{HostProcess, listening_address};
 
 /// Starts the host and waits (bounded) for the address it listens on.
-async fn launch(config: &Path, log: &Path) -> (Host, String) {
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_stratbox-under-test"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "error")
-        .env("TV_PASSPHRASE", "tv-pass")
-        .stdout(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the host starts");
-    let host = Host(child);
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            return (host, format!("http://{addr}/webhooks/tradingview/tv"));
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the host never listened: {text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn launch(config: &Path, log: &Path) -> (HostProcess, String) {
+    let out = Stdio::from(std::fs::File::create(log).unwrap());
+    let env = [("TV_PASSPHRASE", "tv-pass")];
+    let host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), config, out, &env);
+    let address = listening_address(log).await;
+    (host, format!("{address}/webhooks/tradingview/tv"))
 }
 
 fn write_config(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[store]
-path = "host.db"
-
-[feed]
+    let sections = format!(
+        r#"[feed]
 kind = "replay"
 data = "bundled:AAPL"
 symbol = "AAPL"
@@ -84,9 +47,7 @@ passphrase_env = "TV_PASSPHRASE"
 per_minute = 6000000
 "#
     );
-    let path = dir.join("host.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    stratbox_tests::process::write_host_config(dir, &sections)
 }
 
 fn alert(n: usize) -> String {

@@ -220,7 +220,7 @@ impl Router {
         loop {
             if outcome_unknown {
                 if let Some(order) = self.lookup(&request.symbol, &client_order_id).await? {
-                    return self.accepted(order, now);
+                    return self.accepted(&record, order, now);
                 }
                 outcome_unknown = false;
             }
@@ -236,7 +236,7 @@ impl Router {
                 self.store.update_order(&client_order_id, OrderStatus::Pending, None, now)?;
             }
             let error = match self.broker.submit(&request).await {
-                Ok(order) => return self.accepted(order, now),
+                Ok(order) => return self.accepted(&record, order, now),
                 Err(error) if error.is_unauthorized() => {
                     // Not the order's fault: halt the venue and keep the order.
                     let reason = error.to_string();
@@ -248,7 +248,7 @@ impl Router {
                     // A resend refused, e.g. as a duplicate id: an earlier
                     // attempt may have landed after all.
                     if let Some(order) = self.lookup(&request.symbol, &client_order_id).await? {
-                        return self.accepted(order, now);
+                        return self.accepted(&record, order, now);
                     }
                     return self.rejected(&client_order_id, message, now);
                 }
@@ -257,7 +257,9 @@ impl Router {
             };
             let wait = match &error {
                 VenueError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(|| self.backoff(attempt)),
-                VenueError::Unreachable { .. } => self.backoff(attempt),
+                // Never reached the venue, or refused for a passing reason
+                // without acting on it: the same request may go again.
+                error if error.is_retryable() => self.backoff(attempt),
                 // Unknown, or an answer we could not read: the order may exist.
                 _ => {
                     self.store.update_order(&client_order_id, OrderStatus::Unknown, None, now)?;
@@ -345,7 +347,7 @@ impl Router {
         }
     }
 
-    fn accepted(&self, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
+    fn accepted(&self, record: &OrderRecord, order: VenueOrder, now: Millis) -> Result<Routed, RouterError> {
         let venue = self.broker.venue();
         self.store.update_order(&order.client_order_id, OrderStatus::Accepted, Some(&order.venue_order_id), now)?;
         let data = serde_json::json!({ "client_order_id": order.client_order_id, "venue_order_id": order.venue_order_id, "symbol": order.symbol, "qty": order.qty.to_string(), "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" } });
@@ -353,10 +355,7 @@ impl Router {
         // An answer that already reports executions (a market order filled
         // at once) is recorded now; the order's final state is the sync's
         // to set, so an order is never taken off the open list early.
-        let fill = match self.store.order(&order.client_order_id)? {
-            Some(local) => crate::reconcile::record_implied_fill(&self.store, venue, &local, &order, now)?,
-            None => None,
-        };
+        let fill = crate::reconcile::record_implied_fill(&self.store, venue, record, &order, now)?;
         Ok(Routed::Accepted { order, fill })
     }
 

@@ -250,13 +250,10 @@ pub(super) async fn by_client_id(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if !authorized(&headers) {
-        return unauthorized();
-    }
-    let mut s = state.lock().unwrap();
-    if let Some(refused) = trading_request(&mut s) {
-        return refused;
-    }
+    let mut s = match trading(&state, &headers) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     let coid = q.get("client_order_id").cloned().unwrap_or_default();
     s.requests.push(format!("GET /v2/orders:by_client_order_id?client_order_id={coid}"));
     match s.orders.iter().find(|o| o["client_order_id"] == coid.as_str()) {
@@ -266,13 +263,10 @@ pub(super) async fn by_client_id(
 }
 
 pub(super) async fn by_id(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if !authorized(&headers) {
-        return unauthorized();
-    }
-    let mut s = state.lock().unwrap();
-    if let Some(refused) = trading_request(&mut s) {
-        return refused;
-    }
+    let mut s = match trading(&state, &headers) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     s.requests.push(format!("GET /v2/orders/{id}"));
     match s.orders.iter().find(|o| o["id"] == id.as_str()) {
         Some(order) => axum::Json(order.clone()).into_response(),
@@ -287,16 +281,13 @@ pub(super) async fn open_orders(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if !authorized(&headers) {
-        return unauthorized();
-    }
+    let s = match trading(&state, &headers) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     let wanted = q.get("status").map_or("open", String::as_str).to_string();
     if !["open", "closed", "all"].contains(&wanted.as_str()) {
         return error(422, 40010001, "invalid status");
-    }
-    let mut s = state.lock().unwrap();
-    if let Some(refused) = trading_request(&mut s) {
-        return refused;
     }
     let listed: Vec<&Value> = s
         .orders
@@ -325,26 +316,36 @@ pub(super) async fn cancel(State(state): State<Shared>, headers: HeaderMap, Path
 }
 
 pub(super) async fn positions(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if !authorized(&headers) {
-        return unauthorized();
-    }
-    let mut s = state.lock().unwrap();
-    if let Some(refused) = trading_request(&mut s) {
-        return refused;
-    }
+    let s = match trading(&state, &headers) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     axum::Json(json!(s.positions)).into_response()
 }
 
 pub(super) async fn account(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if !authorized(&headers) {
-        return unauthorized();
-    }
-    let mut s = state.lock().unwrap();
-    if let Some(refused) = trading_request(&mut s) {
-        return refused;
-    }
+    let s = match trading(&state, &headers) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     let cash = s.cash.clone();
     axum::Json(json!({"cash": cash, "buying_power": cash})).into_response()
+}
+
+/// The fake's state for an authorized trading request, counted (see
+/// [`trading_request`]); a refusal if the key is missing or revoked.
+fn trading<'a>(
+    state: &'a Shared,
+    headers: &HeaderMap,
+) -> Result<std::sync::MutexGuard<'a, super::VenueState>, Box<Response>> {
+    if !authorized(headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    let mut s = state.lock().unwrap();
+    match trading_request(&mut s) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(s),
+    }
 }
 
 /// Counts an authorized trading request: fills the orders that are due,
