@@ -17,6 +17,7 @@ pub mod journal;
 pub mod notify;
 pub mod order;
 pub mod portfolio;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod report;
 pub mod risk;

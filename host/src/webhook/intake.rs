@@ -29,10 +29,11 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use super::limit::{Budget, retry_after_secs};
+use super::limit::retry_after_secs;
 use super::{Alert, AlertError, Inbound, Secret, SignatureError, parse_order, verify};
 use super::{WebhookAction, WebhookConfig, WebhookKind};
 use crate::bar::{Millis, now_ms};
+use crate::rate_limit::RateLimiter;
 use crate::store::{Intake, Store};
 
 /// Deliveries the inbox holds before new ones are answered 503.
@@ -58,8 +59,8 @@ struct Route {
     config: WebhookConfig,
     secrets: Vec<Secret>,
     passphrase: String,
-    limiter: Budget,
-    unauthenticated: Budget,
+    limiter: RateLimiter,
+    unauthenticated: RateLimiter,
 }
 
 /// The configured routes, the store that keeps deliveries, and the bell
@@ -124,8 +125,8 @@ impl WebhookIntake {
                 config: c.clone(),
                 secrets,
                 passphrase,
-                limiter: Budget::new(c.per_minute),
-                unauthenticated: Budget::new(c.unauthenticated_per_minute),
+                limiter: RateLimiter::new(c.per_minute),
+                unauthenticated: RateLimiter::new(c.unauthenticated_per_minute),
             };
             routes.insert((c.kind, c.name.clone()), route);
         }
