@@ -45,7 +45,7 @@ kind = "alpaca"
 base_url = "{url}"
 sync_every_ms = 60
 drift_threshold = "0"
-timeout_ms = 400
+timeout_ms = 2000
 
 [[strategy]]
 name = "bot"
@@ -69,7 +69,7 @@ fn random_fault(rng: &mut Rng) -> OrderFault {
     match rng.below(6) {
         0 => OrderFault::AcceptThen500,
         1 => OrderFault::AcceptThenDrop,
-        2 => OrderFault::AcceptThenHang(Duration::from_millis(900)),
+        2 => OrderFault::AcceptThenHang(Duration::from_secs(5)),
         3 => OrderFault::Status { code: 429, retry_after: Some(1) },
         4 => OrderFault::Status { code: 503, retry_after: None },
         _ => OrderFault::Status { code: 401, retry_after: None },
