@@ -355,7 +355,7 @@ fn inspect(path: &std::path::Path, format: Format, out: &mut impl Write) -> Resu
             if let Some(info) = &report.info {
                 writeln!(out, "plugin:    {} {} — {}", info.name, info.version, info.description)?;
                 for p in &info.params {
-                    writeln!(out, "  param {} ({:?}, default {}): {}", p.key, p.kind, p.default, p.description)?;
+                    writeln!(out, "  param {} ({}, default {}): {}", p.key, p.kind, p.default, p.description)?;
                 }
             }
             match &report.problem {

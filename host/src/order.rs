@@ -135,10 +135,43 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// The number a strategy's `submit` received, counting from 1 per instance.
-pub type IntentId = u64;
+/// Which order: the id a strategy gave it, within one lifetime of the
+/// strategy instance.
+///
+/// An instance created afresh (not restored from saved state) starts a new
+/// lifetime, so its ids never collide with an earlier instance's, and the
+/// fills of earlier lifetimes' orders move the position without being told
+/// to it. Orders placed from outside the strategy (webhooks in `order` mode)
+/// have lifetime [`OrderRef::EXTERNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderRef {
+    pub lifetime: u32,
+    pub id: u64,
+}
 
-/// An order a strategy proposes.
+impl OrderRef {
+    /// The lifetime of orders that did not come from the strategy.
+    pub const EXTERNAL: u32 = 0;
+
+    pub fn new(lifetime: u32, id: u64) -> Self {
+        Self { lifetime, id }
+    }
+
+    pub fn is_external(self) -> bool {
+        self.lifetime == Self::EXTERNAL
+    }
+}
+
+impl fmt::Display for OrderRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_external() { write!(f, "external {}", self.id) } else { write!(f, "{}.{}", self.lifetime, self.id) }
+    }
+}
+
+/// What an order is called in the engine and the store.
+pub type IntentId = OrderRef;
+
+/// What an order asks for, whoever proposed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderIntent {
     pub symbol: Arc<str>,
@@ -176,19 +209,23 @@ pub struct Fill {
     pub time: Millis,
 }
 
-/// Severity of a strategy's `notify` action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Severity of a strategy's log line or `notify` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    Debug,
     Info,
     Warning,
+    Error,
     Critical,
 }
 
 /// What a strategy asks the host to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Submit { intent: OrderIntent },
-    Cancel { intent_id: IntentId },
+    /// Place an order under the strategy's own `id`.
+    Submit { id: u64, intent: OrderIntent },
+    /// Cancel the strategy's order `id`.
+    Cancel { id: u64 },
     Notify { level: Level, message: String },
 }

@@ -131,7 +131,7 @@ mod tests {
 
     fn order(id: u64, side: Side, order_type: OrderType, tif: TimeInForce) -> Order {
         Order {
-            intent_id: id,
+            intent_id: crate::order::OrderRef::new(1, id),
             intent: OrderIntent { symbol: "X".into(), side, qty: Decimal::from(2), order_type, time_in_force: tif },
             placed_at: 0,
         }
@@ -160,8 +160,8 @@ mod tests {
         let mut events = Vec::new();
         b.on_bar(&bar(1, 10, 9, 11), &mut events);
         assert!(matches!(&events[0], ExecutionEvent::Filled { fill } if fill.price == Decimal::from(9)));
-        assert!(matches!(&events[1], ExecutionEvent::Expired { intent_id: 2, .. }));
-        assert!(!b.cancel(1) && b.open.is_empty());
+        assert!(matches!(&events[1], ExecutionEvent::Expired { intent_id: crate::order::OrderRef { lifetime: 1, id: 2 }, .. }));
+        assert!(!b.cancel(crate::order::OrderRef::new(1, 1)) && b.open.is_empty());
     }
 
     #[test]
@@ -170,7 +170,7 @@ mod tests {
         b.submit(order(7, Side::Sell, OrderType::Market, TimeInForce::Day)).unwrap();
         assert!(b.submit(order(7, Side::Sell, OrderType::Market, TimeInForce::Day)).is_err());
         assert_eq!(b.open_exposure("X"), Decimal::from(-2));
-        assert!(b.cancel(7));
-        assert!(!b.cancel(7));
+        assert!(b.cancel(crate::order::OrderRef::new(1, 7)));
+        assert!(!b.cancel(crate::order::OrderRef::new(1, 7)));
     }
 }

@@ -66,7 +66,7 @@ impl Persist {
         let webhooks: &[i64] = inbox.as_slice();
         let told =
             (!told.is_empty() || !webhooks.is_empty()).then_some(Told { venue: self.venue, fills: told, webhooks });
-        if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, told, now) {
+        if let Err(error) = self.store.commit_input(&self.instance, state, engine.lifetime(), &orders, told, now) {
             // The router still persists each order before sending it.
             tracing::error!(instance = %self.instance, %error, "cannot commit an input");
         }
@@ -289,13 +289,10 @@ fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_js
     })
 }
 
-/// How an intent number is shown: the strategy's own as `#n`, a webhook
+/// How an order is shown: the strategy's own by its id, as `#n`, a webhook
 /// order's as `#wn`.
-fn label(intent_id: crate::order::IntentId) -> String {
-    match intent_id.checked_sub(super::EXTERNAL_INTENTS) {
-        Some(n) => format!("w{n}"),
-        None => intent_id.to_string(),
-    }
+fn label(order: crate::order::OrderRef) -> String {
+    if order.is_external() { format!("w{}", order.id) } else { order.id.to_string() }
 }
 
 /// One line of output for an event.
