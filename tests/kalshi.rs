@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::OrderRequest;
 use stratbox::broker::{Broker, KalshiBroker, KalshiCredentials, OrderStatus};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::{OrderRef, OrderIntent, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
@@ -68,7 +68,7 @@ async fn signed_orders_are_accepted_and_a_lost_answer_is_found() {
     let router = Router::new(broker(&venue.url, credentials), store, config);
 
     let limit = router
-        .submit("wx@kalshi", 1, &intent("3", OrderType::Limit { price: "0.456".parse().unwrap() }), 1)
+        .submit("wx@kalshi", OrderRef::new(1, 1), &intent("3", OrderType::Limit { price: "0.456".parse().unwrap() }), 1)
         .await
         .unwrap();
     let Routed::Accepted { order, .. } = limit else { panic!("{limit:?}") };
@@ -76,7 +76,7 @@ async fn signed_orders_are_accepted_and_a_lost_answer_is_found() {
     assert_eq!(venue.state.lock().unwrap().kalshi_orders[0]["yes_price"], 46, "dollars become cents");
 
     venue.fail_next_order(OrderFault::AcceptThen500);
-    let market = router.submit("wx@kalshi", 2, &intent("2", OrderType::Market), 2).await.unwrap();
+    let market = router.submit("wx@kalshi", OrderRef::new(1, 2), &intent("2", OrderType::Market), 2).await.unwrap();
     assert!(matches!(&market, Routed::Accepted { order, .. } if order.status == OrderStatus::Filled), "{market:?}");
     let s = venue.state.lock().unwrap();
     assert_eq!((s.order_posts, s.kalshi_orders.len()), (2, 2), "the lost answer was looked up, not resent");

@@ -38,6 +38,9 @@ impl Strategy for Sma {
         };
         let (fast, slow) = (window("fast")?, window("slow")?);
         let qty = params.decimal("qty")?;
+        if qty.mantissa <= 0 {
+            return Err(Error::invalid_param("qty", "must be positive"));
+        }
         let qty = Qty { mantissa: qty.mantissa, scale: qty.scale };
         // Validate the combination once, before any bar arrives.
         SmaCrossover::new(fast, slow, qty).map_err(|e| Error::invalid_param("fast", e.0))?;
