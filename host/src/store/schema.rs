@@ -124,4 +124,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT,
         since_ms INTEGER NOT NULL
     );",
+    // stop orders: the stop price of a stop or stop-limit order (a
+    // stop-limit's limit is in `limit_price`, as a limit order's is).
+    "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
 ];
