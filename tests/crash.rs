@@ -192,9 +192,9 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     order.venue_order_id = sent["id"].as_str().map(String::from);
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
     store.insert_order(&order).unwrap();
-    // The strategy that placed it, saved (the plugin's state is a count of
-    // bars seen) with the numbering it placed intent 1 under.
-    store.commit_input("bot@alpaca", Some((&0u64.to_le_bytes(), 0)), 0, &[], None, 1).unwrap();
+    // The strategy that placed it, saved (the plugin's state is five
+    // counters) in the lifetime it placed order 1 in.
+    store.commit_input("bot@alpaca", Some((&[0; 40], 0)), 1, &[], None, 1).unwrap();
 
     let heard = |out: &Path| std::fs::read_to_string(out).unwrap_or_default().matches("Info: filled 1").count();
     let first = dir.path().join("first.out");

@@ -193,3 +193,27 @@ async fn the_venues_error_code_is_kept() {
     );
     assert!(err.to_string().contains("market_closed"), "{err}");
 }
+
+/// Kalshi has no stop orders: one is refused before anything is sent, and
+/// the refusal is final and names the order type.
+#[tokio::test]
+async fn stop_orders_are_refused_before_reaching_kalshi() {
+    let (venue, credentials) = venue_and_keys().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("k.db")).unwrap());
+    let config = RouterConfig { base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
+    let router = Router::new(broker(&venue.url, credentials.clone()), store.clone(), config);
+    let stop = OrderType::Stop { stop: "0.40".parse().unwrap() };
+    let routed = router.submit("wx@kalshi", 1, &intent("3", stop), 1).await.unwrap();
+    let Routed::Rejected { reason, client_order_id } = routed else { panic!("{routed:?}") };
+    assert!(reason.contains("no stop orders"), "{reason}");
+    assert_eq!(store.order(&client_order_id).unwrap().unwrap().status, OrderStatus::Rejected);
+
+    let stop_limit = OrderType::StopLimit { stop: "0.40".parse().unwrap(), limit: "0.45".parse().unwrap() };
+    let err = broker(&venue.url, credentials).submit(&request("c2", 1, stop_limit)).await.unwrap_err();
+    assert!(matches!(&err, VenueError::Rejected { venue: "kalshi", .. }), "{err}");
+    assert!(err.to_string().contains("stop_limit"), "{err}");
+    let s = venue.state.lock().unwrap();
+    assert_eq!((s.order_posts, s.kalshi_orders.len()), (0, 0), "nothing reached the venue");
+    assert!(!s.requests.iter().any(|r| r.starts_with("POST")), "{:?}", s.requests);
+}

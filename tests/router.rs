@@ -271,3 +271,60 @@ async fn an_order_answer_carries_its_fills_and_bad_keys_are_unauthorized() {
         broker.submit(&stratbox::broker::OrderRequest { client_order_id: "c2".into(), ..order }).await.unwrap_err();
     assert!(matches!(&err, VenueError::Unauthorized { venue: "alpaca", status: 401, .. }), "{err}");
 }
+
+/// Stop and stop-limit orders reach Alpaca with their prices as strings,
+/// rounded as limit prices are; the fake, like the API, refuses a stop
+/// without its `stop_price`.
+#[tokio::test]
+async fn stop_orders_reach_alpaca_with_their_prices_as_strings() {
+    use stratbox::order::{OrderType, Side};
+    let t = setup().await;
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let stop = OrderIntent { side: Side::Sell, order_type: OrderType::Stop { stop: d("181.504") }, ..buy(2) };
+    let stop_limit =
+        OrderIntent { order_type: OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, ..buy(1) };
+    for (n, intent) in [(1, stop), (2, stop_limit)] {
+        let routed = t.router.submit("sma@alpaca", n, &intent, 1000).await.unwrap();
+        assert!(matches!(routed, Routed::Accepted { .. }), "{routed:?}");
+    }
+    let orders = t.venue.state.lock().unwrap().orders.clone();
+    let wire = |o: &serde_json::Value| {
+        (o["type"].clone(), o["side"].clone(), o["stop_price"].clone(), o["limit_price"].clone())
+    };
+    assert_eq!(wire(&orders[0]), ("stop".into(), "sell".into(), "181.50".into(), serde_json::Value::Null));
+    assert_eq!(wire(&orders[1]), ("stop_limit".into(), "buy".into(), "0.9512".into(), "0.9877".into()));
+    let stored = t.store.order(&client_order_id("sma@alpaca", 2)).unwrap().unwrap();
+    assert_eq!(stored.order_type, OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, "kept as decided");
+
+    // The fake's own checks: a stop needs its stop price, as a string; a
+    // market order takes none.
+    let client = reqwest::Client::new();
+    for (body, refusal) in [
+        (r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop", "time_in_force": "day"}"#, "stop_price"),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop", "time_in_force": "day", "stop_price": 5}"#,
+            "stop_price",
+        ),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop_limit", "time_in_force": "day", "stop_price": "5"}"#,
+            "limit_price",
+        ),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day", "stop_price": "5"}"#,
+            "stop_price",
+        ),
+    ] {
+        let answer = client
+            .post(format!("{}/v2/orders", t.venue.url))
+            .header("content-type", "application/json")
+            .header("APCA-API-KEY-ID", "k")
+            .header("APCA-API-SECRET-KEY", "s")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 422, "{body}");
+        assert!(answer.text().await.unwrap().contains(refusal), "{body}");
+    }
+    assert_eq!(counts(&t.venue), (6, 2), "every POST counted, only the two valid ones kept");
+}

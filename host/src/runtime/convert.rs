@@ -225,8 +225,9 @@ fn intent_from_wit(order: wit::Order) -> Result<OrderIntent, ContractError> {
     let order_type = match order.order_type {
         wit::OrderType::Market => OrderType::Market,
         wit::OrderType::Limit(price) => OrderType::Limit { price: positive("limit price", price)? },
-        wit::OrderType::Stop(_) | wit::OrderType::StopLimit(_) => {
-            return Err(ContractError("stop orders are not supported by this host yet".into()));
+        wit::OrderType::Stop(stop) => OrderType::Stop { stop: positive("stop price", stop)? },
+        wit::OrderType::StopLimit(wit::StopLimit { stop, limit }) => {
+            OrderType::StopLimit { stop: positive("stop price", stop)?, limit: positive("limit price", limit)? }
         }
     };
     Ok(OrderIntent {

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
 use super::journal::append;
+use super::order_type::{columns, from_columns};
 use super::{Store, StoreError, decimal, sql};
 use crate::bar::Millis;
 use crate::order::{IntentId, OrderIntent, OrderRef, OrderStatus, OrderType, Side, TimeInForce};
@@ -377,11 +378,12 @@ pub(super) fn mark_delivered(conn: &Connection, venue: &str, fill_ids: &[String]
 
 /// Inserts `order` unless its client order id exists; `true` if inserted.
 pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, StoreError> {
+    let (order_type, limit_price, stop_price) = columns(order.order_type);
     let inserted = conn
         .execute(
             "INSERT OR IGNORE INTO orders (client_order_id, venue, strategy, intent, symbol, side, qty, order_type,
-                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime, stop_price)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 order.client_order_id,
                 order.venue,
@@ -391,8 +393,8 @@ pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, Sto
                 order.symbol,
                 side_text(order.side),
                 order.qty.to_string(),
-                order_type_text(order.order_type),
-                limit_price(order.order_type).map(|p| p.to_string()),
+                order_type,
+                limit_price,
                 tif_text(order.time_in_force),
                 order.status.as_str(),
                 order.venue_order_id,
@@ -400,6 +402,7 @@ pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, Sto
                 order.created,
                 order.updated,
                 order.intent.lifetime,
+                stop_price,
             ],
         )
         .map_err(sql("persisting an order"))?;
@@ -452,29 +455,6 @@ fn fill_json(fill: &FillRecord) -> String {
     .to_string()
 }
 
-/// An order type as stored: its name, with a limit's price in its own column.
-fn order_type_text(order_type: OrderType) -> &'static str {
-    match order_type {
-        OrderType::Market => "market",
-        OrderType::Limit { .. } => "limit",
-    }
-}
-
-fn limit_price(order_type: OrderType) -> Option<Decimal> {
-    match order_type {
-        OrderType::Market => None,
-        OrderType::Limit { price } => Some(price),
-    }
-}
-
-fn order_type_from_text(text: &str, limit: Option<Decimal>) -> Result<OrderType, StoreError> {
-    match (text, limit) {
-        ("market", _) => Ok(OrderType::Market),
-        ("limit", Some(price)) => Ok(OrderType::Limit { price }),
-        _ => Err(StoreError::Corrupt { what: "order type", value: text.to_string() }),
-    }
-}
-
 const TIME_IN_FORCE: [(TimeInForce, &str); 4] =
     [(TimeInForce::Day, "day"), (TimeInForce::Gtc, "gtc"), (TimeInForce::Ioc, "ioc"), (TimeInForce::Fok, "fok")];
 
@@ -507,7 +487,7 @@ fn side_from_text(side: &str) -> Result<Side, StoreError> {
 
 const ORDER_COLUMNS: &str =
     "SELECT client_order_id, venue, strategy, intent, symbol, side, qty, order_type, limit_price,
-    time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime FROM orders";
+    time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime, stop_price FROM orders";
 
 /// An order row before its text columns are parsed.
 type RawOrder = (
@@ -527,6 +507,7 @@ type RawOrder = (
     i64,
     i64,
     u32,
+    Option<String>,
 );
 
 fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
@@ -547,6 +528,7 @@ fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
         r.get(13)?,
         r.get(14)?,
         r.get(15)?,
+        r.get(16)?,
     ))
 }
 
@@ -568,6 +550,7 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         created,
         updated,
         lifetime,
+        stop,
     ) = raw;
     let side = side_from_text(&side)?;
     Ok(OrderRecord {
@@ -578,10 +561,7 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         symbol,
         side,
         qty: decimal("quantity", &qty)?,
-        order_type: order_type_from_text(
-            &order_type,
-            limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
-        )?,
+        order_type: from_columns(&order_type, limit.as_deref(), stop.as_deref())?,
         time_in_force: tif_from_text(&tif)?,
         status: OrderStatus::parse(&status).ok_or(StoreError::Corrupt { what: "order status", value: status })?,
         venue_order_id: venue_id,

@@ -132,4 +132,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE strategy_states ADD COLUMN lifetime INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE strategy_states DROP COLUMN intent_base;
     CREATE INDEX orders_by_strategy ON orders (strategy, lifetime, intent);",
+    // 10: the stop price of a stop or stop-limit order (a
+    // stop-limit's limit is in `limit_price`, as a limit order's is).
+    "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
 ];

@@ -10,7 +10,10 @@
 //! - `probe`: report what the sandbox lets it see (files, env, clock);
 //! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's);
 //! - `churn`: on every bar, buy `qty` if it has seen an odd number of bars,
-//!   else sell `qty`, so it holds 0 or `qty` when every order fills.
+//!   else sell `qty`, so it holds 0 or `qty` when every order fills;
+//! - `stop`: submit a good-till-canceled buy stop of `qty` at `price`;
+//! - `account`: `notify` what `host::account` and `host::position` say;
+//! - `reuse`: submit a market buy of `qty`, always under order id 1.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -20,8 +23,8 @@
 //! fills heard of, and signals heard of.
 
 use stratbox_sdk::{
-    Action, BarAction, Bars, Decimal, Error, Fill, Info, Level, Order, ParamValue, Params, Rejection, Side, Signal,
-    Strategy, TimeInForce, export_strategy, host,
+    Action, BarAction, Bars, Decimal, Error, Fill, Info, Level, Order, OrderType, ParamValue, Params, Rejection, Side,
+    Signal, Strategy, TimeInForce, export_strategy, host,
 };
 
 struct Misbehave {
@@ -29,6 +32,7 @@ struct Misbehave {
     at: Option<i64>,
     symbol: Option<String>,
     qty: i64,
+    price: i64,
     spam: usize,
     seen: u64,
     last_time: i64,
@@ -57,6 +61,7 @@ impl Strategy for Misbehave {
             .param("at", text(""), "the bar time to do it at (every bar when empty)")
             .param("symbol", text(""), "the symbol to order (the bar's when empty)")
             .param("qty", ParamValue::Integer(1), "order quantity")
+            .param("price", ParamValue::Integer(0), "the stop price in `stop` mode")
             .param("spam", ParamValue::Integer(1 << 20), "bytes to print in `spam` mode")
     }
 
@@ -71,6 +76,7 @@ impl Strategy for Misbehave {
             at,
             symbol,
             qty: params.integer("qty")?,
+            price: params.integer("price")?,
             spam: params.integer("spam")?.max(0) as usize,
             seen: 0,
             last_time: 0,
@@ -133,6 +139,21 @@ impl Strategy for Misbehave {
                 }
                 "probe" => notify(probe()),
                 "buy" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
+                "stop" => {
+                    let stop = OrderType::Stop(Decimal::new(self.price, 0));
+                    Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
+                }
+                "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
+                "account" => {
+                    let (account, position) = (host::account(), host::position(&symbol));
+                    let show = |d: Decimal| format!("{}e-{}", d.mantissa, d.scale);
+                    notify(format!(
+                        "cash {} equity {} position {}",
+                        show(account.cash),
+                        show(account.equity),
+                        show(position)
+                    ))
+                }
                 "churn" => {
                     let side = if self.seen % 2 == 1 { Side::Buy } else { Side::Sell };
                     Action::Submit(Order::market(self.seen, &symbol, side, qty).time_in_force(TimeInForce::Day))
