@@ -213,7 +213,7 @@ async fn stop_orders_carry_a_stop_price_that_meets_the_price_filter() {
     let stop = OrderIntent { side: Side::Sell, ..intent("0.5", OrderType::Stop { stop: dec("95.551") }) };
     let stop_limit = intent("1", OrderType::StopLimit { stop: dec("101.509"), limit: dec("102.019") });
     for (n, intent) in [(1, stop), (2, stop_limit)] {
-        let routed = router.submit("grid@binance", n, &intent, 1).await.unwrap();
+        let routed = router.submit("grid@binance", OrderRef::new(1, n), &intent, 1).await.unwrap();
         let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
         assert_eq!(order.status, OrderStatus::Accepted, "a stop waits for its trigger");
     }

@@ -204,7 +204,7 @@ async fn stop_orders_are_refused_before_reaching_kalshi() {
     let config = RouterConfig { base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
     let router = Router::new(broker(&venue.url, credentials.clone()), store.clone(), config);
     let stop = OrderType::Stop { stop: "0.40".parse().unwrap() };
-    let routed = router.submit("wx@kalshi", 1, &intent("3", stop), 1).await.unwrap();
+    let routed = router.submit("wx@kalshi", OrderRef::new(1, 1), &intent("3", stop), 1).await.unwrap();
     let Routed::Rejected { reason, client_order_id } = routed else { panic!("{routed:?}") };
     assert!(reason.contains("no stop orders"), "{reason}");
     assert_eq!(store.order(&client_order_id).unwrap().unwrap().status, OrderStatus::Rejected);

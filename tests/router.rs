@@ -284,7 +284,7 @@ async fn stop_orders_reach_alpaca_with_their_prices_as_strings() {
     let stop_limit =
         OrderIntent { order_type: OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, ..buy(1) };
     for (n, intent) in [(1, stop), (2, stop_limit)] {
-        let routed = t.router.submit("sma@alpaca", n, &intent, 1000).await.unwrap();
+        let routed = t.router.submit("sma@alpaca", OrderRef::new(1, n), &intent, 1000).await.unwrap();
         assert!(matches!(routed, Routed::Accepted { .. }), "{routed:?}");
     }
     let orders = t.venue.state.lock().unwrap().orders.clone();
@@ -293,7 +293,7 @@ async fn stop_orders_reach_alpaca_with_their_prices_as_strings() {
     };
     assert_eq!(wire(&orders[0]), ("stop".into(), "sell".into(), "181.50".into(), serde_json::Value::Null));
     assert_eq!(wire(&orders[1]), ("stop_limit".into(), "buy".into(), "0.9512".into(), "0.9877".into()));
-    let stored = t.store.order(&client_order_id("sma@alpaca", 2)).unwrap().unwrap();
+    let stored = t.store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 2))).unwrap().unwrap();
     assert_eq!(stored.order_type, OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, "kept as decided");
 
     // The fake's own checks: a stop needs its stop price, as a string; a

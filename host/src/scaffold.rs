@@ -43,6 +43,7 @@ fn files(name: &str, lang: Lang) -> Vec<(&'static str, String)> {
         ],
         Lang::Python => vec![
             ("app.py", fill(include_str!("scaffold/python_app.py"))),
+            ("strategy.py", fill(include_str!("scaffold/python_strategy.py"))),
             ("README.md", fill(include_str!("scaffold/python_README.md"))),
             (".gitignore", "/wit_world/\n/componentize_py_*\n*.wasm\n__pycache__/\n".into()),
             ("wit/strategy.wit", WIT.into()),

@@ -396,11 +396,11 @@ mod tests {
         // Triggers order 2 (high 101.6), whose limit 101 the rising bar does
         // not give; order 1's stop is reached at 101.5 and fills.
         b.on_bar(&ohlc(1, ["100", "101.6", "99.5", "101.2"]), &mut events);
-        let [ExecutionEvent::Filled { fill }, ExecutionEvent::Expired { intent_id: 2, reason, .. }] = events.as_slice()
+        let [ExecutionEvent::Filled { fill }, ExecutionEvent::Expired { intent_id: crate::order::OrderRef { id: 2, .. }, reason, .. }] = events.as_slice()
         else {
             panic!("{events:?}")
         };
-        assert_eq!((fill.intent_id, fill.price), (1, d("101.5")));
+        assert_eq!((fill.intent_id.id, fill.price), (1, d("101.5")));
         assert_eq!(reason, "limit not reached on the next bar", "triggered, so its limit is what failed");
         assert_eq!(b.open_orders(), 1, "the DAY stop rests");
         let mut b = PaperBroker::default();
@@ -408,7 +408,7 @@ mod tests {
         events.clear();
         b.on_bar(&ohlc(1, ["100", "101", "99", "100"]), &mut events);
         assert!(
-            matches!(&events[..], [ExecutionEvent::Expired { intent_id: 4, reason, .. }] if reason == "stop not reached on the next bar")
+            matches!(&events[..], [ExecutionEvent::Expired { intent_id: crate::order::OrderRef { id: 4, .. }, reason, .. }] if reason == "stop not reached on the next bar")
         );
     }
 }
