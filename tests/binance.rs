@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::OrderRequest;
 use stratbox::broker::{BinanceBroker, BinanceCredentials, Broker, OrderStatus};
-use stratbox::order::{OrderRef, OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::{OrderIntent, OrderRef, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
@@ -61,13 +61,16 @@ async fn signed_orders_are_rounded_accepted_and_priced() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("b.db")).unwrap());
     let router = Router::new(broker(&venue.url, BINANCE_SECRET), store, RouterConfig::default());
-    let routed = router.submit("grid@binance", OrderRef::new(1, 1), &intent("0.0123456", OrderType::Market), 1).await.unwrap();
+    let routed =
+        router.submit("grid@binance", OrderRef::new(1, 1), &intent("0.0123456", OrderType::Market), 1).await.unwrap();
     let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
     assert_eq!(order.qty, dec("0.012"), "rounded down to the 0.001 step");
     assert_eq!((order.status, order.filled_avg_price), (OrderStatus::Filled, Some(dec("100.5"))));
 
-    let limit =
-        router.submit("grid@binance", OrderRef::new(1, 2), &intent("1", OrderType::Limit { price: dec("99.999") }), 2).await.unwrap();
+    let limit = router
+        .submit("grid@binance", OrderRef::new(1, 2), &intent("1", OrderType::Limit { price: dec("99.999") }), 2)
+        .await
+        .unwrap();
     let Routed::Accepted { order, .. } = limit else { panic!("{limit:?}") };
     assert_eq!(order.status, OrderStatus::Accepted);
     let placed = venue.state.lock().unwrap().binance_orders[1]["price"].clone();

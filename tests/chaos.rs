@@ -132,7 +132,8 @@ async fn every_promise_holds_across_faults_and_kills() {
     })
     .await;
     wait_until("every order to fill and be told", Duration::from_secs(180), || {
-        let orders = (1..=BARS as u64).map(|n| store.order(&client_order_id(INSTANCE, OrderRef::new(1, n))).ok().flatten());
+        let orders =
+            (1..=BARS as u64).map(|n| store.order(&client_order_id(INSTANCE, OrderRef::new(1, n))).ok().flatten());
         let filled = orders.into_iter().all(|o| o.is_some_and(|o| o.status == OrderStatus::Filled));
         filled && store.undelivered_fills("alpaca").is_ok_and(|f| f.is_empty())
     })

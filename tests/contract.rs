@@ -15,7 +15,15 @@ const DAY: i64 = 86_400_000;
 
 fn bar(day: i64, [open, high, low, close]: [&str; 4]) -> Bar {
     let d = |s: &str| s.parse::<Decimal>().unwrap();
-    Bar { symbol: "X".into(), time: day * DAY, open: d(open), high: d(high), low: d(low), close: d(close), volume: d("100") }
+    Bar {
+        symbol: "X".into(),
+        time: day * DAY,
+        open: d(open),
+        high: d(high),
+        low: d(low),
+        close: d(close),
+        volume: d("100"),
+    }
 }
 
 /// Runs misbehave with `params` over `bars` on the paper broker, one bar
@@ -32,12 +40,14 @@ fn run(params: &[(&str, &str)], bars: &[Bar], setup: impl FnOnce(&mut Engine)) -
         .with_events(move |e| sink.lock().unwrap().push(e));
     setup(&mut engine);
     engine.run(bars, 1).unwrap();
-    let events = events.lock().unwrap().clone();
-    events
+    events.lock().unwrap().clone()
 }
 
 fn fills(events: &[Event]) -> Vec<(i64, Decimal)> {
-    events.iter().filter_map(|e| if let Event::Filled { fill, .. } = e { Some((fill.time, fill.price)) } else { None }).collect()
+    events
+        .iter()
+        .filter_map(|e| if let Event::Filled { fill, .. } = e { Some((fill.time, fill.price)) } else { None })
+        .collect()
 }
 
 /// A buy stop at 12 placed on day 0, worked by hand:
@@ -90,8 +100,10 @@ fn a_guest_reads_its_own_cash_equity_and_position() {
 fn a_reused_order_id_is_refused() {
     let bars: Vec<Bar> = (0..3).map(|day| bar(day, ["10", "10", "10", "10"])).collect();
     let events = run(&[("mode", "reuse")], &bars, |_| {});
-    let reasons: Vec<&str> =
-        events.iter().filter_map(|e| if let Event::Rejected { reason, .. } = e { Some(reason.as_str()) } else { None }).collect();
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::Rejected { reason, .. } = e { Some(reason.as_str()) } else { None })
+        .collect();
     assert_eq!(reasons.len(), 2, "{events:?}");
     assert!(reasons.iter().all(|r| r.contains("order id 1 was already used")), "{reasons:?}");
     assert_eq!(fills(&events).len(), 1);

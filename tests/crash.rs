@@ -175,7 +175,8 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     // Before the crash: the strategy's intent 1 was sent and accepted; it
     // filled while the host was down, so nothing told the strategy.
     let intent = market_buy(1);
-    let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", OrderRef::new(1, 1), &intent, OrderStatus::Accepted, 1);
+    let mut order =
+        OrderRecord::for_intent("alpaca", "bot@alpaca", OrderRef::new(1, 1), &intent, OrderStatus::Accepted, 1);
     let body = serde_json::json!({ "client_order_id": order.client_order_id, "symbol": "AAPL", "qty": "1",
         "side": "buy", "type": "market", "time_in_force": "day" });
     let sent: serde_json::Value = reqwest::Client::new()

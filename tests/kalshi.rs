@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::OrderRequest;
 use stratbox::broker::{Broker, KalshiBroker, KalshiCredentials, OrderStatus};
-use stratbox::order::{OrderRef, OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::{OrderIntent, OrderRef, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use stratbox::order::OrderRef;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker};
 use stratbox::order::OrderIntent;
+use stratbox::order::OrderRef;
 use stratbox::reconcile::Reconciler;
 use stratbox::risk::{RiskGate, TradingState};
 use stratbox::router::{Routed, Router, RouterConfig};
@@ -47,7 +47,9 @@ async fn fills_are_applied_once_however_often_they_are_seen() {
     let path = dir.path().join("host.db");
     let store = Arc::new(Store::open(&path).unwrap());
     let router = Router::new(broker(&venue.url), store.clone(), RouterConfig::default());
-    let Routed::Accepted { order, .. } = router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(3), 1_000).await.unwrap() else {
+    let Routed::Accepted { order, .. } =
+        router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(3), 1_000).await.unwrap()
+    else {
         panic!()
     };
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use stratbox::order::OrderRef;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker, OrderStatus};
 use stratbox::order::OrderIntent;
+use stratbox::order::OrderRef;
 use stratbox::router::{Routed, Router, RouterConfig, RouterError, client_order_id};
 use stratbox::store::{OrderRecord, Store};
 use stratbox::venue::VenueError;
@@ -98,7 +98,10 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
         assert_eq!(counts(&t.venue), (1, 1), "{fault:?}: one POST, one order");
         let lookups = t.venue.requests().iter().filter(|r| r.contains("by_client_order_id")).count();
         assert!(lookups >= 1, "{fault:?}: the router asked the venue before deciding");
-        assert_eq!(t.store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 7))).unwrap().unwrap().status, OrderStatus::Accepted);
+        assert_eq!(
+            t.store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 7))).unwrap().unwrap().status,
+            OrderStatus::Accepted
+        );
     }
 }
 
@@ -143,7 +146,8 @@ async fn a_refusal_is_final_and_journaled() {
 async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     // The previous run persisted the order and sent it, then died.
     let t = setup().await;
-    let pending = OrderRecord::for_intent("alpaca", "sma@alpaca", OrderRef::new(1, 5), &buy(2), OrderStatus::Pending, 1);
+    let pending =
+        OrderRecord::for_intent("alpaca", "sma@alpaca", OrderRef::new(1, 5), &buy(2), OrderStatus::Pending, 1);
     assert_eq!(pending.client_order_id, client_order_id("sma@alpaca", OrderRef::new(1, 5)));
     assert!(t.store.insert_order(&pending).unwrap());
     t.router.submit("sma@alpaca", OrderRef::new(1, 5), &buy(2), 1000).await.unwrap();
@@ -151,7 +155,11 @@ async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
 
     // Same again, but this time the venue already has it.
     let coid2 = client_order_id("sma@alpaca", OrderRef::new(1, 6));
-    assert!(t.store.insert_order(&OrderRecord { client_order_id: coid2.clone(), intent: OrderRef::new(1, 6), ..pending }).unwrap());
+    assert!(
+        t.store
+            .insert_order(&OrderRecord { client_order_id: coid2.clone(), intent: OrderRef::new(1, 6), ..pending })
+            .unwrap()
+    );
     {
         let mut s = t.venue.state.lock().unwrap();
         s.orders.push(
@@ -198,7 +206,9 @@ async fn the_broker_reads_positions_account_and_cancels() {
     let positions = broker.positions().await.unwrap();
     assert_eq!(positions[1].qty, Decimal::from(-2), "short positions are negative");
     assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
-    let Routed::Accepted { order, .. } = t.router.submit("s", OrderRef::new(1, 1), &buy(1), 1).await.unwrap() else { panic!() };
+    let Routed::Accepted { order, .. } = t.router.submit("s", OrderRef::new(1, 1), &buy(1), 1).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(broker.open_orders().await.unwrap().len(), 1);
     broker.cancel("AAPL", &order.venue_order_id).await.unwrap();
     assert!(broker.open_orders().await.unwrap().is_empty());

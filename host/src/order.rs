@@ -287,10 +287,18 @@ pub enum Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Place an order under the strategy's own `id`.
-    Submit { id: u64, intent: OrderIntent },
+    Submit {
+        id: u64,
+        intent: OrderIntent,
+    },
     /// Cancel the strategy's order `id`.
-    Cancel { id: u64 },
-    Notify { level: Level, message: String },
+    Cancel {
+        id: u64,
+    },
+    Notify {
+        level: Level,
+        message: String,
+    },
 }
 
 #[cfg(test)]

@@ -326,7 +326,8 @@ mod tests {
         for landing in 0..3 {
             let d = desk();
             for intent in 1..=3 {
-                let routed = d.router.submit("s@scripted", crate::order::OrderRef::new(1, intent), &buy(1), 1).await.unwrap();
+                let routed =
+                    d.router.submit("s@scripted", crate::order::OrderRef::new(1, intent), &buy(1), 1).await.unwrap();
                 assert!(matches!(routed, Routed::Accepted { .. }));
             }
             let mut lookups = 0;
@@ -377,7 +378,14 @@ mod tests {
     async fn an_order_of_unknown_fate_is_resent_never_given_up() {
         for status in [OrderStatus::Pending, OrderStatus::Unknown] {
             let d = desk();
-            let record = OrderRecord::for_intent("scripted", "s@scripted", crate::order::OrderRef::new(1, 8), &buy(2), status, 1);
+            let record = OrderRecord::for_intent(
+                "scripted",
+                "s@scripted",
+                crate::order::OrderRef::new(1, 8),
+                &buy(2),
+                status,
+                1,
+            );
             d.store.insert_order(&record).unwrap();
             // An hour later, the venue still lacks it.
             let report = d.reconciler.sync(3_600_000).await.unwrap();
@@ -410,7 +418,14 @@ mod tests {
             };
             Broker::submit(&*d.broker, &request).await.unwrap();
         }
-        let record = OrderRecord::for_intent("scripted", "s@scripted", crate::order::OrderRef::new(1, 1), &buy(1), OrderStatus::Unknown, 1);
+        let record = OrderRecord::for_intent(
+            "scripted",
+            "s@scripted",
+            crate::order::OrderRef::new(1, 1),
+            &buy(1),
+            OrderStatus::Unknown,
+            1,
+        );
         d.store.insert_order(&record).unwrap();
         let report = d.reconciler.sync(2).await.unwrap();
         assert!(report.unresolved.is_empty());

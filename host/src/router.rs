@@ -353,10 +353,7 @@ mod tests {
         assert_ne!(a, client_order_id("sma@alpaca", OrderRef::new(0, 1)));
         assert_ne!(a, client_order_id("sma2@alpaca", OrderRef::new(1, 1)));
         // Digits cannot run together into another order's id.
-        assert_ne!(
-            client_order_id("s", OrderRef::new(1, 11)),
-            client_order_id("s", OrderRef::new(11, 1)),
-        );
+        assert_ne!(client_order_id("s", OrderRef::new(1, 11)), client_order_id("s", OrderRef::new(11, 1)),);
         let long = client_order_id(&"x".repeat(500), OrderRef::new(u32::MAX, u64::MAX));
         assert!(long.len() <= 36, "{long}");
         assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));

@@ -271,7 +271,10 @@ mod tests {
         let mut events = Vec::new();
         b.on_bar(&bar(1, 10, 9, 11), &mut events);
         assert!(matches!(&events[0], ExecutionEvent::Filled { fill } if fill.price == Decimal::from(9)));
-        assert!(matches!(&events[1], ExecutionEvent::Expired { intent_id: crate::order::OrderRef { lifetime: 1, id: 2 }, .. }));
+        assert!(matches!(
+            &events[1],
+            ExecutionEvent::Expired { intent_id: crate::order::OrderRef { lifetime: 1, id: 2 }, .. }
+        ));
         assert!(!b.cancel(crate::order::OrderRef::new(1, 1)) && b.open.is_empty());
     }
 
@@ -396,7 +399,10 @@ mod tests {
         // Triggers order 2 (high 101.6), whose limit 101 the rising bar does
         // not give; order 1's stop is reached at 101.5 and fills.
         b.on_bar(&ohlc(1, ["100", "101.6", "99.5", "101.2"]), &mut events);
-        let [ExecutionEvent::Filled { fill }, ExecutionEvent::Expired { intent_id: crate::order::OrderRef { id: 2, .. }, reason, .. }] = events.as_slice()
+        let [
+            ExecutionEvent::Filled { fill },
+            ExecutionEvent::Expired { intent_id: crate::order::OrderRef { id: 2, .. }, reason, .. },
+        ] = events.as_slice()
         else {
             panic!("{events:?}")
         };

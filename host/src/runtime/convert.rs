@@ -302,7 +302,15 @@ mod tests {
 
     fn bar(symbol: &Arc<str>, time: i64, close: &str, volume: &str) -> Bar {
         let close: Decimal = close.parse().unwrap();
-        Bar { symbol: symbol.clone(), time, open: close, high: close, low: close, close, volume: volume.parse().unwrap() }
+        Bar {
+            symbol: symbol.clone(),
+            time,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: volume.parse().unwrap(),
+        }
     }
 
     #[test]

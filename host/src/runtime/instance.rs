@@ -359,7 +359,8 @@ impl Strategy for WasmStrategy {
     fn on_reject(&mut self, id: u64, symbol: &str, reason: &str) -> Result<Vec<Action>, StrategyError> {
         let rejection = wit::Rejection { order: id, symbol: symbol.into(), reason: reason.into() };
         let live = self.arm()?;
-        let result = guest(&live.component.bindings).call_on_reject(&mut live.component.store, live.instance, &rejection);
+        let result =
+            guest(&live.component.bindings).call_on_reject(&mut live.component.store, live.instance, &rejection);
         let raw = self.settle("on-reject", result)?;
         self.actions("on-reject", raw)
     }

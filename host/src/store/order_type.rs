@@ -48,7 +48,14 @@ mod tests {
         ];
         for (n, order_type) in (1..).zip(types) {
             let intent = OrderIntent { order_type, ..OrderIntent::market("AAPL".into(), Side::Sell, Decimal::ONE) };
-            let record = OrderRecord::for_intent("alpaca", "s@alpaca", crate::order::OrderRef::new(1, n), &intent, OrderStatus::Queued, 1);
+            let record = OrderRecord::for_intent(
+                "alpaca",
+                "s@alpaca",
+                crate::order::OrderRef::new(1, n),
+                &intent,
+                OrderStatus::Queued,
+                1,
+            );
             assert!(store.insert_order(&record).unwrap());
             let back = store.order(&record.client_order_id).unwrap().unwrap();
             assert_eq!(back, record, "{order_type}");

@@ -115,9 +115,7 @@ impl Store {
     pub fn queued_orders_up_to(&self, venue: &str, limit: i64) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY rowid LIMIT ?2"
-            ))
+            .prepare_cached(&format!("{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY rowid LIMIT ?2"))
             .map_err(sql("reading queued orders"))?;
         let rows = stmt.query_map(params![venue, limit], raw_order).map_err(sql("reading queued orders"))?;
         let raw: Vec<RawOrder> = rows.collect::<Result<_, _>>().map_err(sql("reading queued orders"))?;
@@ -193,9 +191,8 @@ impl Store {
         let mut stmt = conn
             .prepare_cached("SELECT intent FROM orders WHERE strategy = ?1 AND lifetime = ?2")
             .map_err(sql("reading order ids"))?;
-        let rows = stmt
-            .query_map(params![strategy, lifetime], |r| r.get::<_, i64>(0))
-            .map_err(sql("reading order ids"))?;
+        let rows =
+            stmt.query_map(params![strategy, lifetime], |r| r.get::<_, i64>(0)).map_err(sql("reading order ids"))?;
         rows.map(|id| id.map(|id| id as u64).map_err(sql("reading order ids"))).collect()
     }
 

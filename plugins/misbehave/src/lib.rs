@@ -94,7 +94,8 @@ impl Strategy for Misbehave {
         if state.len() != 40 {
             return Err(Error::IncompatibleState("state must be 40 bytes".into()));
         }
-        let word = |i: usize| state.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+        let word =
+            |i: usize| state.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
         let mut config = Self::create(params)?;
         config.seen = word(0);
         config.last_time = word(1) as i64;

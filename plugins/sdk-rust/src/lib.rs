@@ -241,14 +241,7 @@ impl Info {
 impl Order {
     /// A good-till-canceled market order.
     pub fn market(id: u64, symbol: &str, side: Side, qty: Decimal) -> Self {
-        Order {
-            id,
-            symbol: symbol.into(),
-            side,
-            qty,
-            order_type: OrderType::Market,
-            time_in_force: TimeInForce::Gtc,
-        }
+        Order { id, symbol: symbol.into(), side, qty, order_type: OrderType::Market, time_in_force: TimeInForce::Gtc }
     }
 
     /// The same order, priced by `order_type`.
