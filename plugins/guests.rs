@@ -21,7 +21,8 @@ fn build_guests(names: &[&str]) -> Vec<PathBuf> {
     });
     let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join(format!("guests-{:08x}", checkout >> 32));
 
-    for watched in ["wit", "Cargo.lock", "plugins/guests.rs"] {
+    // Every guest is built on the SDK.
+    for watched in ["wit", "Cargo.lock", "plugins/guests.rs", "plugins/sdk-rust"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for name in names {

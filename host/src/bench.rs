@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineError};
 use crate::order::{Action, Fill, OrderIntent, Side};
 use crate::risk::RiskLimits;
 use crate::runtime::{Clock, Runtime, RuntimeConfig, RuntimeError};
-use crate::strategy::{Account, Strategy, StrategyError};
+use crate::strategy::{Account, Rejection, Strategy, StrategyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -119,15 +119,19 @@ impl Strategy for NativeSma {
         Ok(actions)
     }
 
-    fn on_fill(&mut self, fill: &Fill) -> Result<Vec<Action>, StrategyError> {
-        self.pending.retain(|(id, _)| *id != fill.intent_id.id);
+    fn on_fills(&mut self, fills: &[Fill]) -> Result<Vec<Action>, StrategyError> {
+        for fill in fills {
+            self.pending.retain(|(id, _)| *id != fill.intent_id.id);
+        }
         Ok(Vec::new())
     }
 
-    fn on_reject(&mut self, order: u64, _: &str, _: &str) -> Result<Vec<Action>, StrategyError> {
-        if let Some(at) = self.pending.iter().position(|(id, _)| *id == order) {
-            let (_, order) = self.pending.remove(at);
-            self.rules.on_rejected(order);
+    fn on_rejects(&mut self, rejections: &[Rejection]) -> Result<Vec<Action>, StrategyError> {
+        for rejection in rejections {
+            if let Some(at) = self.pending.iter().position(|(id, _)| *id == rejection.order) {
+                let (_, order) = self.pending.remove(at);
+                self.rules.on_rejected(order);
+            }
         }
         Ok(Vec::new())
     }

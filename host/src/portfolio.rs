@@ -45,6 +45,10 @@ pub struct Portfolio {
     pub max_drawdown: Decimal,
     /// Largest drawdown as a fraction of the peak it fell from.
     pub max_drawdown_pct: Decimal,
+    /// Whether the drawdown reflects the cash and every position as they
+    /// are: then a bar of a symbol not held cannot move equity, and marking
+    /// it needs no decimal work.
+    settled: bool,
 }
 
 impl Portfolio {
@@ -60,6 +64,7 @@ impl Portfolio {
             peak_equity: starting_cash,
             max_drawdown: Decimal::ZERO,
             max_drawdown_pct: Decimal::ZERO,
+            settled: false,
         }
     }
 
@@ -97,6 +102,7 @@ impl Portfolio {
 
     /// Sets a position outright, e.g. from the broker at startup.
     pub fn set_position(&mut self, symbol: &Arc<str>, qty: Decimal, avg_price: Decimal) {
+        self.settled = false;
         let pos = &mut self.book(symbol).position;
         pos.qty = qty;
         pos.avg_price = avg_price;
@@ -107,6 +113,7 @@ impl Portfolio {
 
     /// Applies a fill and returns the new position in its symbol.
     pub fn apply(&mut self, fill: &Fill) -> Decimal {
+        self.settled = false;
         let signed = fill.side.sign() * fill.qty;
         let mut realized = Decimal::ZERO;
         let pos = &mut self.book(&fill.symbol).position;
@@ -139,6 +146,10 @@ impl Portfolio {
         let book = self.book(&bar.symbol);
         book.close = Some(bar.close);
         book.position.last_price = bar.close;
+        if book.position.qty.is_zero() && self.settled {
+            return;
+        }
+        self.settled = true;
         let equity = self.equity();
         if equity > self.peak_equity {
             self.peak_equity = equity;

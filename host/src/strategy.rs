@@ -48,10 +48,11 @@ pub trait Strategy: Send {
     /// bar that caused it.
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError>;
 
-    fn on_fill(&mut self, fill: &Fill) -> Result<Vec<Action>, StrategyError>;
+    /// Fills of the strategy's own orders, in the order they happened.
+    fn on_fills(&mut self, fills: &[Fill]) -> Result<Vec<Action>, StrategyError>;
 
-    /// The strategy's order `id` was refused or expired.
-    fn on_reject(&mut self, id: u64, symbol: &str, reason: &str) -> Result<Vec<Action>, StrategyError>;
+    /// Orders of the strategy's that were refused or expired.
+    fn on_rejects(&mut self, rejections: &[Rejection]) -> Result<Vec<Action>, StrategyError>;
 
     fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<Vec<Action>, StrategyError>;
 
@@ -67,6 +68,15 @@ pub trait Strategy: Send {
     /// Records the strategy's account, which it may query; called before
     /// every call.
     fn set_account(&mut self, account: Account);
+}
+
+/// An order of the strategy's that was refused or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The id the strategy gave the order.
+    pub order: u64,
+    pub symbol: Arc<str>,
+    pub reason: String,
 }
 
 /// A strategy's own cash and equity, as its engine's portfolio has them.

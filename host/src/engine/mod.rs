@@ -29,7 +29,7 @@ use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
-use crate::strategy::{Account, Strategy, StrategyError};
+use crate::strategy::{Account, Rejection, Strategy, StrategyError};
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
 /// callbacks cannot ping-pong forever.
@@ -399,20 +399,21 @@ impl Engine {
                 return Ok(());
             }
             let time = self.last_time;
-            for fill in std::mem::take(&mut self.pending_fills) {
-                // Fills of an earlier lifetime's orders only move the position.
-                if !self.is_own(fill.intent_id) {
-                    continue;
-                }
-                for action in self.call(|s| s.on_fill(&fill))?.unwrap_or_default() {
+            // Fills of an earlier lifetime's orders only move the position.
+            let mut fills = std::mem::take(&mut self.pending_fills);
+            fills.retain(|fill| self.is_own(fill.intent_id));
+            if !fills.is_empty() {
+                for action in self.call(|s| s.on_fills(&fills))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }
-            for (intent_id, symbol, reason) in std::mem::take(&mut self.pending_rejects) {
-                if !self.is_own(intent_id) {
-                    continue;
-                }
-                for action in self.call(|s| s.on_reject(intent_id.id, &symbol, &reason))?.unwrap_or_default() {
+            let rejections: Vec<Rejection> = std::mem::take(&mut self.pending_rejects)
+                .into_iter()
+                .filter(|(order, ..)| self.is_own(*order))
+                .map(|(order, symbol, reason)| Rejection { order: order.id, symbol, reason })
+                .collect();
+            if !rejections.is_empty() {
+                for action in self.call(|s| s.on_rejects(&rejections))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }

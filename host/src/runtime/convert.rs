@@ -87,6 +87,7 @@ impl Columns {
         let b = &mut self.bars;
         for column in [&mut b.time, &mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
             column.clear();
+            column.reserve(bars.len());
         }
         b.symbol.clear();
         self.symbols.clear();
@@ -138,10 +139,20 @@ impl Columns {
 
 /// `value`'s mantissa at `scale` (at least its own), if it fits 64 bits.
 fn at_scale(value: Decimal, scale: u8) -> Result<i64, ContractError> {
-    let shift = u32::from(scale) - value.scale();
-    10_i128
-        .checked_pow(shift)
-        .and_then(|factor| value.mantissa().checked_mul(factor))
+    // Powers of ten a 64-bit mantissa can be multiplied by.
+    const POW10: [i128; 19] = {
+        let mut table = [1_i128; 19];
+        let mut i = 1;
+        while i < table.len() {
+            table[i] = table[i - 1] * 10;
+            i += 1;
+        }
+        table
+    };
+    let shift = u32::from(scale).saturating_sub(value.scale()) as usize;
+    POW10
+        .get(shift)
+        .and_then(|&factor| value.mantissa().checked_mul(factor))
         .and_then(|m| i64::try_from(m).ok())
         .ok_or_else(|| ContractError(format!("{value} does not fit a 64-bit mantissa at scale {scale}")))
 }

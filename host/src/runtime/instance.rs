@@ -16,7 +16,7 @@ use super::sandbox::{Clock, StoreData};
 use super::{EPOCH_TICK, ParamSpec, ParamValue, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
 use crate::bar::{Bar, Millis};
 use crate::order::{Action, Fill};
-use crate::strategy::{Account, Fault, Strategy, StrategyError};
+use crate::strategy::{Account, Fault, Rejection, Strategy, StrategyError};
 
 /// Limits and recovery policy copied from the runtime config.
 #[derive(Debug, Clone)]
@@ -348,21 +348,25 @@ impl Strategy for WasmStrategy {
         Ok(out)
     }
 
-    fn on_fill(&mut self, fill: &Fill) -> Result<Vec<Action>, StrategyError> {
-        let wit_fill = convert::fill_to_wit(fill).map_err(|e| self.unrepresentable(e.0))?;
+    fn on_fills(&mut self, fills: &[Fill]) -> Result<Vec<Action>, StrategyError> {
+        let wit_fills: Vec<wit::Fill> =
+            fills.iter().map(convert::fill_to_wit).collect::<Result<_, _>>().map_err(|e| self.unrepresentable(e.0))?;
         let live = self.arm()?;
-        let result = guest(&live.component.bindings).call_on_fill(&mut live.component.store, live.instance, &wit_fill);
-        let raw = self.settle("on-fill", result)?;
-        self.actions("on-fill", raw)
+        let result = guest(&live.component.bindings).call_on_fills(&mut live.component.store, live.instance, &wit_fills);
+        let raw = self.settle("on-fills", result)?;
+        self.actions("on-fills", raw)
     }
 
-    fn on_reject(&mut self, id: u64, symbol: &str, reason: &str) -> Result<Vec<Action>, StrategyError> {
-        let rejection = wit::Rejection { order: id, symbol: symbol.into(), reason: reason.into() };
+    fn on_rejects(&mut self, rejections: &[Rejection]) -> Result<Vec<Action>, StrategyError> {
+        let wit_rejections: Vec<wit::Rejection> = rejections
+            .iter()
+            .map(|r| wit::Rejection { order: r.order, symbol: r.symbol.to_string(), reason: r.reason.clone() })
+            .collect();
         let live = self.arm()?;
         let result =
-            guest(&live.component.bindings).call_on_reject(&mut live.component.store, live.instance, &rejection);
-        let raw = self.settle("on-reject", result)?;
-        self.actions("on-reject", raw)
+            guest(&live.component.bindings).call_on_rejects(&mut live.component.store, live.instance, &wit_rejections);
+        let raw = self.settle("on-rejects", result)?;
+        self.actions("on-rejects", raw)
     }
 
     fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<Vec<Action>, StrategyError> {

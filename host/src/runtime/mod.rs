@@ -261,6 +261,10 @@ impl Runtime {
             // the contract is synchronous.
             .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf` can name guest functions when asked to.
+        if std::env::var_os("STRATBOX_PERFMAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(engine_err)?;
 
         let mut linker = Linker::new(&engine);

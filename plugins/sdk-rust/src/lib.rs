@@ -83,7 +83,8 @@ pub trait Strategy: Sized + 'static {
     /// caused it ([`Bar::act`]).
     fn on_bars(&mut self, bars: &Bars, out: &mut Vec<BarAction>);
 
-    /// One of this instance's orders was (partly) filled.
+    /// One of this instance's orders was (partly) filled. (The contract
+    /// delivers fills in lists; the SDK hands them over one by one.)
     fn on_fill(&mut self, fill: &Fill) -> Vec<Action> {
         let _ = fill;
         Vec::new()
@@ -126,12 +127,14 @@ impl<S: Strategy> GuestInstance for Exported<S> {
         out
     }
 
-    fn on_fill(&self, fill: Fill) -> Vec<Action> {
-        self.0.borrow_mut().on_fill(&fill)
+    fn on_fills(&self, fills: Vec<Fill>) -> Vec<Action> {
+        let mut strategy = self.0.borrow_mut();
+        fills.iter().flat_map(|fill| strategy.on_fill(fill)).collect()
     }
 
-    fn on_reject(&self, rejection: Rejection) -> Vec<Action> {
-        self.0.borrow_mut().on_reject(&rejection)
+    fn on_rejects(&self, rejections: Vec<Rejection>) -> Vec<Action> {
+        let mut strategy = self.0.borrow_mut();
+        rejections.iter().flat_map(|rejection| strategy.on_reject(rejection)).collect()
     }
 
     fn on_signal(&self, signal: Signal) -> Vec<Action> {

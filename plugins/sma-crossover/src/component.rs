@@ -53,10 +53,17 @@ impl Strategy for Sma {
     }
 
     fn on_bars(&mut self, bars: &Bars, out: &mut Vec<BarAction>) {
-        for bar in bars.iter() {
-            let close = to_fixed(bar.close.mantissa, bar.close.scale);
-            if let Some(intent) = self.crossover(bar.symbol).on_close(close) {
-                out.push(bar.act(self.submit(bar.symbol, intent)));
+        // The batch's symbol table, mapped once onto this instance's
+        // crossovers: no string is compared per bar.
+        let slots: Vec<usize> = bars.symbols.iter().map(|symbol| self.slot(symbol)).collect();
+        for (i, (&symbol, &close)) in bars.symbol.iter().zip(&bars.close).enumerate() {
+            let s = usize::from(symbol);
+            let (Some(&slot), Some(&scale)) = (slots.get(s), bars.price_scale.get(s)) else { continue };
+            let (name, crossover) = &mut self.symbols[slot];
+            if let Some(intent) = crossover.on_close(to_fixed(close, scale)) {
+                let name = name.clone();
+                let action = self.submit(&name, intent);
+                out.push(BarAction { bar: i as u32, action });
             }
         }
     }
@@ -86,8 +93,9 @@ impl Strategy for Sma {
 }
 
 impl Sma {
-    fn crossover(&mut self, symbol: &str) -> &mut SmaCrossover {
-        let at = match self.symbols.iter().position(|(s, _)| s == symbol) {
+    /// The index of `symbol`'s crossover, made on first sight.
+    fn slot(&mut self, symbol: &str) -> usize {
+        match self.symbols.iter().position(|(s, _)| s == symbol) {
             Some(at) => at,
             None => {
                 // Windows and qty were validated in `create`.
@@ -96,7 +104,11 @@ impl Sma {
                 self.symbols.push((symbol.to_string(), fresh));
                 self.symbols.len() - 1
             }
-        };
+        }
+    }
+
+    fn crossover(&mut self, symbol: &str) -> &mut SmaCrossover {
+        let at = self.slot(symbol);
         &mut self.symbols[at].1
     }
 
