@@ -1,7 +1,7 @@
 //! Every malformed input ends in a clear error, never a panic or a partial report.
 
 use stratbox::runtime::{Runtime, RuntimeConfig, RuntimeError};
-use stratbox_tests::{SMA_CROSSOVER_WASM, cli, component_from_wit, contract_wit, data};
+use stratbox_tests::{SMA_CROSSOVER_WASM, cli, component_from_wit, contract_wit, contract_wit_0_1, data};
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap()
@@ -55,8 +55,8 @@ fn parameters_are_checked_before_anything_runs() {
         (vec!["--param", "fast=abc"], "parameter `fast` expects integer, got `abc`"),
         (vec!["--param", "qty=lots"], "parameter `qty` expects decimal"),
         (vec!["--param", "fast=3", "--param", "fast=4"], "given twice"),
-        (vec!["--param", "fast=30"], "rejected its parameters: windows must satisfy"),
-        (vec!["--param", "qty=-1"], "rejected its parameters: qty"),
+        (vec!["--param", "fast=30"], "rejected its parameters: invalid parameter `fast`: windows must satisfy"),
+        (vec!["--param", "qty=-1"], "rejected its parameters: invalid parameter `qty`"),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["backtest", "--strategy", "sma-crossover", "--data", ibm];
@@ -90,15 +90,26 @@ fn files_that_are_not_components_are_refused() {
 
 #[test]
 fn another_contract_version_is_refused_by_name() {
-    let bytes = component_from_wit(&contract_wit("0.2.0"), "plugin").unwrap();
-    let err = runtime().load("v2", &bytes).err().expect("refused");
+    let bytes = component_from_wit(&contract_wit("0.3.0"), "plugin").unwrap();
+    let err = runtime().load("v3", &bytes).err().expect("refused");
     let text = err.to_string();
     assert!(matches!(err, RuntimeError::WrongVersion { .. }), "{text}");
-    assert!(text.contains("stratbox:strategy@0.2.0") && text.contains("0.1.0"), "{text}");
+    assert!(text.contains("stratbox:strategy@0.3.0") && text.contains("0.2.0"), "{text}");
     // A compatible patch version links.
-    let patch = component_from_wit(&contract_wit("0.1.9"), "plugin").unwrap();
+    let patch = component_from_wit(&contract_wit("0.2.9"), "plugin").unwrap();
     let err = runtime().load("patch", &patch).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(!err.contains("targets"), "0.1.9 is compatible with 0.1.0: {err}");
+    assert!(!err.contains("targets"), "0.2.9 is compatible with 0.2.0: {err}");
+}
+
+#[test]
+fn a_plugin_built_for_contract_0_1_is_told_what_changed() {
+    let bytes = component_from_wit(contract_wit_0_1(), "plugin").unwrap();
+    let err = runtime().load("old", &bytes).err().expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, RuntimeError::WrongVersion { .. }), "{text}");
+    for needed in ["stratbox:strategy@0.1.0", "0.2 is needed", "`instance` resource", "columns", "own id"] {
+        assert!(text.contains(needed), "{needed:?} in {text}");
+    }
 }
 
 #[test]
@@ -111,7 +122,7 @@ fn forbidden_imports_are_refused() {
     for (package, iface, body, import) in cases {
         let wit = format!(
             "{}\nworld sneaky {{\n    import host;\n    import {import};\n    export strategy;\n}}\n\npackage {package} {{\n    interface {iface} {{ {body} }}\n}}\n",
-            contract_wit("0.1.0")
+            contract_wit("0.2.0")
         );
         let bytes = component_from_wit(&wit, "sneaky").unwrap();
         let err = runtime().load("sneaky", &bytes).err().expect("refused");
@@ -131,18 +142,19 @@ fn a_component_without_the_strategy_export_is_refused() {
 fn inspect_reports_and_sets_the_exit_code() {
     let (ok, out) = cli(&["plugin", "inspect", SMA_CROSSOVER_WASM]);
     assert_eq!(ok.unwrap(), std::process::ExitCode::SUCCESS);
-    assert!(out.contains("contract:  stratbox:strategy@0.1.0"), "{out}");
+    assert!(out.contains("contract:  stratbox:strategy@0.2.0"), "{out}");
     assert!(
-        out.contains("stratbox:strategy/host@0.1.0") && out.contains("satisfies stratbox:strategy@0.1.0: yes"),
+        out.contains("stratbox:strategy/host@0.2.0") && out.contains("satisfies stratbox:strategy@0.2.0: yes"),
         "{out}"
     );
+    assert!(out.contains("param fast (integer, default 5)"), "{out}");
 
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v2.wasm");
-    std::fs::write(&path, component_from_wit(&contract_wit("0.2.0"), "plugin").unwrap()).unwrap();
+    let path = dir.path().join("v1.wasm");
+    std::fs::write(&path, component_from_wit(contract_wit_0_1(), "plugin").unwrap()).unwrap();
     let (bad, out) = cli(&["plugin", "inspect", path.to_str().unwrap(), "--format", "json"]);
     assert_eq!(bad.unwrap(), std::process::ExitCode::FAILURE);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["satisfies_contract"], false);
-    assert_eq!(json["contract"], "stratbox:strategy@0.2.0");
+    assert_eq!(json["contract"], "stratbox:strategy@0.1.0");
 }

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::OrderRequest;
 use stratbox::broker::{BinanceBroker, BinanceCredentials, Broker, OrderStatus};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::{OrderIntent, OrderRef, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
@@ -61,13 +61,16 @@ async fn signed_orders_are_rounded_accepted_and_priced() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("b.db")).unwrap());
     let router = Router::new(broker(&venue.url, BINANCE_SECRET), store, RouterConfig::default());
-    let routed = router.submit("grid@binance", 1, &intent("0.0123456", OrderType::Market), 1).await.unwrap();
+    let routed =
+        router.submit("grid@binance", OrderRef::new(1, 1), &intent("0.0123456", OrderType::Market), 1).await.unwrap();
     let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
     assert_eq!(order.qty, dec("0.012"), "rounded down to the 0.001 step");
     assert_eq!((order.status, order.filled_avg_price), (OrderStatus::Filled, Some(dec("100.5"))));
 
-    let limit =
-        router.submit("grid@binance", 2, &intent("1", OrderType::Limit { price: dec("99.999") }), 2).await.unwrap();
+    let limit = router
+        .submit("grid@binance", OrderRef::new(1, 2), &intent("1", OrderType::Limit { price: dec("99.999") }), 2)
+        .await
+        .unwrap();
     let Routed::Accepted { order, .. } = limit else { panic!("{limit:?}") };
     assert_eq!(order.status, OrderStatus::Accepted);
     let placed = venue.state.lock().unwrap().binance_orders[1]["price"].clone();
@@ -89,7 +92,7 @@ async fn a_lost_answer_is_found_by_client_order_id() {
     let store = Arc::new(Store::open(&dir.path().join("b.db")).unwrap());
     let config = RouterConfig { base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
     let router = Router::new(broker(&venue.url, BINANCE_SECRET), store, config);
-    let routed = router.submit("grid@binance", 1, &intent("1", OrderType::Market), 1).await.unwrap();
+    let routed = router.submit("grid@binance", OrderRef::new(1, 1), &intent("1", OrderType::Market), 1).await.unwrap();
     assert!(matches!(routed, Routed::Accepted { .. }), "{routed:?}");
     let s = venue.state.lock().unwrap();
     assert_eq!((s.order_posts, s.binance_orders.len()), (1, 1));
@@ -198,5 +201,75 @@ async fn a_clock_that_cannot_be_corrected_is_a_transient_refusal() {
     assert!(matches!(&err, VenueError::Transient { status: 400, .. }), "{err}");
     assert!(err.is_retryable(), "-1021 means nothing was done: the order may be sent again");
     assert_eq!(venue.requests_to("/api/v3/time"), 2, "measured, refused, measured again");
+    assert!(venue.state.lock().unwrap().binance_orders.is_empty());
+}
+
+/// Stops go as `STOP_LOSS`, stop-limits as `STOP_LOSS_LIMIT`, their stop
+/// price rounded to the tick as a limit price is (a sell up, a buy down)
+/// and held to `PRICE_FILTER`; a stop's value is checked at its stop.
+#[tokio::test]
+async fn stop_orders_carry_a_stop_price_that_meets_the_price_filter() {
+    let venue = FakeVenue::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("b.db")).unwrap());
+    let router = Router::new(broker(&venue.url, BINANCE_SECRET), store, RouterConfig::default());
+    let stop = OrderIntent { side: Side::Sell, ..intent("0.5", OrderType::Stop { stop: dec("95.551") }) };
+    let stop_limit = intent("1", OrderType::StopLimit { stop: dec("101.509"), limit: dec("102.019") });
+    for (n, intent) in [(1, stop), (2, stop_limit)] {
+        let routed = router.submit("grid@binance", OrderRef::new(1, n), &intent, 1).await.unwrap();
+        let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
+        assert_eq!(order.status, OrderStatus::Accepted, "a stop waits for its trigger");
+    }
+    let orders = venue.state.lock().unwrap().binance_orders.clone();
+    let wire =
+        |o: &serde_json::Value| (o["type"].clone(), o["side"].clone(), o["stopPrice"].clone(), o["price"].clone());
+    assert_eq!(wire(&orders[0]), (json!("STOP_LOSS"), json!("SELL"), json!("95.56"), json!("0.00000000")));
+    assert_eq!(wire(&orders[1]), (json!("STOP_LOSS_LIMIT"), json!("BUY"), json!("101.5"), json!("102.01")));
+
+    let broker = broker(&venue.url, BINANCE_SECRET);
+    let cases = [
+        (OrderType::Stop { stop: dec("0.001") }, "stop price 0 is below the minimum 0.01"),
+        (OrderType::StopLimit { stop: dec("2000000"), limit: dec("100") }, "stop price 2000000 is above the maximum"),
+        (OrderType::Stop { stop: dec("100") }, "minimum notional"),
+    ];
+    for (order_type, reason) in cases {
+        let err = broker.submit(&request("c9", "0.005", order_type)).await.unwrap_err();
+        assert!(
+            matches!(&err, VenueError::Rejected { code: None, message, .. } if message.contains(reason)),
+            "{order_type}: {err}"
+        );
+    }
+    assert_eq!(venue.state.lock().unwrap().order_posts, 2, "nothing the venue would refuse was sent");
+    assert_eq!(venue.requests_to("/api/v3/avgPrice"), 0, "a stop is valued at its stop, not the average price");
+}
+
+/// The fake Binance holds stop orders to what each type takes.
+#[tokio::test]
+async fn the_fake_refuses_stop_orders_missing_what_they_need() {
+    let venue = FakeVenue::start().await;
+    let client = reqwest::Client::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let cases = [
+        ("type=STOP_LOSS&quantity=1", -1102),
+        ("type=STOP_LOSS&quantity=1&stopPrice=100&timeInForce=GTC", -1106),
+        ("type=STOP_LOSS&quantity=1&stopPrice=100&price=100", -1102),
+        ("type=STOP_LOSS_LIMIT&quantity=1&stopPrice=100&price=101", -1102),
+        ("type=STOP_LOSS_LIMIT&quantity=1&price=101&timeInForce=GTC", -1102),
+        ("type=STOP_LOSS_LIMIT&quantity=1&stopPrice=100.001&price=101&timeInForce=GTC", -1013),
+        ("type=LIMIT&quantity=1&stopPrice=100&price=101&timeInForce=GTC", -1102),
+        ("type=TAKE_PROFIT&quantity=1&stopPrice=100", -1116),
+    ];
+    for (params, code) in cases {
+        let query = format!("symbol=BTCUSDT&side=BUY&{params}&recvWindow=5000&timestamp={now}");
+        let signature = stratbox::broker::binance_signature(BINANCE_SECRET, &query);
+        let answer = client
+            .post(format!("{}/api/v3/order?{query}&signature={signature}", venue.url))
+            .header("X-MBX-APIKEY", "fake-key")
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        assert_eq!(body["code"], code, "{params}: {body}");
+    }
     assert!(venue.state.lock().unwrap().binance_orders.is_empty());
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use stratbox::order::OrderStatus;
+use stratbox::order::{OrderRef, OrderStatus};
 use stratbox::router::client_order_id;
 use stratbox::store::Store;
 use stratbox_tests::MISBEHAVE_WASM;
@@ -132,7 +132,8 @@ async fn every_promise_holds_across_faults_and_kills() {
     })
     .await;
     wait_until("every order to fill and be told", Duration::from_secs(180), || {
-        let orders = (1..=BARS as u64).map(|n| store.order(&client_order_id(INSTANCE, n)).ok().flatten());
+        let orders =
+            (1..=BARS as u64).map(|n| store.order(&client_order_id(INSTANCE, OrderRef::new(1, n))).ok().flatten());
         let filled = orders.into_iter().all(|o| o.is_some_and(|o| o.status == OrderStatus::Filled));
         filled && store.undelivered_fills("alpaca").is_ok_and(|f| f.is_empty())
     })
@@ -147,10 +148,14 @@ async fn every_promise_holds_across_faults_and_kills() {
     // Every decided order reached the venue exactly once, and nothing else did.
     let mut at_venue: Vec<&str> = s.orders.iter().map(|o| o["client_order_id"].as_str().unwrap()).collect();
     at_venue.sort_unstable();
-    let mut decided: Vec<String> = (1..=BARS as u64).map(|n| client_order_id(INSTANCE, n)).collect();
+    let mut decided: Vec<String> = (1..=BARS as u64).map(|n| client_order_id(INSTANCE, OrderRef::new(1, n))).collect();
     decided.sort_unstable();
     assert_eq!(at_venue, decided, "seed {seed}: each decided order at the venue exactly once");
-    assert_eq!(store.last_intent(INSTANCE).unwrap(), BARS as u64, "one order per bar, none decided twice");
+    // One lifetime: every restart restored the committed state.
+    assert_eq!(store.last_lifetime(INSTANCE).unwrap(), 1, "seed {seed}: no instance started afresh");
+    let mut ids = store.order_ids(INSTANCE, 1).unwrap();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=BARS as u64).collect::<Vec<_>>(), "one order per bar, none decided twice");
 
     // Every bar seen once, in order; every fill told once.
     let [seen, last, disorder, fills, _] = strategy_state(&store).unwrap();
@@ -158,7 +163,7 @@ async fn every_promise_holds_across_faults_and_kills() {
     assert_eq!(last as i64, alpaca_time(BARS - 1));
     assert_eq!(fills, BARS as u64, "seed {seed}: each fill told exactly once");
     for n in 1..=BARS as u64 {
-        let (qty, _) = store.filled(&client_order_id(INSTANCE, n)).unwrap();
+        let (qty, _) = store.filled(&client_order_id(INSTANCE, OrderRef::new(1, n))).unwrap();
         assert_eq!(qty, Decimal::ONE, "seed {seed}: intent {n}'s fill recorded once");
     }
 
@@ -428,7 +433,7 @@ params = {{ mode = "churn", qty = 1 }}
     wait_until("every kline and order settled", Duration::from_secs(120), || {
         let settled = (1..=KLINES as u64).all(|n| {
             store
-                .order(&client_order_id("bot@binance", n))
+                .order(&client_order_id("bot@binance", OrderRef::new(1, n)))
                 .ok()
                 .flatten()
                 .is_some_and(|o| o.status == OrderStatus::Filled)

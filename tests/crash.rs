@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use stratbox::order::OrderRef;
 use stratbox::order::OrderStatus;
 use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
@@ -135,7 +136,7 @@ async fn an_order_committed_before_a_crash_but_never_sent_goes_out_once_after_it
     // The crash: the engine committed its decision (the order, queued for
     // the router) and the process died before the router saw it.
     let intent = market_buy(1);
-    let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", 1, &intent, OrderStatus::Queued, 1);
+    let queued = OrderRecord::for_intent("alpaca", "sma@alpaca", OrderRef::new(1, 1), &intent, OrderStatus::Queued, 1);
     {
         let store = Store::open(&dir.path().join("host.db")).unwrap();
         store.commit_input("sma@alpaca", None, 0, std::slice::from_ref(&queued), None, 1).unwrap();
@@ -174,7 +175,8 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     // Before the crash: the strategy's intent 1 was sent and accepted; it
     // filled while the host was down, so nothing told the strategy.
     let intent = market_buy(1);
-    let mut order = OrderRecord::for_intent("alpaca", "bot@alpaca", 1, &intent, OrderStatus::Accepted, 1);
+    let mut order =
+        OrderRecord::for_intent("alpaca", "bot@alpaca", OrderRef::new(1, 1), &intent, OrderStatus::Accepted, 1);
     let body = serde_json::json!({ "client_order_id": order.client_order_id, "symbol": "AAPL", "qty": "1",
         "side": "buy", "type": "market", "time_in_force": "day" });
     let sent: serde_json::Value = reqwest::Client::new()
@@ -191,9 +193,9 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     order.venue_order_id = sent["id"].as_str().map(String::from);
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
     store.insert_order(&order).unwrap();
-    // The strategy that placed it, saved (the plugin's state is a count of
-    // bars seen) with the numbering it placed intent 1 under.
-    store.commit_input("bot@alpaca", Some((&0u64.to_le_bytes(), 0)), 0, &[], None, 1).unwrap();
+    // The strategy that placed it, saved (the plugin's state is five
+    // counters) in the lifetime it placed order 1 in.
+    store.commit_input("bot@alpaca", Some((&[0; 40], 0)), 1, &[], None, 1).unwrap();
 
     let heard = |out: &Path| std::fs::read_to_string(out).unwrap_or_default().matches("Info: filled 1").count();
     let first = dir.path().join("first.out");

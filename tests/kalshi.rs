@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::OrderRequest;
 use stratbox::broker::{Broker, KalshiBroker, KalshiCredentials, OrderStatus};
-use stratbox::order::{OrderIntent, OrderType, Side, TimeInForce};
+use stratbox::order::{OrderIntent, OrderRef, OrderType, Side, TimeInForce};
 use stratbox::router::{Routed, Router, RouterConfig};
 use stratbox::store::Store;
 use stratbox::venue::VenueError;
@@ -68,7 +68,7 @@ async fn signed_orders_are_accepted_and_a_lost_answer_is_found() {
     let router = Router::new(broker(&venue.url, credentials), store, config);
 
     let limit = router
-        .submit("wx@kalshi", 1, &intent("3", OrderType::Limit { price: "0.456".parse().unwrap() }), 1)
+        .submit("wx@kalshi", OrderRef::new(1, 1), &intent("3", OrderType::Limit { price: "0.456".parse().unwrap() }), 1)
         .await
         .unwrap();
     let Routed::Accepted { order, .. } = limit else { panic!("{limit:?}") };
@@ -76,7 +76,7 @@ async fn signed_orders_are_accepted_and_a_lost_answer_is_found() {
     assert_eq!(venue.state.lock().unwrap().kalshi_orders[0]["yes_price"], 46, "dollars become cents");
 
     venue.fail_next_order(OrderFault::AcceptThen500);
-    let market = router.submit("wx@kalshi", 2, &intent("2", OrderType::Market), 2).await.unwrap();
+    let market = router.submit("wx@kalshi", OrderRef::new(1, 2), &intent("2", OrderType::Market), 2).await.unwrap();
     assert!(matches!(&market, Routed::Accepted { order, .. } if order.status == OrderStatus::Filled), "{market:?}");
     let s = venue.state.lock().unwrap();
     assert_eq!((s.order_posts, s.kalshi_orders.len()), (2, 2), "the lost answer was looked up, not resent");
@@ -192,4 +192,28 @@ async fn the_venues_error_code_is_kept() {
         "{err}"
     );
     assert!(err.to_string().contains("market_closed"), "{err}");
+}
+
+/// Kalshi has no stop orders: one is refused before anything is sent, and
+/// the refusal is final and names the order type.
+#[tokio::test]
+async fn stop_orders_are_refused_before_reaching_kalshi() {
+    let (venue, credentials) = venue_and_keys().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("k.db")).unwrap());
+    let config = RouterConfig { base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
+    let router = Router::new(broker(&venue.url, credentials.clone()), store.clone(), config);
+    let stop = OrderType::Stop { stop: "0.40".parse().unwrap() };
+    let routed = router.submit("wx@kalshi", OrderRef::new(1, 1), &intent("3", stop), 1).await.unwrap();
+    let Routed::Rejected { reason, client_order_id } = routed else { panic!("{routed:?}") };
+    assert!(reason.contains("no stop orders"), "{reason}");
+    assert_eq!(store.order(&client_order_id).unwrap().unwrap().status, OrderStatus::Rejected);
+
+    let stop_limit = OrderType::StopLimit { stop: "0.40".parse().unwrap(), limit: "0.45".parse().unwrap() };
+    let err = broker(&venue.url, credentials).submit(&request("c2", 1, stop_limit)).await.unwrap_err();
+    assert!(matches!(&err, VenueError::Rejected { venue: "kalshi", .. }), "{err}");
+    assert!(err.to_string().contains("stop_limit"), "{err}");
+    let s = venue.state.lock().unwrap();
+    assert_eq!((s.order_posts, s.kalshi_orders.len()), (0, 0), "nothing reached the venue");
+    assert!(!s.requests.iter().any(|r| r.starts_with("POST")), "{:?}", s.requests);
 }

@@ -57,7 +57,12 @@ pub fn component_from_wit(wit: &str, world: &str) -> anyhow::Result<Vec<u8>> {
 /// The contract's WIT text with its version replaced.
 pub fn contract_wit(version: &str) -> String {
     let text = include_str!("../wit/strategy.wit");
-    text.replace("stratbox:strategy@0.1.0", &format!("stratbox:strategy@{version}"))
+    text.replace("stratbox:strategy@0.2.0", &format!("stratbox:strategy@{version}"))
+}
+
+/// The contract as it was at 0.1.0, before strategies became resources.
+pub fn contract_wit_0_1() -> &'static str {
+    include_str!("test_data/strategy-0.1.wit")
 }
 
 /// `wasm` with a custom section appended: a different build (another

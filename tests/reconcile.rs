@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker};
 use stratbox::order::OrderIntent;
+use stratbox::order::OrderRef;
 use stratbox::reconcile::Reconciler;
 use stratbox::risk::{RiskGate, TradingState};
 use stratbox::router::{Routed, Router, RouterConfig};
@@ -46,7 +47,9 @@ async fn fills_are_applied_once_however_often_they_are_seen() {
     let path = dir.path().join("host.db");
     let store = Arc::new(Store::open(&path).unwrap());
     let router = Router::new(broker(&venue.url), store.clone(), RouterConfig::default());
-    let Routed::Accepted { order, .. } = router.submit("sma@alpaca", 1, &buy(3), 1_000).await.unwrap() else {
+    let Routed::Accepted { order, .. } =
+        router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(3), 1_000).await.unwrap()
+    else {
         panic!()
     };
 
@@ -127,7 +130,7 @@ async fn an_order_the_venue_never_received_is_sent_again_never_expired() {
     let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
     let config = RouterConfig { max_attempts: 2, base_backoff: Duration::from_millis(5), ..RouterConfig::default() };
     let router = Router::new(broker(&dead), store.clone(), config.clone());
-    assert!(router.submit("sma@alpaca", 1, &buy(1), 1_000).await.is_err());
+    assert!(router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(1), 1_000).await.is_err());
 
     let reconciler = Reconciler::new(broker(&venue.url), store.clone(), RiskGate::default(), Decimal::ONE);
     reconciler.sync(2_000).await.unwrap();

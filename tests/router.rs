@@ -7,6 +7,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use stratbox::broker::{AlpacaBroker, AlpacaCredentials, Broker, OrderStatus};
 use stratbox::order::OrderIntent;
+use stratbox::order::OrderRef;
 use stratbox::router::{Routed, Router, RouterConfig, RouterError, client_order_id};
 use stratbox::store::{OrderRecord, Store};
 use stratbox::venue::VenueError;
@@ -65,17 +66,17 @@ fn counts(venue: &FakeVenue) -> (usize, usize) {
 #[tokio::test]
 async fn an_accepted_order_is_recorded_and_never_sent_again() {
     let t = setup().await;
-    let routed = t.router.submit("sma@alpaca", 1, &buy(10), 1000).await.unwrap();
+    let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(10), 1000).await.unwrap();
     let Routed::Accepted { order, .. } = routed else { panic!("{routed:?}") };
     assert_eq!(
         (order.status, order.qty, order.client_order_id.as_str()),
-        (OrderStatus::Accepted, Decimal::from(10), client_order_id("sma@alpaca", 1).as_str())
+        (OrderStatus::Accepted, Decimal::from(10), client_order_id("sma@alpaca", OrderRef::new(1, 1)).as_str())
     );
     let record = t.store.order(&order.client_order_id).unwrap().unwrap();
     assert_eq!((record.status, record.venue_order_id.as_deref()), (OrderStatus::Accepted, Some("ord-1")));
 
     // The same intent again (a retry, a restart): nothing is sent.
-    let again = t.router.submit("sma@alpaca", 1, &buy(10), 2000).await.unwrap();
+    let again = t.router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(10), 2000).await.unwrap();
     assert!(matches!(again, Routed::AlreadyRouted { .. }), "{again:?}");
     assert_eq!(counts(&t.venue), (1, 1));
 }
@@ -89,7 +90,7 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
         let hangs = matches!(fault, OrderFault::AcceptThenHang(_));
         let t = setup_with_timeout(if hangs { Duration::from_secs(2) } else { Duration::from_secs(30) }).await;
         t.venue.fail_next_order(fault.clone());
-        let routed = t.router.submit("sma@alpaca", 7, &buy(3), 1000).await.unwrap();
+        let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 7), &buy(3), 1000).await.unwrap();
         assert!(
             matches!(&routed, Routed::Accepted { order, .. } if order.venue_order_id == "ord-1"),
             "{fault:?}: {routed:?}"
@@ -97,7 +98,10 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
         assert_eq!(counts(&t.venue), (1, 1), "{fault:?}: one POST, one order");
         let lookups = t.venue.requests().iter().filter(|r| r.contains("by_client_order_id")).count();
         assert!(lookups >= 1, "{fault:?}: the router asked the venue before deciding");
-        assert_eq!(t.store.order(&client_order_id("sma@alpaca", 7)).unwrap().unwrap().status, OrderStatus::Accepted);
+        assert_eq!(
+            t.store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 7))).unwrap().unwrap().status,
+            OrderStatus::Accepted
+        );
     }
 }
 
@@ -105,7 +109,7 @@ async fn a_lost_answer_is_settled_by_lookup_not_by_resending() {
 async fn an_order_the_venue_never_took_is_sent_again_once() {
     let t = setup().await;
     t.venue.fail_next_order(OrderFault::Status { code: 503, retry_after: None });
-    let routed = t.router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap();
+    let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(1), 1000).await.unwrap();
     assert!(matches!(routed, Routed::Accepted { .. }));
     assert_eq!(counts(&t.venue), (2, 1), "looked up, found nothing, resent once");
 }
@@ -115,7 +119,7 @@ async fn throttling_waits_for_retry_after() {
     let t = setup().await;
     t.venue.fail_next_order(OrderFault::Status { code: 429, retry_after: Some(1) });
     let start = std::time::Instant::now();
-    let routed = t.router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap();
+    let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(1), 1000).await.unwrap();
     assert!(matches!(routed, Routed::Accepted { .. }));
     assert!(start.elapsed() >= Duration::from_millis(950), "Retry-After was honoured");
     assert_eq!(counts(&t.venue), (2, 1));
@@ -129,7 +133,7 @@ async fn a_refusal_is_final_and_journaled() {
         code: 40310000,
         message: "insufficient buying power".into(),
     });
-    let routed = t.router.submit("sma@alpaca", 2, &buy(1_000_000), 1000).await.unwrap();
+    let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 2), &buy(1_000_000), 1000).await.unwrap();
     let Routed::Rejected { reason, client_order_id: coid } = routed else { panic!("{routed:?}") };
     assert_eq!(reason, "insufficient buying power");
     assert_eq!(counts(&t.venue), (1, 0), "never retried");
@@ -142,15 +146,20 @@ async fn a_refusal_is_final_and_journaled() {
 async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
     // The previous run persisted the order and sent it, then died.
     let t = setup().await;
-    let pending = OrderRecord::for_intent("alpaca", "sma@alpaca", 5, &buy(2), OrderStatus::Pending, 1);
-    assert_eq!(pending.client_order_id, client_order_id("sma@alpaca", 5));
+    let pending =
+        OrderRecord::for_intent("alpaca", "sma@alpaca", OrderRef::new(1, 5), &buy(2), OrderStatus::Pending, 1);
+    assert_eq!(pending.client_order_id, client_order_id("sma@alpaca", OrderRef::new(1, 5)));
     assert!(t.store.insert_order(&pending).unwrap());
-    t.router.submit("sma@alpaca", 5, &buy(2), 1000).await.unwrap();
+    t.router.submit("sma@alpaca", OrderRef::new(1, 5), &buy(2), 1000).await.unwrap();
     assert_eq!(counts(&t.venue), (1, 1), "not at the venue yet: sent once");
 
     // Same again, but this time the venue already has it.
-    let coid2 = client_order_id("sma@alpaca", 6);
-    assert!(t.store.insert_order(&OrderRecord { client_order_id: coid2.clone(), intent: 6, ..pending }).unwrap());
+    let coid2 = client_order_id("sma@alpaca", OrderRef::new(1, 6));
+    assert!(
+        t.store
+            .insert_order(&OrderRecord { client_order_id: coid2.clone(), intent: OrderRef::new(1, 6), ..pending })
+            .unwrap()
+    );
     {
         let mut s = t.venue.state.lock().unwrap();
         s.orders.push(
@@ -158,7 +167,7 @@ async fn after_a_crash_a_pending_order_is_looked_up_before_sending() {
             "filled_avg_price": "180.5", "side": "buy", "status": "filled"}),
         );
     }
-    let routed = t.router.submit("sma@alpaca", 6, &buy(2), 1000).await.unwrap();
+    let routed = t.router.submit("sma@alpaca", OrderRef::new(1, 6), &buy(2), 1000).await.unwrap();
     assert!(matches!(&routed, Routed::Accepted { order, .. } if order.status == OrderStatus::Filled), "{routed:?}");
     assert_eq!(counts(&t.venue), (1, 2), "no second POST");
     let record = t.store.order(&coid2).unwrap().unwrap();
@@ -176,9 +185,9 @@ async fn an_unreachable_venue_gives_up_without_losing_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("orders.db")).unwrap());
     let router = Router::new(broker(&url), store.clone(), config());
-    let err = router.submit("sma@alpaca", 1, &buy(1), 1000).await.unwrap_err();
+    let err = router.submit("sma@alpaca", OrderRef::new(1, 1), &buy(1), 1000).await.unwrap_err();
     assert!(matches!(err, RouterError::GaveUp { attempts: 4, .. }), "{err}");
-    let record = store.order(&client_order_id("sma@alpaca", 1)).unwrap().unwrap();
+    let record = store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 1))).unwrap().unwrap();
     assert_eq!(record.status, OrderStatus::Pending, "never reached the venue, kept for the next attempt");
 }
 
@@ -197,7 +206,9 @@ async fn the_broker_reads_positions_account_and_cancels() {
     let positions = broker.positions().await.unwrap();
     assert_eq!(positions[1].qty, Decimal::from(-2), "short positions are negative");
     assert_eq!(broker.account().await.unwrap().cash, "1234.56".parse::<Decimal>().unwrap());
-    let Routed::Accepted { order, .. } = t.router.submit("s", 1, &buy(1), 1).await.unwrap() else { panic!() };
+    let Routed::Accepted { order, .. } = t.router.submit("s", OrderRef::new(1, 1), &buy(1), 1).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(broker.open_orders().await.unwrap().len(), 1);
     broker.cancel("AAPL", &order.venue_order_id).await.unwrap();
     assert!(broker.open_orders().await.unwrap().is_empty());
@@ -209,8 +220,8 @@ async fn every_alpaca_order_status_maps_to_what_it_means() {
     use OrderStatus::*;
     let t = setup().await;
     let broker = broker(&t.venue.url);
-    let coid = client_order_id("s", 1);
-    t.router.submit("s", 1, &buy(10), 1).await.unwrap();
+    let coid = client_order_id("s", OrderRef::new(1, 1));
+    t.router.submit("s", OrderRef::new(1, 1), &buy(10), 1).await.unwrap();
     // (status, with nothing filled, with 4 of 10 filled)
     let expected = [
         ("new", Accepted, PartiallyFilled),
@@ -269,4 +280,61 @@ async fn an_order_answer_carries_its_fills_and_bad_keys_are_unauthorized() {
     let err =
         broker.submit(&stratbox::broker::OrderRequest { client_order_id: "c2".into(), ..order }).await.unwrap_err();
     assert!(matches!(&err, VenueError::Unauthorized { venue: "alpaca", status: 401, .. }), "{err}");
+}
+
+/// Stop and stop-limit orders reach Alpaca with their prices as strings,
+/// rounded as limit prices are; the fake, like the API, refuses a stop
+/// without its `stop_price`.
+#[tokio::test]
+async fn stop_orders_reach_alpaca_with_their_prices_as_strings() {
+    use stratbox::order::{OrderType, Side};
+    let t = setup().await;
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let stop = OrderIntent { side: Side::Sell, order_type: OrderType::Stop { stop: d("181.504") }, ..buy(2) };
+    let stop_limit =
+        OrderIntent { order_type: OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, ..buy(1) };
+    for (n, intent) in [(1, stop), (2, stop_limit)] {
+        let routed = t.router.submit("sma@alpaca", OrderRef::new(1, n), &intent, 1000).await.unwrap();
+        assert!(matches!(routed, Routed::Accepted { .. }), "{routed:?}");
+    }
+    let orders = t.venue.state.lock().unwrap().orders.clone();
+    let wire = |o: &serde_json::Value| {
+        (o["type"].clone(), o["side"].clone(), o["stop_price"].clone(), o["limit_price"].clone())
+    };
+    assert_eq!(wire(&orders[0]), ("stop".into(), "sell".into(), "181.50".into(), serde_json::Value::Null));
+    assert_eq!(wire(&orders[1]), ("stop_limit".into(), "buy".into(), "0.9512".into(), "0.9877".into()));
+    let stored = t.store.order(&client_order_id("sma@alpaca", OrderRef::new(1, 2))).unwrap().unwrap();
+    assert_eq!(stored.order_type, OrderType::StopLimit { stop: d("0.95123"), limit: d("0.98767") }, "kept as decided");
+
+    // The fake's own checks: a stop needs its stop price, as a string; a
+    // market order takes none.
+    let client = reqwest::Client::new();
+    for (body, refusal) in [
+        (r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop", "time_in_force": "day"}"#, "stop_price"),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop", "time_in_force": "day", "stop_price": 5}"#,
+            "stop_price",
+        ),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "stop_limit", "time_in_force": "day", "stop_price": "5"}"#,
+            "limit_price",
+        ),
+        (
+            r#"{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day", "stop_price": "5"}"#,
+            "stop_price",
+        ),
+    ] {
+        let answer = client
+            .post(format!("{}/v2/orders", t.venue.url))
+            .header("content-type", "application/json")
+            .header("APCA-API-KEY-ID", "k")
+            .header("APCA-API-SECRET-KEY", "s")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 422, "{body}");
+        assert!(answer.text().await.unwrap().contains(refusal), "{body}");
+    }
+    assert_eq!(counts(&t.venue), (6, 2), "every POST counted, only the two valid ones kept");
 }

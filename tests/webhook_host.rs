@@ -1,6 +1,6 @@
 //! Webhooks into a host running in-process on paper: a Standard Webhooks
-//! order route places market and limit orders once each, and a signal for
-//! two strategies reaches each of them once.
+//! order route places market, limit, stop and stop-limit orders once each,
+//! and a signal for two strategies reaches each of them once.
 
 use std::time::Duration;
 
@@ -55,9 +55,16 @@ async fn standard_orders_and_signals_reach_their_strategies_once() {
             }
             let limit = r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "limit", "limit_price": "1"}"#;
             statuses.push(post_signed(&orders, "msg_limit", limit).await);
+            // Stops far from the market: placed, never triggered.
+            let stop_order = r#"{"symbol": "AAPL", "side": "sell", "qty": 1, "type": "stop", "stop_price": "1.25"}"#;
+            statuses.push(post_signed(&orders, "msg_stop", stop_order).await);
+            let stop_limit = r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": 99999, "limit_price": "100000"}"#;
+            statuses.push(post_signed(&orders, "msg_stop_limit", stop_limit).await);
             statuses.push(post_signed(&news, "msg_news", r#"{"headline": "hello"}"#).await);
             statuses.push(post_signed(&news, "msg_news", r#"{"headline": "hello"}"#).await);
             out.wait_for("limit 1").await;
+            out.wait_for("stop_limit 99999/100000").await;
+            out.wait_for("stop 1.25").await;
             out.wait_for("[bot2]").await;
             // Let a few more bars pass so the market order fills at the next open.
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -68,14 +75,16 @@ async fn standard_orders_and_signals_reach_their_strategies_once() {
     let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(5), exit_when_done: false };
     let (reports, statuses) =
         tokio::join!(run_host(config, options, async { stopped.await.unwrap() }, out.clone()), probe);
-    assert_eq!(statuses, [202, 200, 200, 202, 202, 200]);
+    assert_eq!(statuses, [202, 200, 200, 202, 202, 202, 202, 200]);
     let reports = reports.unwrap();
     let bot = reports.iter().find(|r| r.fills.iter().any(|f| f.qty == 3.into())).expect("the market order filled");
-    assert_eq!(bot.fills.len(), 1, "one fill: the limit order at 1 never fills");
+    assert_eq!(bot.fills.len(), 1, "one fill: the limit order at 1 and the stops never fill");
     let text = out.text();
     for strategy in ["bot", "bot2"] {
         let heard = text.lines().filter(|l| l.starts_with(&format!("[{strategy}]")) && l.contains("hello")).count();
         assert_eq!(heard, 1, "{strategy} heard the signal once:\n{text}");
     }
     assert_eq!(text.matches("limit 1").count(), 1, "{text}");
+    assert_eq!(text.matches("stop 1.25").count(), 1, "{text}");
+    assert_eq!(text.matches("stop_limit 99999/100000").count(), 1, "{text}");
 }

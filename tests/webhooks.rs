@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use stratbox::api::{AppState, app};
 use stratbox::config::{Config, EMBEDDED_DEFAULT, WebhookAction, WebhookConfig, WebhookKind};
 use stratbox::engine::{HostStatus, RunOptions, run_host};
+use stratbox::order::OrderType;
 use stratbox::store::Store;
 use stratbox::webhook::{Handed, Inbound, Secret, WebhookIntake, run_dispatcher};
 use stratbox_tests::MISBEHAVE_WASM;
@@ -457,7 +458,15 @@ async fn standard_order_routes_place_validated_orders() {
     let limit = r#"{"symbol": "AAPL", "side": "sell", "qty": "2.5", "type": "limit", "limit_price": "190.25"}"#;
     assert_eq!(post_signed(&url, "msg_1", limit).await.0, 202);
     assert_eq!(post_signed(&url, "msg_2", r#"{"symbol": "AAPL", "side": "buy", "qty": 3}"#).await.0, 202);
+    let stop = r#"{"symbol": "AAPL", "side": "sell", "qty": 1, "type": "stop", "stop_price": "181.5"}"#;
+    assert_eq!(post_signed(&url, "msg_3", stop).await.0, 202);
+    let stop_limit = r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": "101.5", "limit_price": 102}"#;
+    assert_eq!(post_signed(&url, "msg_4", stop_limit).await.0, 202);
     let bad = [
+        (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "stop"}"#, 422),
+        (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "stop", "stop_price": "-1"}"#, 422),
+        (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "stop_price": 5}"#, 422),
+        (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": 5}"#, 422),
         (r#"{"symbol": "AAPL", "side": "hold", "qty": 1}"#, 422),
         (r#"{"symbol": "AAPL", "side": "buy", "qty": "-1"}"#, 422),
         (r#"{"symbol": "AAPL", "side": "buy", "qty": 1, "type": "limit"}"#, 422),
@@ -474,12 +483,17 @@ async fn standard_order_routes_place_validated_orders() {
         assert_eq!(status, *expected, "{body}: {text}");
     }
     let orders = waiting(&s.store);
-    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_eq!(orders.len(), 4, "{orders:?}");
     let Inbound::Order { order, strategy, .. } = &orders[0] else { panic!("{orders:?}") };
     assert_eq!(strategy, "bot");
-    assert_eq!((order.qty, order.limit_price), ("2.5".parse().unwrap(), Some("190.25".parse().unwrap())));
+    assert_eq!(
+        (order.qty, order.order_type),
+        ("2.5".parse().unwrap(), OrderType::Limit { price: "190.25".parse().unwrap() })
+    );
     let Inbound::Order { order, .. } = &orders[1] else { panic!("{orders:?}") };
-    assert_eq!((order.qty, order.limit_price), (3.into(), None));
+    assert_eq!((order.qty, order.order_type), (3.into(), OrderType::Market));
+    let types: Vec<String> = orders.iter().map(|o| format!("{o:?}")).collect();
+    assert!(types[2].contains("Stop { stop: 181.5 }") && types[3].contains("StopLimit { stop: 101.5, limit: 102 }"));
 
     // The config takes such a route, for one strategy only.
     let config = |strategies: &str| {

@@ -10,10 +10,10 @@ use sma_crossover::{Order, Qty, SmaCrossover};
 use crate::bar::{Bar, Millis};
 use crate::broker::{Commission, PaperBroker};
 use crate::engine::{Engine, EngineError};
-use crate::order::{Action, Fill, IntentId, OrderIntent, Side};
+use crate::order::{Action, Fill, OrderIntent, Side};
 use crate::risk::RiskLimits;
 use crate::runtime::{Clock, Runtime, RuntimeConfig, RuntimeError};
-use crate::strategy::{Strategy, StrategyError};
+use crate::strategy::{Account, Strategy, StrategyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -76,14 +76,14 @@ pub fn synthetic_bars(n: usize, symbol: &str) -> Vec<Bar> {
 /// The SMA crossover rules from the plugin's crate, run natively.
 pub struct NativeSma {
     rules: SmaCrossover,
-    next_intent: IntentId,
-    pending: Vec<(IntentId, Order)>,
+    next_id: u64,
+    pending: Vec<(u64, Order)>,
 }
 
 impl NativeSma {
     pub fn new(fast: usize, slow: usize, qty: i64) -> Result<Self, String> {
         let rules = SmaCrossover::new(fast, slow, Qty { mantissa: qty, scale: 0 }).map_err(|e| e.0)?;
-        Ok(Self { rules, next_intent: 1, pending: Vec::new() })
+        Ok(Self { rules, next_id: 1, pending: Vec::new() })
     }
 }
 
@@ -109,22 +109,23 @@ impl Strategy for NativeSma {
                 Order::Buy(q) => (Side::Buy, q),
                 Order::Sell(q) => (Side::Sell, q),
             };
-            self.pending.push((self.next_intent, order));
-            self.next_intent += 1;
+            let id = self.next_id;
+            self.pending.push((id, order));
+            self.next_id += 1;
             let intent =
                 OrderIntent::market(bar.symbol.clone(), side, Decimal::new(qty.mantissa, u32::from(qty.scale)));
-            actions.push((index, Action::Submit { intent }));
+            actions.push((index, Action::Submit { id, intent }));
         }
         Ok(actions)
     }
 
     fn on_fill(&mut self, fill: &Fill) -> Result<Vec<Action>, StrategyError> {
-        self.pending.retain(|(id, _)| *id != fill.intent_id);
+        self.pending.retain(|(id, _)| *id != fill.intent_id.id);
         Ok(Vec::new())
     }
 
-    fn on_reject(&mut self, intent_id: IntentId, _: &str, _: &str) -> Result<Vec<Action>, StrategyError> {
-        if let Some(at) = self.pending.iter().position(|(id, _)| *id == intent_id) {
+    fn on_reject(&mut self, order: u64, _: &str, _: &str) -> Result<Vec<Action>, StrategyError> {
+        if let Some(at) = self.pending.iter().position(|(id, _)| *id == order) {
             let (_, order) = self.pending.remove(at);
             self.rules.on_rejected(order);
         }
@@ -149,6 +150,8 @@ impl Strategy for NativeSma {
     }
 
     fn set_position(&mut self, _: &Arc<str>, _: Decimal) {}
+
+    fn set_account(&mut self, _: Account) {}
 }
 
 fn measure(

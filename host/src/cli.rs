@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineError, LiveError, RunOptions};
 use crate::feed::{CsvLimits, FeedError, load_csv};
 use crate::risk::RiskLimits;
 use crate::runtime::{self, Clock, Runtime, RuntimeError};
+use crate::scaffold::{Lang, ScaffoldError};
 
 #[derive(Debug, Parser)]
 #[command(name = "stratbox", version, about = "A host for sandboxed WebAssembly trading strategies")]
@@ -97,6 +98,16 @@ pub enum Command {
     Venue {
         #[command(subcommand)]
         command: VenueCommand,
+    },
+    /// Writes a new strategy project that builds into a plugin.
+    New {
+        /// The project's folder and the plugin's name.
+        name: String,
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// Where to create the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Measures bars per second through the engine, plugin against native.
     Bench {
@@ -200,6 +211,8 @@ pub enum CliError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Signature(#[from] crate::webhook::SignatureError),
+    #[error(transparent)]
+    Scaffold(#[from] ScaffoldError),
 }
 
 /// The whole program: parses arguments, sets up logging, runs the command
@@ -271,6 +284,11 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Venue { command } => venue_command(command, out),
+        Command::New { name, lang, dir } => {
+            let root = crate::scaffold::create(&dir, &name, lang)?;
+            writeln!(out, "created {}; build it as its README.md says", root.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { bars, batch, format } => {
             let report = bench::run(bars.max(1), batch.max(1))?;
             match format {
@@ -355,7 +373,7 @@ fn inspect(path: &std::path::Path, format: Format, out: &mut impl Write) -> Resu
             if let Some(info) = &report.info {
                 writeln!(out, "plugin:    {} {} — {}", info.name, info.version, info.description)?;
                 for p in &info.params {
-                    writeln!(out, "  param {} ({:?}, default {}): {}", p.key, p.kind, p.default, p.description)?;
+                    writeln!(out, "  param {} ({}, default {}): {}", p.key, p.kind, p.default, p.description)?;
                 }
             }
             match &report.problem {

@@ -6,6 +6,12 @@
 //! line is dropped and counted. A writer thread appends what is queued to
 //! the store in batches and, once it has caught up after drops, journals
 //! `journal.dropped` with the count, so the loss is itself notified.
+//!
+//! An engine that keeps no state hands over each input's lines together
+//! with the webhook delivery it acted on ([`Journal::record_input`]): the
+//! writer appends the lines and deletes the delivery from the inbox in one
+//! transaction, so a crash never leaves a delivery both acted on (in the
+//! journal) and waiting to be handed over again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +29,17 @@ const ATTEMPTS: u32 = 5;
 
 type Line = (Millis, String, String);
 
+/// What one queue slot carries: lines, and the inbox row they complete.
+struct Entry {
+    lines: Vec<Line>,
+    done: Option<i64>,
+}
+
 /// A handle on the queue; clones share it. The writer ends once every
 /// handle is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct Journal {
-    tx: SyncSender<Line>,
+    tx: SyncSender<Entry>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -44,16 +56,40 @@ impl Journal {
 
     /// Queues a line stamped now; drops and counts it if the queue is full.
     pub fn record(&self, kind: &str, data: &serde_json::Value) {
-        match self.tx.try_send((now_ms(), kind.to_string(), data.to_string())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!(kind, "the journal writer has stopped; line lost");
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry { lines: vec![(now_ms(), kind.to_string(), data.to_string())], done: None };
+        if let Err(error) = self.tx.try_send(entry) {
+            self.lost(error, 1);
+        }
+    }
+
+    /// Queues one input's lines with the webhook delivery (inbox row, in
+    /// `store`) it acted on, to be committed together. With a full queue the
+    /// lines are dropped and counted, and the delivery, which was acted on,
+    /// is marked done at once.
+    pub fn record_input(&self, lines: Vec<(&'static str, serde_json::Value)>, done: Option<(i64, &Store)>) {
+        if lines.is_empty() && done.is_none() {
+            return;
+        }
+        let now = now_ms();
+        let lines = lines.into_iter().map(|(kind, data)| (now, kind.to_string(), data.to_string())).collect();
+        if let Err(error) = self.tx.try_send(Entry { lines, done: done.map(|(id, _)| id) }) {
+            let count = match &error {
+                TrySendError::Full(entry) | TrySendError::Disconnected(entry) => entry.lines.len(),
+            };
+            self.lost(error, count as u64);
+            if let Some((id, store)) = done
+                && let Err(error) = store.delivery_done(id)
+            {
+                tracing::error!(%error, id, "cannot mark a webhook delivery done");
             }
         }
+    }
+
+    fn lost(&self, error: TrySendError<Entry>, count: u64) {
+        if let TrySendError::Disconnected(_) = error {
+            tracing::error!("the journal writer has stopped; lines lost");
+        }
+        self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Lines dropped so far.
@@ -64,13 +100,15 @@ impl Journal {
 
 /// The writer: batches of queued lines into the store, until every handle
 /// is gone.
-fn write(store: &Store, rx: &Receiver<Line>, dropped: &AtomicU64) {
+fn write(store: &Store, rx: &Receiver<Entry>, dropped: &AtomicU64) {
     let mut reported = 0;
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(BATCH - 1));
+        let mut entries = vec![first];
+        entries.extend(rx.try_iter().take(BATCH - 1));
+        let done: Vec<i64> = entries.iter().filter_map(|e| e.done).collect();
+        let batch: Vec<Line> = entries.into_iter().flat_map(|e| e.lines).collect();
         let mut attempt = 0;
-        while let Err(error) = store.append_events(&batch) {
+        while let Err(error) = store.append_events_completing(&batch, &done) {
             attempt += 1;
             if attempt >= ATTEMPTS {
                 tracing::error!(%error, lines = batch.len(), "journal lines lost");

@@ -23,6 +23,7 @@ pub mod report;
 pub mod risk;
 pub mod router;
 pub mod runtime;
+pub mod scaffold;
 pub mod store;
 pub mod strategy;
 pub mod venue;

@@ -37,14 +37,77 @@ impl fmt::Display for Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderType {
     Market,
-    Limit { price: Decimal },
+    Limit {
+        price: Decimal,
+    },
+    /// A market order once the market trades at or through `stop` (up
+    /// for a buy, down for a sell).
+    Stop {
+        stop: Decimal,
+    },
+    /// A limit order at `limit` once the market trades at or through `stop`.
+    StopLimit {
+        stop: Decimal,
+        limit: Decimal,
+    },
 }
 
+impl OrderType {
+    /// The lowercase name the store, the venues and webhooks use.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderType::Market => "market",
+            OrderType::Limit { .. } => "limit",
+            OrderType::Stop { .. } => "stop",
+            OrderType::StopLimit { .. } => "stop_limit",
+        }
+    }
+
+    /// The price it trades at or better, once working: a limit's or a
+    /// stop-limit's limit.
+    pub fn limit_price(self) -> Option<Decimal> {
+        match self {
+            OrderType::Limit { price } => Some(price),
+            OrderType::StopLimit { limit, .. } => Some(limit),
+            OrderType::Market | OrderType::Stop { .. } => None,
+        }
+    }
+
+    /// The price that sets it working: a stop's or a stop-limit's stop.
+    pub fn stop_price(self) -> Option<Decimal> {
+        match self {
+            OrderType::Stop { stop } | OrderType::StopLimit { stop, .. } => Some(stop),
+            OrderType::Market | OrderType::Limit { .. } => None,
+        }
+    }
+
+    /// The price its notional is reckoned at: the limit when it has one,
+    /// else the stop; a market order has none (the last price stands in).
+    pub fn reference_price(self) -> Option<Decimal> {
+        self.limit_price().or(self.stop_price())
+    }
+
+    /// The type with these prices: none is a market order, a limit alone a
+    /// limit order, a stop alone a stop order, both a stop-limit.
+    pub fn from_prices(limit: Option<Decimal>, stop: Option<Decimal>) -> Self {
+        match (limit, stop) {
+            (None, None) => OrderType::Market,
+            (Some(price), None) => OrderType::Limit { price },
+            (None, Some(stop)) => OrderType::Stop { stop },
+            (Some(limit), Some(stop)) => OrderType::StopLimit { stop, limit },
+        }
+    }
+}
+
+/// As journal lines show it: `market`, `limit 101.5`, `stop 101.5`,
+/// `stop_limit 101.5/102` (stop, then limit).
 impl fmt::Display for OrderType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OrderType::Market => f.write_str("market"),
             OrderType::Limit { price } => write!(f, "limit {price}"),
+            OrderType::Stop { stop } => write!(f, "stop {stop}"),
+            OrderType::StopLimit { stop, limit } => write!(f, "stop_limit {stop}/{limit}"),
         }
     }
 }
@@ -135,10 +198,43 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// The number a strategy's `submit` received, counting from 1 per instance.
-pub type IntentId = u64;
+/// Which order: the id a strategy gave it, within one lifetime of the
+/// strategy instance.
+///
+/// An instance created afresh (not restored from saved state) starts a new
+/// lifetime, so its ids never collide with an earlier instance's, and the
+/// fills of earlier lifetimes' orders move the position without being told
+/// to it. Orders placed from outside the strategy (webhooks in `order` mode)
+/// have lifetime [`OrderRef::EXTERNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderRef {
+    pub lifetime: u32,
+    pub id: u64,
+}
 
-/// An order a strategy proposes.
+impl OrderRef {
+    /// The lifetime of orders that did not come from the strategy.
+    pub const EXTERNAL: u32 = 0;
+
+    pub fn new(lifetime: u32, id: u64) -> Self {
+        Self { lifetime, id }
+    }
+
+    pub fn is_external(self) -> bool {
+        self.lifetime == Self::EXTERNAL
+    }
+}
+
+impl fmt::Display for OrderRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_external() { write!(f, "external {}", self.id) } else { write!(f, "{}.{}", self.lifetime, self.id) }
+    }
+}
+
+/// What an order is called in the engine and the store.
+pub type IntentId = OrderRef;
+
+/// What an order asks for, whoever proposed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderIntent {
     pub symbol: Arc<str>,
@@ -176,19 +272,55 @@ pub struct Fill {
     pub time: Millis,
 }
 
-/// Severity of a strategy's `notify` action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Severity of a strategy's log line or `notify` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    Debug,
     Info,
     Warning,
+    Error,
     Critical,
 }
 
 /// What a strategy asks the host to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Submit { intent: OrderIntent },
-    Cancel { intent_id: IntentId },
-    Notify { level: Level, message: String },
+    /// Place an order under the strategy's own `id`.
+    Submit {
+        id: u64,
+        intent: OrderIntent,
+    },
+    /// Cancel the strategy's order `id`.
+    Cancel {
+        id: u64,
+    },
+    Notify {
+        level: Level,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_types_show_their_prices_and_name_them() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let types = [
+            (OrderType::Market, "market", "market"),
+            (OrderType::Limit { price: d("101.5") }, "limit", "limit 101.5"),
+            (OrderType::Stop { stop: d("101.5") }, "stop", "stop 101.5"),
+            (OrderType::StopLimit { stop: d("101.5"), limit: d("102") }, "stop_limit", "stop_limit 101.5/102"),
+        ];
+        for (order_type, name, shown) in types {
+            assert_eq!((order_type.name(), order_type.to_string().as_str()), (name, shown));
+            assert_eq!(OrderType::from_prices(order_type.limit_price(), order_type.stop_price()), order_type);
+        }
+        let stop_limit = types[3].0;
+        assert_eq!(stop_limit.reference_price(), Some(d("102")), "a stop-limit is valued at its limit");
+        assert_eq!(types[2].0.reference_price(), Some(d("101.5")), "a stop at its stop");
+        assert_eq!(OrderType::Market.reference_price(), None);
+    }
 }

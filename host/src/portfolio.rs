@@ -170,7 +170,7 @@ mod tests {
 
     fn fill(side: Side, qty: i64, price: i64, commission: i64) -> Fill {
         Fill {
-            intent_id: 1,
+            intent_id: crate::order::OrderRef::new(1, 1),
             symbol: "X".into(),
             side,
             qty: qty.into(),

@@ -326,7 +326,8 @@ mod tests {
         for landing in 0..3 {
             let d = desk();
             for intent in 1..=3 {
-                let routed = d.router.submit("s@scripted", intent, &buy(1), 1).await.unwrap();
+                let routed =
+                    d.router.submit("s@scripted", crate::order::OrderRef::new(1, intent), &buy(1), 1).await.unwrap();
                 assert!(matches!(routed, Routed::Accepted { .. }));
             }
             let mut lookups = 0;
@@ -377,7 +378,14 @@ mod tests {
     async fn an_order_of_unknown_fate_is_resent_never_given_up() {
         for status in [OrderStatus::Pending, OrderStatus::Unknown] {
             let d = desk();
-            let record = OrderRecord::for_intent("scripted", "s@scripted", 8, &buy(2), status, 1);
+            let record = OrderRecord::for_intent(
+                "scripted",
+                "s@scripted",
+                crate::order::OrderRef::new(1, 8),
+                &buy(2),
+                status,
+                1,
+            );
             d.store.insert_order(&record).unwrap();
             // An hour later, the venue still lacks it.
             let report = d.reconciler.sync(3_600_000).await.unwrap();
@@ -401,7 +409,7 @@ mod tests {
         // router gave up for now: the order is `unknown` in the store.
         {
             let request = crate::broker::OrderRequest {
-                client_order_id: crate::router::client_order_id("s@scripted", 1),
+                client_order_id: crate::router::client_order_id("s@scripted", crate::order::OrderRef::new(1, 1)),
                 symbol: "AAPL".into(),
                 side: Side::Buy,
                 qty: Decimal::ONE,
@@ -410,7 +418,14 @@ mod tests {
             };
             Broker::submit(&*d.broker, &request).await.unwrap();
         }
-        let record = OrderRecord::for_intent("scripted", "s@scripted", 1, &buy(1), OrderStatus::Unknown, 1);
+        let record = OrderRecord::for_intent(
+            "scripted",
+            "s@scripted",
+            crate::order::OrderRef::new(1, 1),
+            &buy(1),
+            OrderStatus::Unknown,
+            1,
+        );
         d.store.insert_order(&record).unwrap();
         let report = d.reconciler.sync(2).await.unwrap();
         assert!(report.unresolved.is_empty());
@@ -423,9 +438,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_sync_still_reports_the_fills_it_recorded() {
         let d = desk();
-        d.router.submit("s@scripted", 1, &buy(1), 1).await.unwrap();
+        d.router.submit("s@scripted", crate::order::OrderRef::new(1, 1), &buy(1), 1).await.unwrap();
         // It fills at the venue; the sync's read after the lookup (open orders) fails.
-        let coid = crate::router::client_order_id("s@scripted", 1);
+        let coid = crate::router::client_order_id("s@scripted", crate::order::OrderRef::new(1, 1));
         d.broker.book.lock().unwrap().fill(&coid, Decimal::ONE, Decimal::from(10));
         let broker = d.broker.clone();
         d.broker.after_lookup(move |_, _| broker.read_errors.lock().unwrap().push_back(unknown()));
@@ -440,13 +455,13 @@ mod tests {
     async fn a_fill_in_the_order_answer_is_recorded_once() {
         let d = desk();
         d.broker.book.lock().unwrap().fill_at = Some(Decimal::from(10));
-        let routed = d.router.submit("s@scripted", 1, &buy(1), 1).await.unwrap();
+        let routed = d.router.submit("s@scripted", crate::order::OrderRef::new(1, 1), &buy(1), 1).await.unwrap();
         assert!(matches!(&routed, Routed::Accepted { fill: Some(f), .. } if f.qty == Decimal::ONE), "{routed:?}");
         let report = d.reconciler.sync(2).await.unwrap();
         assert!(report.fills.is_empty(), "{report:?}");
         assert!(report.corrections.is_empty());
         assert_eq!(local_qty(&d.store), Decimal::ONE);
-        let coid = crate::router::client_order_id("s@scripted", 1);
+        let coid = crate::router::client_order_id("s@scripted", crate::order::OrderRef::new(1, 1));
         assert_eq!(d.store.order(&coid).unwrap().unwrap().status, OrderStatus::Filled);
     }
 

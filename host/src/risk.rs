@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::bar::Millis;
-use crate::order::{OrderIntent, OrderType};
+use crate::order::OrderIntent;
 use crate::store::{Store, StoreError, VenueStateRecord};
 
 /// Limits from config; an absent limit is not enforced.
@@ -31,6 +31,8 @@ pub enum RiskViolation {
     PositionLimit { symbol: String, would_be: Decimal, limit: Decimal },
     #[error("order notional {notional} exceeds the limit of {limit}")]
     NotionalLimit { notional: Decimal, limit: Decimal },
+    #[error("the {what} of a {order_type} order must be positive, got {price}")]
+    NonPositivePrice { order_type: &'static str, what: &'static str, price: Decimal },
     #[error("no price is known for {symbol}, so its notional cannot be checked")]
     NoPrice { symbol: String },
     #[error("trading on {venue} is halted")]
@@ -276,6 +278,12 @@ impl RiskLimits {
         exposure: Decimal,
         last_price: Option<Decimal>,
     ) -> Result<(), RiskViolation> {
+        let order_type = intent.order_type;
+        for (what, price) in [("limit price", order_type.limit_price()), ("stop price", order_type.stop_price())] {
+            if let Some(price) = price.filter(|p| *p <= Decimal::ZERO) {
+                return Err(RiskViolation::NonPositivePrice { order_type: order_type.name(), what, price });
+            }
+        }
         if let Some(allowed) = &self.allowed_symbols
             && !allowed.iter().any(|s| **s == *intent.symbol)
         {
@@ -288,10 +296,10 @@ impl RiskLimits {
             }
         }
         if let Some(limit) = self.max_order_notional {
-            let price = match intent.order_type {
-                OrderType::Limit { price } => Some(price),
-                OrderType::Market => last_price,
-            };
+            // A limit (or a stop-limit's limit) bounds the price; a stop is
+            // where a stop order starts trading; a market order trades near
+            // the last price.
+            let price = order_type.reference_price().or(last_price);
             let price = price.ok_or_else(|| RiskViolation::NoPrice { symbol: intent.symbol.to_string() })?;
             let notional = intent.qty.checked_mul(price).unwrap_or(Decimal::MAX);
             if notional > limit {
@@ -305,7 +313,7 @@ impl RiskLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::Side;
+    use crate::order::{OrderType, Side};
 
     fn buy(symbol: &str, qty: i64) -> OrderIntent {
         OrderIntent::market(symbol.into(), Side::Buy, Decimal::from(qty))
@@ -390,8 +398,46 @@ mod tests {
         assert!(matches!(limits.check(&buy("AAPL", 1), Decimal::ZERO, None), Err(RiskViolation::NoPrice { .. })));
         let big = OrderIntent { order_type: OrderType::Limit { price: Decimal::from(500) }, ..buy("AAPL", 3) };
         assert!(matches!(limits.check(&big, Decimal::ZERO, px), Err(RiskViolation::NotionalLimit { .. })));
+        // A stop is valued at its stop, a stop-limit at its limit.
+        let stop = OrderIntent { order_type: OrderType::Stop { stop: Decimal::from(400) }, ..buy("AAPL", 3) };
+        assert!(
+            matches!(limits.check(&stop, Decimal::ZERO, px), Err(RiskViolation::NotionalLimit { notional, .. }) if notional == Decimal::from(1200))
+        );
+        let stop_limit = |stop: i64, limit: i64| OrderIntent {
+            order_type: OrderType::StopLimit { stop: Decimal::from(stop), limit: Decimal::from(limit) },
+            ..buy("AAPL", 3)
+        };
+        assert!(limits.check(&stop_limit(400, 300), Decimal::ZERO, px).is_ok(), "3 × 300 is within 1000");
+        assert!(matches!(
+            limits.check(&stop_limit(300, 400), Decimal::ZERO, px),
+            Err(RiskViolation::NotionalLimit { .. })
+        ));
         // Selling down from a long position is within the limit.
         let sell = OrderIntent { side: Side::Sell, ..buy("AAPL", 10) };
         assert!(limits.check(&sell, Decimal::from(10), px).is_ok());
+    }
+
+    #[test]
+    fn prices_must_be_positive_whatever_the_limits() {
+        let with = |order_type| OrderIntent { order_type, ..buy("AAPL", 1) };
+        let (zero, one) = (Decimal::ZERO, Decimal::ONE);
+        let bad = [
+            (OrderType::Limit { price: zero }, "limit price"),
+            (OrderType::Stop { stop: -one }, "stop price"),
+            (OrderType::StopLimit { stop: one, limit: zero }, "limit price"),
+            (OrderType::StopLimit { stop: zero, limit: one }, "stop price"),
+        ];
+        for (order_type, named) in bad {
+            let err = RiskLimits::default().check(&with(order_type), zero, None).unwrap_err();
+            assert!(matches!(err, RiskViolation::NonPositivePrice { what, .. } if what == named), "{order_type}");
+        }
+        assert_eq!(
+            RiskLimits::default().check(&with(OrderType::Stop { stop: -one }), zero, None).unwrap_err().to_string(),
+            "the stop price of a stop order must be positive, got -1"
+        );
+        // Any positive pair is a valid stop-limit: a buy's limit may be below its stop.
+        assert!(
+            RiskLimits::default().check(&with(OrderType::StopLimit { stop: 2.into(), limit: one }), zero, None).is_ok()
+        );
     }
 }

@@ -77,15 +77,30 @@ pub enum RouterError {
     GaveUp { client_order_id: String, attempts: u32, source: VenueError },
 }
 
-/// The client order id of a strategy instance's `intent`-th intent: stable
-/// across restarts, at most 36 characters of `[a-z0-9-]`, so every venue
-/// accepts it.
-pub fn client_order_id(strategy_instance: &str, intent: IntentId) -> String {
+/// The client order id of a strategy instance's order: stable across
+/// restarts, at most 35 characters of `[a-z0-9-]`, so every venue accepts it
+/// (Binance's limit, 36, is the tightest). The lifetime and the id are
+/// written out in base 36, so distinct orders never share an id; only the
+/// instance name is hashed.
+pub fn client_order_id(strategy_instance: &str, order: IntentId) -> String {
     // FNV-1a: fixed, so ids do not change between builds or runs.
     let hash = strategy_instance
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("sb-{:012x}-{intent}", hash >> 16)
+    format!("sb-{:010x}-{}-{}", hash >> 24, base36(u64::from(order.lifetime)), base36(order.id))
+}
+
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::with_capacity(13);
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 pub struct Router {
@@ -330,13 +345,20 @@ mod tests {
 
     #[test]
     fn client_order_ids_are_stable_short_and_distinct() {
-        let a = client_order_id("sma@alpaca", 1);
-        assert_eq!(a, client_order_id("sma@alpaca", 1));
-        assert_ne!(a, client_order_id("sma@alpaca", 2));
-        assert_ne!(a, client_order_id("sma2@alpaca", 1));
-        let long = client_order_id(&"x".repeat(500), u64::MAX);
+        use crate::order::OrderRef;
+        let a = client_order_id("sma@alpaca", OrderRef::new(1, 1));
+        assert_eq!(a, client_order_id("sma@alpaca", OrderRef::new(1, 1)));
+        assert_ne!(a, client_order_id("sma@alpaca", OrderRef::new(1, 2)));
+        assert_ne!(a, client_order_id("sma@alpaca", OrderRef::new(2, 1)));
+        assert_ne!(a, client_order_id("sma@alpaca", OrderRef::new(0, 1)));
+        assert_ne!(a, client_order_id("sma2@alpaca", OrderRef::new(1, 1)));
+        // Digits cannot run together into another order's id.
+        assert_ne!(client_order_id("s", OrderRef::new(1, 11)), client_order_id("s", OrderRef::new(11, 1)),);
+        let long = client_order_id(&"x".repeat(500), OrderRef::new(u32::MAX, u64::MAX));
         assert!(long.len() <= 36, "{long}");
         assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(36 * 36 + 35), "10z");
     }
 
     use crate::broker::scripted::{ScriptedBroker, unauthorized};
@@ -351,8 +373,9 @@ mod tests {
         (dir, store, broker, gate, router)
     }
 
-    fn queued(store: &Store, intent: IntentId, side: Side) -> OrderRecord {
+    fn queued(store: &Store, id: u64, side: Side) -> OrderRecord {
         let order = OrderIntent::market("AAPL".into(), side, rust_decimal::Decimal::ONE);
+        let intent = crate::order::OrderRef::new(1, id);
         let record = OrderRecord::for_intent("scripted", "s@scripted", intent, &order, OrderStatus::Queued, 1);
         store.insert_order(&record).unwrap();
         record

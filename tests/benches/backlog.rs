@@ -34,7 +34,16 @@ async fn run(sync_every: Duration) {
     let store = Arc::new(Store::open(&dir.path().join("backlog.db")).unwrap());
     let intent = stratbox_tests::market_buy(1);
     let queued: Vec<OrderRecord> = (1..=ORDERS)
-        .map(|n| OrderRecord::for_intent("alpaca", "bench@alpaca", n, &intent, OrderStatus::Queued, 1))
+        .map(|n| {
+            OrderRecord::for_intent(
+                "alpaca",
+                "bench@alpaca",
+                stratbox::order::OrderRef::new(1, n),
+                &intent,
+                OrderStatus::Queued,
+                1,
+            )
+        })
         .collect();
     store.commit_input("bench@alpaca", None, 0, &queued, None, 1).unwrap();
 
@@ -51,7 +60,12 @@ async fn run(sync_every: Duration) {
     let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
     let task = tokio::spawn(desk.run(rx));
-    let filled = |n: u64| store.filled(&stratbox::router::client_order_id("bench@alpaca", n)).unwrap().0;
+    let filled = |n: u64| {
+        store
+            .filled(&stratbox::router::client_order_id("bench@alpaca", stratbox::order::OrderRef::new(1, n)))
+            .unwrap()
+            .0
+    };
     let (mut first_fill, mut all_sent) = (None, None);
     loop {
         if first_fill.is_none() && (1..=ORDERS).any(|n| !filled(n).is_zero()) {

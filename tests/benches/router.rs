@@ -40,7 +40,10 @@ async fn run(concurrency: u64) {
             let mut latencies = Vec::new();
             for n in 0..ORDERS / concurrency {
                 let t = Instant::now();
-                let routed = router.submit(&format!("bench-{worker}"), n + 1, &intent, 0).await.unwrap();
+                let routed = router
+                    .submit(&format!("bench-{worker}"), stratbox::order::OrderRef::new(1, n + 1), &intent, 0)
+                    .await
+                    .unwrap();
                 assert!(matches!(routed, Routed::Accepted { .. }));
                 latencies.push(t.elapsed());
             }

@@ -180,6 +180,7 @@ pub(super) async fn submit(
             "type": body["type"],
             "time_in_force": body["time_in_force"],
             "limit_price": body.get("limit_price").cloned().unwrap_or(Value::Null),
+            "stop_price": body.get("stop_price").cloned().unwrap_or(Value::Null),
             "status": "accepted",
         });
         if let Some(after) = s.fill_after_requests {
@@ -213,8 +214,10 @@ pub(super) async fn submit(
 }
 
 /// Checks an order request's fields as the trading spec types them:
-/// enumerations, numbers as decimal strings, the limit price a limit order
-/// needs, a client order id of at most 48 characters.
+/// enumerations, numbers as decimal strings, the limit price a limit or
+/// stop-limit order needs and the stop price a stop or stop-limit order
+/// needs (and no price an order does not take), a client order id of at
+/// most 48 characters.
 fn check_order(body: &Value) -> Result<(), String> {
     let text = |key: &str| body[key].as_str().ok_or_else(|| format!("{key} is required (as a string)"));
     let one_of = |key: &str, allowed: &[&str]| {
@@ -236,6 +239,11 @@ fn check_order(body: &Value) -> Result<(), String> {
     match (kind, body.get("limit_price")) {
         ("limit" | "stop_limit", _) => positive("limit_price")?,
         (_, Some(price)) if !price.is_null() => return Err("limit_price is only for limit orders".into()),
+        _ => {}
+    }
+    match (kind, body.get("stop_price")) {
+        ("stop" | "stop_limit", _) => positive("stop_price")?,
+        (_, Some(price)) if !price.is_null() => return Err("stop_price is only for stop orders".into()),
         _ => {}
     }
     match body.get("client_order_id").map(|c| c.as_str()) {

@@ -81,8 +81,17 @@ pub(super) async fn avg_price(State(state): State<Shared>) -> Response {
 }
 
 /// Checks an order against the symbol's filters as Binance documents them;
-/// `Err` names the filter that failed.
-fn check_filters(filters: &[Value], market: bool, qty: Decimal, price: Option<Decimal>) -> Result<(), String> {
+/// `Err` names the filter that failed. `PRICE_FILTER` applies to the price
+/// and the stop price alike. `market` is for orders that trade as market
+/// orders (`MARKET`, and `STOP_LOSS` once triggered); a `STOP_LOSS` is
+/// valued at its stop price, a `MARKET` order at the average price.
+fn check_filters(
+    filters: &[Value],
+    market: bool,
+    qty: Decimal,
+    price: Option<Decimal>,
+    stop: Option<Decimal>,
+) -> Result<(), String> {
     let d = |f: &Value, k: &str| Decimal::from_str(f[k].as_str().unwrap_or("0")).unwrap();
     let lot = |f: &Value| {
         let (min, max, step) = (d(f, "minQty"), d(f, "maxQty"), d(f, "stepSize"));
@@ -90,15 +99,15 @@ fn check_filters(filters: &[Value], market: bool, qty: Decimal, price: Option<De
     };
     for f in filters {
         let kind = f["filterType"].as_str().unwrap_or("");
-        let ok = match (kind, price) {
-            ("PRICE_FILTER", Some(p)) => {
+        let ok = match kind {
+            "PRICE_FILTER" => [price, stop].into_iter().flatten().all(|p| {
                 let (min, max, tick) = (d(f, "minPrice"), d(f, "maxPrice"), d(f, "tickSize"));
                 (min.is_zero() || p >= min) && (max.is_zero() || p <= max) && (tick.is_zero() || (p % tick).is_zero())
-            }
-            ("LOT_SIZE", _) => lot(f),
-            ("MARKET_LOT_SIZE", _) => !market || lot(f),
-            ("MIN_NOTIONAL" | "NOTIONAL", _) => {
-                let notional = qty * price.unwrap_or_else(|| BINANCE_FILL_PRICE.parse().unwrap());
+            }),
+            "LOT_SIZE" => lot(f),
+            "MARKET_LOT_SIZE" => !market || lot(f),
+            "MIN_NOTIONAL" | "NOTIONAL" => {
+                let notional = qty * price.or(stop).unwrap_or_else(|| BINANCE_FILL_PRICE.parse().unwrap());
                 let (apply_min, apply_max) = if kind == "MIN_NOTIONAL" {
                     (f["applyToMarket"].as_bool().unwrap_or(true), false)
                 } else {
@@ -162,30 +171,44 @@ pub(super) async fn signed(
             if !["BUY", "SELL"].contains(&param("side").as_str()) {
                 return error(400, -1117, "Invalid side.");
             }
-            if !["LIMIT", "MARKET"].contains(&param("type").as_str()) {
-                return error(400, -1116, "Invalid orderType.");
-            }
+            let kind = param("type");
+            // What each type takes: a limit price (with `timeInForce`) and a stop price.
+            let (limited, stopped) = match kind.as_str() {
+                "MARKET" => (false, false),
+                "LIMIT" => (true, false),
+                "STOP_LOSS" => (false, true),
+                "STOP_LOSS_LIMIT" => (true, true),
+                _ => return error(400, -1116, "Invalid orderType."),
+            };
             let Ok(qty) = param("quantity").parse::<Decimal>() else {
                 return error(400, -1100, "Illegal characters found in parameter 'quantity'.");
             };
-            let market = param("type") == "MARKET";
             match params.get("timeInForce").map(String::as_str) {
-                None if !market => return error(400, -1102, "Mandatory parameter 'timeInForce' was not sent."),
-                Some(_) if market => return error(400, -1106, "Parameter 'timeInForce' sent when not required."),
+                None if limited => return error(400, -1102, "Mandatory parameter 'timeInForce' was not sent."),
+                Some(_) if !limited => return error(400, -1106, "Parameter 'timeInForce' sent when not required."),
                 Some(tif) if !["GTC", "IOC", "FOK"].contains(&tif) => return error(400, -1115, "Invalid timeInForce."),
                 _ => {}
             }
             if params.get("newOrderRespType").is_some_and(|t| !["ACK", "RESULT", "FULL"].contains(&t.as_str())) {
                 return error(400, -1100, "Illegal characters found in parameter 'newOrderRespType'.");
             }
-            let price = match params.get("price").map(|p| p.parse::<Decimal>()) {
-                None if market => None,
-                Some(Ok(p)) if !market => Some(p),
-                _ => return error(400, -1102, "Mandatory parameter 'price' was not sent or not allowed."),
+            let price_param = |name: &'static str, wanted: bool| match params.get(name).map(|p| p.parse::<Decimal>()) {
+                None if !wanted => Ok(None),
+                Some(Ok(p)) if wanted && p > Decimal::ZERO => Ok(Some(p)),
+                _ => Err(name),
             };
-            if let Err(reason) = check_filters(&s.binance_filters, market, qty, price) {
+            let (price, stop) = match (price_param("price", limited), price_param("stopPrice", stopped)) {
+                (Ok(price), Ok(stop)) => (price, stop),
+                (Err(name), _) | (_, Err(name)) => {
+                    return error(400, -1102, &format!("Mandatory parameter '{name}' was not sent or not allowed."));
+                }
+            };
+            // Without a limit price an order trades as a market order.
+            if let Err(reason) = check_filters(&s.binance_filters, !limited, qty, price, stop) {
                 return error(400, -1013, &reason);
             }
+            // Stops wait for their trigger; only a market order fills at once.
+            let market = kind == "MARKET";
             let coid = param("newClientOrderId");
             if s.binance_orders.iter().any(|o| o["clientOrderId"] == coid.as_str()) {
                 return error(400, -2010, "Duplicate order sent.");
@@ -194,6 +217,7 @@ pub(super) async fn signed(
             let order = json!({
                 "symbol": param("symbol"), "orderId": s.binance_orders.len() + 1, "clientOrderId": coid,
                 "price": params.get("price").cloned().unwrap_or_else(|| "0.00000000".into()),
+                "stopPrice": params.get("stopPrice").cloned().unwrap_or_else(|| "0.00000000".into()),
                 "origQty": qty.to_string(),
                 "executedQty": if market { qty.to_string() } else { "0".into() },
                 "cummulativeQuoteQty": if market { (qty * fill).to_string() } else { "0".into() },

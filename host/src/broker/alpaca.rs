@@ -1,15 +1,16 @@
 //! Alpaca's trading API (`/v2/orders`, `/v2/positions`, `/v2/account`).
 //!
-//! Numbers go as strings. Errors are `{"code", "message"}`: 403 means
-//! insufficient buying power and 422 an invalid order, both final; a 5XX
-//! leaves the outcome unknown.
+//! Numbers go as strings, prices included: `limit_price` for a limit or a
+//! stop-limit order, `stop_price` for a stop or a stop-limit order. Errors
+//! are `{"code", "message"}`: 403 means insufficient buying power and 422
+//! an invalid order, both final; a 5XX leaves the outcome unknown.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Deserialize;
 
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::feed::AlpacaCredentials;
-use crate::order::{OrderType, Side, TimeInForce};
+use crate::order::{Side, TimeInForce};
 use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, send};
 
 const VENUE: &str = "alpaca";
@@ -142,8 +143,12 @@ fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
 /// limit prices to cents at or above $1 and to 4 decimals below.
 pub fn round_for_alpaca(qty: Decimal, price: Option<Decimal>) -> (Decimal, Option<Decimal>) {
     let qty = qty.round_dp_with_strategy(9, RoundingStrategy::ToZero);
-    let price = price.map(|p| if p >= Decimal::ONE { p.round_dp(2) } else { p.round_dp(4) });
-    (qty, price)
+    (qty, price.map(round_price))
+}
+
+/// A limit or stop price to cents at or above $1, to 4 decimals below.
+fn round_price(price: Decimal) -> Decimal {
+    if price >= Decimal::ONE { price.round_dp(2) } else { price.round_dp(4) }
 }
 
 impl AlpacaBroker {
@@ -179,16 +184,13 @@ impl Broker for AlpacaBroker {
 
     async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError> {
         let endpoint = "/v2/orders";
-        let limit = match order.order_type {
-            OrderType::Market => None,
-            OrderType::Limit { price } => Some(price),
-        };
-        let (qty, limit) = round_for_alpaca(order.qty, limit);
+        let (qty, limit) = round_for_alpaca(order.qty, order.order_type.limit_price());
+        // Alpaca's type names are ours: market, limit, stop, stop_limit.
         let mut payload = serde_json::json!({
             "symbol": order.symbol,
             "qty": qty.to_string(),
             "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" },
-            "type": if limit.is_some() { "limit" } else { "market" },
+            "type": order.order_type.name(),
             "time_in_force": match order.time_in_force {
                 TimeInForce::Day => "day",
                 TimeInForce::Gtc => "gtc",
@@ -199,6 +201,9 @@ impl Broker for AlpacaBroker {
         });
         if let Some(limit) = limit {
             payload["limit_price"] = serde_json::Value::String(limit.to_string());
+        }
+        if let Some(stop) = order.order_type.stop_price().map(round_price) {
+            payload["stop_price"] = serde_json::Value::String(stop.to_string());
         }
         let request = self.request(reqwest::Method::POST, endpoint).json(&payload);
         let (wire, body): (WireOrder, _) = self.fetch(endpoint, request).await?;

@@ -7,7 +7,9 @@
 //! with `GET /api/v3/time`. Errors are `{"code", "msg"}`; a 5XX means the
 //! outcome is unknown. Orders are rounded to and checked against the
 //! symbol's filters from `exchangeInfo` (see `binance_filters`), which are
-//! fetched again after [`FILTER_TTL`] or a filter failure (-1013).
+//! fetched again after [`FILTER_TTL`] or a filter failure (-1013). Stop
+//! orders go as `STOP_LOSS` (with `stopPrice`) and stop-limits as
+//! `STOP_LOSS_LIMIT` (with `stopPrice`, `price` and `timeInForce`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -310,45 +312,46 @@ impl BinanceBroker {
     }
 
     /// Rounds the order to the filters and checks it against them, so an
-    /// order the venue would refuse is refused here with the reason.
-    async fn prepare(
-        &self,
-        order: &OrderRequest,
-        filters: &SymbolFilters,
-    ) -> Result<(Decimal, Option<Decimal>), VenueError> {
-        let limit = match order.order_type {
-            OrderType::Market => None,
-            OrderType::Limit { price } => Some(price),
-        };
-        let (qty, limit) = filters.round(order.side, order.qty, limit);
-        let market_price = match limit {
-            None if filters.needs_market_price() => Some(self.average_price(&order.symbol).await?),
+    /// order the venue would refuse is refused here with the reason. Returns
+    /// the quantity and the type with its prices rounded. `PRICE_FILTER`
+    /// applies to a stop price as to a price. A stop (`STOP_LOSS`) trades
+    /// as a market order once triggered: its quantity meets the market lot
+    /// rules and its value is checked, as a market order's, at its stop.
+    async fn prepare(&self, order: &OrderRequest, filters: &SymbolFilters) -> Result<(Decimal, OrderType), VenueError> {
+        let (qty, limit) = filters.round(order.side, order.qty, order.order_type.limit_price());
+        let stop = order.order_type.stop_price().map(|s| filters.round_price(order.side, s));
+        let market_price = match (limit, stop) {
+            (None, Some(stop)) => Some(stop),
+            (None, None) if filters.needs_market_price() => Some(self.average_price(&order.symbol).await?),
             _ => None,
         };
-        filters
-            .check(qty, limit, market_price)
-            .map_err(|reason| refuse(format!("{} {}: {reason}", order.qty, order.symbol)))?;
-        Ok((qty, limit))
+        let refused = |reason| refuse(format!("{} {}: {reason}", order.qty, order.symbol));
+        if let Some(stop) = stop {
+            filters.check_price("stop price", stop).map_err(refused)?;
+        }
+        filters.check(qty, limit, market_price).map_err(refused)?;
+        Ok((qty, OrderType::from_prices(limit, stop)))
     }
 
-    async fn place(
-        &self,
-        order: &OrderRequest,
-        qty: Decimal,
-        limit: Option<Decimal>,
-    ) -> Result<VenueOrder, VenueError> {
+    async fn place(&self, order: &OrderRequest, qty: Decimal, order_type: OrderType) -> Result<VenueOrder, VenueError> {
         let endpoint = "/api/v3/order";
         let side = match order.side {
             Side::Buy => "BUY",
             Side::Sell => "SELL",
         };
+        let kind = match order_type {
+            OrderType::Market => "MARKET",
+            OrderType::Limit { .. } => "LIMIT",
+            OrderType::Stop { .. } => "STOP_LOSS",
+            OrderType::StopLimit { .. } => "STOP_LOSS_LIMIT",
+        };
         let mut params = vec![
             ("symbol", order.symbol.clone()),
             ("side", side.to_string()),
-            ("type", if limit.is_some() { "LIMIT" } else { "MARKET" }.to_string()),
+            ("type", kind.to_string()),
             ("quantity", qty.to_string()),
         ];
-        if let Some(price) = limit {
+        if let Some(price) = order_type.limit_price() {
             let tif = match order.time_in_force {
                 TimeInForce::Ioc => "IOC",
                 TimeInForce::Fok => "FOK",
@@ -356,6 +359,9 @@ impl BinanceBroker {
             };
             params.push(("timeInForce", tif.to_string()));
             params.push(("price", price.to_string()));
+        }
+        if let Some(stop) = order_type.stop_price() {
+            params.push(("stopPrice", stop.to_string()));
         }
         params.push(("newClientOrderId", order.client_order_id.clone()));
         params.push(("newOrderRespType", "RESULT".into()));
@@ -380,16 +386,16 @@ impl Broker for BinanceBroker {
     /// client order id is free).
     async fn submit(&self, order: &OrderRequest) -> Result<VenueOrder, VenueError> {
         let filters = self.filters(&order.symbol).await?;
-        let (qty, limit) = self.prepare(order, &filters).await?;
-        match self.place(order, qty, limit).await {
+        let (qty, order_type) = self.prepare(order, &filters).await?;
+        match self.place(order, qty, order_type).await {
             Err(refused @ VenueError::Rejected { code: Some(VenueCode::Number(-1013)), .. }) => {
                 self.forget_filters(&order.symbol).await;
                 let fresh = self.filters(&order.symbol).await?;
                 if fresh == filters {
                     return Err(refused);
                 }
-                let (qty, limit) = self.prepare(order, &fresh).await?;
-                self.place(order, qty, limit).await
+                let (qty, order_type) = self.prepare(order, &fresh).await?;
+                self.place(order, qty, order_type).await
             }
             other => other,
         }

@@ -76,26 +76,45 @@ pub struct SymbolFilters {
 
 impl SymbolFilters {
     /// Rounds a quantity down to the lot rules that apply (both for a
-    /// market order), and a limit price to the tick in the direction that
-    /// never worsens it (buys down, sells up).
+    /// market order), and a limit price to the tick (see [`Self::round_price`]).
     pub fn round(&self, side: Side, qty: Decimal, price: Option<Decimal>) -> (Decimal, Option<Decimal>) {
         let mut qty = self.lot.round_down(qty);
         if let (None, Some(market)) = (price, &self.market_lot) {
             qty = market.round_down(qty);
         }
+        (qty, price.map(|p| self.round_price(side, p)))
+    }
+
+    /// Rounds a price to the tick in the direction that never worsens a
+    /// limit (buys down, sells up); a stop rounded so never triggers later
+    /// than asked.
+    pub fn round_price(&self, side: Side, price: Decimal) -> Decimal {
         let strategy = match side {
             Side::Buy => RoundingStrategy::ToNegativeInfinity,
             Side::Sell => RoundingStrategy::ToPositiveInfinity,
         };
-        let price = price.map(|p| {
-            if self.tick_size.is_zero() {
-                return p;
-            }
-            p.checked_div(self.tick_size)
-                .and_then(|ticks| ticks.round_dp_with_strategy(0, strategy).checked_mul(self.tick_size))
-                .map_or(p, |v| v.normalize())
-        });
-        (qty, price)
+        if self.tick_size.is_zero() {
+            return price;
+        }
+        price
+            .checked_div(self.tick_size)
+            .and_then(|ticks| ticks.round_dp_with_strategy(0, strategy).checked_mul(self.tick_size))
+            .map_or(price, |v| v.normalize())
+    }
+
+    /// Why `PRICE_FILTER` refuses a price (`what`: "price", "stop price"):
+    /// it applies to an order's price and its stop price alike.
+    pub fn check_price(&self, what: &str, p: Decimal) -> Result<(), String> {
+        if !self.min_price.is_zero() && p < self.min_price {
+            return Err(format!("{what} {p} is below the minimum {}", self.min_price.normalize()));
+        }
+        if !self.max_price.is_zero() && p > self.max_price {
+            return Err(format!("{what} {p} is above the maximum {}", self.max_price.normalize()));
+        }
+        if !self.tick_size.is_zero() && p.checked_rem(self.tick_size).is_none_or(|r| !r.is_zero()) {
+            return Err(format!("{what} {p} is not a whole number of ticks of {}", self.tick_size.normalize()));
+        }
+        Ok(())
     }
 
     /// Why the venue would refuse an order of `qty` at `price` (`None`: a
@@ -109,15 +128,7 @@ impl SymbolFilters {
             market.check("MARKET_LOT_SIZE", qty)?;
         }
         if let Some(p) = price {
-            if !self.min_price.is_zero() && p < self.min_price {
-                return Err(format!("price {p} is below the minimum {}", self.min_price.normalize()));
-            }
-            if !self.max_price.is_zero() && p > self.max_price {
-                return Err(format!("price {p} is above the maximum {}", self.max_price.normalize()));
-            }
-            if !self.tick_size.is_zero() && p.checked_rem(self.tick_size).is_none_or(|r| !r.is_zero()) {
-                return Err(format!("price {p} is not a whole number of ticks of {}", self.tick_size.normalize()));
-            }
+            self.check_price("price", p)?;
         }
         let Some(rule) = &self.notional else { return Ok(()) };
         let (check_min, check_max) = match price {
@@ -251,6 +262,11 @@ mod tests {
         // Prices are whole ticks, whatever the minimum price.
         let odd_min = SymbolFilters { min_price: d("0.015"), ..f };
         assert_eq!(odd_min.round(Side::Buy, d("1"), Some(d("100.019"))).1, Some(d("100.01")));
+        // Stops round the same way: a buy stop down, a sell stop up.
+        assert_eq!(
+            (f.round_price(Side::Buy, d("100.019")), f.round_price(Side::Sell, d("99.991"))),
+            (d("100.01"), d("100"))
+        );
         assert!(offset.lot.check("LOT_SIZE", d("0.0115")).is_ok());
         assert!(offset.lot.check("LOT_SIZE", d("0.012")).is_err());
     }
@@ -279,6 +295,9 @@ mod tests {
         assert!(f.check(d("60"), Some(d("1000")), None).unwrap_err().contains("maximum notional"));
         assert!(f.check(d("1"), Some(d("100")), None).is_ok());
         assert!(f.check(d("0"), None, None).is_err());
+        assert!(f.check_price("stop price", d("0.001")).unwrap_err().starts_with("stop price 0.001 is below"));
+        assert!(f.check_price("stop price", d("100.005")).unwrap_err().contains("ticks"));
+        assert!(f.check_price("stop price", d("100.01")).is_ok());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `KALSHI-ACCESS-SIGNATURE`: base64 RSA-PSS-SHA256 (salt as long as the
 //! digest) over `timestamp + METHOD + path`, the path without its query.
 //! Orders buy or sell YES contracts: a host quantity is a whole contract
-//! count and a limit price in dollars becomes `yes_price` in cents. What a
+//! count and a limit price in dollars becomes `yes_price` in cents; Kalshi
+//! has no stop orders, so they are refused before sending. What a
 //! fill cost is read from the order's fill-cost fields, and every list is
 //! read page by page through its `cursor`.
 
@@ -372,6 +373,14 @@ impl Broker for KalshiBroker {
             code: None,
             message,
         };
+        let limit = match order.order_type {
+            OrderType::Market => None,
+            OrderType::Limit { price } => Some(price),
+            OrderType::Stop { .. } | OrderType::StopLimit { .. } => {
+                let kind = order.order_type.name();
+                return Err(refuse(format!("Kalshi has no stop orders: a {kind} order is refused before sending")));
+            }
+        };
         let count = i64::try_from(count.mantissa())
             .ok()
             .filter(|c| *c >= 1)
@@ -384,7 +393,7 @@ impl Broker for KalshiBroker {
             "type": "market",
             "client_order_id": order.client_order_id,
         });
-        if let OrderType::Limit { price } = order.order_type {
+        if let Some(price) = limit {
             let cents = (price * Decimal::ONE_HUNDRED).round_dp(0);
             let cents = i64::try_from(cents.mantissa())
                 .ok()

@@ -444,10 +444,8 @@ async fn dispatch(
                     EngineInput::Signal { source: route, payload, time: now_ms(), inbox }
                 }
                 Inbound::Order { order, .. } => {
-                    let mut intent = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
-                    if let Some(price) = order.limit_price {
-                        intent.order_type = crate::order::OrderType::Limit { price };
-                    }
+                    let market = OrderIntent::market(Arc::from(order.symbol.as_str()), order.side, order.qty);
+                    let intent = OrderIntent { order_type: order.order_type, ..market };
                     EngineInput::Intent { intent, inbox }
                 }
             };

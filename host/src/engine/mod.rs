@@ -18,22 +18,18 @@ pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategySta
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
 pub use self::swap::{Replacement, SwapError};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use crate::bar::{Bar, Millis};
 use crate::broker::{Execution, ExecutionEvent};
-use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent};
+use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
-use crate::strategy::{Strategy, StrategyError};
-
-/// Intent numbers of orders placed from outside the strategy (a webhook in
-/// `order` mode) count up from here, apart from the strategy's own, and
-/// their fills are not reported to the strategy.
-pub const EXTERNAL_INTENTS: IntentId = 1 << 62;
+use crate::strategy::{Account, Strategy, StrategyError};
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
 /// callbacks cannot ping-pong forever.
@@ -105,13 +101,12 @@ pub struct Engine {
     /// A live venue's trading state, set by the reconciler.
     gate: Option<(RiskGate, &'static str)>,
     portfolio: Portfolio,
-    /// Host-wide order number of the last intent.
-    last_intent: IntentId,
-    /// The last number given to an external order.
-    last_external: IntentId,
-    /// `last_intent` when the current strategy instance started; the
-    /// strategy numbers its intents from here (see the contract).
-    intent_base: IntentId,
+    /// The running instance's lifetime (see [`OrderRef`]).
+    lifetime: u32,
+    /// Order ids the running instance has used in its lifetime.
+    used_ids: HashSet<u64>,
+    /// The last id given to an external order.
+    last_external: u64,
     bars: u64,
     orders: u64,
     rejected: u64,
@@ -138,9 +133,9 @@ impl Engine {
             risk,
             gate: None,
             portfolio: Portfolio::new(starting_cash),
-            last_intent: 0,
-            last_external: EXTERNAL_INTENTS,
-            intent_base: 0,
+            lifetime: 1,
+            used_ids: HashSet::new(),
+            last_external: 0,
             bars: 0,
             orders: 0,
             rejected: 0,
@@ -214,11 +209,15 @@ impl Engine {
         &mut self,
         f: impl FnOnce(&mut dyn Strategy) -> Result<R, StrategyError>,
     ) -> Result<Option<R>, EngineError> {
+        let account = Account { cash: self.portfolio.cash, equity: self.portfolio.equity() };
+        self.strategy.set_account(account);
         match f(self.strategy.as_mut()) {
             Ok(result) => Ok(Some(result)),
-            Err(error @ StrategyError::Restarted { .. }) => {
-                // A fresh instance numbers its intents from 1 again.
-                self.intent_base = self.last_intent;
+            Err(error @ StrategyError::Restarted { fresh, .. }) => {
+                if fresh {
+                    // No saved state to restore: a new lifetime.
+                    self.new_lifetime();
+                }
                 self.restarts += 1;
                 (self.events)(Event::StrategyRestarted { error: error.to_string() });
                 Ok(None)
@@ -255,47 +254,51 @@ impl Engine {
     /// in `order` mode): the same risk checks, its own intent numbers.
     pub fn submit_external(&mut self, intent: OrderIntent) -> Result<(), EngineError> {
         self.last_external += 1;
-        self.place(self.last_external, intent, self.last_time);
+        self.place(OrderRef::new(OrderRef::EXTERNAL, self.last_external), intent, self.last_time);
         self.feedback()
     }
 
     /// Puts `strategy` in place of the running one, between inputs (a hot
     /// swap), and returns the old one. The new one is told the positions.
-    /// With `continues` (it loaded the old one's state) it carries on the
-    /// old instance's intent numbers, so it hears about orders in flight;
-    /// otherwise it counts from 1 like a restarted instance.
+    /// With `continues` (it restored the old one's state) it carries on the
+    /// old instance's lifetime, so it hears about orders in flight;
+    /// otherwise it starts a new one, like a fresh instance.
     pub fn replace_strategy(&mut self, mut strategy: Box<dyn Strategy>, continues: bool) -> Box<dyn Strategy> {
         for (symbol, qty) in self.portfolio.positions() {
             strategy.set_position(symbol, qty);
         }
         if !continues {
-            self.intent_base = self.last_intent;
+            self.new_lifetime();
         }
         std::mem::replace(&mut self.strategy, strategy)
     }
 
-    /// The host intent number the running instance counts its own from.
-    pub fn intent_base(&self) -> IntentId {
-        self.intent_base
+    /// The running instance's lifetime, committed with its state.
+    pub fn lifetime(&self) -> u32 {
+        self.lifetime
     }
 
-    /// After [`Engine::resume_after`], when the strategy's saved state was
-    /// restored: it counts from where it did when it saved, which, as
-    /// state and orders are committed together, fits the store's last intent.
-    pub fn resume_numbering(&mut self, intent_base: IntentId) {
-        self.intent_base = intent_base.min(self.last_intent);
+    /// Continues lifetime `lifetime`, whose orders used `ids`: after a
+    /// restart that restored the state saved in it.
+    pub fn continue_lifetime(&mut self, lifetime: u32, ids: impl IntoIterator<Item = u64>) {
+        self.lifetime = lifetime.max(1);
+        self.used_ids = ids.into_iter().collect();
+    }
+
+    /// Starts the lifetime after `last`: for an instance created afresh
+    /// when earlier lifetimes (up to `last`) placed orders.
+    pub fn start_lifetime_after(&mut self, last: u32) {
+        self.lifetime = last.saturating_add(1).max(1);
+        self.used_ids.clear();
+    }
+
+    fn new_lifetime(&mut self) {
+        self.start_lifetime_after(self.lifetime);
     }
 
     /// Continues external numbering after `last`, e.g. from the store.
-    pub fn resume_external_after(&mut self, last: IntentId) {
+    pub fn resume_external_after(&mut self, last: u64) {
         self.last_external = self.last_external.max(last);
-    }
-
-    /// Continues intent numbering after `last_intent`, e.g. from the store
-    /// after a restart, so client order ids never repeat.
-    pub fn resume_after(&mut self, last_intent: IntentId) {
-        self.last_intent = self.last_intent.max(last_intent);
-        self.intent_base = self.last_intent;
     }
 
     fn match_orders(&mut self, bar: &Bar) {
@@ -336,14 +339,19 @@ impl Engine {
 
     fn apply(&mut self, action: Action, time: Millis) {
         match action {
-            Action::Submit { intent } => {
-                self.last_intent += 1;
-                self.place(self.last_intent, intent, time);
+            Action::Submit { id, intent } => {
+                let order = OrderRef::new(self.lifetime, id);
+                if self.used_ids.insert(id) {
+                    self.place(order, intent, time);
+                } else {
+                    let reason = format!("order id {id} was already used by this strategy instance");
+                    self.reject(order, intent.symbol, reason, time);
+                }
             }
-            Action::Cancel { intent_id } => {
-                let host_id = intent_id.saturating_add(self.intent_base);
-                if self.broker.cancel(host_id) {
-                    (self.events)(Event::Canceled { intent_id: host_id, time });
+            Action::Cancel { id } => {
+                let order = OrderRef::new(self.lifetime, id);
+                if self.broker.cancel(order) {
+                    (self.events)(Event::Canceled { intent_id: order, time });
                 }
             }
             Action::Notify { level, message } => (self.events)(Event::Notified { level, message, time }),
@@ -379,10 +387,9 @@ impl Engine {
         }
     }
 
-    /// The strategy's own number for a host intent, if the current
-    /// instance placed it.
-    fn local_intent(&self, intent_id: IntentId) -> Option<IntentId> {
-        (intent_id < EXTERNAL_INTENTS).then(|| intent_id.checked_sub(self.intent_base)).flatten().filter(|&i| i > 0)
+    /// Whether the running instance placed `order`, so should hear of it.
+    fn is_own(&self, order: IntentId) -> bool {
+        order.lifetime == self.lifetime
     }
 
     /// Tells the strategy about fills and rejections since the last call.
@@ -392,17 +399,20 @@ impl Engine {
                 return Ok(());
             }
             let time = self.last_time;
-            for mut fill in std::mem::take(&mut self.pending_fills) {
-                // Fills of a previous instance's orders only move the position.
-                let Some(local) = self.local_intent(fill.intent_id) else { continue };
-                fill.intent_id = local;
+            for fill in std::mem::take(&mut self.pending_fills) {
+                // Fills of an earlier lifetime's orders only move the position.
+                if !self.is_own(fill.intent_id) {
+                    continue;
+                }
                 for action in self.call(|s| s.on_fill(&fill))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }
             for (intent_id, symbol, reason) in std::mem::take(&mut self.pending_rejects) {
-                let Some(local) = self.local_intent(intent_id) else { continue };
-                for action in self.call(|s| s.on_reject(local, &symbol, &reason))?.unwrap_or_default() {
+                if !self.is_own(intent_id) {
+                    continue;
+                }
+                for action in self.call(|s| s.on_reject(intent_id.id, &symbol, &reason))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }

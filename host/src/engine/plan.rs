@@ -244,17 +244,17 @@ pub(super) fn plan_engines<'a>(
         let mut persist = None;
         if let (Some(v), Some(store)) = (venue, store) {
             let instance = VenueDesk::instance(&name, v.venue);
-            engine.resume_after(store.last_intent(&instance)?);
             engine.resume_external_after(store.last_external_intent(&instance)?);
+            // A fresh instance starts a new lifetime, so its order ids
+            // cannot collide with any routed before.
+            engine.start_lifetime_after(store.last_lifetime(&instance)?);
             let mut watermark = Millis::MIN;
             if let Some(saved) = store.strategy_state(&instance)? {
                 match engine.strategy_mut().load_state(&saved.state) {
                     Ok(()) => {
                         tracing::info!(%instance, bytes = saved.state.len(), "strategy state restored");
                         watermark = saved.last_bar;
-                        if let Some(base) = saved.intent_base {
-                            engine.resume_numbering(base);
-                        }
+                        engine.continue_lifetime(saved.lifetime, store.order_ids(&instance, saved.lifetime)?);
                     }
                     Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
                 }

@@ -359,6 +359,8 @@ mod tests {
     use crate::risk::RiskGate;
     use crate::router::RouterConfig;
 
+    const ONE: IntentId = crate::order::OrderRef { lifetime: 1, id: 1 };
+
     /// A cancel that reaches the desk before its order was sent keeps the
     /// order from ever being sent, and the strategy hears it ended.
     #[tokio::test]
@@ -379,15 +381,15 @@ mod tests {
             sync_every: Duration::from_secs(60),
         };
         let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);
-        let queued = OrderRecord::for_intent("scripted", "s@scripted", 1, &intent, OrderStatus::Queued, 1);
+        let queued = OrderRecord::for_intent("scripted", "s@scripted", ONE, &intent, OrderStatus::Queued, 1);
         store.insert_order(&queued).unwrap();
 
-        desk.cancel("s", 1).await;
+        desk.cancel("s", ONE).await;
         assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, OrderStatus::Canceled);
         let told = rx.try_recv().unwrap();
         assert!(
             matches!(&told, EngineInput::Executed { events, .. }
-                if matches!(&events[..], [ExecutionEvent::Expired { intent_id: 1, .. }])),
+                if matches!(&events[..], [ExecutionEvent::Expired { intent_id: ONE, .. }])),
             "{told:?}"
         );
         assert_eq!(desk.route_next().await, None, "nothing left to send");

@@ -66,7 +66,7 @@ impl Persist {
         let webhooks: &[i64] = inbox.as_slice();
         let told =
             (!told.is_empty() || !webhooks.is_empty()).then_some(Told { venue: self.venue, fills: told, webhooks });
-        if let Err(error) = self.store.commit_input(&self.instance, state, engine.intent_base(), &orders, told, now) {
+        if let Err(error) = self.store.commit_input(&self.instance, state, engine.lifetime(), &orders, told, now) {
             // The router still persists each order before sending it.
             tracing::error!(instance = %self.instance, %error, "cannot commit an input");
         }
@@ -78,14 +78,26 @@ impl Persist {
     }
 }
 
-/// Marks a webhook delivery done once a strategy that keeps no state has
-/// acted on it: a crash before this hands it over again after the restart
-/// (to a fresh instance), so nothing accepted is lost.
-fn done_without_state(store: Option<&Store>, inbox: Option<i64>) {
-    if let (Some(store), Some(id)) = (store, inbox)
-        && let Err(error) = store.delivery_done(id)
-    {
-        tracing::error!(%error, id, "cannot mark a webhook delivery done");
+/// An engine's journal lines, held per input and queued when it ends.
+type Pending = Arc<std::sync::Mutex<Vec<(&'static str, serde_json::Value)>>>;
+
+/// Queues the journal lines of the input just handled. A strategy that
+/// keeps no state (the paper broker) marks the webhook delivery it acted on
+/// done in the same transaction as those lines: a crash before it hands
+/// the delivery over again after the restart (to a fresh instance), so
+/// nothing accepted is lost, and a crash after it finds it done.
+fn flush(journal: Option<&Journal>, pending: &Pending, store: Option<&Store>, done: Option<i64>) {
+    let lines = std::mem::take(&mut *pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let done = done.zip(store);
+    match journal {
+        Some(journal) => journal.record_input(lines, done),
+        None => {
+            if let Some((id, store)) = done
+                && let Err(error) = store.delivery_done(id)
+            {
+                tracing::error!(%error, id, "cannot mark a webhook delivery done");
+            }
+        }
     }
 }
 
@@ -108,16 +120,18 @@ pub(super) fn spawn_engine(
     let Outputs { journal, lines, status, inbox: inbox_store } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
-    let event_journal = journal.clone();
+    let pending = Pending::default();
+    let event_pending = pending.clone();
     let mut engine = engine.with_events(move |event| {
         let _ = event_lines.send(describe(&tag, &event));
-        // The journal feeds notifications; trading only queues for it.
-        if let Some(journal) = &event_journal
-            && let Some((kind, data)) = journal_line(&tag, &event)
-        {
-            journal.record(kind, &data);
+        // The journal feeds notifications; trading only queues for it, once
+        // the input is handled.
+        if let Some(line) = journal_line(&tag, &event) {
+            event_pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
         }
     });
+    let flush_journal = journal.clone();
+    let flush = move |done: Option<i64>| flush(flush_journal.as_ref(), &pending, inbox_store.as_deref(), done);
     let dropped = journal.clone();
     let note = move |kind: &str, data: serde_json::Value| {
         if let Some(journal) = &journal {
@@ -152,6 +166,8 @@ pub(super) fn spawn_engine(
             update(&engine, &sha256, swaps, "running", None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             while let Some(input) = rx.blocking_recv() {
+                // Lines of an input that ended early (a failed strategy's).
+                flush(None);
                 // Venue fills this input tells the strategy of, and its
                 // webhook inbox row.
                 let mut told = Vec::new();
@@ -231,8 +247,11 @@ pub(super) fn spawn_engine(
                     failure = Some(e.to_string());
                     // Orders placed before the failure still go out.
                     match &persist {
-                        Some(p) => p.commit(&engine, None, &told, inbox),
-                        None => done_without_state(inbox_store.as_deref(), inbox),
+                        Some(p) => {
+                            p.commit(&engine, None, &told, inbox);
+                            flush(None);
+                        }
+                        None => flush(inbox),
                     }
                     continue;
                 }
@@ -246,11 +265,13 @@ pub(super) fn spawn_engine(
                         }
                     };
                     p.commit(&engine, state, &told, inbox);
+                    flush(None);
                 } else {
-                    done_without_state(inbox_store.as_deref(), inbox);
+                    flush(inbox);
                 }
                 update(&engine, &sha256, swaps, "running", None);
             }
+            flush(None);
             let state = if failure.is_some() { "failed" } else { "stopped" };
             update(&engine, &sha256, swaps, state, failure);
             engine.report(&symbol)
@@ -289,13 +310,10 @@ fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_js
     })
 }
 
-/// How an intent number is shown: the strategy's own as `#n`, a webhook
+/// How an order is shown: the strategy's own by its id, as `#n`, a webhook
 /// order's as `#wn`.
-fn label(intent_id: crate::order::IntentId) -> String {
-    match intent_id.checked_sub(super::EXTERNAL_INTENTS) {
-        Some(n) => format!("w{n}"),
-        None => intent_id.to_string(),
-    }
+fn label(order: crate::order::OrderRef) -> String {
+    if order.is_external() { format!("w{}", order.id) } else { order.id.to_string() }
 }
 
 /// One line of output for an event.

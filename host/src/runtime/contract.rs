@@ -7,7 +7,12 @@ use wasmtime::component::Component;
 use super::{PluginInfo, Runtime, RuntimeError};
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// What a plugin built for an older contract must change, in one line.
+const UPGRADE_HINT: &str = "0.2 is needed: a strategy is now an `instance` resource made by `create` (typed \
+    parameters) or `restore` (saved state), bars arrive in columns, and `submit` carries the order's own id; \
+    rebuild it against this host's wit/ (the Rust SDK and `stratbox new` do this for you)";
 const PACKAGE: &str = "stratbox:strategy";
 
 /// Interfaces a plugin may import (any 0.2.x version for WASI).
@@ -56,6 +61,14 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// What to tell the author of a plugin built for contract `version`.
+fn hint(version: Option<&str>) -> &'static str {
+    match version {
+        Some(v) if v.starts_with("0.1.") => UPGRADE_HINT,
+        _ => "build it against the contract in this host's wit/",
+    }
+}
+
 /// Same major version, and the same minor while the major is 0.
 fn compatible(version: Option<&str>) -> bool {
     let parts = |v: &str| v.split('.').map(str::to_owned).collect::<Vec<_>>();
@@ -87,6 +100,7 @@ fn check_names(label: &str, imports: &[String], exports: &[String]) -> Result<()
                 plugin: label.into(),
                 found: format!("{PACKAGE}@{}", version.unwrap_or("(unversioned)")),
                 expected: CONTRACT_VERSION,
+                hint: hint(version),
             });
         }
         None => {
@@ -104,6 +118,7 @@ fn check_names(label: &str, imports: &[String], exports: &[String]) -> Result<()
                 plugin: label.into(),
                 found: format!("{PACKAGE}@{}", version.unwrap_or("(unversioned)")),
                 expected: CONTRACT_VERSION,
+                hint: hint(version),
             });
         }
         let wasi_ok = name.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.2."));
@@ -166,16 +181,19 @@ mod tests {
 
     #[test]
     fn accepts_the_contract_and_std_wasi() {
-        let imports = owned(&["stratbox:strategy/types@0.1.0", "wasi:cli/stderr@0.2.6", "wasi:io/streams@0.2.0"]);
-        assert!(check_names("p", &imports, &owned(&["stratbox:strategy/strategy@0.1.0"])).is_ok());
-        assert!(check_names("p", &[], &owned(&["stratbox:strategy/strategy@0.1.3"])).is_ok());
+        let imports = owned(&["stratbox:strategy/types@0.2.0", "wasi:cli/stderr@0.2.6", "wasi:io/streams@0.2.0"]);
+        assert!(check_names("p", &imports, &owned(&["stratbox:strategy/strategy@0.2.0"])).is_ok());
+        assert!(check_names("p", &[], &owned(&["stratbox:strategy/strategy@0.2.3"])).is_ok());
     }
 
     #[test]
     fn refuses_other_versions_missing_exports_and_extra_imports() {
-        let exports = owned(&["stratbox:strategy/strategy@0.1.0"]);
-        let wrong = check_names("p", &[], &owned(&["stratbox:strategy/strategy@0.2.0"])).unwrap_err();
+        let exports = owned(&["stratbox:strategy/strategy@0.2.0"]);
+        let wrong = check_names("p", &[], &owned(&["stratbox:strategy/strategy@0.3.0"])).unwrap_err();
         assert!(matches!(wrong, RuntimeError::WrongVersion { .. }), "{wrong}");
+        // A 0.1 plugin is told what changed.
+        let old = check_names("p", &[], &owned(&["stratbox:strategy/strategy@0.1.0"])).unwrap_err().to_string();
+        assert!(old.contains("0.2 is needed") && old.contains("`instance` resource"), "{old}");
         let wrong_import = check_names("p", &owned(&["stratbox:strategy/host@1.0.0"]), &exports).unwrap_err();
         assert!(matches!(wrong_import, RuntimeError::WrongVersion { .. }), "{wrong_import}");
         let missing = check_names("p", &[], &owned(&["wasi:cli/run@0.2.0"])).unwrap_err();

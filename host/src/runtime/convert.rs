@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
+use super::ParamValue;
 use super::bindings::types as wit;
 use crate::bar::Bar;
 use crate::order::{Action, Fill, Level, OrderIntent, OrderType, Side, TimeInForce};
@@ -46,22 +47,103 @@ pub fn truncate_utf8(text: &mut String, max: usize) {
     }
 }
 
-/// Writes `bar` into a reusable guest bar, keeping its string's allocation.
-pub fn bar_into_wit(bar: &Bar, out: &mut wit::Bar) -> Result<(), ContractError> {
-    out.symbol.clear();
-    out.symbol.push_str(&bar.symbol);
-    out.time = bar.time;
-    out.open = decimal_to_wit(bar.open)?;
-    out.high = decimal_to_wit(bar.high)?;
-    out.low = decimal_to_wit(bar.low)?;
-    out.close = decimal_to_wit(bar.close)?;
-    out.volume = decimal_to_wit(bar.volume)?;
-    Ok(())
+/// The columns of a batch, kept between batches so a batch allocates
+/// nothing once the columns have grown to its size.
+pub struct Columns {
+    pub bars: wit::Bars,
+    /// The batch's symbols as the host holds them, parallel to `bars.symbols`.
+    symbols: Vec<Arc<str>>,
 }
 
-pub fn empty_bar() -> wit::Bar {
-    let zero = wit::Decimal { mantissa: 0, scale: 0 };
-    wit::Bar { symbol: String::new(), time: 0, open: zero, high: zero, low: zero, close: zero, volume: zero }
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            bars: wit::Bars {
+                symbols: Vec::new(),
+                price_scale: Vec::new(),
+                volume_scale: Vec::new(),
+                symbol: Vec::new(),
+                time: Vec::new(),
+                open: Vec::new(),
+                high: Vec::new(),
+                low: Vec::new(),
+                close: Vec::new(),
+                volume: Vec::new(),
+            },
+            symbols: Vec::new(),
+        }
+    }
+}
+
+/// The largest symbol table one batch may carry (the index is a `u16`).
+const MAX_SYMBOLS_PER_BATCH: usize = u16::MAX as usize + 1;
+
+impl Columns {
+    /// Fills the columns from `bars`: one scale per symbol for prices and
+    /// one for volumes, each the largest the symbol's values use, so every
+    /// value is exact. A value that cannot be written at that scale in 64
+    /// bits is refused, never rounded.
+    pub fn fill(&mut self, bars: &[Bar]) -> Result<&wit::Bars, ContractError> {
+        let b = &mut self.bars;
+        for column in [&mut b.time, &mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
+            column.clear();
+        }
+        b.symbol.clear();
+        self.symbols.clear();
+        b.price_scale.clear();
+        b.volume_scale.clear();
+        // Pass 1: the symbol table and each symbol's scales.
+        let mut last: Option<(&Arc<str>, u16)> = None;
+        for bar in bars {
+            let index = match last {
+                Some((symbol, index)) if Arc::ptr_eq(symbol, &bar.symbol) || **symbol == *bar.symbol => index,
+                _ => {
+                    let index = match self.symbols.iter().position(|s| **s == *bar.symbol) {
+                        Some(at) => at,
+                        None if self.symbols.len() < MAX_SYMBOLS_PER_BATCH => {
+                            self.symbols.push(bar.symbol.clone());
+                            b.price_scale.push(0);
+                            b.volume_scale.push(0);
+                            self.symbols.len() - 1
+                        }
+                        None => return Err(ContractError(format!("a batch has over {MAX_SYMBOLS_PER_BATCH} symbols"))),
+                    };
+                    let index = index as u16;
+                    last = Some((&bar.symbol, index));
+                    index
+                }
+            };
+            let i = usize::from(index);
+            let price = [bar.open, bar.high, bar.low, bar.close].iter().map(Decimal::scale).max().unwrap_or(0);
+            b.price_scale[i] = b.price_scale[i].max(price as u8);
+            b.volume_scale[i] = b.volume_scale[i].max(bar.volume.scale() as u8);
+            b.symbol.push(index);
+        }
+        // Pass 2: the values, at their symbol's scales.
+        for (bar, &index) in bars.iter().zip(&b.symbol) {
+            let i = usize::from(index);
+            let (price, volume) = (b.price_scale[i], b.volume_scale[i]);
+            b.time.push(bar.time);
+            b.open.push(at_scale(bar.open, price)?);
+            b.high.push(at_scale(bar.high, price)?);
+            b.low.push(at_scale(bar.low, price)?);
+            b.close.push(at_scale(bar.close, price)?);
+            b.volume.push(at_scale(bar.volume, volume)?);
+        }
+        b.symbols.clear();
+        b.symbols.extend(self.symbols.iter().map(|s| s.to_string()));
+        Ok(&self.bars)
+    }
+}
+
+/// `value`'s mantissa at `scale` (at least its own), if it fits 64 bits.
+fn at_scale(value: Decimal, scale: u8) -> Result<i64, ContractError> {
+    let shift = u32::from(scale) - value.scale();
+    10_i128
+        .checked_pow(shift)
+        .and_then(|factor| value.mantissa().checked_mul(factor))
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or_else(|| ContractError(format!("{value} does not fit a 64-bit mantissa at scale {scale}")))
 }
 
 fn side_to_wit(side: Side) -> wit::Side {
@@ -73,7 +155,7 @@ fn side_to_wit(side: Side) -> wit::Side {
 
 pub fn fill_to_wit(fill: &Fill) -> Result<wit::Fill, ContractError> {
     Ok(wit::Fill {
-        intent: fill.intent_id,
+        order: fill.intent_id.id,
         symbol: fill.symbol.to_string(),
         side: side_to_wit(fill.side),
         qty: decimal_to_wit(fill.qty)?,
@@ -83,52 +165,80 @@ pub fn fill_to_wit(fill: &Fill) -> Result<wit::Fill, ContractError> {
     })
 }
 
+pub fn param_to_wit(value: &ParamValue) -> Result<wit::ParamValue, ContractError> {
+    Ok(match value {
+        ParamValue::Integer { value } => wit::ParamValue::Integer(*value),
+        ParamValue::Decimal { value } => wit::ParamValue::Decimal(decimal_to_wit(*value)?),
+        ParamValue::Text { value } => wit::ParamValue::Text(value.clone()),
+        ParamValue::Boolean { value } => wit::ParamValue::Boolean(*value),
+    })
+}
+
+pub fn param_from_wit(value: wit::ParamValue) -> Result<ParamValue, ContractError> {
+    Ok(match value {
+        wit::ParamValue::Integer(value) => ParamValue::Integer { value },
+        wit::ParamValue::Decimal(value) => ParamValue::Decimal { value: decimal_from_wit(value)? },
+        wit::ParamValue::Text(value) => ParamValue::Text { value },
+        wit::ParamValue::Boolean(value) => ParamValue::Boolean { value },
+    })
+}
+
+pub fn level_from_wit(level: wit::Level) -> Level {
+    match level {
+        wit::Level::Debug => Level::Debug,
+        wit::Level::Info => Level::Info,
+        wit::Level::Warning => Level::Warning,
+        wit::Level::Error => Level::Error,
+        wit::Level::Critical => Level::Critical,
+    }
+}
+
 /// Checks and converts one action a strategy returned.
 pub fn action_from_wit(action: wit::Action) -> Result<Action, ContractError> {
     Ok(match action {
-        wit::Action::Submit(intent) => Action::Submit { intent: intent_from_wit(intent)? },
-        wit::Action::Cancel(intent_id) => Action::Cancel { intent_id },
+        wit::Action::Submit(order) => Action::Submit { id: order.id, intent: intent_from_wit(order)? },
+        wit::Action::Cancel(id) => Action::Cancel { id },
         wit::Action::Notify(n) => {
             let mut message = n.message;
             truncate_utf8(&mut message, MAX_NOTIFY_LEN);
-            let level = match n.level {
-                wit::Level::Info => Level::Info,
-                wit::Level::Warning => Level::Warning,
-                wit::Level::Critical => Level::Critical,
-            };
-            Action::Notify { level, message }
+            Action::Notify { level: level_from_wit(n.level), message }
         }
     })
 }
 
-fn intent_from_wit(intent: wit::OrderIntent) -> Result<OrderIntent, ContractError> {
-    let symbol = intent.symbol;
+fn positive(what: &str, value: wit::Decimal) -> Result<Decimal, ContractError> {
+    let value = decimal_from_wit(value)?;
+    if value <= Decimal::ZERO {
+        return Err(ContractError(format!("{what} must be positive, got {value}")));
+    }
+    Ok(value)
+}
+
+fn intent_from_wit(order: wit::Order) -> Result<OrderIntent, ContractError> {
+    let symbol = order.symbol;
     if symbol.is_empty() || symbol.len() > MAX_SYMBOL_LEN || symbol.chars().any(char::is_control) {
-        return Err(ContractError(format!("invalid symbol {symbol:?}")));
+        let mut shown = symbol;
+        truncate_utf8(&mut shown, MAX_SYMBOL_LEN);
+        return Err(ContractError(format!("invalid symbol {shown:?}")));
     }
-    let qty = decimal_from_wit(intent.qty)?;
-    if qty <= Decimal::ZERO {
-        return Err(ContractError(format!("order quantity must be positive, got {qty}")));
-    }
-    let order_type = match intent.order_type {
+    let qty = positive("order quantity", order.qty)?;
+    let order_type = match order.order_type {
         wit::OrderType::Market => OrderType::Market,
-        wit::OrderType::Limit(price) => {
-            let price = decimal_from_wit(price)?;
-            if price <= Decimal::ZERO {
-                return Err(ContractError(format!("limit price must be positive, got {price}")));
-            }
-            OrderType::Limit { price }
+        wit::OrderType::Limit(price) => OrderType::Limit { price: positive("limit price", price)? },
+        wit::OrderType::Stop(stop) => OrderType::Stop { stop: positive("stop price", stop)? },
+        wit::OrderType::StopLimit(wit::StopLimit { stop, limit }) => {
+            OrderType::StopLimit { stop: positive("stop price", stop)?, limit: positive("limit price", limit)? }
         }
     };
     Ok(OrderIntent {
         symbol: Arc::from(symbol),
-        side: match intent.side {
+        side: match order.side {
             wit::Side::Buy => Side::Buy,
             wit::Side::Sell => Side::Sell,
         },
         qty,
         order_type,
-        time_in_force: match intent.time_in_force {
+        time_in_force: match order.time_in_force {
             wit::TimeInForce::Day => TimeInForce::Day,
             wit::TimeInForce::Gtc => TimeInForce::Gtc,
             wit::TimeInForce::Ioc => TimeInForce::Ioc,
@@ -172,7 +282,8 @@ mod tests {
     #[test]
     fn refuses_hostile_intents() {
         let intent = |symbol: &str, mantissa| {
-            wit::Action::Submit(wit::OrderIntent {
+            wit::Action::Submit(wit::Order {
+                id: 1,
                 symbol: symbol.into(),
                 side: wit::Side::Buy,
                 qty: wit::Decimal { mantissa, scale: 0 },
@@ -185,6 +296,46 @@ mod tests {
         assert!(action_from_wit(intent("AAPL", -3)).is_err());
         assert!(action_from_wit(intent("", 1)).is_err());
         assert!(action_from_wit(intent("A\nB", 1)).is_err());
-        assert!(action_from_wit(intent(&"X".repeat(65), 1)).is_err());
+        let long = action_from_wit(intent(&"X".repeat(1 << 20), 1)).unwrap_err();
+        assert!(long.0.len() < 100, "the error quotes a cut symbol: {}", long.0.len());
+    }
+
+    fn bar(symbol: &Arc<str>, time: i64, close: &str, volume: &str) -> Bar {
+        let close: Decimal = close.parse().unwrap();
+        Bar {
+            symbol: symbol.clone(),
+            time,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: volume.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn columns_carry_each_symbol_at_one_exact_scale() {
+        let (a, b): (Arc<str>, Arc<str>) = ("AAA".into(), "BBB".into());
+        let bars = [bar(&a, 1, "10.5", "100"), bar(&b, 1, "7", "0.25"), bar(&a, 2, "10.25", "3"), bar(&b, 2, "8", "1")];
+        let mut columns = Columns::default();
+        let out = columns.fill(&bars).unwrap();
+        assert_eq!(out.symbols, ["AAA", "BBB"]);
+        assert_eq!(out.symbol, [0, 1, 0, 1]);
+        assert_eq!((out.price_scale.as_slice(), out.volume_scale.as_slice()), ([2, 0].as_slice(), [0, 2].as_slice()));
+        assert_eq!(out.close, [1050, 7, 1025, 8]);
+        assert_eq!(out.volume, [100, 25, 3, 100]);
+        assert_eq!(out.time, [1, 1, 2, 2]);
+        // Reused: a smaller batch leaves nothing of the last one behind.
+        let out = columns.fill(&bars[1..2]).unwrap();
+        assert_eq!((out.symbols.as_slice(), out.close.as_slice()), (["BBB".to_string()].as_slice(), [7].as_slice()));
+    }
+
+    #[test]
+    fn columns_refuse_values_that_do_not_fit_at_their_scale() {
+        let a: Arc<str> = "AAA".into();
+        // Each fits alone, but not at the other's scale.
+        let bars = [bar(&a, 1, "9000000000000000000", "1"), bar(&a, 2, "0.5", "1")];
+        assert!(Columns::default().fill(&bars).is_err());
+        assert!(Columns::default().fill(&bars[..1]).is_ok());
     }
 }

@@ -1,4 +1,4 @@
-//! The `host` interface a strategy imports: log, clock, position, params.
+//! The `host` interface a strategy imports: log, clock, position, account.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use super::bindings::{host, types};
 use super::convert::{decimal_to_wit, truncate_utf8};
 use super::sandbox::{Clock, LogBudget};
+use crate::strategy::Account;
 
 /// Longest `log` message kept; the rest is cut.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -18,15 +19,30 @@ pub struct HostState {
     pub(super) clock: Clock,
     /// Positions as of the start of the current call, set by the engine.
     pub(super) positions: HashMap<Arc<str>, Decimal>,
-    /// Given parameters, then defaults for the rest.
-    pub(super) params: HashMap<String, String>,
+    /// Cash and equity as of the start of the current call.
+    pub(super) account: Account,
     pub(super) output: Option<Arc<LogBudget>>,
+}
+
+impl HostState {
+    pub(super) fn new(strategy: Arc<str>, clock: Clock) -> Self {
+        Self { strategy, clock, positions: HashMap::new(), account: Account::default(), output: None }
+    }
+
+    /// `value` in the contract's decimal; a value that does not fit is
+    /// logged and read as zero, since the query cannot fail.
+    fn decimal(&self, what: &str, value: Decimal) -> types::Decimal {
+        decimal_to_wit(value).unwrap_or_else(|_| {
+            tracing::error!(strategy = %self.strategy, what, %value, "does not fit the contract's decimal");
+            types::Decimal { mantissa: 0, scale: 0 }
+        })
+    }
 }
 
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
-    fn log(&mut self, level: host::LogLevel, mut message: String) {
+    fn log(&mut self, level: types::Level, mut message: String) {
         truncate_utf8(&mut message, MAX_LOG_MESSAGE);
         if let Some(output) = &self.output
             && !output.spend(message.len())
@@ -35,11 +51,10 @@ impl host::Host for HostState {
         }
         let strategy = &*self.strategy;
         match level {
-            host::LogLevel::Trace => tracing::trace!(strategy, "{message}"),
-            host::LogLevel::Debug => tracing::debug!(strategy, "{message}"),
-            host::LogLevel::Info => tracing::info!(strategy, "{message}"),
-            host::LogLevel::Warn => tracing::warn!(strategy, "{message}"),
-            host::LogLevel::Error => tracing::error!(strategy, "{message}"),
+            types::Level::Debug => tracing::debug!(strategy, "{message}"),
+            types::Level::Info => tracing::info!(strategy, "{message}"),
+            types::Level::Warning => tracing::warn!(strategy, "{message}"),
+            types::Level::Error | types::Level::Critical => tracing::error!(strategy, "{message}"),
         }
     }
 
@@ -49,13 +64,13 @@ impl host::Host for HostState {
 
     fn position(&mut self, symbol: String) -> types::Decimal {
         let qty = self.positions.get(symbol.as_str()).copied().unwrap_or_default();
-        decimal_to_wit(qty).unwrap_or_else(|_| {
-            tracing::error!(strategy = %self.strategy, %symbol, %qty, "position does not fit the contract's decimal");
-            types::Decimal { mantissa: 0, scale: 0 }
-        })
+        self.decimal("position", qty)
     }
 
-    fn param(&mut self, key: String) -> Option<String> {
-        self.params.get(&key).cloned()
+    fn account(&mut self) -> types::AccountView {
+        types::AccountView {
+            cash: self.decimal("cash", self.account.cash),
+            equity: self.decimal("equity", self.account.equity),
+        }
     }
 }

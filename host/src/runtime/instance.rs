@@ -1,20 +1,22 @@
-//! One running strategy: a `Store`, its instance, and how it recovers from faults.
+//! One running strategy: a `Store`, the component in it, the strategy
+//! instance (a resource) it made, and how it recovers from faults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use wasmtime::component::ResourceAny;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{self, guest, types as wit};
-use super::convert::{self, MAX_ACTIONS_PER_CALL};
+use super::convert::{self, Columns, MAX_ACTIONS_PER_CALL};
 use super::host_impl::HostState;
 use super::sandbox::{Clock, StoreData};
-use super::{EPOCH_TICK, ParamKind, ParamSpec, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
+use super::{EPOCH_TICK, ParamSpec, ParamValue, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
 use crate::bar::{Bar, Millis};
-use crate::order::{Action, Fill, IntentId};
-use crate::strategy::{Fault, Strategy, StrategyError};
+use crate::order::{Action, Fill};
+use crate::strategy::{Account, Fault, Strategy, StrategyError};
 
 /// Limits and recovery policy copied from the runtime config.
 #[derive(Debug, Clone)]
@@ -42,27 +44,40 @@ impl Policy {
     }
 }
 
-/// A live instance of a plugin.
-struct Live {
+/// A component instantiated in its own store.
+struct Component {
     store: Store<StoreData>,
     bindings: bindings::Plugin,
 }
 
-fn new_live(pre: &bindings::PluginPre<StoreData>, host: HostState, policy: &Policy) -> wasmtime::Result<Live> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(policy.memory_limit)
-        .instances(16)
-        .tables(16)
-        .memories(4)
-        .table_elements(100_000)
-        .trap_on_grow_failure(true)
-        .build();
-    let mut store = Store::new(pre.engine(), StoreData::new(host, limits, policy.log_bytes_per_call));
-    store.limiter(|data| &mut data.limits);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(policy.deadline_ticks);
-    let bindings = pre.instantiate(&mut store)?;
-    Ok(Live { store, bindings })
+impl Component {
+    fn new(pre: &bindings::PluginPre<StoreData>, host: HostState, policy: &Policy) -> wasmtime::Result<Self> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(policy.memory_limit)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            .table_elements(100_000)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(pre.engine(), StoreData::new(host, limits, policy.log_bytes_per_call));
+        store.limiter(|data| &mut data.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(policy.deadline_ticks);
+        let bindings = pre.instantiate(&mut store)?;
+        Ok(Self { store, bindings })
+    }
+}
+
+/// The exported `instance` resource's functions.
+fn guest(bindings: &bindings::Plugin) -> guest::GuestInstance<'_> {
+    bindings.stratbox_strategy_strategy().instance()
+}
+
+/// A live strategy instance: the resource, in the store that holds it.
+struct Live {
+    component: Component,
+    instance: ResourceAny,
 }
 
 fn classify(error: &wasmtime::Error, policy: &Policy) -> Fault {
@@ -72,24 +87,31 @@ fn classify(error: &wasmtime::Error, policy: &Policy) -> Fault {
     }
 }
 
-/// Instantiates a throwaway instance and reads the plugin's self-description.
+/// Describes a strategy's refusal to start, e.g. `invalid parameter fast: …`.
+fn refusal(error: wit::Error) -> String {
+    let mut text = match error {
+        wit::Error::InvalidParam(wit::InvalidParam { key, message }) => format!("invalid parameter `{key}`: {message}"),
+        wit::Error::IncompatibleState(message) => format!("incompatible state: {message}"),
+        wit::Error::Other(message) => message,
+    };
+    convert::truncate_utf8(&mut text, convert::MAX_NOTIFY_LEN);
+    text
+}
+
+/// Instantiates the component and reads its self-description; needs no
+/// strategy instance.
 pub(super) fn describe(
     pre: &bindings::PluginPre<StoreData>,
     label: &str,
     config: &RuntimeConfig,
 ) -> Result<PluginInfo, RuntimeError> {
     let policy = Policy::new(config);
-    let host = HostState {
-        strategy: Arc::from(label),
-        clock: Clock::virtual_at(0),
-        positions: HashMap::new(),
-        params: HashMap::new(),
-        output: None,
-    };
+    let host = HostState::new(Arc::from(label), Clock::virtual_at(0));
     let start_err =
         |e: wasmtime::Error| RuntimeError::Start { plugin: label.into(), message: classify(&e, &policy).to_string() };
-    let mut live = new_live(pre, host, &policy).map_err(start_err)?;
-    let info = live.bindings.stratbox_strategy_strategy().call_describe(&mut live.store).map_err(start_err)?;
+    let mut component = Component::new(pre, host, &policy).map_err(start_err)?;
+    let info =
+        component.bindings.stratbox_strategy_strategy().call_describe(&mut component.store).map_err(start_err)?;
     let bad = |message: String| RuntimeError::Start { plugin: label.into(), message };
     if info.params.len() > 256 {
         return Err(bad(format!("declares {} parameters; at most 256 are allowed", info.params.len())));
@@ -99,61 +121,62 @@ pub(super) fn describe(
         if params.iter().any(|q| q.key == p.key) {
             return Err(bad(format!("declares parameter `{}` twice", p.key)));
         }
-        params.push(ParamSpec {
-            key: p.key,
-            kind: match p.kind {
-                wit::ParamKind::Integer => ParamKind::Integer,
-                wit::ParamKind::Decimal => ParamKind::Decimal,
-                wit::ParamKind::Text => ParamKind::Text,
-                wit::ParamKind::Boolean => ParamKind::Boolean,
-            },
-            default: p.default,
-            description: p.description,
-        });
+        let default = convert::param_from_wit(p.default)
+            .map_err(|e| bad(format!("parameter `{}` has an invalid default: {e}", p.key)))?;
+        params.push(ParamSpec { key: p.key, kind: default.kind(), default, description: p.description });
     }
     Ok(PluginInfo { name: info.name, version: info.version, description: info.description, params })
 }
 
-/// A sandboxed strategy. Faults restart it from its `InstancePre`; after
-/// too many it is marked failed and every call returns an error.
+/// A sandboxed strategy instance. A fault drops its store and restores the
+/// last state it saved into a fresh one (or, with none, creates it anew);
+/// after too many faults it is marked failed and every call returns an error.
 pub struct WasmStrategy {
     plugin: Arc<Plugin>,
     policy: Policy,
-    /// Parameters as given, passed to `init` on every (re)start.
+    /// Every declared parameter, passed to `create` and `restore`.
     params: Vec<wit::Param>,
-    resolved: HashMap<String, String>,
     clock: Clock,
     live: Option<Live>,
     restarts: u32,
     failure: Option<String>,
-    /// Reused guest bars, so a batch allocates nothing on the host side.
-    scratch: Vec<wit::Bar>,
+    /// What the instance last saved or was restored from; a restart
+    /// restores it.
+    last_state: Option<Vec<u8>>,
+    /// Reused bar columns, so a batch allocates nothing on the host side.
+    columns: Columns,
 }
 
 impl WasmStrategy {
     pub(super) fn start(
         plugin: Arc<Plugin>,
-        params: Vec<(String, String)>,
-        resolved: HashMap<String, String>,
+        params: Vec<(String, ParamValue)>,
         clock: Clock,
         config: &RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
+        let label = plugin.label.clone();
+        let params = params
+            .into_iter()
+            .map(|(key, value)| {
+                convert::param_to_wit(&value)
+                    .map(|value| wit::Param { key: key.clone(), value })
+                    .map_err(|e| RuntimeError::Param { plugin: label.clone(), message: format!("`{key}`: {e}") })
+            })
+            .collect::<Result<_, _>>()?;
         let mut strategy = Self {
             policy: Policy::new(config),
-            params: params.into_iter().map(|(key, value)| wit::Param { key, value }).collect(),
-            resolved,
+            params,
             clock,
             live: None,
             restarts: 0,
             failure: None,
-            scratch: Vec::new(),
+            last_state: None,
+            columns: Columns::default(),
             plugin,
         };
-        let live = strategy.boot(HashMap::new()).map_err(|e| match e {
-            BootError::Init(message) => RuntimeError::Init { plugin: strategy.plugin.label.clone(), message },
-            BootError::Fault(fault) => {
-                RuntimeError::Start { plugin: strategy.plugin.label.clone(), message: fault.to_string() }
-            }
+        let live = strategy.boot(None, HashMap::new()).map_err(|e| match e {
+            BootError::Refused(message) => RuntimeError::Init { plugin: label.clone(), message },
+            BootError::Fault(fault) => RuntimeError::Start { plugin: label.clone(), message: fault.to_string() },
         })?;
         strategy.live = Some(live);
         Ok(strategy)
@@ -173,21 +196,20 @@ impl WasmStrategy {
         &self.clock
     }
 
-    fn boot(&self, positions: HashMap<Arc<str>, Decimal>) -> Result<Live, BootError> {
-        let host = HostState {
-            strategy: Arc::from(self.plugin.label.as_str()),
-            clock: self.clock.clone(),
-            positions,
-            params: self.resolved.clone(),
-            output: None,
+    /// Starts a store and, in it, an instance: restored from `state`, or
+    /// created afresh.
+    fn boot(&self, state: Option<&[u8]>, positions: HashMap<Arc<str>, Decimal>) -> Result<Live, BootError> {
+        let mut host = HostState::new(Arc::from(self.plugin.label.as_str()), self.clock.clone());
+        host.positions = positions;
+        let fault = |e: wasmtime::Error| BootError::Fault(classify(&e, &self.policy));
+        let mut component = Component::new(&self.plugin.pre, host, &self.policy).map_err(fault)?;
+        let made = match state {
+            Some(state) => guest(&component.bindings).call_restore(&mut component.store, &self.params, state),
+            None => guest(&component.bindings).call_create(&mut component.store, &self.params),
         };
-        let mut live =
-            new_live(&self.plugin.pre, host, &self.policy).map_err(|e| BootError::Fault(classify(&e, &self.policy)))?;
-        let guest = live.bindings.stratbox_strategy_strategy();
-        match guest.call_init(&mut live.store, &self.params) {
-            Ok(Ok(())) => Ok(live),
-            Ok(Err(message)) => Err(BootError::Init(message)),
-            Err(e) => Err(BootError::Fault(classify(&e, &self.policy))),
+        match made.map_err(fault)? {
+            Ok(instance) => Ok(Live { component, instance }),
+            Err(error) => Err(BootError::Refused(refusal(error))),
         }
     }
 
@@ -201,8 +223,8 @@ impl WasmStrategy {
             (None, None) => return Err(failed("not running")),
             (None, Some(live)) => live,
         };
-        live.store.set_epoch_deadline(self.policy.deadline_ticks);
-        live.store.data().output.reset();
+        live.component.store.set_epoch_deadline(self.policy.deadline_ticks);
+        live.component.store.data().output.reset();
         Ok(live)
     }
 
@@ -210,7 +232,8 @@ impl WasmStrategy {
     fn fault(&mut self, call: &'static str, fault: Fault) -> StrategyError {
         let strategy = self.plugin.label.clone();
         tracing::error!(%strategy, call, %fault, "strategy fault");
-        let positions = self.live.take().map(|l| l.store.into_data().host.positions).unwrap_or_default();
+        let host = self.live.take().map(|l| l.component.store.into_data().host);
+        let positions = host.map(|h| h.positions).unwrap_or_default();
         if self.restarts >= self.policy.max_restarts {
             let reason = format!("{fault} in {call}, after {} restarts", self.restarts);
             self.failure = Some(reason.clone());
@@ -223,11 +246,25 @@ impl WasmStrategy {
             let delay = self.policy.backoff.saturating_mul(1 << (self.restarts - 1).min(8));
             std::thread::sleep(delay.min(Duration::from_secs(30)));
         }
-        match self.boot(positions) {
+        let restored = match self.last_state.as_deref() {
+            Some(state) => self.boot(Some(state), positions.clone()),
+            None => Err(BootError::Refused("no saved state".into())),
+        };
+        let (booted, fresh) = match restored {
+            Ok(live) => (Ok(live), false),
+            Err(BootError::Refused(why)) => {
+                if self.last_state.is_some() {
+                    tracing::warn!(%strategy, %why, "saved state refused on restart; starting afresh");
+                }
+                (self.boot(None, positions), true)
+            }
+            Err(e @ BootError::Fault(_)) => (Err(e), false),
+        };
+        match booted {
             Ok(live) => {
                 self.live = Some(live);
-                tracing::warn!(%strategy, restarts = self.restarts, "strategy restarted");
-                StrategyError::Restarted { strategy, call, fault, restarts: self.restarts }
+                tracing::warn!(%strategy, restarts = self.restarts, fresh, "strategy restarted");
+                StrategyError::Restarted { strategy, call, fault, restarts: self.restarts, fresh }
             }
             Err(e) => {
                 let reason = format!("{fault} in {call}; restart failed: {e}");
@@ -259,14 +296,15 @@ impl WasmStrategy {
 }
 
 enum BootError {
-    Init(String),
+    /// The strategy refused its parameters or state.
+    Refused(String),
     Fault(Fault),
 }
 
 impl std::fmt::Display for BootError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BootError::Init(message) => write!(f, "init refused: {message}"),
+            BootError::Refused(message) => write!(f, "refused to start: {message}"),
             BootError::Fault(fault) => write!(f, "{fault}"),
         }
     }
@@ -279,19 +317,16 @@ impl Strategy for WasmStrategy {
 
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
         let Some(last) = bars.last() else { return Ok(Vec::new()) };
-        if self.scratch.len() < bars.len() {
-            self.scratch.resize_with(bars.len(), convert::empty_bar);
-        }
-        for (bar, slot) in bars.iter().zip(&mut self.scratch) {
-            convert::bar_into_wit(bar, slot)
-                .map_err(|e| StrategyError::Unrepresentable { strategy: self.plugin.label.clone(), message: e.0 })?;
+        let mut columns = std::mem::take(&mut self.columns);
+        if let Err(e) = columns.fill(bars) {
+            self.columns = columns;
+            return Err(self.unrepresentable(e.0));
         }
         self.clock.set(last.time);
-        let mut scratch = std::mem::take(&mut self.scratch);
         let result = self.arm().map(|live| {
-            live.bindings.stratbox_strategy_strategy().call_on_bars(&mut live.store, &scratch[..bars.len()])
+            guest(&live.component.bindings).call_on_bars(&mut live.component.store, live.instance, &columns.bars)
         });
-        std::mem::swap(&mut self.scratch, &mut scratch);
+        self.columns = columns;
         let raw = self.settle("on-bars", result?)?;
         if raw.len() > MAX_ACTIONS_PER_CALL {
             let message = format!("returned {} actions; at most {MAX_ACTIONS_PER_CALL} are allowed", raw.len());
@@ -316,15 +351,16 @@ impl Strategy for WasmStrategy {
     fn on_fill(&mut self, fill: &Fill) -> Result<Vec<Action>, StrategyError> {
         let wit_fill = convert::fill_to_wit(fill).map_err(|e| self.unrepresentable(e.0))?;
         let live = self.arm()?;
-        let result = live.bindings.stratbox_strategy_strategy().call_on_fill(&mut live.store, &wit_fill);
+        let result = guest(&live.component.bindings).call_on_fill(&mut live.component.store, live.instance, &wit_fill);
         let raw = self.settle("on-fill", result)?;
         self.actions("on-fill", raw)
     }
 
-    fn on_reject(&mut self, intent_id: IntentId, symbol: &str, reason: &str) -> Result<Vec<Action>, StrategyError> {
-        let rejection = wit::Rejection { intent: intent_id, symbol: symbol.into(), reason: reason.into() };
+    fn on_reject(&mut self, id: u64, symbol: &str, reason: &str) -> Result<Vec<Action>, StrategyError> {
+        let rejection = wit::Rejection { order: id, symbol: symbol.into(), reason: reason.into() };
         let live = self.arm()?;
-        let result = live.bindings.stratbox_strategy_strategy().call_on_reject(&mut live.store, &rejection);
+        let result =
+            guest(&live.component.bindings).call_on_reject(&mut live.component.store, live.instance, &rejection);
         let raw = self.settle("on-reject", result)?;
         self.actions("on-reject", raw)
     }
@@ -332,34 +368,49 @@ impl Strategy for WasmStrategy {
     fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<Vec<Action>, StrategyError> {
         let signal = wit::Signal { source: source.into(), payload: payload.into(), time };
         let live = self.arm()?;
-        let result = live.bindings.stratbox_strategy_strategy().call_on_signal(&mut live.store, &signal);
+        let result = guest(&live.component.bindings).call_on_signal(&mut live.component.store, live.instance, &signal);
         let raw = self.settle("on-signal", result)?;
         self.actions("on-signal", raw)
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, StrategyError> {
         let live = self.arm()?;
-        let result = live.bindings.stratbox_strategy_strategy().call_save_state(&mut live.store);
-        self.settle("save-state", result)
+        let result = guest(&live.component.bindings).call_save_state(&mut live.component.store, live.instance);
+        let state = self.settle("save-state", result)?;
+        self.last_state = Some(state.clone());
+        Ok(state)
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<(), StrategyError> {
+        let params = std::mem::take(&mut self.params);
         let live = self.arm()?;
-        let result = live.bindings.stratbox_strategy_strategy().call_load_state(&mut live.store, state);
-        self.settle("load-state", result)?.map_err(|message| StrategyError::Refused {
+        let result = guest(&live.component.bindings).call_restore(&mut live.component.store, &params, state);
+        self.params = params;
+        let made = self.settle("restore", result)?;
+        let instance = made.map_err(|error| StrategyError::Refused {
             strategy: self.plugin.label.clone(),
-            call: "load-state",
-            message,
-        })
+            call: "restore",
+            message: refusal(error),
+        })?;
+        let Some(live) = self.live.as_mut() else {
+            return Err(StrategyError::Failed { strategy: self.plugin.label.clone(), reason: "not running".into() });
+        };
+        let old = std::mem::replace(&mut live.instance, instance);
+        let dropped = old.resource_drop(&mut live.component.store);
+        self.settle("instance drop", dropped)?;
+        self.last_state = Some(state.to_vec());
+        Ok(())
     }
 
     fn set_position(&mut self, symbol: &Arc<str>, qty: Decimal) {
         if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().host.positions.insert(symbol.clone(), qty);
+            live.component.store.data_mut().host.positions.insert(symbol.clone(), qty);
+        }
+    }
+
+    fn set_account(&mut self, account: Account) {
+        if let Some(live) = self.live.as_mut() {
+            live.component.store.data_mut().host.account = account;
         }
     }
 }
-
-/// Keeps `guest` referenced: the generated module holds the export types.
-#[allow(dead_code)]
-type GuestExports = guest::Guest;

@@ -79,8 +79,8 @@ pub enum RuntimeError {
     TooLarge { plugin: String, size: usize, limit: usize },
     #[error("plugin `{plugin}` is not a WebAssembly component: {reason}")]
     NotAComponent { plugin: String, reason: String },
-    #[error("plugin `{plugin}` targets {found}, but this host implements stratbox:strategy@{expected}")]
-    WrongVersion { plugin: String, found: String, expected: &'static str },
+    #[error("plugin `{plugin}` targets {found}, but this host implements stratbox:strategy@{expected}: {hint}")]
+    WrongVersion { plugin: String, found: String, expected: &'static str, hint: &'static str },
     #[error("plugin `{plugin}` does not export stratbox:strategy/strategy@{expected} (it exports: {exports})")]
     MissingExport { plugin: String, exports: String, expected: &'static str },
     #[error("plugin `{plugin}` imports `{import}`, which strategies may not use")]
@@ -97,7 +97,7 @@ pub enum RuntimeError {
     UnknownPlugin { name: String, bundled: String },
 }
 
-/// The kind of value a parameter takes.
+/// The kind of value a parameter takes: its default's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamKind {
@@ -107,12 +107,69 @@ pub enum ParamKind {
     Boolean,
 }
 
+/// A typed parameter value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ParamValue {
+    Integer { value: i64 },
+    Decimal { value: Decimal },
+    Text { value: String },
+    Boolean { value: bool },
+}
+
+/// The longest text parameter accepted, in bytes.
+const MAX_TEXT_PARAM: usize = 4096;
+
+impl ParamValue {
+    pub fn kind(&self) -> ParamKind {
+        match self {
+            ParamValue::Integer { .. } => ParamKind::Integer,
+            ParamValue::Decimal { .. } => ParamKind::Decimal,
+            ParamValue::Text { .. } => ParamKind::Text,
+            ParamValue::Boolean { .. } => ParamKind::Boolean,
+        }
+    }
+
+    /// Reads `text` as a value of `kind`.
+    pub fn parse(kind: ParamKind, text: &str) -> Option<Self> {
+        Some(match kind {
+            ParamKind::Integer => ParamValue::Integer { value: text.trim().parse().ok()? },
+            ParamKind::Decimal => ParamValue::Decimal { value: text.trim().parse().ok()? },
+            ParamKind::Boolean => ParamValue::Boolean { value: text.trim().parse().ok()? },
+            ParamKind::Text if text.len() <= MAX_TEXT_PARAM => ParamValue::Text { value: text.into() },
+            ParamKind::Text => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Integer { value } => write!(f, "{value}"),
+            ParamValue::Decimal { value } => write!(f, "{value}"),
+            ParamValue::Text { value } => write!(f, "{value:?}"),
+            ParamValue::Boolean { value } => write!(f, "{value}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ParamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParamKind::Integer => "integer",
+            ParamKind::Decimal => "decimal",
+            ParamKind::Text => "text",
+            ParamKind::Boolean => "boolean",
+        })
+    }
+}
+
 /// One parameter a plugin declares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ParamSpec {
     pub key: String,
     pub kind: ParamKind,
-    pub default: String,
+    pub default: ParamValue,
     pub description: String,
 }
 
@@ -137,33 +194,31 @@ pub struct Plugin {
 
 impl Plugin {
     /// Checks `params` against the declared specs: no unknown or repeated
-    /// keys, values of the declared kind. Returns them with defaults added.
-    pub fn resolve_params(&self, params: &[(String, String)]) -> Result<HashMap<String, String>, RuntimeError> {
+    /// keys, values of the declared kind. Returns every declared parameter,
+    /// in declared order, with defaults for those not given.
+    pub fn resolve_params(&self, params: &[(String, String)]) -> Result<Vec<(String, ParamValue)>, RuntimeError> {
         let err = |message: String| RuntimeError::Param { plugin: self.label.clone(), message };
-        let mut resolved = HashMap::new();
+        let mut given: HashMap<&str, ParamValue> = HashMap::new();
         for (key, value) in params {
             let Some(spec) = self.info.params.iter().find(|s| &s.key == key) else {
                 let known: Vec<_> = self.info.params.iter().map(|s| s.key.as_str()).collect();
                 return Err(err(format!("unknown parameter `{key}` (known: {})", known.join(", "))));
             };
-            if resolved.insert(key.clone(), value.clone()).is_some() {
+            let Some(typed) = ParamValue::parse(spec.kind, value) else {
+                let mut shown = value.clone();
+                convert::truncate_utf8(&mut shown, 64);
+                return Err(err(format!("parameter `{key}` expects {}, got `{shown}`", spec.kind)));
+            };
+            if given.insert(key, typed).is_some() {
                 return Err(err(format!("parameter `{key}` is given twice")));
             }
-            let ok = match spec.kind {
-                ParamKind::Integer => value.parse::<i64>().is_ok(),
-                ParamKind::Decimal => value.parse::<Decimal>().is_ok(),
-                ParamKind::Boolean => matches!(value.as_str(), "true" | "false"),
-                ParamKind::Text => value.len() <= 4096,
-            };
-            if !ok {
-                let kind = serde_json::to_string(&spec.kind).unwrap_or_default();
-                return Err(err(format!("parameter `{key}` expects {}, got `{value}`", kind.trim_matches('"'))));
-            }
         }
-        for spec in &self.info.params {
-            resolved.entry(spec.key.clone()).or_insert_with(|| spec.default.clone());
-        }
-        Ok(resolved)
+        Ok(self
+            .info
+            .params
+            .iter()
+            .map(|spec| (spec.key.clone(), given.remove(spec.key.as_str()).unwrap_or_else(|| spec.default.clone())))
+            .collect())
     }
 }
 
@@ -277,7 +332,7 @@ impl Runtime {
         clock: Clock,
     ) -> Result<WasmStrategy, RuntimeError> {
         let resolved = plugin.resolve_params(params)?;
-        WasmStrategy::start(plugin.clone(), params.to_vec(), resolved, clock, &self.config)
+        WasmStrategy::start(plugin.clone(), resolved, clock, &self.config)
     }
 }
 

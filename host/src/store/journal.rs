@@ -39,10 +39,20 @@ impl Store {
 
     /// Appends `(time, kind, data)` lines to the journal in one transaction.
     pub fn append_events(&self, lines: &[(Millis, String, String)]) -> Result<(), StoreError> {
+        self.append_events_completing(lines, &[])
+    }
+
+    /// Appends `lines` and deletes the webhook inbox rows `done` (the
+    /// deliveries those lines record acting on), in one transaction.
+    pub fn append_events_completing(&self, lines: &[(Millis, String, String)], done: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(sql("starting to append to the journal"))?;
         for (time, kind, data) in lines {
             append(&tx, *time, kind, None, data)?;
+        }
+        for id in done {
+            tx.execute("DELETE FROM webhook_inbox WHERE id = ?1", params![id])
+                .map_err(sql("marking a webhook delivery done"))?;
         }
         tx.commit().map_err(sql("committing journal lines"))
     }

@@ -10,6 +10,7 @@
 
 mod checkpoint;
 mod journal;
+mod order_type;
 mod orders;
 mod resume;
 mod schema;

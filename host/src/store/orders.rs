@@ -4,9 +4,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
 use super::journal::append;
+use super::order_type::{columns, from_columns};
 use super::{Store, StoreError, decimal, sql};
 use crate::bar::Millis;
-use crate::order::{IntentId, OrderIntent, OrderStatus, OrderType, Side, TimeInForce};
+use crate::order::{IntentId, OrderIntent, OrderRef, OrderStatus, OrderType, Side, TimeInForce};
 use crate::router::client_order_id;
 
 /// An order as the host knows it; `client_order_id` is its identity.
@@ -15,7 +16,8 @@ pub struct OrderRecord {
     pub client_order_id: String,
     pub venue: String,
     pub strategy: String,
-    pub intent: u64,
+    /// Which of the strategy's orders it is.
+    pub intent: OrderRef,
     pub symbol: String,
     pub side: Side,
     pub qty: Decimal,
@@ -113,9 +115,7 @@ impl Store {
     pub fn queued_orders_up_to(&self, venue: &str, limit: i64) -> Result<Vec<OrderRecord>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY created_ms, strategy, intent LIMIT ?2"
-            ))
+            .prepare_cached(&format!("{ORDER_COLUMNS} WHERE venue = ?1 AND status = 'queued' ORDER BY rowid LIMIT ?2"))
             .map_err(sql("reading queued orders"))?;
         let rows = stmt.query_map(params![venue, limit], raw_order).map_err(sql("reading queued orders"))?;
         let raw: Vec<RawOrder> = rows.collect::<Result<_, _>>().map_err(sql("reading queued orders"))?;
@@ -170,29 +170,42 @@ impl Store {
         row.map(order_from_raw).transpose()
     }
 
-    /// The highest intent number routed for `strategy`, or 0.
-    pub fn last_intent(&self, strategy: &str) -> Result<u64, StoreError> {
+    /// The latest lifetime of `strategy` that placed an order or saved a
+    /// state, or 0.
+    pub fn last_lifetime(&self, strategy: &str) -> Result<u32, StoreError> {
         let conn = self.lock();
         let last: Option<i64> = conn
             .query_row(
-                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent < ?2",
-                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                "SELECT MAX(lifetime) FROM (SELECT lifetime FROM orders WHERE strategy = ?1
+                 UNION ALL SELECT lifetime FROM strategy_states WHERE instance = ?1)",
+                params![strategy],
                 |r| r.get(0),
             )
-            .map_err(sql("reading the last intent"))?;
-        Ok(last.unwrap_or(0).max(0) as u64)
+            .map_err(sql("reading the last lifetime"))?;
+        Ok(u32::try_from(last.unwrap_or(0)).unwrap_or(u32::MAX))
     }
 
-    /// The highest external (webhook) intent number routed for `strategy`.
+    /// The ids `strategy`'s orders of `lifetime` used.
+    pub fn order_ids(&self, strategy: &str, lifetime: u32) -> Result<Vec<u64>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT intent FROM orders WHERE strategy = ?1 AND lifetime = ?2")
+            .map_err(sql("reading order ids"))?;
+        let rows =
+            stmt.query_map(params![strategy, lifetime], |r| r.get::<_, i64>(0)).map_err(sql("reading order ids"))?;
+        rows.map(|id| id.map(|id| id as u64).map_err(sql("reading order ids"))).collect()
+    }
+
+    /// The highest external (webhook) order id routed for `strategy`, or 0.
     pub fn last_external_intent(&self, strategy: &str) -> Result<u64, StoreError> {
         let conn = self.lock();
         let last: Option<i64> = conn
             .query_row(
-                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND intent >= ?2",
-                params![strategy, crate::engine::EXTERNAL_INTENTS as i64],
+                "SELECT MAX(intent) FROM orders WHERE strategy = ?1 AND lifetime = ?2",
+                params![strategy, OrderRef::EXTERNAL],
                 |r| r.get(0),
             )
-            .map_err(sql("reading the last external intent"))?;
+            .map_err(sql("reading the last external order id"))?;
         Ok(last.unwrap_or(0).max(0) as u64)
     }
 
@@ -204,7 +217,7 @@ impl Store {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "{ORDER_COLUMNS} WHERE venue = ?1 AND status IN ('pending', 'accepted', 'partially_filled', 'unknown')
-                 ORDER BY created_ms, strategy, intent"
+                 ORDER BY rowid"
             ))
             .map_err(sql("reading open orders"))?;
         let rows = stmt.query_map(params![venue], raw_order).map_err(sql("reading open orders"))?;
@@ -268,7 +281,7 @@ impl Store {
             .prepare_cached(
                 "SELECT f.venue, f.fill_id, f.client_order_id, f.symbol, f.side, f.qty, f.price, f.commission, f.time_ms
                  FROM fills f LEFT JOIN orders o ON o.client_order_id = f.client_order_id
-                 WHERE f.venue = ?1 AND f.delivered = 0 ORDER BY o.strategy, o.intent, f.rowid",
+                 WHERE f.venue = ?1 AND f.delivered = 0 ORDER BY o.strategy, o.rowid, f.rowid",
             )
             .map_err(sql("reading undelivered fills"))?;
         let rows = stmt
@@ -362,27 +375,31 @@ pub(super) fn mark_delivered(conn: &Connection, venue: &str, fill_ids: &[String]
 
 /// Inserts `order` unless its client order id exists; `true` if inserted.
 pub(super) fn insert(conn: &Connection, order: &OrderRecord) -> Result<bool, StoreError> {
+    let (order_type, limit_price, stop_price) = columns(order.order_type);
     let inserted = conn
         .execute(
             "INSERT OR IGNORE INTO orders (client_order_id, venue, strategy, intent, symbol, side, qty, order_type,
-                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    limit_price, time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime, stop_price)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 order.client_order_id,
                 order.venue,
                 order.strategy,
-                order.intent as i64,
+                // Ids are any u64; SQLite keeps them as their i64 bits.
+                order.intent.id as i64,
                 order.symbol,
                 side_text(order.side),
                 order.qty.to_string(),
-                order_type_text(order.order_type),
-                limit_price(order.order_type).map(|p| p.to_string()),
+                order_type,
+                limit_price,
                 tif_text(order.time_in_force),
                 order.status.as_str(),
                 order.venue_order_id,
                 order.filled_qty.to_string(),
                 order.created,
                 order.updated,
+                order.intent.lifetime,
+                stop_price,
             ],
         )
         .map_err(sql("persisting an order"))?;
@@ -435,29 +452,6 @@ fn fill_json(fill: &FillRecord) -> String {
     .to_string()
 }
 
-/// An order type as stored: its name, with a limit's price in its own column.
-fn order_type_text(order_type: OrderType) -> &'static str {
-    match order_type {
-        OrderType::Market => "market",
-        OrderType::Limit { .. } => "limit",
-    }
-}
-
-fn limit_price(order_type: OrderType) -> Option<Decimal> {
-    match order_type {
-        OrderType::Market => None,
-        OrderType::Limit { price } => Some(price),
-    }
-}
-
-fn order_type_from_text(text: &str, limit: Option<Decimal>) -> Result<OrderType, StoreError> {
-    match (text, limit) {
-        ("market", _) => Ok(OrderType::Market),
-        ("limit", Some(price)) => Ok(OrderType::Limit { price }),
-        _ => Err(StoreError::Corrupt { what: "order type", value: text.to_string() }),
-    }
-}
-
 const TIME_IN_FORCE: [(TimeInForce, &str); 4] =
     [(TimeInForce::Day, "day"), (TimeInForce::Gtc, "gtc"), (TimeInForce::Ioc, "ioc"), (TimeInForce::Fok, "fok")];
 
@@ -490,7 +484,7 @@ fn side_from_text(side: &str) -> Result<Side, StoreError> {
 
 const ORDER_COLUMNS: &str =
     "SELECT client_order_id, venue, strategy, intent, symbol, side, qty, order_type, limit_price,
-    time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms FROM orders";
+    time_in_force, status, venue_order_id, filled_qty, created_ms, updated_ms, lifetime, stop_price FROM orders";
 
 /// An order row before its text columns are parsed.
 type RawOrder = (
@@ -509,6 +503,8 @@ type RawOrder = (
     String,
     i64,
     i64,
+    u32,
+    Option<String>,
 );
 
 fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
@@ -528,6 +524,8 @@ fn raw_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
         r.get(12)?,
         r.get(13)?,
         r.get(14)?,
+        r.get(15)?,
+        r.get(16)?,
     ))
 }
 
@@ -548,20 +546,19 @@ fn order_from_raw(raw: RawOrder) -> Result<OrderRecord, StoreError> {
         filled,
         created,
         updated,
+        lifetime,
+        stop,
     ) = raw;
     let side = side_from_text(&side)?;
     Ok(OrderRecord {
         client_order_id,
         venue,
         strategy,
-        intent: u64::try_from(intent).map_err(|_| StoreError::Corrupt { what: "intent", value: intent.to_string() })?,
+        intent: OrderRef::new(lifetime, intent as u64),
         symbol,
         side,
         qty: decimal("quantity", &qty)?,
-        order_type: order_type_from_text(
-            &order_type,
-            limit.as_deref().map(|p| decimal("limit price", p)).transpose()?,
-        )?,
+        order_type: from_columns(&order_type, limit.as_deref(), stop.as_deref())?,
         time_in_force: tif_from_text(&tif)?,
         status: OrderStatus::parse(&status).ok_or(StoreError::Corrupt { what: "order status", value: status })?,
         venue_order_id: venue_id,
@@ -580,7 +577,7 @@ mod tests {
             client_order_id: coid.into(),
             venue: "alpaca".into(),
             strategy: "sma".into(),
-            intent: 1,
+            intent: OrderRef::new(1, 1),
             symbol: "AAPL".into(),
             side: Side::Buy,
             qty: Decimal::from(10),
@@ -614,7 +611,8 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         assert!(store.insert_order(&order("c1")).unwrap());
         assert!(!store.insert_order(&order("c1")).unwrap(), "a second insert is refused, not duplicated");
-        assert_eq!((store.last_intent("sma").unwrap(), store.last_intent("other").unwrap()), (1, 0));
+        assert_eq!((store.last_lifetime("sma").unwrap(), store.last_lifetime("other").unwrap()), (1, 0));
+        assert_eq!(store.order_ids("sma", 1).unwrap(), [1]);
         store.update_order("c1", OrderStatus::Accepted, Some("v-1"), 2).unwrap();
         let open = store.open_orders("alpaca").unwrap();
         assert_eq!(
@@ -661,31 +659,32 @@ mod tests {
         assert!(store.undelivered_fills("alpaca").unwrap().is_empty());
     }
 
-    /// Intent 10's id sorts before intent 8's as text; orders and fills
-    /// must come in the order the strategy decided them.
+    /// A strategy picks its ids in any order, and their text sorts in yet
+    /// another; orders and fills must come in the order it decided them.
     #[test]
-    fn orders_and_fills_come_in_intent_order_not_id_text_order() {
+    fn orders_and_fills_come_in_decision_order_not_id_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         let intent = OrderIntent::market("AAPL".into(), Side::Buy, Decimal::ONE);
-        let intents = [8, 9, 10, 11, 100];
+        let intents = [8, 9, 100, 10, 11];
         for n in intents {
-            let record = OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, OrderStatus::Accepted, 1);
+            let order = OrderRef::new(1, n);
+            let record = OrderRecord::for_intent("alpaca", "sma@alpaca", order, &intent, OrderStatus::Accepted, 1);
             store.insert_order(&record).unwrap();
         }
-        let open: Vec<u64> = store.open_orders("alpaca").unwrap().iter().map(|o| o.intent).collect();
+        let open: Vec<u64> = store.open_orders("alpaca").unwrap().iter().map(|o| o.intent.id).collect();
         assert_eq!(open, intents);
         // Recorded in another order (e.g. as a sync saw them).
         for n in [100, 10, 8, 11, 9] {
             let fill = FillRecord {
                 fill_id: format!("f{n}"),
-                client_order_id: client_order_id("sma@alpaca", n),
+                client_order_id: client_order_id("sma@alpaca", OrderRef::new(1, n)),
                 ..fill("x", Side::Buy, 1, "1")
             };
             store.record_fill(&fill).unwrap();
         }
         let told: Vec<String> = store.undelivered_fills("alpaca").unwrap().into_iter().map(|f| f.fill_id).collect();
-        assert_eq!(told, ["f8", "f9", "f10", "f11", "f100"]);
+        assert_eq!(told, ["f8", "f9", "f100", "f10", "f11"]);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use rusqlite::{OptionalExtension, params};
 use super::orders::{insert, mark_delivered};
 use super::{OrderRecord, Store, StoreError, sql};
 use crate::bar::Millis;
-use crate::order::IntentId;
 
 /// What one input told a strategy of, marked so with the input's commit:
 /// fills of `venue` by fill id, and webhook deliveries by inbox row.
@@ -23,9 +22,9 @@ pub struct SavedState {
     pub state: Vec<u8>,
     /// Time of the last bar the state reflects.
     pub last_bar: Millis,
-    /// The intent number the strategy counted its own from; absent in
-    /// states saved before this was recorded.
-    pub intent_base: Option<IntentId>,
+    /// The lifetime of the instance that saved it (see
+    /// [`crate::order::OrderRef`]).
+    pub lifetime: u32,
 }
 
 impl Store {
@@ -80,13 +79,13 @@ impl Store {
     /// orders it placed (as `queued`, for the router), what it told the
     /// strategy of (fills, webhook deliveries), and, unless the
     /// strategy could not save it, its state with the time of the last bar
-    /// it reflects and the intent number it counts from. A crash leaves
-    /// either all of it or none.
+    /// it reflects and the instance's lifetime. A crash leaves either all
+    /// of it or none.
     pub fn commit_input(
         &self,
         instance: &str,
         state: Option<(&[u8], Millis)>,
-        intent_base: IntentId,
+        lifetime: u32,
         orders: &[OrderRecord],
         told: Option<Told<'_>>,
         time: Millis,
@@ -107,11 +106,11 @@ impl Store {
         }
         if let Some((state, last_bar)) = state {
             tx.execute(
-                "INSERT INTO strategy_states (instance, state, last_bar_ms, saved_ms, intent_base)
+                "INSERT INTO strategy_states (instance, state, last_bar_ms, saved_ms, lifetime)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (instance) DO UPDATE SET state = excluded.state, last_bar_ms = excluded.last_bar_ms,
-                    saved_ms = excluded.saved_ms, intent_base = excluded.intent_base",
-                params![instance, state, last_bar, time, intent_base as i64],
+                    saved_ms = excluded.saved_ms, lifetime = excluded.lifetime",
+                params![instance, state, last_bar, time, lifetime],
             )
             .map_err(sql("saving a strategy's state"))?;
         }
@@ -122,12 +121,9 @@ impl Store {
     pub fn strategy_state(&self, instance: &str) -> Result<Option<SavedState>, StoreError> {
         let conn = self.lock();
         conn.query_row(
-            "SELECT state, last_bar_ms, intent_base FROM strategy_states WHERE instance = ?1",
+            "SELECT state, last_bar_ms, lifetime FROM strategy_states WHERE instance = ?1",
             params![instance],
-            |r| {
-                let base: Option<i64> = r.get(2)?;
-                Ok(SavedState { state: r.get(0)?, last_bar: r.get(1)?, intent_base: base.map(|b| b as IntentId) })
-            },
+            |r| Ok(SavedState { state: r.get(0)?, last_bar: r.get(1)?, lifetime: r.get(2)? }),
         )
         .optional()
         .map_err(sql("reading a strategy's state"))
@@ -146,7 +142,7 @@ mod tests {
         store.save_strategy_state("sma@alpaca", b"one", 10, 1).unwrap();
         store.save_strategy_state("sma@alpaca", b"two", 20, 2).unwrap();
         let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();
-        assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"two".to_vec(), 20, None));
+        assert_eq!((saved.state, saved.last_bar, saved.lifetime), (b"two".to_vec(), 20, 1));
     }
 
     #[test]
@@ -160,24 +156,34 @@ mod tests {
             order_type: crate::order::OrderType::Limit { price: "10.5".parse().unwrap() },
             time_in_force: crate::order::TimeInForce::Gtc,
         };
-        let orders: Vec<OrderRecord> = (7..9)
-            .map(|n| OrderRecord::for_intent("alpaca", "sma@alpaca", n, &intent, crate::order::OrderStatus::Queued, 3))
+        // Ids are the strategy's to pick: decision order is not id order,
+        // and any u64 round-trips.
+        let orders: Vec<OrderRecord> = [9, 7, u64::MAX]
+            .into_iter()
+            .map(|id| {
+                let order = crate::order::OrderRef::new(2, id);
+                OrderRecord::for_intent("alpaca", "sma@alpaca", order, &intent, crate::order::OrderStatus::Queued, 3)
+            })
             .collect();
-        store.commit_input("sma@alpaca", Some((b"s", 30)), 6, &orders, None, 3).unwrap();
+        store.commit_input("sma@alpaca", Some((b"s", 30)), 2, &orders, None, 3).unwrap();
 
         let saved = store.strategy_state("sma@alpaca").unwrap().unwrap();
-        assert_eq!((saved.state, saved.last_bar, saved.intent_base), (b"s".to_vec(), 30, Some(6)));
+        assert_eq!((saved.state, saved.last_bar, saved.lifetime), (b"s".to_vec(), 30, 2));
         let queued = store.queued_orders("alpaca").unwrap();
         assert_eq!(queued, orders);
         assert_eq!(queued[0].intent(), intent, "the intent reads back");
         assert!(store.open_orders("alpaca").unwrap().is_empty(), "queued is not yet at the venue");
-        assert_eq!(store.last_intent("sma@alpaca").unwrap(), 8);
+        assert_eq!(store.last_lifetime("sma@alpaca").unwrap(), 2);
+        let mut ids = store.order_ids("sma@alpaca", 2).unwrap();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![7, 9, u64::MAX]);
+        assert!(store.order_ids("sma@alpaca", 1).unwrap().is_empty());
 
         // Committed again (a retry after a failed send): nothing doubles,
         // and an input whose state could not be saved keeps the old one.
-        store.commit_input("sma@alpaca", None, 8, &orders, None, 4).unwrap();
-        assert_eq!(store.queued_orders("alpaca").unwrap().len(), 2);
-        assert_eq!(store.strategy_state("sma@alpaca").unwrap().unwrap().intent_base, Some(6));
+        store.commit_input("sma@alpaca", None, 3, &orders, None, 4).unwrap();
+        assert_eq!(store.queued_orders("alpaca").unwrap().len(), 3);
+        assert_eq!(store.strategy_state("sma@alpaca").unwrap().unwrap().lifetime, 2);
     }
 
     #[test]

@@ -124,4 +124,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT,
         since_ms INTEGER NOT NULL
     );",
+    // 9: contract 0.2. A strategy picks its order ids; they are unique
+    // within a lifetime of the instance, which is saved with its state.
+    // External (webhook) orders are lifetime 0 instead of a high number.
+    "ALTER TABLE orders ADD COLUMN lifetime INTEGER NOT NULL DEFAULT 1;
+    UPDATE orders SET lifetime = 0, intent = intent - 4611686018427387904 WHERE intent >= 4611686018427387904;
+    ALTER TABLE strategy_states ADD COLUMN lifetime INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE strategy_states DROP COLUMN intent_base;
+    CREATE INDEX orders_by_strategy ON orders (strategy, lifetime, intent);",
+    // 10: the stop price of a stop or stop-limit order (a
+    // stop-limit's limit is in `limit_price`, as a limit order's is).
+    "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
 ];

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::AlertOrder;
 use crate::bar::{Millis, now_ms};
-use crate::order::Side;
+use crate::order::{OrderType, Side};
 use crate::store::{InboxItem, Store, StoreError};
 
 /// Something an accepted delivery asks of one strategy.
@@ -37,8 +37,20 @@ pub enum Inbound {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
 enum Stored {
-    Signal { payload: String },
-    Order { symbol: String, side: String, qty: String, limit_price: Option<String>, order_id: Option<String> },
+    Signal {
+        payload: String,
+    },
+    Order {
+        symbol: String,
+        side: String,
+        qty: String,
+        limit_price: Option<String>,
+        /// Absent from rows without a stop, so they read as before stop
+        /// orders; the prices present give the type (see `OrderType::from_prices`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_price: Option<String>,
+        order_id: Option<String>,
+    },
 }
 
 /// An inbox row that cannot be read back (written by another build, or damaged).
@@ -67,7 +79,8 @@ impl Inbound {
                 symbol: order.symbol.clone(),
                 side: order.side.to_string(),
                 qty: order.qty.to_string(),
-                limit_price: order.limit_price.map(|p| p.to_string()),
+                limit_price: order.order_type.limit_price().map(|p| p.to_string()),
+                stop_price: order.order_type.stop_price().map(|p| p.to_string()),
                 order_id: order.order_id.clone(),
             },
         };
@@ -89,7 +102,7 @@ impl Inbound {
         let (route, strategy) = (item.route.clone(), item.strategy.clone());
         Ok(match stored {
             Stored::Signal { payload } => Inbound::Signal { route, strategy, payload },
-            Stored::Order { symbol, side, qty, limit_price, order_id } => {
+            Stored::Order { symbol, side, qty, limit_price, stop_price, order_id } => {
                 let bad = |field, value: &str| fail(DecodeCause::Field { field, value: value.to_string() });
                 let side = match side.as_str() {
                     "buy" => Side::Buy,
@@ -97,11 +110,13 @@ impl Inbound {
                     _ => return Err(bad("side", &side)),
                 };
                 let qty: Decimal = qty.parse().map_err(|_| bad("qty", &qty))?;
-                let limit_price = match limit_price {
-                    Some(p) => Some(p.parse::<Decimal>().map_err(|_| bad("limit_price", &p))?),
-                    None => None,
+                let price = |field, text: Option<String>| match text {
+                    Some(p) => p.parse::<Decimal>().map(Some).map_err(|_| bad(field, &p)),
+                    None => Ok(None),
                 };
-                Inbound::Order { route, strategy, order: AlertOrder { symbol, side, qty, order_id, limit_price } }
+                let order_type =
+                    OrderType::from_prices(price("limit_price", limit_price)?, price("stop_price", stop_price)?);
+                Inbound::Order { route, strategy, order: AlertOrder { symbol, side, qty, order_id, order_type } }
             }
         })
     }
@@ -195,14 +210,42 @@ mod tests {
     use super::*;
 
     fn order() -> Inbound {
+        with_type(OrderType::Limit { price: "10.25".parse().unwrap() })
+    }
+
+    fn with_type(order_type: OrderType) -> Inbound {
         let order = AlertOrder {
             symbol: "AAPL".into(),
             side: Side::Sell,
             qty: "0.5".parse().unwrap(),
             order_id: Some("x\"y".into()),
-            limit_price: Some("10.25".parse().unwrap()),
+            order_type,
         };
         Inbound::Order { route: "r".into(), strategy: "s".into(), order }
+    }
+
+    fn row(inbound: String) -> InboxItem {
+        InboxItem { id: 1, route: "r".into(), key: "k".into(), strategy: "s".into(), received: 0, inbound }
+    }
+
+    #[test]
+    fn every_order_type_reads_back_and_old_rows_still_read() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        for order_type in [
+            OrderType::Market,
+            OrderType::Limit { price: d("10.25") },
+            OrderType::Stop { stop: d("9.5") },
+            OrderType::StopLimit { stop: d("9.5"), limit: d("9.25") },
+        ] {
+            let item = row(with_type(order_type).encode());
+            assert_eq!(Inbound::decode(&item).unwrap(), with_type(order_type), "{}", item.inbound);
+            assert_eq!(item.inbound.contains("stop_price"), order_type.stop_price().is_some(), "{}", item.inbound);
+        }
+        // A row written before stop orders existed.
+        let old =
+            r#"{"action": "order", "symbol": "A", "side": "buy", "qty": "1", "limit_price": "2", "order_id": null}"#;
+        let Inbound::Order { order, .. } = Inbound::decode(&row(old.into())).unwrap() else { panic!() };
+        assert_eq!(order.order_type, OrderType::Limit { price: d("2") });
     }
 
     #[test]
@@ -220,6 +263,7 @@ mod tests {
             "{}",
             r#"{"action": "order", "symbol": "A", "side": "hold", "qty": "1"}"#,
             r#"{"action": "order", "symbol": "A", "side": "buy", "qty": "lots"}"#,
+            r#"{"action": "order", "symbol": "A", "side": "buy", "qty": "1", "stop_price": "soon"}"#,
             r#"{"action": "wire"}"#,
         ] {
             let item = InboxItem {

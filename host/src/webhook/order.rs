@@ -7,16 +7,18 @@
 //! ```
 //!
 //! `symbol`, `side` (`buy` or `sell`) and `qty` (positive) are required;
-//! `type` is `market` (the default) or `limit`, and a limit order needs a
-//! positive `limit_price` (a market order takes none). Numbers may be JSON
-//! numbers or strings; strings keep them exact. Any other key is refused,
-//! so a typo never turns into a different order.
+//! `type` is `market` (the default), `limit`, `stop` or `stop_limit`. A
+//! limit order needs a positive `limit_price`, a stop order a positive
+//! `stop_price`, a stop-limit both; a price the type does not take is
+//! refused (a market order takes none). Numbers may be JSON numbers or
+//! strings; strings keep them exact. Any other key is refused, so a typo
+//! never turns into a different order.
 
 use rust_decimal::Decimal;
 
 use super::tradingview::number;
 use super::{AlertError, AlertOrder};
-use crate::order::Side;
+use crate::order::{OrderType, Side};
 
 /// Longest symbol accepted.
 const MAX_SYMBOL: usize = 32;
@@ -74,7 +76,8 @@ pub fn parse_order(body: &[u8]) -> Result<AlertOrder, AlertError> {
     let kind = text("type")?;
     let id = text("id")?;
     let qty = fields.remove("qty").ok_or_else(|| field("qty", "missing"))?;
-    let limit = fields.remove("limit_price").filter(|v| !v.is_null());
+    let mut limit = fields.remove("limit_price").filter(|v| !v.is_null());
+    let mut stop = fields.remove("stop_price").filter(|v| !v.is_null());
     if let Some(unknown) = fields.keys().next() {
         return Err(AlertError::Field { field: "body", message: format!("unknown key `{unknown}`") });
     }
@@ -94,20 +97,33 @@ pub fn parse_order(body: &[u8]) -> Result<AlertOrder, AlertError> {
     if qty <= Decimal::ZERO {
         return Err(field("qty", format!("{qty} is not positive")));
     }
-    let limit_price = match (kind.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref(), limit) {
-        (None | Some("market"), None) => None,
-        (None | Some("market"), Some(_)) => return Err(field("limit_price", "a market order takes none")),
-        (Some("limit"), None) => return Err(field("limit_price", "a limit order needs one")),
-        (Some("limit"), Some(price)) => {
-            let price = number("limit_price", &price)?;
-            if price <= Decimal::ZERO {
-                return Err(field("limit_price", format!("{price} is not positive")));
-            }
-            Some(price)
-        }
-        (Some(_), _) => return Err(field("type", "expected market or limit")),
+    let kind = kind.as_deref().map(str::trim).map(str::to_ascii_lowercase);
+    let order_type = match kind.as_deref().unwrap_or("market") {
+        "market" => OrderType::Market,
+        "limit" => OrderType::Limit { price: price("limit_price", "limit", limit.take())? },
+        "stop" => OrderType::Stop { stop: price("stop_price", "stop", stop.take())? },
+        "stop_limit" => OrderType::StopLimit {
+            stop: price("stop_price", "stop_limit", stop.take())?,
+            limit: price("limit_price", "stop_limit", limit.take())?,
+        },
+        _ => return Err(field("type", "expected market, limit, stop or stop_limit")),
     };
-    Ok(AlertOrder { symbol, side, qty, order_id: id, limit_price })
+    for (name, extra) in [("limit_price", limit), ("stop_price", stop)] {
+        if extra.is_some() {
+            return Err(field(name, format!("a {} order takes none", order_type.name())));
+        }
+    }
+    Ok(AlertOrder { symbol, side, qty, order_id: id, order_type })
+}
+
+/// The positive price `name` that an order of type `kind` needs.
+fn price(name: &'static str, kind: &str, value: Option<serde_json::Value>) -> Result<Decimal, AlertError> {
+    let value = value.ok_or_else(|| field(name, format!("a {kind} order needs one")))?;
+    let price = number(name, &value)?;
+    if price <= Decimal::ZERO {
+        return Err(field(name, format!("{price} is not positive")));
+    }
+    Ok(price)
 }
 
 #[cfg(test)]
@@ -117,13 +133,27 @@ mod tests {
     #[test]
     fn market_and_limit_orders() {
         let market = parse_order(br#"{"symbol": "AAPL", "side": "Buy", "qty": 5}"#).unwrap();
-        assert_eq!((market.side, market.qty, market.limit_price), (Side::Buy, 5.into(), None));
+        assert_eq!((market.side, market.qty, market.order_type), (Side::Buy, 5.into(), OrderType::Market));
         let limit = parse_order(
             br#"{"symbol": "BTC-USD", "side": "sell", "qty": "0.015", "type": "limit", "limit_price": "42150.50"}"#,
         )
         .unwrap();
-        assert_eq!(limit.limit_price, Some("42150.50".parse().unwrap()));
+        assert_eq!(limit.order_type, OrderType::Limit { price: "42150.50".parse().unwrap() });
         assert_eq!(limit.qty, "0.015".parse().unwrap());
+    }
+
+    #[test]
+    fn stop_and_stop_limit_orders() {
+        let stop =
+            parse_order(br#"{"symbol": "AAPL", "side": "sell", "qty": 5, "type": "stop", "stop_price": "181.5"}"#);
+        assert_eq!(stop.unwrap().order_type, OrderType::Stop { stop: "181.5".parse().unwrap() });
+        let body = br#"{"symbol": "AAPL", "side": "buy", "qty": 5, "type": " Stop_Limit ", "stop_price": 101.5, "limit_price": "102"}"#;
+        let stop_limit = parse_order(body).unwrap().order_type;
+        assert_eq!(stop_limit, OrderType::StopLimit { stop: "101.5".parse().unwrap(), limit: 102.into() });
+        assert_eq!(stop_limit.to_string(), "stop_limit 101.5/102");
+        // A null price is an absent one.
+        let body = br#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": 3, "limit_price": null}"#;
+        assert_eq!(parse_order(body).unwrap().order_type, OrderType::Stop { stop: 3.into() });
     }
 
     #[test]
@@ -140,10 +170,36 @@ mod tests {
             (r#"{"symbol": "X", "side": "buy", "qty": 0}"#, "qty"),
             (r#"{"symbol": "X", "side": "buy", "qty": "lots"}"#, "qty"),
             (r#"{"symbol": "X", "side": "buy", "qty": [1]}"#, "qty"),
-            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop"}"#, "type"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "trailing_stop"}"#, "type"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "limit"}"#, "limit_price"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "limit", "limit_price": "-5"}"#, "limit_price"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "limit_price": 5}"#, "limit_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop"}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": "0"}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": "-2"}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": "high"}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": [2]}"#, "stop_price"),
+            (
+                r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": 2, "limit_price": 3}"#,
+                "limit_price",
+            ),
+            (
+                r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "limit", "limit_price": 3, "stop_price": 2}"#,
+                "stop_price",
+            ),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "stop_price": 2}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "market", "stop_price": 2}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop_limit", "limit_price": 3}"#, "stop_price"),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": 2}"#, "limit_price"),
+            (
+                r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": 2, "limit_price": -3}"#,
+                "limit_price",
+            ),
+            (
+                r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop_limit", "stop_price": 0, "limit_price": 3}"#,
+                "stop_price",
+            ),
+            (r#"{"symbol": "X", "side": "buy", "qty": 1, "type": "stop", "stop_price": 2, "stop_price": 3}"#, "body"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "qyt": 2}"#, "body"),
             (r#"{"symbol": "X", "side": "buy", "qty": 1, "qty": 1000}"#, "body"),
             (r#"{"symbol": "X", "side": "sell", "side": "buy", "qty": 1}"#, "body"),

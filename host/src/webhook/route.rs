@@ -22,7 +22,7 @@ pub enum WebhookAction {
     Signal,
     /// Turn the delivery into an order of the one strategy in `strategies`:
     /// a TradingView strategy alert, or for Standard Webhooks a JSON order
-    /// (`symbol`, `side`, `qty`, optional `type` and `limit_price`).
+    /// (`symbol`, `side`, `qty`, optional `type`, `limit_price` and `stop_price`).
     Order,
 }
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::order::Side;
+use crate::order::{OrderType, Side};
 
 /// Why an alert was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,8 +55,8 @@ pub struct AlertOrder {
     /// The sender's order id, when it sends one (TradingView's
     /// `strategy.order.id`); part of the dedup key with `timenow`.
     pub order_id: Option<String>,
-    /// A limit order's price; market orders have none.
-    pub limit_price: Option<Decimal>,
+    /// Its type and prices; a TradingView alert is a market order.
+    pub order_type: OrderType,
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -134,7 +134,7 @@ impl Alert {
                 message: format!("{qty} is not positive"),
             });
         }
-        Ok(AlertOrder { symbol, side, qty, order_id: self.strategy.order_id.clone(), limit_price: None })
+        Ok(AlertOrder { symbol, side, qty, order_id: self.strategy.order_id.clone(), order_type: OrderType::Market })
     }
 
     /// The alert without its passphrase, as text for a strategy's `on-signal`.
@@ -188,7 +188,7 @@ mod tests {
                 side: Side::Buy,
                 qty: "0.015".parse().unwrap(),
                 order_id: Some("Long".into()),
-                limit_price: None
+                order_type: OrderType::Market
             }
         );
         let payload = alert.payload();

@@ -10,33 +10,29 @@
 //! - `probe`: report what the sandbox lets it see (files, env, clock);
 //! - `buy`: submit a market buy of `qty` of `symbol` (default: the bar's);
 //! - `churn`: on every bar, buy `qty` if it has seen an odd number of bars,
-//!   else sell `qty`, so it holds 0 or `qty` when every order fills.
+//!   else sell `qty`, so it holds 0 or `qty` when every order fills;
+//! - `stop`: submit a good-till-canceled buy stop of `qty` at `price`;
+//! - `account`: `notify` what `host::account` and `host::position` say;
+//! - `reuse`: submit a market buy of `qty`, always under order id 1.
 //!
-//! In every mode it notifies `filled N` for each fill of its intent N. Its
+//! Each order's id is the number of bars seen when it was placed, so ids are
+//! unique and deterministic without more state. In every mode it notifies
+//! `filled N` for each fill of its order N. Its
 //! saved state is five little-endian `u64`s, for the host's crash tests:
 //! bars seen, time of the last bar, bars that came out of order or twice,
 //! fills heard of, and signals heard of.
 
-use std::cell::RefCell;
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "plugin",
-});
-
-use exports::stratbox::strategy::strategy::Guest;
-use stratbox::strategy::host;
-use stratbox::strategy::types::{
-    Action, Bar, BarAction, Decimal, Fill, Info, Level, Notification, OrderIntent, OrderType, Param, ParamKind,
-    ParamSpec, Rejection, Side, Signal, TimeInForce,
+use stratbox_sdk::{
+    Action, BarAction, Bars, Decimal, Error, Fill, Info, Level, Order, OrderType, ParamValue, Params, Rejection, Side,
+    Signal, Strategy, TimeInForce, export_strategy, host,
 };
 
-#[derive(Default)]
-struct Config {
+struct Misbehave {
     mode: String,
     at: Option<i64>,
     symbol: Option<String>,
     qty: i64,
+    price: i64,
     spam: usize,
     seen: u64,
     last_time: i64,
@@ -45,18 +41,8 @@ struct Config {
     signals: u64,
 }
 
-thread_local! {
-    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
-}
-
-struct Component;
-
 fn notify(message: String) -> Action {
-    Action::Notify(Notification { level: Level::Info, message })
-}
-
-fn spec(key: &str, kind: ParamKind, default: &str) -> ParamSpec {
-    ParamSpec { key: key.into(), kind, default: default.into(), description: String::new() }
+    Action::notify(Level::Info, message)
 }
 
 fn probe() -> String {
@@ -67,140 +53,142 @@ fn probe() -> String {
     format!("fs={root:?} env={env} args={args} wall_ms={now} host_now={}", host::now())
 }
 
-impl Guest for Component {
+impl Strategy for Misbehave {
     fn describe() -> Info {
-        Info {
-            name: "misbehave".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "misbehaves on request, for tests".into(),
-            params: vec![
-                spec("mode", ParamKind::Text, "ok"),
-                spec("at", ParamKind::Integer, ""),
-                spec("symbol", ParamKind::Text, ""),
-                spec("qty", ParamKind::Integer, "1"),
-                spec("spam", ParamKind::Integer, "1048576"),
-            ],
-        }
+        let text = |s: &str| ParamValue::Text(s.into());
+        Info::new("misbehave", env!("CARGO_PKG_VERSION"), "misbehaves on request, for tests")
+            .param("mode", text("ok"), "what to do")
+            .param("at", text(""), "the bar time to do it at (every bar when empty)")
+            .param("symbol", text(""), "the symbol to order (the bar's when empty)")
+            .param("qty", ParamValue::Integer(1), "order quantity")
+            .param("price", ParamValue::Integer(0), "the stop price in `stop` mode")
+            .param("spam", ParamValue::Integer(1 << 20), "bytes to print in `spam` mode")
     }
 
-    fn init(params: Vec<Param>) -> Result<(), String> {
-        let mut config = Config { mode: "ok".into(), qty: 1, spam: 1 << 20, ..Config::default() };
-        for Param { key, value } in params {
-            let int = || value.parse::<i64>().map_err(|_| format!("{key}: not an integer"));
-            match key.as_str() {
-                "mode" => config.mode = value.clone(),
-                "at" => config.at = Some(int()?),
-                "symbol" => config.symbol = Some(value.clone()),
-                "qty" => config.qty = int()?,
-                "spam" => config.spam = int()? as usize,
-                other => return Err(format!("unknown parameter `{other}`")),
-            }
-        }
+    fn create(params: &Params) -> Result<Self, Error> {
+        let at = match params.text("at")? {
+            "" => None,
+            at => Some(at.parse().map_err(|_| Error::invalid_param("at", "not an integer"))?),
+        };
+        let symbol = Some(params.text("symbol")?.to_string()).filter(|s| !s.is_empty());
+        let config = Misbehave {
+            mode: params.text("mode")?.into(),
+            at,
+            symbol,
+            qty: params.integer("qty")?,
+            price: params.integer("price")?,
+            spam: params.integer("spam")?.max(0) as usize,
+            seen: 0,
+            last_time: 0,
+            disorder: 0,
+            fills: 0,
+            signals: 0,
+        };
         if config.mode == "trap-init" {
-            panic!("asked to trap in init");
+            panic!("asked to trap in create");
         }
-        CONFIG.with_borrow_mut(|c| *c = config);
-        Ok(())
+        Ok(config)
     }
 
-    fn on_bars(bars: Vec<Bar>) -> Vec<BarAction> {
-        CONFIG.with_borrow_mut(|config| {
-            let mut out = Vec::new();
-            for (index, bar) in bars.iter().enumerate() {
-                config.seen += 1;
-                if config.seen > 1 && bar.time <= config.last_time {
-                    config.disorder += 1;
-                }
-                config.last_time = config.last_time.max(bar.time);
-                if config.at.is_some_and(|at| at != bar.time) {
-                    continue;
-                }
-                let action = match config.mode.as_str() {
-                    "loop" =>
-                    {
-                        #[allow(clippy::empty_loop)]
-                        loop {}
-                    }
-                    "trap" => panic!("asked to trap at {}", bar.time),
-                    "oom" => {
-                        let mut hog: Vec<Vec<u8>> = Vec::new();
-                        loop {
-                            hog.push(vec![1; 1 << 20]);
-                        }
-                    }
-                    "spam" => {
-                        let line = "x".repeat(99);
-                        for _ in 0..config.spam / 100 {
-                            println!("{line}");
-                            eprintln!("{line}");
-                        }
-                        continue;
-                    }
-                    "probe" => notify(probe()),
-                    "buy" => Action::Submit(OrderIntent {
-                        symbol: config.symbol.clone().unwrap_or_else(|| bar.symbol.clone()),
-                        side: Side::Buy,
-                        qty: Decimal { mantissa: config.qty, scale: 0 },
-                        order_type: OrderType::Market,
-                        time_in_force: TimeInForce::Gtc,
-                    }),
-                    "churn" => Action::Submit(OrderIntent {
-                        symbol: config.symbol.clone().unwrap_or_else(|| bar.symbol.clone()),
-                        side: if config.seen % 2 == 1 { Side::Buy } else { Side::Sell },
-                        qty: Decimal { mantissa: config.qty, scale: 0 },
-                        order_type: OrderType::Market,
-                        time_in_force: TimeInForce::Day,
-                    }),
-                    _ => continue,
-                };
-                out.push(BarAction { bar: index as u32, action });
-            }
-            if config.mode == "ok" {
-                out.push(BarAction {
-                    bar: bars.len().saturating_sub(1) as u32,
-                    action: notify(format!("seen {}", config.seen)),
-                });
-            }
-            out
-        })
-    }
-
-    fn on_fill(fill: Fill) -> Vec<Action> {
-        CONFIG.with_borrow_mut(|c| c.fills += 1);
-        vec![notify(format!("filled {}", fill.intent))]
-    }
-
-    fn on_reject(rejection: Rejection) -> Vec<Action> {
-        vec![notify(format!("rejected {}: {}", rejection.intent, rejection.reason))]
-    }
-
-    fn on_signal(signal: Signal) -> Vec<Action> {
-        CONFIG.with_borrow_mut(|c| c.signals += 1);
-        vec![notify(format!("signal {}: {}", signal.source, signal.payload))]
-    }
-
-    fn save_state() -> Vec<u8> {
-        CONFIG.with_borrow(|c| {
-            [c.seen, c.last_time as u64, c.disorder, c.fills, c.signals].iter().flat_map(|n| n.to_le_bytes()).collect()
-        })
-    }
-
-    fn load_state(state: Vec<u8>) -> Result<(), String> {
-        // Eight bytes (bars seen only) and 32 are older forms.
-        if ![8, 32, 40].contains(&state.len()) {
-            return Err("state must be 8, 32 or 40 bytes".into());
+    fn restore(params: &Params, state: &[u8]) -> Result<Self, Error> {
+        if state.len() != 40 {
+            return Err(Error::IncompatibleState("state must be 40 bytes".into()));
         }
         let word =
             |i: usize| state.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-        CONFIG.with_borrow_mut(|c| {
-            c.seen = word(0);
-            c.last_time = word(1) as i64;
-            c.disorder = word(2);
-            c.fills = word(3);
-            c.signals = word(4);
-        });
-        Ok(())
+        let mut config = Self::create(params)?;
+        config.seen = word(0);
+        config.last_time = word(1) as i64;
+        config.disorder = word(2);
+        config.fills = word(3);
+        config.signals = word(4);
+        Ok(config)
+    }
+
+    fn on_bars(&mut self, bars: &Bars, out: &mut Vec<BarAction>) {
+        for bar in bars.iter() {
+            self.seen += 1;
+            if self.seen > 1 && bar.time <= self.last_time {
+                self.disorder += 1;
+            }
+            self.last_time = self.last_time.max(bar.time);
+            if self.at.is_some_and(|at| at != bar.time) {
+                continue;
+            }
+            let symbol = self.symbol.clone().unwrap_or_else(|| bar.symbol.to_string());
+            let qty = Decimal::new(self.qty, 0);
+            let action = match self.mode.as_str() {
+                "loop" =>
+                {
+                    #[allow(clippy::empty_loop)]
+                    loop {}
+                }
+                "trap" => panic!("asked to trap at {}", bar.time),
+                "oom" => {
+                    let mut hog: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hog.push(vec![1; 1 << 20]);
+                    }
+                }
+                "spam" => {
+                    let line = "x".repeat(99);
+                    for _ in 0..self.spam / 100 {
+                        println!("{line}");
+                        eprintln!("{line}");
+                    }
+                    continue;
+                }
+                "probe" => notify(probe()),
+                "buy" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
+                "stop" => {
+                    let stop = OrderType::Stop(Decimal::new(self.price, 0));
+                    Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
+                }
+                "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
+                "account" => {
+                    let (account, position) = (host::account(), host::position(&symbol));
+                    let show = |d: Decimal| format!("{}e-{}", d.mantissa, d.scale);
+                    notify(format!(
+                        "cash {} equity {} position {}",
+                        show(account.cash),
+                        show(account.equity),
+                        show(position)
+                    ))
+                }
+                "churn" => {
+                    let side = if self.seen % 2 == 1 { Side::Buy } else { Side::Sell };
+                    Action::Submit(Order::market(self.seen, &symbol, side, qty).time_in_force(TimeInForce::Day))
+                }
+                _ => continue,
+            };
+            out.push(bar.act(action));
+        }
+        if self.mode == "ok" && !bars.is_empty() {
+            let last = (bars.len() - 1) as u32;
+            out.push(BarAction { bar: last, action: notify(format!("seen {}", self.seen)) });
+        }
+    }
+
+    fn on_fill(&mut self, fill: &Fill) -> Vec<Action> {
+        self.fills += 1;
+        vec![notify(format!("filled {}", fill.order))]
+    }
+
+    fn on_reject(&mut self, rejection: &Rejection) -> Vec<Action> {
+        vec![notify(format!("rejected {}: {}", rejection.order, rejection.reason))]
+    }
+
+    fn on_signal(&mut self, signal: &Signal) -> Vec<Action> {
+        self.signals += 1;
+        vec![notify(format!("signal {}: {}", signal.source, signal.payload))]
+    }
+
+    fn save_state(&self) -> Vec<u8> {
+        [self.seen, self.last_time as u64, self.disorder, self.fills, self.signals]
+            .iter()
+            .flat_map(|n| n.to_le_bytes())
+            .collect()
     }
 }
 
-export!(Component);
+export_strategy!(Misbehave);
