@@ -9,7 +9,8 @@ fn main() {
         println!("cargo:rustc-env={var}={}", path.display());
     }
     // <target>/<profile>/build/<crate>/out → <target>/python: where the
-    // email tests install aiosmtpd from PyPI.
+    // tests install packages from PyPI (aiosmtpd, componentize-py) and keep
+    // the Python guests they build.
     let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target = out_dir.ancestors().nth(4).unwrap_or(&out_dir);
     println!("cargo:rustc-env=STRATBOX_TEST_PYTHON={}", target.join("python").display());

@@ -11,6 +11,7 @@ use stratbox::cli::{Cli, CliError};
 pub mod fake;
 pub mod output;
 pub mod process;
+pub mod python;
 pub mod smtp;
 
 /// The SMA crossover plugin, built by this crate's build script.

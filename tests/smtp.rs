@@ -37,7 +37,7 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(options: SmtpOptions) -> anyhow::Result<Self> {
-        let deps = python_deps()?;
+        let deps = crate::python::pip_install(AIOSMTPD)?;
         let dir = tempfile::tempdir()?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_server.py");
         let mut command = Command::new("python3");
@@ -111,50 +111,4 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The folder holding aiosmtpd, installed there with pip when missing.
-///
-/// Tests in one process take turns; concurrent processes each install into
-/// their own folder and the first to finish renames it into place.
-fn python_deps() -> anyhow::Result<PathBuf> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dir = PathBuf::from(env!("STRATBOX_TEST_PYTHON"));
-    let marker = dir.join(format!("{AIOSMTPD}.installed"));
-    if marker.is_file() {
-        return Ok(dir);
-    }
-    let staging = dir.with_extension(format!("staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--root-user-action=ignore",
-            "--target",
-        ])
-        .arg(&staging)
-        .arg(AIOSMTPD)
-        .status()
-        .context("running python3 -m pip to install aiosmtpd (the tests need Python 3 with pip)")?;
-    if !status.success() {
-        bail!("pip could not install {AIOSMTPD}: {status}");
-    }
-    std::fs::write(staging.join(format!("{AIOSMTPD}.installed")), b"")?;
-    if !marker.is_file() {
-        // Whatever is there is an older or unfinished install.
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    if std::fs::rename(&staging, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    if !marker.is_file() {
-        bail!("aiosmtpd did not end up in {}", dir.display());
-    }
-    Ok(dir)
 }
