@@ -229,6 +229,10 @@ fn imports_only_the_contract() {
     assert_eq!(info.name, "sma-crossover-py");
     let keys: Vec<&str> = info.params.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["fast", "slow", "qty"]);
+    // `plugin inspect` starts it too: its pool has room for 38 core instances.
+    let (inspected, out) = cli(&["plugin", "inspect", python_wasm().to_str().unwrap()]);
+    assert_eq!(inspected.unwrap(), std::process::ExitCode::SUCCESS, "{out}");
+    assert!(out.contains("plugin:    sma-crossover-py") && out.contains("satisfies stratbox:strategy@0.2.0: yes"));
 }
 
 #[test]

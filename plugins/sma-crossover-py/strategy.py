@@ -108,13 +108,15 @@ class Instance(strategy.Instance):
             for index, order_id, symbol, side in orders
         ]
 
-    def on_fill(self, fill: types.Fill) -> List[types.Action]:
-        self.state.on_fill(fill.order)
+    def on_fills(self, fills: List[types.Fill]) -> List[types.Action]:
+        for fill in fills:
+            self.state.on_fill(fill.order)
         return []
 
-    def on_reject(self, rejection: types.Rejection) -> List[types.Action]:
-        if self.state.on_reject(rejection.order) is not None:
-            host.log(types.Level.WARNING, f"order {rejection.order} refused: {rejection.reason}")
+    def on_rejects(self, rejections: List[types.Rejection]) -> List[types.Action]:
+        for rejection in rejections:
+            if self.state.on_reject(rejection.order) is not None:
+                host.log(types.Level.WARNING, f"order {rejection.order} refused: {rejection.reason}")
         return []
 
     def on_signal(self, signal: types.Signal) -> List[types.Action]:

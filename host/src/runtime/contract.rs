@@ -146,16 +146,15 @@ pub struct Inspection {
 
 /// Inspects a component; fails only if the bytes are not a component at all.
 pub fn inspect(runtime: &Runtime, label: &str, bytes: &[u8]) -> Result<Inspection, RuntimeError> {
-    check_preamble(label, bytes)?;
-    let component = Component::new(&runtime.engine, bytes)
-        .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })?;
+    // Compiled once: for its names, then for the contract check.
+    let component = runtime.compile(label, bytes)?;
     let (imports, exports) = names(&component, &runtime.engine);
     let contract = exports
         .iter()
         .map(|e| split_version(e))
         .find(|(n, _)| n.starts_with(PACKAGE))
         .map(|(n, v)| format!("{}@{}", n.split('/').next().unwrap_or(n), v.unwrap_or("(unversioned)")));
-    let verdict = runtime.load(label, bytes);
+    let verdict = runtime.prepare(label, bytes, &component);
     let (problem, info) = match verdict {
         Ok(plugin) => (None, Some(plugin.info.clone())),
         Err(e) => (Some(e.to_string()), None),

@@ -29,6 +29,10 @@ pub use self::instance::WasmStrategy;
 pub use self::sandbox::Clock;
 use self::sandbox::StoreData;
 
+/// Core instances one strategy's store may hold (see the README's sandbox
+/// section for what guests need).
+const CORE_INSTANCES_PER_STORE: u32 = 48;
+
 /// How often the engine's epoch advances; the unit of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -250,7 +254,8 @@ impl Runtime {
         let engine_err = |e: wasmtime::Error| RuntimeError::Engine { message: format!("{e:#}") };
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances.saturating_mul(8))
+            // A Rust guest has 3 core instances; a componentize-py one 38.
+            .total_core_instances(config.max_instances.saturating_mul(CORE_INSTANCES_PER_STORE))
             .total_memories(config.max_instances.saturating_mul(2))
             .total_tables(config.max_instances.saturating_mul(4))
             .total_stacks(config.max_instances)
@@ -307,6 +312,12 @@ impl Runtime {
     /// Compiles `bytes`, checks them against the contract and asks the
     /// plugin to describe itself.
     pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Arc<Plugin>, RuntimeError> {
+        let component = self.compile(label, bytes)?;
+        self.prepare(label, bytes, &component)
+    }
+
+    /// Compiles `bytes`, refusing what is too large or not a component.
+    fn compile(&self, label: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
         if bytes.len() > self.config.max_plugin_bytes {
             return Err(RuntimeError::TooLarge {
                 plugin: label.into(),
@@ -315,12 +326,17 @@ impl Runtime {
             });
         }
         contract::check_preamble(label, bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })?;
-        contract::check_component(label, &self.engine, &component)?;
+        Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })
+    }
+
+    /// Checks a compiled component against the contract, links it and asks
+    /// it to describe itself.
+    fn prepare(&self, label: &str, bytes: &[u8], component: &Component) -> Result<Arc<Plugin>, RuntimeError> {
+        contract::check_component(label, &self.engine, component)?;
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .and_then(bindings::PluginPre::new)
             .map_err(|e| RuntimeError::Link { plugin: label.into(), message: format!("{e:#}") })?;
         let info = instance::describe(&pre, label, &self.config)?;

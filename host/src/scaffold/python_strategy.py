@@ -78,18 +78,22 @@ class Instance(strategy.Instance):
                 actions.append(types.BarAction(i, types.Action_Submit(order)))
         return actions
 
-    def on_fill(self, fill: types.Fill) -> List[types.Action]:
+    def on_fills(self, fills: List[types.Fill]) -> List[types.Action]:
         cash = host.account().cash
-        host.log(types.Level.INFO, f"order {fill.order} filled; cash now {cash.mantissa}e-{cash.scale}")
+        for fill in fills:
+            host.log(types.Level.INFO, f"order {fill.order} filled; cash now {cash.mantissa}e-{cash.scale}")
         return []
 
-    def on_reject(self, rejection: types.Rejection) -> List[types.Action]:
-        # Undo the intended position: the order never happened.
-        seen = self.memory["symbols"].get(rejection.symbol)
-        if seen is not None:
-            seen[3] = not seen[3]
-        message = f"order {rejection.order} refused: {rejection.reason}"
-        return [types.Action_Notify(types.Notification(types.Level.WARNING, message))]
+    def on_rejects(self, rejections: List[types.Rejection]) -> List[types.Action]:
+        actions = []
+        for rejection in rejections:
+            # Undo the intended position: the order never happened.
+            seen = self.memory["symbols"].get(rejection.symbol)
+            if seen is not None:
+                seen[3] = not seen[3]
+            message = f"order {rejection.order} refused: {rejection.reason}"
+            actions.append(types.Action_Notify(types.Notification(types.Level.WARNING, message)))
+        return actions
 
     def on_signal(self, signal: types.Signal) -> List[types.Action]:
         return []
