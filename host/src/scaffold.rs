@@ -36,6 +36,7 @@ fn files(name: &str, lang: Lang) -> Vec<(&'static str, String)> {
             ("src/lib.rs", fill(include_str!("scaffold/rust_lib.rs"))),
             ("README.md", fill(include_str!("scaffold/rust_README.md"))),
             (".gitignore", "/target\n".into()),
+            (".cargo/config.toml", include_str!("scaffold/rust_cargo_config.toml").into()),
             ("sdk/Cargo.toml", include_str!("scaffold/sdk_Cargo.toml").into()),
             // The SDK reads the contract beside it, not the repository's.
             ("sdk/src/lib.rs", SDK.replace("\"../../wit\"", "\"wit\"")),

@@ -150,9 +150,15 @@ fn at_scale(value: Decimal, scale: u8) -> Result<i64, ContractError> {
         table
     };
     let shift = u32::from(scale).saturating_sub(value.scale()) as usize;
+    let mantissa = value.mantissa();
+    if shift == 0 {
+        // The common case: every value of a symbol has the same scale.
+        return i64::try_from(mantissa)
+            .map_err(|_| ContractError(format!("{value} does not fit a 64-bit mantissa at scale {scale}")));
+    }
     POW10
         .get(shift)
-        .and_then(|&factor| value.mantissa().checked_mul(factor))
+        .and_then(|&factor| mantissa.checked_mul(factor))
         .and_then(|m| i64::try_from(m).ok())
         .ok_or_else(|| ContractError(format!("{value} does not fit a 64-bit mantissa at scale {scale}")))
 }

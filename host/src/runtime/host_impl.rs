@@ -1,6 +1,5 @@
 //! The `host` interface a strategy imports: log, clock, position, account.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -17,8 +16,9 @@ const MAX_LOG_MESSAGE: usize = 4096;
 pub struct HostState {
     pub(super) strategy: Arc<str>,
     pub(super) clock: Clock,
-    /// Positions as of the start of the current call, set by the engine.
-    pub(super) positions: HashMap<Arc<str>, Decimal>,
+    /// Positions as of the start of the current call, set by the engine;
+    /// a strategy trades few symbols, so a list beats hashing.
+    pub(super) positions: Vec<(Arc<str>, Decimal)>,
     /// Cash and equity as of the start of the current call.
     pub(super) account: Account,
     pub(super) output: Option<Arc<LogBudget>>,
@@ -26,7 +26,14 @@ pub struct HostState {
 
 impl HostState {
     pub(super) fn new(strategy: Arc<str>, clock: Clock) -> Self {
-        Self { strategy, clock, positions: HashMap::new(), account: Account::default(), output: None }
+        Self { strategy, clock, positions: Vec::new(), account: Account::default(), output: None }
+    }
+
+    pub(super) fn set_position(&mut self, symbol: &Arc<str>, qty: Decimal) {
+        match self.positions.iter_mut().find(|(s, _)| Arc::ptr_eq(s, symbol) || **s == **symbol) {
+            Some((_, held)) => *held = qty,
+            None => self.positions.push((symbol.clone(), qty)),
+        }
     }
 
     /// `value` in the contract's decimal; a value that does not fit is
@@ -63,7 +70,7 @@ impl host::Host for HostState {
     }
 
     fn position(&mut self, symbol: String) -> types::Decimal {
-        let qty = self.positions.get(symbol.as_str()).copied().unwrap_or_default();
+        let qty = self.positions.iter().find(|(s, _)| **s == *symbol).map_or(Decimal::ZERO, |(_, q)| *q);
         self.decimal("position", qty)
     }
 

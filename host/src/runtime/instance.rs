@@ -1,7 +1,6 @@
 //! One running strategy: a `Store`, the component in it, the strategy
 //! instance (a resource) it made, and how it recovers from faults.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,7 +173,7 @@ impl WasmStrategy {
             columns: Columns::default(),
             plugin,
         };
-        let live = strategy.boot(None, HashMap::new()).map_err(|e| match e {
+        let live = strategy.boot(None, Vec::new()).map_err(|e| match e {
             BootError::Refused(message) => RuntimeError::Init { plugin: label.clone(), message },
             BootError::Fault(fault) => RuntimeError::Start { plugin: label.clone(), message: fault.to_string() },
         })?;
@@ -198,7 +197,7 @@ impl WasmStrategy {
 
     /// Starts a store and, in it, an instance: restored from `state`, or
     /// created afresh.
-    fn boot(&self, state: Option<&[u8]>, positions: HashMap<Arc<str>, Decimal>) -> Result<Live, BootError> {
+    fn boot(&self, state: Option<&[u8]>, positions: Vec<(Arc<str>, Decimal)>) -> Result<Live, BootError> {
         let mut host = HostState::new(Arc::from(self.plugin.label.as_str()), self.clock.clone());
         host.positions = positions;
         let fault = |e: wasmtime::Error| BootError::Fault(classify(&e, &self.policy));
@@ -408,7 +407,7 @@ impl Strategy for WasmStrategy {
 
     fn set_position(&mut self, symbol: &Arc<str>, qty: Decimal) {
         if let Some(live) = self.live.as_mut() {
-            live.component.store.data_mut().host.positions.insert(symbol.clone(), qty);
+            live.component.store.data_mut().host.set_position(symbol, qty);
         }
     }
 
