@@ -153,24 +153,6 @@ mod tests {
     }
 }
 
-/// Parses a positive decimal such as `1`, `0.5` or `12.25` into a [`Qty`].
-pub fn parse_qty(text: &str) -> Result<Qty, String> {
-    let bad = || format!("expected a positive decimal, got `{text}`");
-    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-    if int.is_empty() && frac.is_empty() {
-        return Err(bad());
-    }
-    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || frac.len() > 18 {
-        return Err(bad());
-    }
-    let digits = format!("{int}{frac}");
-    let mantissa: i64 = digits.parse().map_err(|_| bad())?;
-    if mantissa <= 0 {
-        return Err(bad());
-    }
-    Ok(Qty { mantissa, scale: frac.len() as u8 })
-}
-
 /// Reads the little-endian fields of a saved state, failing on truncation.
 pub struct Reader<'a> {
     bytes: &'a [u8],
@@ -225,16 +207,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod parse_tests {
     use super::*;
-
-    #[test]
-    fn parses_quantities() {
-        assert_eq!(parse_qty("1"), Ok(Qty { mantissa: 1, scale: 0 }));
-        assert_eq!(parse_qty("0.25"), Ok(Qty { mantissa: 25, scale: 2 }));
-        assert_eq!(parse_qty("3."), Ok(Qty { mantissa: 3, scale: 0 }));
-        for bad in ["", ".", "0", "-1", "1e3", "abc", "1.2.3", "99999999999999999999"] {
-            assert!(parse_qty(bad).is_err(), "{bad} should be refused");
-        }
-    }
 
     #[test]
     fn reader_refuses_truncation_and_trailing_bytes() {
