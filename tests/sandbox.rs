@@ -225,3 +225,44 @@ fn absurd_quantities_are_refused_without_limits_configured() {
     let events = events.lock().unwrap();
     assert!(events.iter().all(|e| !matches!(e, Event::Rejected { reason, .. } if !reason.contains("host maximum"))));
 }
+
+/// Runs `f` on its own thread and fails the test if it does not return
+/// within [`PATIENCE`]: a guest stuck in a host call would hold it forever.
+fn within_patience<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("{what} did not return: a guest blocked the host"))
+}
+
+/// `std::thread::sleep` is a WASI timer and a blocking `poll`: no wasm runs
+/// while it waits, so the epoch deadline cannot stop it. The host's timers
+/// are ready at once, so an hour's sleep in every call returns at once.
+#[test]
+fn a_guest_sleeping_in_wasi_does_not_hold_the_host() {
+    let bars = ibm();
+    let strategy = within_patience("a backtest of a sleeping strategy", move || {
+        let rt = runtime(roomy());
+        let plugin = misbehave(&rt);
+        let mut sleeper = start(&rt, &plugin, &[("mode", "sleep")]);
+        for chunk in bars.chunks(512) {
+            sleeper.on_bars(chunk).unwrap();
+        }
+        sleeper.restarts()
+    });
+    assert_eq!(strategy, 0, "sleeping is not a fault; it just does not wait");
+}
+
+/// A guest that waits for time to pass by reading the clock spins in wasm,
+/// where the deadline stops it (in a backtest the clock does not move).
+#[test]
+fn a_guest_spinning_on_the_clock_is_stopped_by_the_deadline() {
+    let err = within_patience("a spinning strategy", || {
+        let rt = runtime(RuntimeConfig { call_timeout: Duration::from_millis(200), max_restarts: 0, ..roomy() });
+        let plugin = misbehave(&rt);
+        let mut spinner = start(&rt, &plugin, &[("mode", "wait")]);
+        spinner.on_bars(&ibm()[..3]).unwrap_err()
+    });
+    assert!(matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("deadline")), "{err}");
+}

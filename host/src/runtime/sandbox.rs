@@ -151,6 +151,7 @@ pub(super) fn add_wasi(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         l,
         <StoreData as wasmtime_wasi::clocks::WasiClocksView>::clocks,
     )?;
+    never_wait(l)?;
     random::random::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure_seed::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())?;
@@ -168,6 +169,40 @@ pub(super) fn add_wasi(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     let fs_view = <StoreData as wasmtime_wasi::filesystem::WasiFilesystemView>::filesystem;
     filesystem::preopens::add_to_linker::<StoreData, WasiFilesystem>(l, fs_view)?;
     sync::filesystem::types::add_to_linker::<StoreData, WasiFilesystem>(l, fs_view)?;
+    Ok(())
+}
+
+/// The monotonic clock's timers, as WASI 0.2 names them.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A pollable that is always ready.
+struct Ready;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+/// Replaces the monotonic clock's timers with ones that are ready at once.
+///
+/// A guest blocked in a host call runs no wasm, so the epoch deadline cannot
+/// interrupt it: `std::thread::sleep` (a timer, then `poll` or `block`)
+/// would hold its thread, and every strategy and the shutdown behind it, for
+/// as long as it asked. With these timers no WASI call a strategy can reach
+/// waits: a sleep returns at once, and a strategy that spins waiting for
+/// time to pass spins in wasm, where its deadline stops it. Every other
+/// pollable it can get (stdout, stderr, an empty stdin) is ready already.
+fn never_wait(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    l.allow_shadowing(true);
+    let mut clock = l.instance(MONOTONIC_CLOCK)?;
+    for timer in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_wrap(timer, |mut store: wasmtime::StoreContextMut<'_, StoreData>, (_,): (u64,)| {
+            let table = &mut store.data_mut().table;
+            let ready = table.push(Ready)?;
+            Ok((wasmtime_wasi::p2::subscribe(table, ready)?,))
+        })?;
+    }
+    l.allow_shadowing(false);
     Ok(())
 }
 

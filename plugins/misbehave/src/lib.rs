@@ -13,7 +13,9 @@
 //!   else sell `qty`, so it holds 0 or `qty` when every order fills;
 //! - `stop`: submit a good-till-canceled buy stop of `qty` at `price`;
 //! - `account`: `notify` what `host::account` and `host::position` say;
-//! - `reuse`: submit a market buy of `qty`, always under order id 1.
+//! - `reuse`: submit a market buy of `qty`, always under order id 1;
+//! - `sleep`: `std::thread::sleep` for an hour (a blocking WASI call);
+//! - `wait`: spin until the monotonic clock has moved an hour.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -145,6 +147,17 @@ impl Strategy for Misbehave {
                     Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
                 }
                 "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
+                "sleep" => {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    continue;
+                }
+                "wait" => {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < std::time::Duration::from_secs(3600) {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
                 "account" => {
                     let (account, position) = (host::account(), host::position(&symbol));
                     let show = |d: Decimal| format!("{}e-{}", d.mantissa, d.scale);
