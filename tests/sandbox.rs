@@ -266,3 +266,30 @@ fn a_guest_spinning_on_the_clock_is_stopped_by_the_deadline() {
     });
     assert!(matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("deadline")), "{err}");
 }
+
+/// Strategies replaying side by side, on their own threads, each have their
+/// own clock: one's progress never moves the time another reads mid-call.
+#[test]
+fn each_strategy_reads_its_own_replay_clock() {
+    let rt = Arc::new(runtime(roomy()));
+    let plugin = misbehave(&rt);
+    let bars = Arc::new(ibm());
+    let replay = Clock::virtual_at(bars[0].time);
+    let params = [("mode".to_string(), "probe".to_string())];
+    let threads: Vec<_> = [0, 1500]
+        .into_iter()
+        .map(|from| {
+            let mut probe = rt.instantiate(&plugin, &params, replay.own()).unwrap();
+            let bars = bars.clone();
+            std::thread::spawn(move || {
+                for bar in &bars[from..from + 1000] {
+                    let note = notes(&probe.on_bars(std::slice::from_ref(bar)).unwrap()).remove(0);
+                    assert!(note.contains(&format!("host_now={}", bar.time)), "{note}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}

@@ -234,7 +234,7 @@ pub(super) fn plan_engines<'a>(
         let plugin = runtime.load_named(&spec.plugin)?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
-        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.clone())?;
+        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.own())?;
         let outbox = RouteOutbox::default();
         let execution: Box<dyn Execution> = match venue {
             Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),

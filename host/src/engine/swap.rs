@@ -167,6 +167,6 @@ fn load(
     }
     let fail = |e: RuntimeError| (sha256.clone(), SwapError::Load(e));
     let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
-    let strategy = runtime.instantiate(&plugin, params, clock).map_err(fail)?;
+    let strategy = runtime.instantiate(&plugin, params, clock.own()).map_err(fail)?;
     Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))
 }

@@ -51,6 +51,16 @@ impl Clock {
     pub fn is_virtual(&self) -> bool {
         matches!(self, Clock::Virtual { .. })
     }
+
+    /// A clock of one strategy's own, starting where this one is: a virtual
+    /// clock follows the inputs of the strategy it belongs to, so strategies
+    /// replaying side by side never move each other's time.
+    pub fn own(&self) -> Self {
+        match self {
+            Clock::System => Clock::System,
+            Clock::Virtual { now } => Clock::virtual_at(now.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 struct WallClock(Clock);
