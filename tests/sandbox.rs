@@ -95,7 +95,11 @@ fn a_trap_restarts_the_strategy_until_it_is_marked_failed() {
             panic!("{err}")
         };
         assert_eq!((*restarts, *call), (expected, "on-bars"));
-        assert!(message.contains("unreachable") || message.contains("wasm trap"), "{message}");
+        // Briefly: the trap and the guest's panic message, no backtrace.
+        assert!(message.contains("unreachable"), "{message}");
+        assert!(message.contains(&format!("asked to trap at {}", bars[0].time)), "{message}");
+        assert!(!message.contains("backtrace") && message.lines().count() == 1, "{message}");
+        assert!(message.len() < 2 * stratbox::runtime::MAX_GUEST_TEXT, "{message}");
     }
     assert!(matches!(trapping.on_bars(&bars[..2]), Err(StrategyError::Failed { .. })));
     assert_eq!(trapping.restarts(), 2);
@@ -292,4 +296,21 @@ fn each_strategy_reads_its_own_replay_clock() {
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+/// Guest-supplied text reaches errors (and so logs, the journal and
+/// `/health`) cut to a documented size, with a marker.
+#[test]
+fn huge_guest_text_is_cut_before_it_reaches_an_error() {
+    let rt = runtime(RuntimeConfig { max_restarts: 0, ..roomy() });
+    let plugin = misbehave(&rt);
+    let params = [("mode".to_string(), "refuse-long".to_string())];
+    let refused = rt.instantiate(&plugin, &params, Clock::virtual_at(0)).err().expect("refused").to_string();
+    assert!(refused.len() < 2 * stratbox::runtime::MAX_GUEST_TEXT, "{} bytes", refused.len());
+    assert!(refused.contains("more bytes cut]"), "{refused}");
+
+    let mut shouting = start(&rt, &plugin, &[("mode", "long-symbol")]);
+    let err = shouting.on_bars(&ibm()[..1]).unwrap_err().to_string();
+    assert!(err.len() < 2 * stratbox::runtime::MAX_GUEST_TEXT, "{} bytes", err.len());
+    assert!(err.contains("invalid symbol") && err.contains("(1048576 bytes)"), "{err}");
 }

@@ -47,6 +47,22 @@ pub fn truncate_utf8(text: &mut String, max: usize) {
     }
 }
 
+/// The longest guest-supplied text an error, a log line, the journal or
+/// `/health` repeats, in bytes; the rest is cut, with a marker.
+pub const MAX_GUEST_TEXT: usize = 512;
+
+/// `text` cut to [`MAX_GUEST_TEXT`] bytes, saying how much was cut.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= MAX_GUEST_TEXT {
+        return text.to_string();
+    }
+    let mut cut = text.to_string();
+    truncate_utf8(&mut cut, MAX_GUEST_TEXT);
+    let dropped = text.len() - cut.len();
+    cut.push_str(&format!("… [{dropped} more bytes cut]"));
+    cut
+}
+
 /// The columns of a batch, kept between batches so a batch allocates
 /// nothing once the columns have grown to its size.
 pub struct Columns {
@@ -235,8 +251,9 @@ fn intent_from_wit(order: wit::Order) -> Result<OrderIntent, ContractError> {
     let symbol = order.symbol;
     if symbol.is_empty() || symbol.len() > MAX_SYMBOL_LEN || symbol.chars().any(char::is_control) {
         let mut shown = symbol;
+        let len = shown.len();
         truncate_utf8(&mut shown, MAX_SYMBOL_LEN);
-        return Err(ContractError(format!("invalid symbol {shown:?}")));
+        return Err(ContractError(format!("invalid symbol {shown:?} ({len} bytes)")));
     }
     let qty = positive("order quantity", order.qty)?;
     let order_type = match order.order_type {
@@ -285,6 +302,15 @@ mod tests {
         let fitted = decimal_to_wit(padded).unwrap();
         assert_eq!((fitted.mantissa, fitted.scale), (1_000_000_000, 0));
         assert!(decimal_from_wit(wit::Decimal { mantissa: 1, scale: 29 }).is_err());
+    }
+
+    #[test]
+    fn guest_text_is_bounded_with_a_marker() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(1000); // 2,000 bytes
+        let cut = bounded(&long);
+        assert!(cut.len() < MAX_GUEST_TEXT + 40, "{}", cut.len());
+        assert!(cut.ends_with("… [1488 more bytes cut]"), "{cut}");
     }
 
     #[test]

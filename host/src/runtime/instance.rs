@@ -79,22 +79,36 @@ struct Live {
     instance: ResourceAny,
 }
 
-fn classify(error: &wasmtime::Error, policy: &Policy) -> Fault {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Deadline { timeout_ms: policy.timeout.as_millis() as u64 },
-        _ => Fault::Trap { message: format!("{error:#}") },
-    }
+/// What a failed call amounts to, briefly: the trap (not wasmtime's
+/// backtrace of it) and what the guest wrote to stderr during the call,
+/// where a Rust guest's panic message goes.
+fn classify(error: &wasmtime::Error, policy: &Policy, last_words: Option<String>) -> Fault {
+    let what = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return Fault::Deadline { timeout_ms: policy.timeout.as_millis() as u64 },
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let what = convert::bounded(what.lines().next().unwrap_or_default());
+    let message = match last_words {
+        Some(words) => format!("{what}; the guest wrote: {words}"),
+        None => what,
+    };
+    Fault::Trap { message }
+}
+
+/// What the guest in `live` wrote to stderr in the current call.
+fn last_words(live: Option<&Live>) -> Option<String> {
+    live.and_then(|l| l.component.store.data().output.last_words())
 }
 
 /// Describes a strategy's refusal to start, e.g. `invalid parameter fast: …`.
 fn refusal(error: wit::Error) -> String {
-    let mut text = match error {
+    let text = match error {
         wit::Error::InvalidParam(wit::InvalidParam { key, message }) => format!("invalid parameter `{key}`: {message}"),
         wit::Error::IncompatibleState(message) => format!("incompatible state: {message}"),
         wit::Error::Other(message) => message,
     };
-    convert::truncate_utf8(&mut text, convert::MAX_NOTIFY_LEN);
-    text
+    convert::bounded(&text)
 }
 
 /// Instantiates the component and reads its self-description; needs no
@@ -106,11 +120,16 @@ pub(super) fn describe(
 ) -> Result<PluginInfo, RuntimeError> {
     let policy = Policy::new(config);
     let host = HostState::new(Arc::from(label), Clock::virtual_at(0));
-    let start_err =
-        |e: wasmtime::Error| RuntimeError::Start { plugin: label.into(), message: classify(&e, &policy).to_string() };
-    let mut component = Component::new(pre, host, &policy).map_err(start_err)?;
-    let info =
-        component.bindings.stratbox_strategy_strategy().call_describe(&mut component.store).map_err(start_err)?;
+    let start_err = |e: wasmtime::Error, words| RuntimeError::Start {
+        plugin: label.into(),
+        message: classify(&e, &policy, words).to_string(),
+    };
+    let mut component = Component::new(pre, host, &policy).map_err(|e| start_err(e, None))?;
+    let info = component
+        .bindings
+        .stratbox_strategy_strategy()
+        .call_describe(&mut component.store)
+        .map_err(|e| start_err(e, component.store.data().output.last_words()))?;
     let bad = |message: String| RuntimeError::Start { plugin: label.into(), message };
     if info.params.len() > 256 {
         return Err(bad(format!("declares {} parameters; at most 256 are allowed", info.params.len())));
@@ -122,9 +141,21 @@ pub(super) fn describe(
         }
         let default = convert::param_from_wit(p.default)
             .map_err(|e| bad(format!("parameter `{}` has an invalid default: {e}", p.key)))?;
-        params.push(ParamSpec { key: p.key, kind: default.kind(), default, description: p.description });
+        if p.key.is_empty() || p.key.len() > 64 || p.key.chars().any(char::is_control) {
+            return Err(bad(format!("declares a parameter named {:?}", convert::bounded(&p.key))));
+        }
+        let description = convert::bounded(&p.description);
+        params.push(ParamSpec { key: p.key, kind: default.kind(), default, description });
     }
-    Ok(PluginInfo { name: info.name, version: info.version, description: info.description, params })
+    if info.name.is_empty() || info.name.len() > 64 || info.name.chars().any(char::is_control) {
+        return Err(bad(format!("calls itself {:?}; a name is 1 to 64 printable bytes", convert::bounded(&info.name))));
+    }
+    Ok(PluginInfo {
+        name: info.name,
+        version: convert::bounded(&info.version),
+        description: convert::bounded(&info.description),
+        params,
+    })
 }
 
 /// A sandboxed strategy instance. A fault drops its store and restores the
@@ -200,13 +231,14 @@ impl WasmStrategy {
     fn boot(&self, state: Option<&[u8]>, positions: Vec<(Arc<str>, Decimal)>) -> Result<Live, BootError> {
         let mut host = HostState::new(Arc::from(self.plugin.label.as_str()), self.clock.clone());
         host.positions = positions;
-        let fault = |e: wasmtime::Error| BootError::Fault(classify(&e, &self.policy));
-        let mut component = Component::new(&self.plugin.pre, host, &self.policy).map_err(fault)?;
+        let fault = |e: wasmtime::Error, words| BootError::Fault(classify(&e, &self.policy, words));
+        let mut component = Component::new(&self.plugin.pre, host, &self.policy).map_err(|e| fault(e, None))?;
         let made = match state {
             Some(state) => guest(&component.bindings).call_restore(&mut component.store, &self.params, state),
             None => guest(&component.bindings).call_create(&mut component.store, &self.params),
         };
-        match made.map_err(fault)? {
+        let made = made.map_err(|e| fault(e, component.store.data().output.last_words()))?;
+        match made {
             Ok(instance) => Ok(Live { component, instance }),
             Err(error) => Err(BootError::Refused(refusal(error))),
         }
@@ -275,7 +307,7 @@ impl WasmStrategy {
 
     fn settle<R>(&mut self, call: &'static str, result: wasmtime::Result<R>) -> Result<R, StrategyError> {
         result.map_err(|e| {
-            let fault = classify(&e, &self.policy);
+            let fault = classify(&e, &self.policy, last_words(self.live.as_ref()));
             self.fault(call, fault)
         })
     }

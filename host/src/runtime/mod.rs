@@ -24,7 +24,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
-pub use self::convert::ContractError;
+pub use self::convert::{ContractError, MAX_GUEST_TEXT};
 pub use self::instance::WasmStrategy;
 pub use self::sandbox::Clock;
 use self::sandbox::StoreData;

@@ -237,6 +237,10 @@ pub(super) struct LogBudget {
     remaining: AtomicUsize,
     dropped: AtomicUsize,
     partial: Mutex<Vec<u8>>,
+    /// What the guest wrote to stderr in the current call, up to
+    /// [`super::convert::MAX_GUEST_TEXT`] bytes: a Rust guest's panic
+    /// message, for the fault it ends in.
+    last_words: Mutex<Vec<u8>>,
 }
 
 impl LogBudget {
@@ -247,12 +251,25 @@ impl LogBudget {
             remaining: AtomicUsize::new(per_call),
             dropped: AtomicUsize::new(0),
             partial: Mutex::new(Vec::new()),
+            last_words: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the guest wrote to stderr during the current call, in one line.
+    pub(super) fn last_words(&self) -> Option<String> {
+        let words = self.last_words.lock().ok()?;
+        let text = String::from_utf8_lossy(&words);
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
+        (!lines.is_empty()).then(|| super::convert::bounded(&lines.join(" ")))
     }
 
     /// Called before each guest call: refills the budget and reports drops.
     pub(super) fn reset(&self) {
         self.remaining.store(self.per_call, Ordering::Relaxed);
+        if let Ok(mut words) = self.last_words.lock() {
+            words.clear();
+        }
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(strategy = %self.strategy, dropped, "strategy output over budget was dropped");
@@ -276,6 +293,12 @@ impl LogBudget {
     }
 
     fn write(&self, stream: &'static str, bytes: &[u8]) {
+        if stream == "stderr"
+            && let Ok(mut words) = self.last_words.lock()
+        {
+            let room = super::convert::MAX_GUEST_TEXT.saturating_sub(words.len());
+            words.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         let allowed = self.take(bytes.len());
         let Ok(mut partial) = self.partial.lock() else { return };
         partial.extend_from_slice(&bytes[..allowed]);

@@ -15,7 +15,9 @@
 //! - `account`: `notify` what `host::account` and `host::position` say;
 //! - `reuse`: submit a market buy of `qty`, always under order id 1;
 //! - `sleep`: `std::thread::sleep` for an hour (a blocking WASI call);
-//! - `wait`: spin until the monotonic clock has moved an hour.
+//! - `wait`: spin until the monotonic clock has moved an hour;
+//! - `long-symbol`: submit an order for a symbol of 1 MiB;
+//! - `refuse-long`: refuse to start, with a 1 MiB message.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -89,6 +91,9 @@ impl Strategy for Misbehave {
         if config.mode == "trap-init" {
             panic!("asked to trap in create");
         }
+        if config.mode == "refuse-long" {
+            return Err(Error::Other("no".repeat(1 << 19)));
+        }
         Ok(config)
     }
 
@@ -147,6 +152,7 @@ impl Strategy for Misbehave {
                     Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
                 }
                 "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
+                "long-symbol" => Action::Submit(Order::market(self.seen, &"S".repeat(1 << 20), Side::Buy, qty)),
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                     continue;
