@@ -89,6 +89,9 @@ pub struct StrategyStatus {
     pub bars: u64,
     pub orders: u64,
     pub fills: u64,
+    /// Bars the feed could not hand over because the strategy's queue was
+    /// full: it fell behind, alone.
+    pub bars_dropped: u64,
     pub error: Option<String>,
 }
 
@@ -245,14 +248,20 @@ pub async fn run_host(
     let mut watched = Vec::new();
     for PlannedEngine { name, engine, persist, sha256, spec } in engines {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
-        inputs.push(tx.clone());
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone() });
         by_name.insert(name.clone(), tx.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
             watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone()));
         }
-        let outputs =
-            Outputs { journal: journal.clone(), lines: lines.clone(), status: status.clone(), inbox: store.clone() };
+        let outputs = Outputs {
+            journal: journal.clone(),
+            lines: lines.clone(),
+            status: status.clone(),
+            inbox: store.clone(),
+            dropped,
+        };
         threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
     }
     let watcher = (config.runtime.watch_ms > 0 && !watched.is_empty()).then(|| {
@@ -394,10 +403,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the feed on its own task, handing each batch to every engine, until
 /// it ends or the returned sender fires. A closed engine queue (a stopped
 /// strategy) is skipped; the others go on.
+/// The feed's way into one engine, and the count of bars it dropped there.
+struct FeedTap {
+    input: mpsc::Sender<EngineInput>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Hands each batch to every engine without waiting for any: an engine
+/// whose queue is full (a slow, stuck or restarting strategy) does not get
+/// the batch, which is counted, so it falls behind alone and the others
+/// keep their pace.
 fn spawn_feed(
     mut feed: Box<dyn crate::feed::MarketData>,
     mut alerts: PriceWatch,
-    inputs: Vec<mpsc::Sender<EngineInput>>,
+    inputs: Vec<FeedTap>,
     status: Arc<RwLock<HostStatus>>,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), FeedError>>) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -414,8 +433,10 @@ fn spawn_feed(
             let Some(batch) = batch else { break };
             alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
-            for tx in &inputs {
-                let _ = tx.send(EngineInput::Bars(batch.clone())).await;
+            for tap in &inputs {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tap.input.try_send(EngineInput::Bars(batch.clone())) {
+                    tap.dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         if let Ok(mut s) = status.write() {

@@ -24,6 +24,8 @@ pub(super) struct Outputs {
     /// Where a strategy that keeps no state (the paper broker) marks a
     /// webhook delivery done once it has acted on it.
     pub inbox: Option<Arc<Store>>,
+    /// Bars the feed dropped because this engine's queue was full.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How a live strategy's decisions are kept: after every input, the
@@ -117,7 +119,7 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let Outputs { journal, lines, status, inbox: inbox_store } = outputs;
+    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
     let pending = Pending::default();
@@ -133,14 +135,31 @@ pub(super) fn spawn_engine(
     let flush_journal = journal.clone();
     let flush = move |done: Option<i64>| flush(flush_journal.as_ref(), &pending, inbox_store.as_deref(), done);
     let dropped = journal.clone();
+    let lag_journal = journal.clone();
     let note = move |kind: &str, data: serde_json::Value| {
         if let Some(journal) = &journal {
             journal.record(kind, &data);
         }
     };
     let status_name = name.clone();
-    let update = move |engine: &Engine, sha256: &str, swaps: u32, state: &str, error: Option<String>| {
+    let mut reported_drops = 0;
+    let mut update = move |engine: &Engine, sha256: &str, swaps: u32, state: &str, error: Option<String>| {
         let c = engine.counts();
+        // Falling behind is journaled when it starts, and the state says so
+        // while it goes on.
+        let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
+        let lagging = bars_dropped > reported_drops;
+        if lagging {
+            let data = serde_json::json!({ "strategy": status_name, "bars_dropped": bars_dropped });
+            if let Some(journal) = &lag_journal
+                && reported_drops == 0
+            {
+                journal.record("strategy.lagging", &data);
+            }
+            tracing::warn!(strategy = %status_name, bars_dropped, "strategy is falling behind its feed");
+            reported_drops = bars_dropped;
+        }
+        let state = if lagging && state == "running" { "lagging" } else { state };
         if let Ok(mut s) = status.write() {
             s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
             s.set(StrategyStatus {
@@ -152,6 +171,7 @@ pub(super) fn spawn_engine(
                 bars: c.bars,
                 orders: c.orders,
                 fills: c.fills,
+                bars_dropped,
                 error,
             });
         }

@@ -17,7 +17,8 @@
 //! - `sleep`: `std::thread::sleep` for an hour (a blocking WASI call);
 //! - `wait`: spin until the monotonic clock has moved an hour;
 //! - `long-symbol`: submit an order for a symbol of 1 MiB;
-//! - `refuse-long`: refuse to start, with a 1 MiB message.
+//! - `refuse-long`: refuse to start, with a 1 MiB message;
+//! - `slow`: spend `work` loop iterations of CPU on every bar.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -37,6 +38,7 @@ struct Misbehave {
     symbol: Option<String>,
     qty: i64,
     price: i64,
+    work: u64,
     spam: usize,
     seen: u64,
     last_time: i64,
@@ -66,6 +68,7 @@ impl Strategy for Misbehave {
             .param("symbol", text(""), "the symbol to order (the bar's when empty)")
             .param("qty", ParamValue::Integer(1), "order quantity")
             .param("price", ParamValue::Integer(0), "the stop price in `stop` mode")
+            .param("work", ParamValue::Integer(0), "loop iterations per bar in `slow` mode")
             .param("spam", ParamValue::Integer(1 << 20), "bytes to print in `spam` mode")
     }
 
@@ -81,6 +84,7 @@ impl Strategy for Misbehave {
             symbol,
             qty: params.integer("qty")?,
             price: params.integer("price")?,
+            work: params.integer("work")?.max(0) as u64,
             spam: params.integer("spam")?.max(0) as usize,
             seen: 0,
             last_time: 0,
@@ -153,6 +157,13 @@ impl Strategy for Misbehave {
                 }
                 "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
                 "long-symbol" => Action::Submit(Order::market(self.seen, &"S".repeat(1 << 20), Side::Buy, qty)),
+                "slow" => {
+                    let mut x = 0_u64;
+                    for i in 0..self.work {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                    }
+                    continue;
+                }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                     continue;

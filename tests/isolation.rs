@@ -1,0 +1,85 @@
+//! A hostile neighbour: a strategy that burns its CPU on every bar, under
+//! its deadline, must not slow the strategies beside it. The feed hands each
+//! batch over without waiting; the slow one falls behind alone, and what it
+//! could not take is counted.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use stratbox_tests::MISBEHAVE_WASM;
+use stratbox_tests::process::{HostProcess, listening_address, wait_until, write_host_config};
+
+async fn health(client: &reqwest::Client, addr: &str) -> serde_json::Value {
+    match client.get(format!("{addr}/health")).send().await {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+fn strategy<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    health["strategies"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_strategy_falls_behind_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sections = format!(
+        r#"[feed]
+kind = "replay"
+data = "bundled:AAPL"
+symbol = "AAPL"
+pace_ms = 1
+
+[[strategy]]
+name = "calm"
+plugin = "sma-crossover"
+
+[[strategy]]
+name = "slow"
+plugin = {MISBEHAVE_WASM:?}
+params = {{ mode = "slow", work = 30000000 }}
+"#
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let mut host = HostProcess::spawn(
+        env!("CARGO_BIN_EXE_stratbox-under-test"),
+        &config,
+        Stdio::from(std::fs::File::create(&out).unwrap()),
+    );
+    let addr = listening_address(&out).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    // The calm strategy sees all 3,270 bars at the feed's pace (about 3 s),
+    // while the slow one, at tens of milliseconds a bar, could not have.
+    let mut last = serde_json::Value::Null;
+    let mut seen = |h: serde_json::Value| {
+        let done = strategy(&h, "calm").is_some_and(|s| s["bars"] == 3270);
+        last = h;
+        done
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let h = health(&client, &addr).await;
+        if seen(h) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "the calm strategy was held back: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow = strategy(&last, "slow").unwrap();
+    assert!(slow["bars"].as_u64().unwrap() < 3270, "{slow}");
+    assert!(slow["bars_dropped"].as_u64().unwrap() > 0, "{slow}");
+    assert!(slow["bars"].as_u64().unwrap() + slow["bars_dropped"].as_u64().unwrap() <= 3270, "{slow}");
+    assert_eq!(slow["state"], "lagging", "{slow}");
+    // Replay on the paper broker keeps no store, so the log says it.
+    wait_until("the slow strategy to be reported lagging", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default().contains("falling behind")
+    })
+    .await;
+
+    // It still stops on SIGTERM within its grace period.
+    host.signal("TERM");
+    let status = host.wait_for_exit(Duration::from_secs(30)).expect("the host stops on SIGTERM");
+    assert!(status.success(), "{status}");
+}
