@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::output::{Lines, printer};
 use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
 use super::routed::VenueDesk;
 use super::swap::{Replacement, SwapError, Watched, watch};
@@ -240,7 +241,7 @@ pub async fn run_host(
     );
 
     let (lines, printer) = printer(out);
-    let _ = lines.send(format!("stratbox listening on http://{local} (GET /health); {description}\n"));
+    lines.send(format!("stratbox listening on http://{local} (GET /health); {description}\n"));
 
     let mut inputs = Vec::new();
     let mut by_name = HashMap::new();
@@ -304,17 +305,17 @@ pub async fn run_host(
         () = &mut shutdown => {
             let _ = stop_feed.send(());
             if let Ok(Err(e)) = (&mut feed_task).await {
-                let _ = lines.send(format!("feed stopped: {e}\n"));
+                lines.send(format!("feed stopped: {e}\n"));
             }
         }
         result = &mut feed_task => {
             match result {
-                Ok(Ok(())) => { let _ = lines.send("feed finished\n".into()); }
-                Ok(Err(e)) => { let _ = lines.send(format!("feed stopped: {e}\n")); }
-                Err(e) => { let _ = lines.send(format!("feed task ended: {e}\n")); }
+                Ok(Ok(())) => lines.send("feed finished\n".into()),
+                Ok(Err(e)) => { lines.send(format!("feed stopped: {e}\n")); }
+                Err(e) => { lines.send(format!("feed task ended: {e}\n")); }
             }
             if !options.exit_when_done {
-                let _ = lines.send("still serving; press Ctrl-C to stop\n".into());
+                lines.send("still serving; press Ctrl-C to stop\n".into());
                 shutdown.await;
             }
         }
@@ -343,7 +344,7 @@ struct Running {
     threads: Vec<std::thread::JoinHandle<Report>>,
     journal: Option<Journal>,
     journal_writer: Option<std::thread::JoinHandle<()>>,
-    lines: mpsc::UnboundedSender<String>,
+    lines: Lines,
     printer: tokio::task::JoinHandle<()>,
     stop_server: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -366,7 +367,7 @@ impl Running {
             let joined = tokio::task::spawn_blocking(move || thread.join());
             match tokio::time::timeout_at(deadline, joined).await {
                 Ok(Ok(Ok(report))) => {
-                    let _ = lines.send(format!("\n{}", report.to_text()));
+                    lines.send(format!("\n{}", report.to_text()));
                     reports.push(report);
                 }
                 Ok(Ok(Err(_))) => return Err(LiveError::Thread { message: "an engine thread panicked".into() }),
@@ -375,7 +376,7 @@ impl Running {
                     // A guest stuck past its deadline (e.g. blocked in a host
                     // call): what it committed is safe; the process exits anyway.
                     tracing::error!("an engine did not stop within {SHUTDOWN_GRACE:?}; leaving it");
-                    let _ = lines.send(format!("an engine did not stop within {SHUTDOWN_GRACE:?}\n"));
+                    lines.send(format!("an engine did not stop within {SHUTDOWN_GRACE:?}\n"));
                 }
             }
         }
@@ -525,30 +526,14 @@ fn is_plugin_file(plugin: &str) -> bool {
 /// What the swap watcher does with a build it could not start: journal
 /// `strategy.swap_failed` and say so. Started builds are reported by the
 /// engine once the swap is done.
-fn refusal_reporter(
-    journal: Option<Journal>,
-    lines: mpsc::UnboundedSender<String>,
-) -> impl Fn(&Watched, &str, &SwapError) + Send + 'static {
+fn refusal_reporter(journal: Option<Journal>, lines: Lines) -> impl Fn(&Watched, &str, &SwapError) + Send + 'static {
     move |watched, sha256, error| {
         let data = serde_json::json!({ "strategy": watched.name, "sha256": sha256, "error": error.to_string() });
         if let Some(journal) = &journal {
             journal.record("strategy.swap_failed", &data);
         }
-        let _ = lines.send(format!("[{}] new build of {} refused: {error}\n", watched.name, watched.path.display()));
+        lines.send(format!("[{}] new build of {} refused: {error}\n", watched.name, watched.path.display()));
     }
-}
-
-/// Writes lines to `out` from a task, so engines never wait on the terminal.
-fn printer(mut out: impl Write + Send + 'static) -> (mpsc::UnboundedSender<String>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    let task = tokio::task::spawn_blocking(move || {
-        while let Some(line) = rx.blocking_recv() {
-            if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
-    (tx, task)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod live;
+mod output;
 mod plan;
 mod routed;
 mod swap;

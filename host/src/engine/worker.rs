@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
+use super::output::Lines;
 use super::routed::{RouteOutbox, RouteRequest};
 use super::swap::swap;
 use super::{Engine, EngineError, Event};
@@ -19,7 +20,7 @@ use crate::store::{OrderRecord, Store, Told};
 pub(super) struct Outputs {
     /// Where events go for notifications, when there is a store.
     pub journal: Option<Journal>,
-    pub lines: mpsc::UnboundedSender<String>,
+    pub lines: Lines,
     pub status: Arc<RwLock<HostStatus>>,
     /// Where a strategy that keeps no state (the paper broker) marks a
     /// webhook delivery done once it has acted on it.
@@ -125,7 +126,7 @@ pub(super) fn spawn_engine(
     let pending = Pending::default();
     let event_pending = pending.clone();
     let mut engine = engine.with_events(move |event| {
-        let _ = event_lines.send(describe(&tag, &event));
+        event_lines.send(describe(&tag, &event));
         // The journal feeds notifications; trading only queues for it, once
         // the input is handled.
         if let Some(line) = journal_line(&tag, &event) {
@@ -205,13 +206,13 @@ pub(super) fn spawn_engine(
                             let data =
                                 serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
                             note("strategy.swap_failed", data);
-                            let _ = lines.send(format!("[{name}] swap to build {} refused: {error}\n", short(&to)));
+                            lines.send(format!("[{name}] swap to build {} refused: {error}\n", short(&to)));
                             continue;
                         }
                         let data =
                             serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived });
                         note("strategy.swapped", data);
-                        let _ = lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
+                        lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
                         sha256 = to;
                         swaps += 1;
                         failure = None;
@@ -262,7 +263,7 @@ pub(super) fn spawn_engine(
                 };
                 if let Err(EngineError::Strategy(e)) = result {
                     note("strategy.failed", serde_json::json!({ "strategy": name, "error": e.to_string() }));
-                    let _ = lines.send(format!("strategy stopped: {e}\n"));
+                    lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
                     // Orders placed before the failure still go out.

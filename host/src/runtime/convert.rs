@@ -20,6 +20,35 @@ pub const MAX_ACTIONS_PER_CALL: usize = 10_000;
 pub const MAX_SYMBOL_LEN: usize = 64;
 /// The longest notification text kept, in bytes.
 pub const MAX_NOTIFY_LEN: usize = 4096;
+/// Notification text one call may return, in bytes; notifications past it
+/// are dropped and counted, not a fault.
+pub const MAX_NOTIFY_BYTES_PER_CALL: usize = 64 << 10;
+
+/// What is left of one call's notification budget.
+pub struct NotifyBudget {
+    left: usize,
+    pub dropped: usize,
+}
+
+impl Default for NotifyBudget {
+    fn default() -> Self {
+        Self { left: MAX_NOTIFY_BYTES_PER_CALL, dropped: 0 }
+    }
+}
+
+impl NotifyBudget {
+    /// Whether `action` fits: anything but a notification always does.
+    pub fn admit(&mut self, action: &Action) -> bool {
+        let Action::Notify { message, .. } = action else { return true };
+        let cost = message.len().max(1);
+        if cost > self.left {
+            self.dropped += 1;
+            return false;
+        }
+        self.left -= cost;
+        true
+    }
+}
 
 /// A value that breaks the contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

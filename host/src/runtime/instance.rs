@@ -9,7 +9,7 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{self, guest, types as wit};
-use super::convert::{self, Columns, MAX_ACTIONS_PER_CALL};
+use super::convert::{self, Columns, MAX_ACTIONS_PER_CALL, NotifyBudget};
 use super::host_impl::HostState;
 use super::sandbox::{Clock, StoreData};
 use super::{EPOCH_TICK, ParamSpec, ParamValue, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
@@ -318,7 +318,18 @@ impl WasmStrategy {
             return Err(self.fault(call, Fault::Contract { message }));
         }
         let converted: Result<Vec<_>, _> = raw.into_iter().map(convert::action_from_wit).collect();
-        converted.map_err(|e| self.fault(call, Fault::Contract { message: e.0 }))
+        let mut actions = converted.map_err(|e| self.fault(call, Fault::Contract { message: e.0 }))?;
+        let mut budget = NotifyBudget::default();
+        actions.retain(|action| budget.admit(action));
+        self.report_dropped(call, &budget);
+        Ok(actions)
+    }
+
+    fn report_dropped(&self, call: &'static str, budget: &NotifyBudget) {
+        if budget.dropped > 0 {
+            let (strategy, dropped) = (&self.plugin.label, budget.dropped);
+            tracing::warn!(%strategy, call, dropped, "notifications over the per-call budget were dropped");
+        }
     }
 
     fn unrepresentable(&self, message: String) -> StrategyError {
@@ -364,6 +375,7 @@ impl Strategy for WasmStrategy {
             return Err(self.fault("on-bars", Fault::Contract { message }));
         }
         let mut out = Vec::with_capacity(raw.len());
+        let mut budget = NotifyBudget::default();
         for wit::BarAction { bar, action } in raw {
             let index = bar as usize;
             if index >= bars.len() {
@@ -372,8 +384,11 @@ impl Strategy for WasmStrategy {
             }
             let action = convert::action_from_wit(action)
                 .map_err(|e| self.fault("on-bars", Fault::Contract { message: e.0 }))?;
-            out.push((index, action));
+            if budget.admit(&action) {
+                out.push((index, action));
+            }
         }
+        self.report_dropped("on-bars", &budget);
         // Actions apply in bar order, whatever order the guest listed them in.
         out.sort_by_key(|(index, _)| *index);
         Ok(out)

@@ -18,7 +18,8 @@
 //! - `wait`: spin until the monotonic clock has moved an hour;
 //! - `long-symbol`: submit an order for a symbol of 1 MiB;
 //! - `refuse-long`: refuse to start, with a 1 MiB message;
-//! - `slow`: spend `work` loop iterations of CPU on every bar.
+//! - `slow`: spend `work` loop iterations of CPU on every bar;
+//! - `flood`: on each of its first 20 bars, `notify` 10,000 times 4 KiB.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -157,6 +158,11 @@ impl Strategy for Misbehave {
                 }
                 "reuse" => Action::Submit(Order::market(1, &symbol, Side::Buy, qty)),
                 "long-symbol" => Action::Submit(Order::market(self.seen, &"S".repeat(1 << 20), Side::Buy, qty)),
+                "flood" if self.seen <= 20 => {
+                    let text = "f".repeat(4096);
+                    out.extend((0..10_000).map(|_| bar.act(notify(text.clone()))));
+                    continue;
+                }
                 "slow" => {
                     let mut x = 0_u64;
                     for i in 0..self.work {
