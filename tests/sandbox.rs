@@ -314,3 +314,31 @@ fn huge_guest_text_is_cut_before_it_reaches_an_error() {
     assert!(err.len() < 2 * stratbox::runtime::MAX_GUEST_TEXT, "{} bytes", err.len());
     assert!(err.contains("invalid symbol") && err.contains("(1048576 bytes)"), "{err}");
 }
+
+/// A fault in `save-state` (called after every live input, and before a
+/// swap) restarts the instance in the open: counted and reported like a
+/// fault in any other call.
+#[test]
+fn a_fault_in_save_state_is_a_counted_restart() {
+    let rt = runtime(RuntimeConfig { max_restarts: 3, ..roomy() });
+    let plugin = misbehave(&rt);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let mut engine = Engine::new(
+        Box::new(start(&rt, &plugin, &[("mode", "trap-save")])),
+        Box::new(PaperBroker::default()),
+        RiskLimits::default(),
+        Decimal::from(100_000),
+    )
+    .with_events(move |e| sink.lock().unwrap().push(e));
+    engine.on_bars(&ibm()[..3]).unwrap();
+    assert_eq!(engine.save_state().unwrap(), None, "no state from a faulted call");
+    assert_eq!(engine.counts().restarts, 1);
+    let events = events.lock().unwrap();
+    let restarted = events.iter().find_map(|e| match e {
+        Event::StrategyRestarted { error } => Some(error.clone()),
+        _ => None,
+    });
+    let restarted = restarted.expect("the restart is reported");
+    assert!(restarted.contains("save-state") && restarted.contains("asked to trap in save-state"), "{restarted}");
+}

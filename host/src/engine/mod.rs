@@ -205,6 +205,13 @@ impl Engine {
         self.feedback()
     }
 
+    /// The running instance's state. A fault in `save-state` restarts the
+    /// instance like a fault in any call, counted and reported (and a fresh
+    /// instance starts a new lifetime), and yields `None`.
+    pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        self.call(|s| s.save_state())
+    }
+
     /// Calls the strategy; a restart is reported and yields `None`.
     fn call<R>(
         &mut self,

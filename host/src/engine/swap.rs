@@ -61,7 +61,12 @@ pub(super) fn swap(
     let state = if failed {
         saved
     } else {
-        let state = engine.strategy_mut().save_state().map_err(|e| SwapError::Save { message: e.to_string() })?;
+        // Through the engine: a fault here restarts the running instance in
+        // the open, counted, never behind the engine's back.
+        let saved = engine.save_state().map_err(|e| SwapError::Save { message: e.to_string() })?;
+        let state = saved.ok_or_else(|| SwapError::Save {
+            message: "the running instance faulted in save-state and was restarted".into(),
+        })?;
         Some(state)
     };
     let continues = state.is_some();
@@ -169,4 +174,88 @@ fn load(
     let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
     let strategy = runtime.instantiate(&plugin, params, clock.own()).map_err(fail)?;
     Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::bar::{Bar, Millis};
+    use crate::broker::PaperBroker;
+    use crate::order::{Action, Fill};
+    use crate::risk::RiskLimits;
+    use crate::strategy::{Account, Fault, Rejection, StrategyError};
+
+    /// A strategy whose `save-state` faults (and, as a sandboxed one does,
+    /// restarts itself), or that refuses any state it is given.
+    struct Faulty {
+        save_faults: bool,
+    }
+
+    impl Strategy for Faulty {
+        fn name(&self) -> &str {
+            "faulty"
+        }
+        fn on_bars(&mut self, _: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
+            Ok(Vec::new())
+        }
+        fn on_fills(&mut self, _: &[Fill]) -> Result<Vec<Action>, StrategyError> {
+            Ok(Vec::new())
+        }
+        fn on_rejects(&mut self, _: &[Rejection]) -> Result<Vec<Action>, StrategyError> {
+            Ok(Vec::new())
+        }
+        fn on_signal(&mut self, _: &str, _: &str, _: Millis) -> Result<Vec<Action>, StrategyError> {
+            Ok(Vec::new())
+        }
+        fn save_state(&mut self) -> Result<Vec<u8>, StrategyError> {
+            if self.save_faults {
+                let fault = Fault::Trap { message: "boom".into() };
+                return Err(StrategyError::Restarted {
+                    strategy: "faulty".into(),
+                    call: "save-state",
+                    fault,
+                    restarts: 1,
+                    fresh: true,
+                });
+            }
+            Ok(b"state".to_vec())
+        }
+        fn load_state(&mut self, _: &[u8]) -> Result<(), StrategyError> {
+            Ok(())
+        }
+        fn set_position(&mut self, _: &Arc<str>, _: Decimal) {}
+        fn set_account(&mut self, _: Account) {}
+    }
+
+    fn engine(save_faults: bool) -> Engine {
+        let strategy = Box::new(Faulty { save_faults });
+        Engine::new(strategy, Box::new(PaperBroker::default()), RiskLimits::default(), Decimal::from(1000))
+    }
+
+    /// The running instance faulted and restarted while saving for a swap:
+    /// the swap is refused, and the restart is counted, with the new
+    /// lifetime a fresh instance starts.
+    #[test]
+    fn a_fault_while_saving_for_a_swap_is_counted_and_refuses_the_swap() {
+        let mut engine = engine(true);
+        let lifetime = engine.lifetime();
+        let next = Replacement { strategy: Box::new(Faulty { save_faults: false }), sha256: "new".into() };
+        let err = swap(&mut engine, next, false, None).unwrap_err();
+        assert!(matches!(&err, SwapError::Save { message } if message.contains("restarted")), "{err}");
+        assert_eq!(engine.counts().restarts, 1);
+        assert_eq!(engine.lifetime(), lifetime + 1);
+    }
+
+    #[test]
+    fn a_clean_swap_continues_the_lifetime() {
+        let mut engine = engine(false);
+        let lifetime = engine.lifetime();
+        let next = Replacement { strategy: Box::new(Faulty { save_faults: false }), sha256: "new".into() };
+        swap(&mut engine, next, false, None).unwrap();
+        assert_eq!((engine.counts().restarts, engine.lifetime()), (0, lifetime));
+    }
 }

@@ -278,8 +278,8 @@ pub(super) fn spawn_engine(
                 }
                 // Live strategies resume from here after a restart.
                 if let Some(p) = &persist {
-                    let state = match engine.strategy_mut().save_state() {
-                        Ok(state) => Some(state),
+                    let state = match engine.save_state() {
+                        Ok(state) => state,
                         Err(error) => {
                             tracing::warn!(instance = %p.instance, %error, "save-state failed");
                             None

@@ -19,7 +19,8 @@
 //! - `long-symbol`: submit an order for a symbol of 1 MiB;
 //! - `refuse-long`: refuse to start, with a 1 MiB message;
 //! - `slow`: spend `work` loop iterations of CPU on every bar;
-//! - `flood`: on each of its first 20 bars, `notify` 10,000 times 4 KiB.
+//! - `flood`: on each of its first 20 bars, `notify` 10,000 times 4 KiB;
+//! - `trap-save`: panic in `save-state`.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -220,6 +221,9 @@ impl Strategy for Misbehave {
     }
 
     fn save_state(&self) -> Vec<u8> {
+        if self.mode == "trap-save" {
+            panic!("asked to trap in save-state");
+        }
         [self.seen, self.last_time as u64, self.disorder, self.fills, self.signals]
             .iter()
             .flat_map(|n| n.to_le_bytes())
