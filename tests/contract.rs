@@ -108,3 +108,54 @@ fn a_reused_order_id_is_refused() {
     assert!(reasons.iter().all(|r| r.contains("order id 1 was already used")), "{reasons:?}");
     assert_eq!(fills(&events).len(), 1);
 }
+
+/// `stratbox plugin check` finds what crash recovery cannot survive: a
+/// strategy that decides from WASI randomness acts differently once
+/// restored from its saved state; the SMA does not.
+#[test]
+fn plugin_check_tells_a_deterministic_strategy_from_one_that_is_not() {
+    let ibm = stratbox_tests::data("IBM.csv");
+    let ibm = ibm.to_str().unwrap();
+    let check = |path: &str, extra: &[&str]| {
+        let mut args = vec!["plugin", "check", path, "--data", ibm];
+        args.extend_from_slice(extra);
+        let (code, out) = stratbox_tests::cli(&args);
+        (code.unwrap(), out)
+    };
+    let (code, out) = check(stratbox_tests::SMA_CROSSOVER_WASM, &[]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "{out}");
+    assert!(out.starts_with("deterministic: 3270 bars") && out.contains("restore at bar 1600"), "{out}");
+
+    let (code, out) = check(MISBEHAVE_WASM, &["--param", "mode=random"]);
+    assert_eq!(code, std::process::ExitCode::FAILURE, "{out}");
+    assert!(out.starts_with("NOT deterministic: thing ") && out.contains("coin"), "{out}");
+
+    let (code, out) = check(MISBEHAVE_WASM, &["--param", "mode=ok", "--format", "json"]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["difference"], serde_json::Value::Null);
+}
+
+/// A strategy may pin its build: `plugin inspect` prints the SHA-256, and
+/// any other build is refused at start.
+#[test]
+fn a_pinned_build_runs_and_any_other_is_refused() {
+    let (code, out) = stratbox_tests::cli(&["plugin", "inspect", MISBEHAVE_WASM, "--format", "json"]);
+    assert_eq!(code.unwrap(), std::process::ExitCode::SUCCESS);
+    let sha256 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha256.len(), 64);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |pin: &str| {
+        let config = dir.path().join(format!("{pin}.toml"));
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:IBM\"\nsymbol = \"IBM\"\npace_ms = 0\n\n\
+             [[strategy]]\nname = \"pinned\"\nplugin = {MISBEHAVE_WASM:?}\nsha256 = \"{pin}\"\n"
+        );
+        std::fs::write(&config, text).unwrap();
+        stratbox_tests::cli(&["run", "--config", config.to_str().unwrap(), "--exit-when-done"]).0
+    };
+    run(&sha256).expect("the pinned build runs");
+    let wrong = "0".repeat(64);
+    let err = run(&wrong).expect_err("another build is refused").to_string();
+    assert!(err.contains(&format!("is build {sha256}, but the config pins {wrong}")), "{err}");
+}

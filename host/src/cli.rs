@@ -122,6 +122,26 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Runs a strategy twice over a CSV of bars, once through a save-state
+    /// and restore halfway, and reports any difference in what it did.
+    /// Exits 1 if the runs differ: crash recovery relies on determinism.
+    Check {
+        path: PathBuf,
+        /// CSV with a Date,Open,High,Low,Close,Volume header.
+        #[arg(long)]
+        data: PathBuf,
+        /// The instrument's symbol; defaults to the file name.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// A strategy parameter; repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Bars per strategy call.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Shows a component's contract version, imports and exports, and
     /// whether this host can run it. Exits 1 if it cannot.
     Inspect {
@@ -213,6 +233,8 @@ pub enum CliError {
     Signature(#[from] crate::webhook::SignatureError),
     #[error(transparent)]
     Scaffold(#[from] ScaffoldError),
+    #[error(transparent)]
+    Check(#[from] crate::check::CheckError),
 }
 
 /// The whole program: parses arguments, sets up logging, runs the command
@@ -263,6 +285,28 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
+        Command::Plugin { command: PluginCommand::Check { path, data, symbol, params, batch, format } } => {
+            let runtime =
+                Runtime::new(runtime::RuntimeConfig { max_restarts: 0, max_instances: 8, ..Default::default() })?;
+            let plugin = runtime.load_named(&path.display().to_string())?;
+            let symbol = symbol.unwrap_or_else(|| {
+                data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
+            });
+            let bars = load_csv(&data, &symbol, CsvLimits::default())?;
+            let report = crate::check::check(&runtime, &plugin, &params, &bars, batch)?;
+            match format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+                Format::Text => match &report.difference {
+                    None => writeln!(
+                        out,
+                        "deterministic: {} bars, {} things done, the same after a save and restore at bar {}",
+                        report.bars, report.events, report.restored_at
+                    )?,
+                    Some(difference) => writeln!(out, "NOT deterministic: {difference}")?,
+                },
+            }
+            Ok(if report.is_deterministic() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Sign { secret, body, url, id, timestamp } => {
             let secret = crate::webhook::Secret::parse(&secret)?;
             let now =
@@ -357,6 +401,7 @@ fn inspect(path: &std::path::Path, format: Format, out: &mut impl Write) -> Resu
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
         Format::Text => {
             writeln!(out, "component: {}", report.path)?;
+            writeln!(out, "sha256:    {}", report.sha256)?;
             writeln!(
                 out,
                 "contract:  {}",

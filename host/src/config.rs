@@ -268,6 +268,9 @@ pub struct StrategyConfig {
     pub plugin: String,
     #[serde(default)]
     pub params: BTreeMap<String, ParamValue>,
+    /// Pins the build: a plugin whose SHA-256 (hex, as `plugin inspect`
+    /// prints it) differs is refused, at start and in a hot swap.
+    pub sha256: Option<String>,
 }
 
 /// A parameter value; plugins receive its text form.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod bar;
 pub mod bench;
 pub mod broker;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod engine;

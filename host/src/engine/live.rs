@@ -254,7 +254,7 @@ pub async fn run_host(
         by_name.insert(name.clone(), tx.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
-            watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone()));
+            watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone(), spec.sha256.clone()));
         }
         let outputs = Outputs {
             journal: journal.clone(),

@@ -232,6 +232,7 @@ pub(super) fn plan_engines<'a>(
     let mut engines = Vec::new();
     for spec in &config.strategies {
         let plugin = runtime.load_named(&spec.plugin)?;
+        plugin.check_pin(spec.sha256.as_deref())?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
         let strategy = runtime.instantiate(&plugin, &spec.params(), clock.own())?;

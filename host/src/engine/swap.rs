@@ -88,6 +88,8 @@ pub(super) struct Watched {
     pub input: mpsc::Sender<EngineInput>,
     /// The build last started or refused, so one bad file is reported once.
     pub sha256: String,
+    /// The build the config pins, if it does: any other is refused.
+    pub pin: Option<String>,
     stamp: Option<Stamp>,
     settling: Option<Stamp>,
 }
@@ -99,9 +101,10 @@ impl Watched {
         params: Vec<(String, String)>,
         input: mpsc::Sender<EngineInput>,
         sha256: String,
+        pin: Option<String>,
     ) -> Self {
         let stamp = stamp_of(&path);
-        Self { name, path, params, input, sha256, stamp, settling: None }
+        Self { name, path, params, input, sha256, pin, stamp, settling: None }
     }
 }
 
@@ -136,8 +139,10 @@ pub(super) async fn watch(
             w.stamp = stamp;
             w.settling = None;
             let (runtime, clock, path, params) = (runtime.clone(), clock.clone(), w.path.clone(), w.params.clone());
-            let known = w.sha256.clone();
-            let loaded = tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &params, &known)).await;
+            let (known, pin) = (w.sha256.clone(), w.pin.clone());
+            let loaded =
+                tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &params, &known, pin.as_deref()))
+                    .await;
             match loaded {
                 Ok(Ok(None)) => {} // touched, not changed
                 Ok(Ok(Some(replacement))) => {
@@ -164,6 +169,7 @@ fn load(
     path: &std::path::Path,
     params: &[(String, String)],
     known: &str,
+    pin: Option<&str>,
 ) -> Result<Option<Replacement>, (String, SwapError)> {
     let bytes = read_plugin(path, runtime.config().max_plugin_bytes).map_err(|e| (String::new(), e.into()))?;
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
@@ -171,6 +177,14 @@ fn load(
         return Ok(None);
     }
     let fail = |e: RuntimeError| (sha256.clone(), SwapError::Load(e));
+    // A pinned strategy refuses another build before compiling anything.
+    if let Some(pin) = pin
+        && !pin.trim().eq_ignore_ascii_case(&sha256)
+    {
+        let pinned = pin.chars().take(64).collect();
+        let error = RuntimeError::PinMismatch { plugin: path.display().to_string(), found: sha256.clone(), pinned };
+        return Err(fail(error));
+    }
     let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
     let strategy = runtime.instantiate(&plugin, params, clock.own()).map_err(fail)?;
     Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))

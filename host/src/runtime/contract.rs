@@ -1,6 +1,7 @@
 //! Checks that a component speaks this host's contract and asks for nothing else.
 
 use serde::Serialize;
+use sha2::Digest as _;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -133,6 +134,9 @@ fn check_names(label: &str, imports: &[String], exports: &[String]) -> Result<()
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub path: String,
+    /// SHA-256 of the component's bytes, in hex: what a strategy's `sha256`
+    /// pin names.
+    pub sha256: String,
     /// `package@version` of the strategy interface it exports, if any.
     pub contract: Option<String>,
     pub imports: Vec<String>,
@@ -161,6 +165,7 @@ pub fn inspect(runtime: &Runtime, label: &str, bytes: &[u8]) -> Result<Inspectio
     };
     Ok(Inspection {
         path: label.into(),
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
         contract,
         imports,
         exports,

@@ -24,7 +24,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
-pub use self::convert::{ContractError, MAX_GUEST_TEXT};
+pub use self::convert::{ContractError, MAX_GUEST_TEXT, bounded};
 pub use self::instance::WasmStrategy;
 pub use self::sandbox::Clock;
 use self::sandbox::StoreData;
@@ -100,6 +100,8 @@ pub enum RuntimeError {
     Param { plugin: String, message: String },
     #[error("plugin `{plugin}` rejected its parameters: {message}")]
     Init { plugin: String, message: String },
+    #[error("plugin `{plugin}` is build {found}, but the config pins {pinned}")]
+    PinMismatch { plugin: String, found: String, pinned: String },
     #[error("no bundled plugin named `{name}` (bundled: {bundled})")]
     UnknownPlugin { name: String, bundled: String },
 }
@@ -200,6 +202,18 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Refuses this build unless its SHA-256 is `pinned` (when there is a pin).
+    pub fn check_pin(&self, pinned: Option<&str>) -> Result<(), RuntimeError> {
+        match pinned {
+            Some(pin) if !pin.trim().eq_ignore_ascii_case(&self.sha256) => Err(RuntimeError::PinMismatch {
+                plugin: self.label.clone(),
+                found: self.sha256.clone(),
+                pinned: pin.chars().take(64).collect(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `params` against the declared specs: no unknown or repeated
     /// keys, values of the declared kind. Returns every declared parameter,
     /// in declared order, with defaults for those not given.

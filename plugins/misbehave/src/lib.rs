@@ -20,7 +20,9 @@
 //! - `refuse-long`: refuse to start, with a 1 MiB message;
 //! - `slow`: spend `work` loop iterations of CPU on every bar;
 //! - `flood`: on each of its first 20 bars, `notify` 10,000 times 4 KiB;
-//! - `trap-save`: panic in `save-state`.
+//! - `trap-save`: panic in `save-state`;
+//! - `random`: `notify` a bit drawn from WASI randomness on every bar, which
+//!   a restored instance draws afresh: not deterministic.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -170,6 +172,12 @@ impl Strategy for Misbehave {
                         x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
                     }
                     continue;
+                }
+                "random" => {
+                    use std::hash::{BuildHasher, Hasher};
+                    let mut hasher = std::hash::RandomState::new().build_hasher();
+                    hasher.write_i64(bar.time);
+                    notify(format!("coin {}", hasher.finish() % 2))
                 }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
