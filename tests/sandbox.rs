@@ -342,3 +342,31 @@ fn a_fault_in_save_state_is_a_counted_restart() {
     let restarted = restarted.expect("the restart is reported");
     assert!(restarted.contains("save-state") && restarted.contains("asked to trap in save-state"), "{restarted}");
 }
+
+/// Hostile guests that end their own call: each is a fault, reported in one
+/// line, and the strategy restarts and works again.
+#[test]
+fn recursion_exit_and_a_giant_state_are_faults_the_strategy_survives() {
+    let rt = runtime(RuntimeConfig { max_restarts: 5, ..roomy() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let at = bars[1].time.to_string();
+    // A Rust guest's stack lives in its linear memory, first: running off
+    // its end is an out-of-bounds access (a native stack overflow would
+    // read `call stack exhausted`).
+    for (mode, expected) in [("recurse", "out of bounds memory access"), ("exit", "Exited with i32 exit status")] {
+        let mut hostile = start(&rt, &plugin, &[("mode", mode), ("at", &at)]);
+        let err = hostile.on_bars(&bars[..2]).unwrap_err();
+        let StrategyError::Restarted { fault, .. } = &err else { panic!("{mode}: {err}") };
+        let text = fault.to_string();
+        assert!(text.contains(expected) && text.lines().count() == 1, "{mode}: {text}");
+        hostile.on_bars(&bars[2..4]).unwrap();
+    }
+    let mut hoarder = start(&rt, &plugin, &[("mode", "big-state")]);
+    hoarder.on_bars(&bars[..2]).unwrap();
+    let err = hoarder.save_state().unwrap_err();
+    assert!(
+        matches!(&err, StrategyError::Restarted { fault: Fault::Contract { message }, .. } if message.contains("33554432 bytes of state")),
+        "{err}"
+    );
+}

@@ -16,6 +16,9 @@ use crate::order::{Action, Fill, Level, OrderIntent, OrderType, Side, TimeInForc
 
 /// The most actions one callback may return.
 pub const MAX_ACTIONS_PER_CALL: usize = 10_000;
+/// The largest state `save-state` may return, in bytes; a bigger one is a
+/// broken contract, since it is stored after every live input.
+pub const MAX_STATE_BYTES: usize = 16 << 20;
 /// The longest symbol a strategy may name, in bytes.
 pub const MAX_SYMBOL_LEN: usize = 64;
 /// The longest notification text kept, in bytes.

@@ -428,6 +428,11 @@ impl Strategy for WasmStrategy {
         let live = self.arm()?;
         let result = guest(&live.component.bindings).call_save_state(&mut live.component.store, live.instance);
         let state = self.settle("save-state", result)?;
+        if state.len() > convert::MAX_STATE_BYTES {
+            let message =
+                format!("saved {} bytes of state; at most {} are allowed", state.len(), convert::MAX_STATE_BYTES);
+            return Err(self.fault("save-state", Fault::Contract { message }));
+        }
         self.last_state = Some(state.clone());
         Ok(state)
     }

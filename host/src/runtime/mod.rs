@@ -33,6 +33,9 @@ use self::sandbox::StoreData;
 /// section for what guests need).
 const CORE_INSTANCES_PER_STORE: u32 = 48;
 
+/// The most native stack a guest call may use, in bytes.
+const MAX_WASM_STACK: usize = 512 << 10;
+
 /// Bytes of each freed memory and table slot kept resident for reuse.
 const KEEP_RESIDENT: usize = 256 << 10;
 
@@ -284,6 +287,9 @@ impl Runtime {
             .table_keep_resident(KEEP_RESIDENT);
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
+            // Deep recursion traps (and restarts the strategy) here, not in
+            // the host's own stack.
+            .max_wasm_stack(MAX_WASM_STACK)
             // Concurrency support makes every call several times slower and
             // the contract is synchronous.
             .concurrency_support(false)

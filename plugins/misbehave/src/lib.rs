@@ -22,7 +22,10 @@
 //! - `flood`: on each of its first 20 bars, `notify` 10,000 times 4 KiB;
 //! - `trap-save`: panic in `save-state`;
 //! - `random`: `notify` a bit drawn from WASI randomness on every bar, which
-//!   a restored instance draws afresh: not deterministic.
+//!   a restored instance draws afresh: not deterministic;
+//! - `recurse`: recurse without end;
+//! - `exit`: call `std::process::exit(3)` (WASI reports any failure as 1);
+//! - `big-state`: save 32 MiB of state.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -179,6 +182,13 @@ impl Strategy for Misbehave {
                     hasher.write_i64(bar.time);
                     notify(format!("coin {}", hasher.finish() % 2))
                 }
+                "recurse" => {
+                    fn deeper(n: u64) -> u64 {
+                        std::hint::black_box(deeper(std::hint::black_box(n) + 1)) + 1
+                    }
+                    notify(format!("depth {}", deeper(0)))
+                }
+                "exit" => std::process::exit(3),
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                     continue;
@@ -231,6 +241,9 @@ impl Strategy for Misbehave {
     fn save_state(&self) -> Vec<u8> {
         if self.mode == "trap-save" {
             panic!("asked to trap in save-state");
+        }
+        if self.mode == "big-state" {
+            return vec![7; 32 << 20];
         }
         [self.seen, self.last_time as u64, self.disorder, self.fills, self.signals]
             .iter()
