@@ -183,6 +183,7 @@ impl Strategy for Misbehave {
                     notify(format!("coin {}", hasher.finish() % 2))
                 }
                 "recurse" => {
+                    #[allow(unconditional_recursion)] // the point: it runs out of stack
                     fn deeper(n: u64) -> u64 {
                         std::hint::black_box(deeper(std::hint::black_box(n) + 1)) + 1
                     }
