@@ -18,6 +18,16 @@ async fn health(client: &reqwest::Client, addr: &str) -> serde_json::Value {
     }
 }
 
+/// A replay of AAPL to the SMA ("calm") and, beside it, the misbehaving
+/// strategy `name` with `params` (a TOML inline table).
+fn beside_the_sma(name: &str, params: &str) -> String {
+    format!(
+        "[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\npace_ms = 1\n\n\
+         [[strategy]]\nname = \"calm\"\nplugin = \"sma-crossover\"\n\n\
+         [[strategy]]\nname = \"{name}\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {params}\n"
+    )
+}
+
 fn strategy<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     health["strategies"].as_array()?.iter().find(|s| s["name"] == name)
 }
@@ -25,23 +35,7 @@ fn strategy<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_j
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_strategy_falls_behind_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let sections = format!(
-        r#"[feed]
-kind = "replay"
-data = "bundled:AAPL"
-symbol = "AAPL"
-pace_ms = 1
-
-[[strategy]]
-name = "calm"
-plugin = "sma-crossover"
-
-[[strategy]]
-name = "slow"
-plugin = {MISBEHAVE_WASM:?}
-params = {{ mode = "slow", work = 30000000 }}
-"#
-    );
+    let sections = beside_the_sma("slow", "{ mode = \"slow\", work = 30000000 }");
     let config = write_host_config(dir.path(), &sections);
     let out = dir.path().join("out.txt");
     let mut host = HostProcess::spawn(
@@ -99,23 +93,7 @@ fn resident(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_flood_costs_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let sections = format!(
-        r#"[feed]
-kind = "replay"
-data = "bundled:AAPL"
-symbol = "AAPL"
-pace_ms = 1
-
-[[strategy]]
-name = "calm"
-plugin = "sma-crossover"
-
-[[strategy]]
-name = "flood"
-plugin = {MISBEHAVE_WASM:?}
-params = {{ mode = "flood" }}
-"#
-    );
+    let sections = beside_the_sma("flood", "{ mode = \"flood\" }");
     let config = write_host_config(dir.path(), &sections);
     let (reader, writer) = std::io::pipe().unwrap();
     let mut host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, Stdio::from(writer));

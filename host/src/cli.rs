@@ -38,17 +38,8 @@ pub enum Command {
         /// A bundled plugin name (e.g. sma-crossover) or a path to a .wasm component.
         #[arg(long)]
         strategy: String,
-        /// CSV with a Date,Open,High,Low,Close,Volume header.
-        #[arg(long)]
-        data: PathBuf,
-        /// The instrument's symbol; defaults to the file name, e.g. IBM for IBM.csv.
-        #[arg(long)]
-        symbol: Option<String>,
-        /// A strategy parameter; repeatable.
-        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        #[command(flatten)]
+        run: BarsRun,
         /// Bars per strategy call.
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         batch: u32,
@@ -120,6 +111,34 @@ pub enum Command {
     },
 }
 
+/// A strategy run over a CSV of bars: what `backtest` and `plugin check`
+/// share.
+#[derive(Debug, clap::Args)]
+pub struct BarsRun {
+    /// CSV with a Date,Open,High,Low,Close,Volume header.
+    #[arg(long)]
+    data: PathBuf,
+    /// The instrument's symbol; defaults to the file name, e.g. IBM for IBM.csv.
+    #[arg(long)]
+    symbol: Option<String>,
+    /// A strategy parameter; repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl BarsRun {
+    /// The bars of the CSV, under the symbol given or the file's name in
+    /// capitals.
+    fn bars(&self) -> Result<Vec<crate::bar::Bar>, FeedError> {
+        let symbol = self.symbol.clone().unwrap_or_else(|| {
+            self.data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
+        });
+        load_csv(&self.data, &symbol, CsvLimits::default())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Runs a strategy twice over a CSV of bars, once through a save-state
@@ -127,20 +146,11 @@ pub enum PluginCommand {
     /// Exits 1 if the runs differ: crash recovery relies on determinism.
     Check {
         path: PathBuf,
-        /// CSV with a Date,Open,High,Low,Close,Volume header.
-        #[arg(long)]
-        data: PathBuf,
-        /// The instrument's symbol; defaults to the file name.
-        #[arg(long)]
-        symbol: Option<String>,
-        /// A strategy parameter; repeatable.
-        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
+        #[command(flatten)]
+        run: BarsRun,
         /// Bars per strategy call.
         #[arg(long, default_value_t = 64)]
         batch: usize,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
     /// Shows a component's contract version, imports and exports, and
     /// whether this host can run it. Exits 1 if it cannot.
@@ -265,9 +275,7 @@ pub fn entry() -> ExitCode {
 /// Runs a parsed command, writing results to `out`.
 pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Backtest { strategy, data, symbol, params, format, batch, config } => {
-            backtest(&strategy, &data, symbol, &params, format, batch as usize, config, out)
-        }
+        Command::Backtest { strategy, run, batch, config } => backtest(&strategy, &run, batch as usize, config, out),
         Command::Run { config, listen, pace_ms, exit_when_done } => {
             let config = match config {
                 Some(path) => Config::load(&path)?,
@@ -285,16 +293,12 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
-        Command::Plugin { command: PluginCommand::Check { path, data, symbol, params, batch, format } } => {
+        Command::Plugin { command: PluginCommand::Check { path, run, batch } } => {
             let runtime =
                 Runtime::new(runtime::RuntimeConfig { max_restarts: 0, max_instances: 8, ..Default::default() })?;
             let plugin = runtime.load_named(&path.display().to_string())?;
-            let symbol = symbol.unwrap_or_else(|| {
-                data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
-            });
-            let bars = load_csv(&data, &symbol, CsvLimits::default())?;
-            let report = crate::check::check(&runtime, &plugin, &params, &bars, batch)?;
-            match format {
+            let report = crate::check::check(&runtime, &plugin, &run.params, &run.bars()?, batch)?;
+            match run.format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
                 Format::Text => match &report.difference {
                     None => writeln!(
@@ -354,13 +358,9 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn backtest(
     strategy: &str,
-    data: &std::path::Path,
-    symbol: Option<String>,
-    params: &[(String, String)],
-    format: Format,
+    run: &BarsRun,
     batch: usize,
     config: Option<PathBuf>,
     out: &mut impl Write,
@@ -375,17 +375,17 @@ fn backtest(
     // A backtest must be reproducible: a fault ends it instead of restarting.
     let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime() })?;
     let plugin = runtime.load_named(strategy)?;
+    let params = &run.params;
     plugin.resolve_params(params)?;
-    let symbol = symbol
-        .unwrap_or_else(|| data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase()));
-    let bars = load_csv(data, &symbol, CsvLimits::default())?;
+    let bars = run.bars()?;
+    let symbol = bars.first().map_or_else(|| "UNKNOWN".to_string(), |b| b.symbol.to_string());
     let first = bars.first().map_or(0, |b| b.time);
     let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first))?;
     let BrokerConfig { starting_cash, commission, .. } = broker;
     let mut engine = Engine::new(Box::new(instance), Box::new(PaperBroker::new(commission)), risk, starting_cash);
     engine.run(&bars, batch)?;
     let report = engine.report(&symbol);
-    match format {
+    match run.format {
         Format::Json => writeln!(out, "{}", report.to_json())?,
         Format::Text => write!(out, "{}", report.to_text())?,
     }
