@@ -100,6 +100,12 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Compiles the component on stdin (the host's compiler process).
+    #[command(name = "__compile", hide = true)]
+    CompileChild {
+        #[arg(long)]
+        memory_bytes: u64,
+    },
     /// Measures bars per second through the engine, plugin against native.
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
@@ -251,6 +257,20 @@ pub enum CliError {
 /// and prints any error with its causes. `main` calls only this.
 pub fn entry() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompileChild { memory_bytes } = cli.command {
+        return match runtime::serve_compile(memory_bytes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // This is the stratbox binary: compile untrusted components in a
+    // bounded child of it.
+    if let Ok(program) = std::env::current_exe() {
+        runtime::isolate_compilation(program);
+    }
     let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -332,6 +352,11 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Venue { command } => venue_command(command, out),
+        Command::CompileChild { memory_bytes } => {
+            runtime::serve_compile(memory_bytes)
+                .map_err(|reason| CliError::Runtime(RuntimeError::Compile { plugin: "stdin".into(), reason }))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::New { name, lang, dir } => {
             let root = crate::scaffold::create(&dir, &name, lang)?;
             writeln!(out, "created {}; build it as its README.md says", root.display())?;

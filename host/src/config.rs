@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::broker::Commission;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
-use crate::runtime::RuntimeConfig;
+use crate::runtime::{CompileLimits, Compiler, RuntimeConfig};
 pub use crate::webhook::{WebhookAction, WebhookConfig, WebhookKind};
 
 /// The configuration `stratbox run` uses when given none.
@@ -91,6 +91,10 @@ pub struct RuntimeSection {
     /// How often plugin files are checked for a new build to hot-swap, in
     /// ms; 0 turns hot swap off.
     pub watch_ms: u64,
+    /// Wall time one plugin's compilation may take, in its own process.
+    pub compile_timeout_ms: u64,
+    /// Address space the compiling process may use, in MiB.
+    pub compile_memory_mib: u64,
 }
 
 impl Default for RuntimeSection {
@@ -103,6 +107,8 @@ impl Default for RuntimeSection {
             restart_backoff_ms: d.restart_backoff.as_millis() as u64,
             log_bytes_per_call: d.log_bytes_per_call,
             watch_ms: 1000,
+            compile_timeout_ms: CompileLimits::default().wall.as_millis() as u64,
+            compile_memory_mib: CompileLimits::default().memory >> 20,
         }
     }
 }
@@ -115,6 +121,10 @@ impl RuntimeSection {
             max_restarts: self.max_restarts,
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             log_bytes_per_call: self.log_bytes_per_call,
+            compiler: Compiler::for_this_process(CompileLimits {
+                wall: Duration::from_millis(self.compile_timeout_ms.max(1)),
+                memory: self.compile_memory_mib.clamp(64, 1 << 20) << 20,
+            }),
             ..RuntimeConfig::default()
         }
     }

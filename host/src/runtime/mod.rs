@@ -6,6 +6,7 @@
 //! `Store`, memory cap and per-call epoch deadline.
 
 mod bindings;
+mod compiler;
 mod contract;
 mod convert;
 mod host_impl;
@@ -23,6 +24,7 @@ use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use self::compiler::{CHILD_COMMAND, CompileLimits, Compiler, isolate_compilation};
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
 pub use self::convert::{ContractError, MAX_GUEST_TEXT, bounded};
 pub use self::instance::WasmStrategy;
@@ -62,6 +64,8 @@ pub struct RuntimeConfig {
     pub restart_backoff: Duration,
     /// Largest `.wasm` file accepted, in bytes.
     pub max_plugin_bytes: usize,
+    /// Where components that are not bundled are compiled.
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeConfig {
@@ -74,6 +78,7 @@ impl Default for RuntimeConfig {
             max_restarts: 3,
             restart_backoff: Duration::from_millis(100),
             max_plugin_bytes: 64 << 20,
+            compiler: Compiler::for_this_process(CompileLimits::default()),
         }
     }
 }
@@ -103,6 +108,8 @@ pub enum RuntimeError {
     Param { plugin: String, message: String },
     #[error("plugin `{plugin}` rejected its parameters: {message}")]
     Init { plugin: String, message: String },
+    #[error("plugin `{plugin}` could not be compiled: {reason}")]
+    Compile { plugin: String, reason: String },
     #[error("plugin `{plugin}` is build {found}, but the config pins {pinned}")]
     PinMismatch { plugin: String, found: String, pinned: String },
     #[error("no bundled plugin named `{name}` (bundled: {bundled})")]
@@ -272,6 +279,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine_err = |e: wasmtime::Error| RuntimeError::Engine { message: format!("{e:#}") };
+        let mut wasm = wasm_config();
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(config.max_instances)
             // A Rust guest has 3 core instances; a componentize-py one 38.
@@ -285,19 +293,7 @@ impl Runtime {
             // faults and no TLB shootdowns. A small guest fits entirely.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT);
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true)
-            // Deep recursion traps (and restarts the strategy) here, not in
-            // the host's own stack.
-            .max_wasm_stack(MAX_WASM_STACK)
-            // Concurrency support makes every call several times slower and
-            // the contract is synchronous.
-            .concurrency_support(false)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        // `perf` can name guest functions when asked to.
-        if std::env::var_os("STRATBOX_PERFMAP").is_some() {
-            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
 
         let mut linker = Linker::new(&engine);
@@ -326,7 +322,7 @@ impl Runtime {
     /// Loads a plugin by bundled name or `.wasm` path.
     pub fn load_named(&self, name_or_path: &str) -> Result<Arc<Plugin>, RuntimeError> {
         if let Some((name, bytes)) = BUNDLED.iter().find(|(name, _)| *name == name_or_path) {
-            return self.load(name, bytes);
+            return self.load_bundled(name, bytes);
         }
         let looks_like_path = name_or_path.ends_with(".wasm") || name_or_path.contains(['/', '\\']);
         if !looks_like_path {
@@ -354,8 +350,25 @@ impl Runtime {
             });
         }
         contract::check_preamble(label, bytes)?;
-        Component::new(&self.engine, bytes)
-            .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })
+        let Compiler::Child { program, limits } = &self.config.compiler else {
+            return Component::new(&self.engine, bytes)
+                .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") });
+        };
+        let artifact = compiler::compile_in_child(label, program, *limits, bytes)?;
+        // SAFETY: `deserialize` trusts its bytes to be wasmtime's own
+        // compiled code. These come from a child process of this binary,
+        // which compiled them with this engine's settings
+        // (`wasm_config`), over a pipe only it writes, and they match the
+        // digest it computed; nothing else is ever deserialized.
+        unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| RuntimeError::Compile { plugin: label.into(), reason: format!("{e:#}") })
+    }
+
+    /// Compiles a component bundled into this binary, in this process.
+    fn load_bundled(&self, label: &str, bytes: &[u8]) -> Result<Arc<Plugin>, RuntimeError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") })?;
+        self.prepare(label, bytes, &component)
     }
 
     /// Checks a compiled component against the contract, links it and asks
@@ -382,6 +395,31 @@ impl Runtime {
         let resolved = plugin.resolve_params(params)?;
         WasmStrategy::start(plugin.clone(), resolved, clock, &self.config)
     }
+}
+
+/// The engine settings that shape compiled code, shared by the host and
+/// its compiler child so the child's artifacts fit the host's engine.
+fn wasm_config() -> Config {
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        // Deep recursion traps (and restarts the strategy) here, not in the
+        // host's own stack.
+        .max_wasm_stack(MAX_WASM_STACK)
+        // Concurrency support makes every call several times slower and the
+        // contract is synchronous.
+        .concurrency_support(false);
+    // `perf` can name guest functions when asked to.
+    if std::env::var_os("STRATBOX_PERFMAP").is_some() {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    wasm
+}
+
+/// The compiler child's work (`stratbox __compile`): compiles the component
+/// on stdin within `memory` bytes of address space; see [`Compiler`].
+pub fn serve_compile(memory: u64) -> Result<(), String> {
+    let engine = Engine::new(&wasm_config()).map_err(|e| format!("{e:#}"))?;
+    compiler::serve(&engine, memory)
 }
 
 /// Reads a `.wasm` file, refusing one over `limit` bytes before reading it.

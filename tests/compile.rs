@@ -1,0 +1,115 @@
+//! Untrusted components are compiled in a bounded child process: a crafted
+//! component that would take the host's time or memory is refused, and
+//! ordinary plugins run from the child's artifacts.
+
+use std::time::{Duration, Instant};
+
+use stratbox::runtime::{CompileLimits, Compiler, Runtime, RuntimeConfig, RuntimeError};
+use stratbox_tests::{SMA_CROSSOVER_WASM, data};
+
+/// A component whose one core function is `rounds` additions over
+/// `locals` 64-bit locals: small to send, costly to compile.
+fn compile_bomb(locals: u32, rounds: u32) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I64]);
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut body = Function::new([(locals, ValType::I64)]);
+    // Additions with a branch after each: every local stays live across
+    // thousands of blocks, which is what register allocation pays for.
+    for r in 0..rounds {
+        let (x, y, z) = (r % locals, (r * 7 + 3) % locals, (r * 13 + 5) % locals);
+        body.instruction(&Instruction::LocalGet(x));
+        body.instruction(&Instruction::LocalGet(y));
+        body.instruction(&Instruction::I64Add);
+        body.instruction(&Instruction::LocalTee(z));
+        body.instruction(&Instruction::I32WrapI64);
+        body.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+        body.instruction(&Instruction::LocalGet(y));
+        body.instruction(&Instruction::LocalSet(x));
+        body.instruction(&Instruction::End);
+    }
+    // Everything is used at the end.
+    body.instruction(&Instruction::I64Const(0));
+    for l in 0..locals {
+        body.instruction(&Instruction::LocalGet(l));
+        body.instruction(&Instruction::I64Add);
+    }
+    body.instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&body);
+    module.section(&code);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    component.finish()
+}
+
+fn isolated(limits: CompileLimits) -> Runtime {
+    let program = env!("CARGO_BIN_EXE_stratbox-under-test").into();
+    Runtime::new(RuntimeConfig {
+        max_instances: 4,
+        compiler: Compiler::Child { program, limits },
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+#[ignore = "a measurement: how long the bomb takes to compile in-process"]
+fn measure_the_bomb() {
+    let bomb = compile_bomb(2000, 20_000);
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
+    let start = Instant::now();
+    let result = runtime.load("bomb", &bomb).err().map(|e| e.to_string());
+    eprintln!("{} bytes, in-process: {:?} ({result:?})", bomb.len(), start.elapsed());
+}
+
+#[test]
+fn a_compile_bomb_is_stopped_at_the_time_limit() {
+    let bomb = compile_bomb(2000, 20_000);
+    assert!(bomb.len() < 500_000, "small to send: {} bytes", bomb.len());
+    let runtime = isolated(CompileLimits { wall: Duration::from_secs(2), ..CompileLimits::default() });
+    let start = Instant::now();
+    let err = runtime.load("bomb", &bomb).err().expect("refused");
+    assert!(start.elapsed() < Duration::from_secs(20), "the host regained control: {:?}", start.elapsed());
+    assert!(matches!(&err, RuntimeError::Compile { reason, .. } if reason.contains("took longer than 2s")), "{err}");
+}
+
+#[test]
+fn a_compile_bomb_is_stopped_at_the_memory_limit() {
+    let bomb = compile_bomb(2000, 20_000);
+    let runtime = isolated(CompileLimits { wall: Duration::from_secs(120), memory: 64 << 20 });
+    let err = runtime.load("bomb", &bomb).err().expect("refused");
+    let text = err.to_string();
+    assert!(matches!(&err, RuntimeError::Compile { .. }) && text.contains("memory limit 64 MiB"), "{text}");
+    assert!(text.len() < 1200, "briefly: {text}");
+}
+
+/// Plugins compiled in the child run exactly as ones compiled in-process.
+#[test]
+fn plugins_compiled_in_the_child_trade_as_before() {
+    let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
+    let bars = stratbox::feed::load_csv(&data("IBM.csv"), "IBM", stratbox::feed::CsvLimits::default()).unwrap();
+    let run = |runtime: &Runtime| {
+        let plugin = runtime.load("sma", &bytes).unwrap();
+        let strategy = runtime.instantiate(&plugin, &[], stratbox::runtime::Clock::virtual_at(0)).unwrap();
+        let mut engine = stratbox::engine::Engine::new(
+            Box::new(strategy),
+            Box::new(stratbox::broker::PaperBroker::default()),
+            stratbox::risk::RiskLimits::default(),
+            rust_decimal::Decimal::from(100_000),
+        );
+        engine.run(&bars, 256).unwrap();
+        engine.report("IBM").fills
+    };
+    let in_process = Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
+    let fills = run(&isolated(CompileLimits::default()));
+    assert!(fills.len() > 100);
+    assert_eq!(fills, run(&in_process));
+}
