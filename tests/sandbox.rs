@@ -370,3 +370,31 @@ fn recursion_exit_and_a_giant_state_are_faults_the_strategy_survives() {
         "{err}"
     );
 }
+
+/// The circuit breaker counts faults within a window: rare faults restart
+/// the strategy each time, a burst quarantines it.
+#[test]
+fn faults_are_counted_within_a_window() {
+    let bars = ibm();
+    let burst = runtime(RuntimeConfig { max_restarts: 2, fault_window: Duration::from_secs(3600), ..roomy() });
+    let plugin = misbehave(&burst);
+    let mut trapping = start(&burst, &plugin, &[("mode", "trap")]);
+    for _ in 0..2 {
+        assert!(matches!(trapping.on_bars(&bars[..1]), Err(StrategyError::Restarted { .. })));
+    }
+    let err = trapping.on_bars(&bars[..1]).unwrap_err();
+    assert!(
+        matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("quarantined after 3 faults within 3600 s")),
+        "{err}"
+    );
+
+    // With a short window, faults spread out never add up.
+    let rare = runtime(RuntimeConfig { max_restarts: 2, fault_window: Duration::from_millis(50), ..roomy() });
+    let plugin = misbehave(&rare);
+    let mut trapping = start(&rare, &plugin, &[("mode", "trap")]);
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(trapping.on_bars(&bars[..1]), Err(StrategyError::Restarted { .. })));
+    }
+    assert_eq!(trapping.restarts(), 6);
+}

@@ -86,6 +86,8 @@ pub struct RuntimeSection {
     pub call_timeout_ms: u64,
     pub memory_limit_mib: usize,
     pub max_restarts: u32,
+    /// The window `max_restarts` counts faults in, in seconds.
+    pub fault_window_secs: u64,
     pub restart_backoff_ms: u64,
     pub log_bytes_per_call: usize,
     /// How often plugin files are checked for a new build to hot-swap, in
@@ -104,6 +106,7 @@ impl Default for RuntimeSection {
             call_timeout_ms: d.call_timeout.as_millis() as u64,
             memory_limit_mib: d.memory_limit >> 20,
             max_restarts: d.max_restarts,
+            fault_window_secs: d.fault_window.as_secs(),
             restart_backoff_ms: d.restart_backoff.as_millis() as u64,
             log_bytes_per_call: d.log_bytes_per_call,
             watch_ms: 1000,
@@ -119,6 +122,7 @@ impl RuntimeSection {
             call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
             memory_limit: self.memory_limit_mib.clamp(1, 4096) << 20,
             max_restarts: self.max_restarts,
+            fault_window: Duration::from_secs(self.fault_window_secs),
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             log_bytes_per_call: self.log_bytes_per_call,
             compiler: Compiler::for_this_process(CompileLimits {

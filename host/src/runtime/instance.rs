@@ -25,6 +25,7 @@ struct Policy {
     memory_limit: usize,
     log_bytes_per_call: usize,
     max_restarts: u32,
+    fault_window: Duration,
     backoff: Duration,
 }
 
@@ -38,6 +39,7 @@ impl Policy {
             memory_limit: config.memory_limit,
             log_bytes_per_call: config.log_bytes_per_call,
             max_restarts: config.max_restarts,
+            fault_window: config.fault_window,
             backoff: config.restart_backoff,
         }
     }
@@ -169,6 +171,8 @@ pub struct WasmStrategy {
     clock: Clock,
     live: Option<Live>,
     restarts: u32,
+    /// When the faults within the fault window happened.
+    recent_faults: std::collections::VecDeque<std::time::Instant>,
     failure: Option<String>,
     /// What the instance last saved or was restored from; a restart
     /// restores it.
@@ -199,6 +203,7 @@ impl WasmStrategy {
             clock,
             live: None,
             restarts: 0,
+            recent_faults: std::collections::VecDeque::new(),
             failure: None,
             last_state: None,
             columns: Columns::default(),
@@ -265,8 +270,14 @@ impl WasmStrategy {
         tracing::error!(%strategy, call, %fault, "strategy fault");
         let host = self.live.take().map(|l| l.component.store.into_data().host);
         let positions = host.map(|h| h.positions).unwrap_or_default();
-        if self.restarts >= self.policy.max_restarts {
-            let reason = format!("{fault} in {call}, after {} restarts", self.restarts);
+        // The circuit breaker: faults within the window, this one included.
+        let now = std::time::Instant::now();
+        let window = self.policy.fault_window;
+        self.recent_faults.retain(|at| now.duration_since(*at) < window);
+        self.recent_faults.push_back(now);
+        if self.recent_faults.len() > self.policy.max_restarts as usize {
+            let (faults, secs) = (self.recent_faults.len(), window.as_secs());
+            let reason = format!("{fault} in {call}; quarantined after {faults} faults within {secs} s");
             self.failure = Some(reason.clone());
             return StrategyError::Failed { strategy, reason };
         }

@@ -58,8 +58,12 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Bytes of stdout, stderr and `log` kept per call.
     pub log_bytes_per_call: usize,
-    /// Restarts after a fault before a strategy is marked failed.
+    /// Restarts allowed within `fault_window`; one fault more and the
+    /// strategy is quarantined (marked failed) until a new build revives it.
     pub max_restarts: u32,
+    /// The window faults are counted in: a strategy that faults rarely is
+    /// restarted each time, one that faults in bursts is stopped.
+    pub fault_window: Duration,
     /// Delay before the first restart of a live strategy; doubles each time.
     pub restart_backoff: Duration,
     /// Largest `.wasm` file accepted, in bytes.
@@ -76,6 +80,7 @@ impl Default for RuntimeConfig {
             max_instances: 64,
             log_bytes_per_call: 16 << 10,
             max_restarts: 3,
+            fault_window: Duration::from_secs(600),
             restart_backoff: Duration::from_millis(100),
             max_plugin_bytes: 64 << 20,
             compiler: Compiler::for_this_process(CompileLimits::default()),
