@@ -117,3 +117,26 @@ async fn a_taken_port_is_a_clear_error() {
         .expect_err("the port is in use");
     assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+/// A quarantined strategy's open orders are canceled, unless the config
+/// says to leave them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_strategy_s_orders_are_canceled_unless_left() {
+    for (policy, canceled) in [("cancel", true), ("leave", false)] {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:IBM\"\nsymbol = \"IBM\"\n\n\
+             [runtime]\nmax_restarts = 0\non_failure = \"{policy}\"\n\n\
+             [[strategy]]\nname = \"doomed\"\nplugin = {MISBEHAVE_WASM:?}\n\
+             params = {{ mode = \"stop-then-trap\", at = \"952041600000\", price = 1000 }}\n"
+        );
+        let config = Config::parse(&text, "test.toml").unwrap();
+        let out = Captured::default();
+        let options = RunOptions { exit_when_done: true, ..options() };
+        let reports = run_host(config, options, std::future::pending(), out.clone()).await.unwrap();
+        let text = out.text();
+        assert!(text.contains("order #3: buy 1 IBM (stop 1000)"), "{text}");
+        assert!(text.contains("quarantined after 1 faults"), "{text}");
+        assert_eq!(text.contains("canceled #3"), canceled, "{policy}: {text}");
+        assert_eq!(reports[0].open_orders, u64::from(!canceled), "{policy}");
+    }
+}

@@ -97,6 +97,20 @@ pub struct RuntimeSection {
     pub compile_timeout_ms: u64,
     /// Address space the compiling process may use, in MiB.
     pub compile_memory_mib: u64,
+    /// What happens to a quarantined strategy's open orders.
+    pub on_failure: FailurePolicy,
+}
+
+/// What happens to the open orders of a strategy that is quarantined
+/// (marked failed): they must not trade on without it, unless asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Cancel them (the default).
+    #[default]
+    Cancel,
+    /// Leave them working at the venue.
+    Leave,
 }
 
 impl Default for RuntimeSection {
@@ -112,6 +126,7 @@ impl Default for RuntimeSection {
             watch_ms: 1000,
             compile_timeout_ms: CompileLimits::default().wall.as_millis() as u64,
             compile_memory_mib: CompileLimits::default().memory >> 20,
+            on_failure: FailurePolicy::default(),
         }
     }
 }

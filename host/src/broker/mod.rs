@@ -138,8 +138,8 @@ pub trait Execution: Send {
     /// Signed quantity of open orders in `symbol`.
     fn open_exposure(&self, symbol: &str) -> Decimal;
 
-    /// How many orders are open.
-    fn open_orders(&self) -> usize;
+    /// The orders still open, oldest first.
+    fn open_orders(&self) -> Vec<IntentId>;
 
     /// Hears about an execution reported from outside `on_bar` (a live
     /// venue), so open-order bookkeeping stays right.

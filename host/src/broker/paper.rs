@@ -176,8 +176,8 @@ impl Execution for PaperBroker {
         self.open.iter().filter(|o| *o.intent.symbol == *symbol).map(|o| o.intent.side.sign() * o.intent.qty).sum()
     }
 
-    fn open_orders(&self) -> usize {
-        self.open.len()
+    fn open_orders(&self) -> Vec<IntentId> {
+        self.open.iter().map(|order| order.intent_id).collect()
     }
 }
 

@@ -262,6 +262,7 @@ pub async fn run_host(
             status: status.clone(),
             inbox: store.clone(),
             dropped,
+            on_failure: config.runtime.on_failure,
         };
         threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
     }

@@ -281,6 +281,30 @@ impl Engine {
         std::mem::replace(&mut self.strategy, strategy)
     }
 
+    /// Applies `policy` to the open orders of a strategy that has just
+    /// been quarantined; returns how many were canceled.
+    pub fn quarantine(&mut self, policy: crate::config::FailurePolicy) -> usize {
+        match policy {
+            crate::config::FailurePolicy::Cancel => self.cancel_strategy_orders(),
+            crate::config::FailurePolicy::Leave => 0,
+        }
+    }
+
+    /// Cancels every open order the strategy placed (not those placed from
+    /// outside it), as when a quarantined strategy's orders must not trade
+    /// on without it; returns how many.
+    pub fn cancel_strategy_orders(&mut self) -> usize {
+        let time = self.last_time;
+        let mut canceled = 0;
+        for order in self.broker.open_orders() {
+            if !order.is_external() && self.broker.cancel(order) {
+                (self.events)(Event::Canceled { intent_id: order, time });
+                canceled += 1;
+            }
+        }
+        canceled
+    }
+
     /// The running instance's lifetime, committed with its state.
     pub fn lifetime(&self) -> u32 {
         self.lifetime
@@ -458,7 +482,7 @@ impl Engine {
             final_position: p.qty(symbol),
             starting_cash: p.starting_cash,
             final_equity: p.equity(),
-            open_orders: self.broker.open_orders() as u64,
+            open_orders: self.broker.open_orders().len() as u64,
         }
     }
 }

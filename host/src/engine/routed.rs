@@ -69,8 +69,10 @@ impl Execution for RoutedExecution {
         self.open.values().filter(|(s, _)| **s == *symbol).map(|(_, q)| *q).sum()
     }
 
-    fn open_orders(&self) -> usize {
-        self.open.len()
+    fn open_orders(&self) -> Vec<IntentId> {
+        let mut open: Vec<IntentId> = self.open.keys().copied().collect();
+        open.sort_unstable();
+        open
     }
 
     fn on_event(&mut self, event: &ExecutionEvent) {

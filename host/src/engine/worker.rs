@@ -27,6 +27,8 @@ pub(super) struct Outputs {
     pub inbox: Option<Arc<Store>>,
     /// Bars the feed dropped because this engine's queue was full.
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// What to do with the strategy's open orders if it is quarantined.
+    pub on_failure: crate::config::FailurePolicy,
 }
 
 /// How a live strategy's decisions are kept: after every input, the
@@ -120,7 +122,8 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed } = outputs;
+    let on_failure = outputs.on_failure;
+    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, .. } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
     let pending = Pending::default();
@@ -262,7 +265,10 @@ pub(super) fn spawn_engine(
                     }
                 };
                 if let Err(EngineError::Strategy(e)) = result {
-                    note("strategy.failed", serde_json::json!({ "strategy": name, "error": e.to_string() }));
+                    let canceled = engine.quarantine(on_failure);
+                    let data =
+                        serde_json::json!({ "strategy": name, "error": e.to_string(), "orders_canceled": canceled });
+                    note("strategy.failed", data);
                     lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());

@@ -12,6 +12,7 @@
 //! - `churn`: on every bar, buy `qty` if it has seen an odd number of bars,
 //!   else sell `qty`, so it holds 0 or `qty` when every order fills;
 //! - `stop`: submit a good-till-canceled buy stop of `qty` at `price`;
+//! - `stop-then-trap`: the same at `at`, then panic on every later bar;
 //! - `account`: `notify` what `host::account` and `host::position` say;
 //! - `reuse`: submit a market buy of `qty`, always under order id 1;
 //! - `sleep`: `std::thread::sleep` for an hour (a blocking WASI call);
@@ -130,6 +131,9 @@ impl Strategy for Misbehave {
                 self.disorder += 1;
             }
             self.last_time = self.last_time.max(bar.time);
+            if self.mode == "stop-then-trap" && self.at.is_some_and(|at| bar.time > at) {
+                panic!("asked to trap after placing a stop");
+            }
             if self.at.is_some_and(|at| at != bar.time) {
                 continue;
             }
@@ -158,7 +162,7 @@ impl Strategy for Misbehave {
                 }
                 "probe" => notify(probe()),
                 "buy" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
-                "stop" => {
+                "stop" | "stop-then-trap" => {
                     let stop = OrderType::Stop(Decimal::new(self.price, 0));
                     Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
                 }
