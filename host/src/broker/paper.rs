@@ -408,7 +408,7 @@ mod tests {
         };
         assert_eq!((fill.intent_id.id, fill.price), (1, d("101.5")));
         assert_eq!(reason, "limit not reached on the next bar", "triggered, so its limit is what failed");
-        assert_eq!(b.open_orders(), 1, "the DAY stop rests");
+        assert_eq!(b.open_orders().len(), 1, "the DAY stop rests");
         let mut b = PaperBroker::default();
         b.submit(order(4, Side::Sell, stop("90"), TimeInForce::Ioc)).unwrap();
         events.clear();
