@@ -8,6 +8,7 @@
 //! after the batch, so results do not depend on the batch size as long as a
 //! strategy tracks its own pending orders (as the contract asks).
 
+mod fanout;
 mod live;
 mod output;
 mod plan;

@@ -1,0 +1,109 @@
+//! The feed's side of host mode: a task that takes batches from the market
+//! data and hands each to every engine, at the pace of the fastest, so a
+//! slow strategy falls behind alone.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::live::{EngineInput, HostStatus, PriceWatch};
+use crate::bar::Bar;
+use crate::feed::FeedError;
+
+/// The feed's way into one engine, and the count of bars it dropped there.
+pub(super) struct FeedTap {
+    pub input: mpsc::Sender<EngineInput>,
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Hands each batch to every engine at the pace of the fastest: an engine
+/// whose queue is full (a slow, stuck or restarting strategy) while another
+/// has room does not get the batch, which is counted, so it falls behind
+/// alone. When every queue is full the feed waits for the first to have
+/// room, and gives the others a moment more, so a strategy running alone,
+/// or several equally fast ones, lose nothing.
+pub(super) fn spawn_feed(
+    mut feed: Box<dyn crate::feed::MarketData>,
+    mut alerts: PriceWatch,
+    inputs: Vec<FeedTap>,
+    status: Arc<RwLock<HostStatus>>,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), FeedError>>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                batch = feed.next_batch() => batch?,
+                _ = &mut stopped => {
+                    // Clean stop: what was handed out has been delivered.
+                    feed.ack().await?;
+                    return Ok(());
+                }
+            };
+            let Some(batch) = batch else { break };
+            alerts.observe(&batch);
+            let batch: Arc<[Bar]> = batch.into();
+            hand_over(&inputs, &batch).await;
+        }
+        if let Ok(mut s) = status.write() {
+            s.feed_done = true;
+        }
+        Ok(())
+    });
+    (stop, task)
+}
+
+/// How long the feed waits for more strategies once one has room, when
+/// every queue was full.
+const FEED_GRACE: Duration = Duration::from_millis(20);
+
+/// Delivers `batch` to every engine with room; see [`spawn_feed`].
+async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
+    let mut full = Vec::new();
+    let mut delivered = false;
+    for tap in inputs {
+        match tap.input.try_send(EngineInput::Bars(batch.clone())) {
+            Ok(()) => delivered = true,
+            Err(mpsc::error::TrySendError::Full(_)) => full.push(tap),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+    if !delivered && !full.is_empty() {
+        // Everyone is behind: wait for the first with room, then a moment
+        // for the rest.
+        if let Some((at, permit)) = first_with_room(&full).await {
+            permit.send(EngineInput::Bars(batch.clone()));
+            full.remove(at);
+            for tap in std::mem::take(&mut full) {
+                match tokio::time::timeout(FEED_GRACE, tap.input.reserve()).await {
+                    Ok(Ok(permit)) => permit.send(EngineInput::Bars(batch.clone())),
+                    Ok(Err(_)) => {}
+                    Err(_) => full.push(tap),
+                }
+            }
+        }
+    }
+    for tap in full {
+        tap.dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Waits until one of `taps` has room and returns its index and the slot.
+async fn first_with_room<'a>(taps: &[&'a FeedTap]) -> Option<(usize, mpsc::Permit<'a, EngineInput>)> {
+    // `None` once an engine's queue has closed, so it is not polled again.
+    let mut waits: Vec<_> = taps.iter().map(|tap| Some(Box::pin(tap.input.reserve()))).collect();
+    std::future::poll_fn(|cx| {
+        let mut open = false;
+        for (at, slot) in waits.iter_mut().enumerate() {
+            let Some(wait) = slot else { continue };
+            match wait.as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(permit)) => return std::task::Poll::Ready(Some((at, permit))),
+                std::task::Poll::Ready(Err(_)) => *slot = None,
+                std::task::Poll::Pending => open = true,
+            }
+        }
+        // Every engine has stopped: nothing to wait for.
+        if open { std::task::Poll::Pending } else { std::task::Poll::Ready(None) }
+    })
+    .await
+}
