@@ -67,7 +67,8 @@ async fn a_slow_strategy_falls_behind_alone() {
     assert!(slow["bars"].as_u64().unwrap() < 3270, "{slow}");
     assert!(slow["bars_dropped"].as_u64().unwrap() > 0, "{slow}");
     assert!(slow["bars"].as_u64().unwrap() + slow["bars_dropped"].as_u64().unwrap() <= 3270, "{slow}");
-    assert_eq!(slow["state"], "lagging", "{slow}");
+    // (Its state reads `lagging` only while it is still losing bars, which
+    // may have ended by now.)
     // Replay on the paper broker keeps no store, so the log says it.
     wait_until("the slow strategy to be reported lagging", Duration::from_secs(30), || {
         std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default().contains("falling behind")

@@ -15,14 +15,18 @@ use crate::feed::FeedError;
 pub(super) struct FeedTap {
     pub input: mpsc::Sender<EngineInput>,
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Set while the engine's strategy has failed: it takes no bars, so the
+    /// feed neither sends it any nor lets it set the pace.
+    pub retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Hands each batch to every engine at the pace of the fastest: an engine
 /// whose queue is full (a slow, stuck or restarting strategy) while another
 /// has room does not get the batch, which is counted, so it falls behind
 /// alone. When every queue is full the feed waits for the first to have
-/// room, and gives the others a moment more, so a strategy running alone,
-/// or several equally fast ones, lose nothing.
+/// room, and gives the others a moment more, so a strategy running alone
+/// loses nothing. A failed strategy's engine is skipped: it would drain its
+/// queue at once and set a pace no live strategy could keep.
 pub(super) fn spawn_feed(
     mut feed: Box<dyn crate::feed::MarketData>,
     mut alerts: PriceWatch,
@@ -61,7 +65,7 @@ const FEED_GRACE: Duration = Duration::from_millis(20);
 async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
     let mut full = Vec::new();
     let mut delivered = false;
-    for tap in inputs {
+    for tap in inputs.iter().filter(|tap| !tap.retired.load(std::sync::atomic::Ordering::Relaxed)) {
         match tap.input.try_send(EngineInput::Bars(batch.clone())) {
             Ok(()) => delivered = true,
             Err(mpsc::error::TrySendError::Full(_)) => full.push(tap),

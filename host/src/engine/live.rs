@@ -251,7 +251,8 @@ pub async fn run_host(
     for PlannedEngine { name, engine, persist, sha256, spec } in engines {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone() });
+        let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone(), retired: retired.clone() });
         by_name.insert(name.clone(), tx.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
@@ -263,6 +264,7 @@ pub async fn run_host(
             status: status.clone(),
             inbox: store.clone(),
             dropped,
+            retired,
             on_failure: config.runtime.on_failure,
         };
         threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);

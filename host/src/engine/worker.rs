@@ -29,6 +29,8 @@ pub(super) struct Outputs {
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
     /// What to do with the strategy's open orders if it is quarantined.
     pub on_failure: crate::config::FailurePolicy,
+    /// Set while the strategy has failed, so the feed skips this engine.
+    pub retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a live strategy's decisions are kept: after every input, the
@@ -122,7 +124,7 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let on_failure = outputs.on_failure;
+    let (on_failure, retired) = (outputs.on_failure, outputs.retired.clone());
     let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, .. } = outputs;
     let tag = name.clone();
     let event_lines = lines.clone();
@@ -219,6 +221,7 @@ pub(super) fn spawn_engine(
                         sha256 = to;
                         swaps += 1;
                         failure = None;
+                        retired.store(false, std::sync::atomic::Ordering::Relaxed);
                         Ok(())
                     }
                     EngineInput::Executed { events, fill_ids } if failure.is_some() => {
@@ -272,6 +275,7 @@ pub(super) fn spawn_engine(
                     lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
+                    retired.store(true, std::sync::atomic::Ordering::Relaxed);
                     // Orders placed before the failure still go out.
                     match &persist {
                         Some(p) => {
