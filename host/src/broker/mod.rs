@@ -6,6 +6,7 @@ mod binance_filters;
 mod kalshi;
 mod paper;
 #[cfg(test)]
+#[cfg(test)]
 pub(crate) mod scripted;
 
 pub use self::alpaca::AlpacaBroker;
