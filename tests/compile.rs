@@ -61,16 +61,6 @@ fn isolated(limits: CompileLimits) -> Runtime {
 }
 
 #[test]
-#[ignore = "a measurement: how long the bomb takes to compile in-process"]
-fn measure_the_bomb() {
-    let bomb = compile_bomb(2000, 20_000);
-    let runtime = Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
-    let start = Instant::now();
-    let result = runtime.load("bomb", &bomb).err().map(|e| e.to_string());
-    eprintln!("{} bytes, in-process: {:?} ({result:?})", bomb.len(), start.elapsed());
-}
-
-#[test]
 fn a_compile_bomb_is_stopped_at_the_time_limit() {
     let bomb = compile_bomb(2000, 20_000);
     assert!(bomb.len() < 500_000, "small to send: {} bytes", bomb.len());

@@ -263,110 +263,14 @@ fn python_unit_tests_pass() {
     assert!(out.status.success(), "python3 -m unittest: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
 }
 
-/// What one instance takes from a pooling allocator, as wasmtime counts it,
-/// for sizing the host's `PoolingAllocationConfig`. It compiles the
-/// component once more, so it runs on request:
-/// `cargo test -p stratbox-tests --test python_guest -- --ignored --nocapture`.
+/// A Python instance (38 core instances, two tables, one memory) fits the
+/// host's pool when it has room for one strategy only: the pool's quota per
+/// store is sized for componentize-py, not just for Rust guests.
 #[test]
-#[ignore = "a measurement; run it to size the pooling allocator"]
-fn pooling_allocator_needs() {
-    use wasmtime::component::{Component, Linker};
-    use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-
-    let bytes = std::fs::read(python_wasm()).unwrap();
-    let generous = || {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(2)
-            .total_core_instances(1000)
-            .total_memories(8)
-            .total_tables(16)
-            .total_stacks(2)
-            .max_memory_size(256 << 20)
-            .table_elements(1 << 20);
-        pool
-    };
-    let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(generous()));
-    let started = Instant::now();
-    let compiled = Component::new(&Engine::new(&config).unwrap(), &bytes).unwrap().serialize().unwrap();
-    eprintln!(
-        "compiled in {:.1} s: {} bytes of machine code and metadata",
-        started.elapsed().as_secs_f64(),
-        compiled.len()
-    );
-
-    // Each limit set to 0 in turn: wasmtime's refusal names the count.
-    let refusal = |tighten: fn(&mut PoolingAllocationConfig)| -> String {
-        let mut pool = generous();
-        tighten(&mut pool);
-        let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).unwrap();
-        // SAFETY: the bytes were serialized just above by this same wasmtime.
-        let instantiated = unsafe { Component::deserialize(&engine, &compiled) }.and_then(|component| {
-            let mut linker = Linker::<()>::new(&engine);
-            linker.define_unknown_imports_as_traps(&component)?;
-            linker.instantiate(&mut Store::new(&engine, ()), &component)
-        });
-        match instantiated {
-            Ok(_) => "fits".into(),
-            Err(e) => format!("{e:#}"),
-        }
-    };
-    assert_eq!(refusal(|_| {}), "fits");
-    for (what, tighten) in [
-        ("core instances", (|p| _ = p.max_core_instances_per_component(0)) as fn(&mut PoolingAllocationConfig)),
-        ("memories", |p| _ = p.max_memories_per_component(0)),
-        ("tables", |p| _ = p.max_tables_per_component(0)),
-        ("table elements", |p| _ = p.table_elements(0)),
-        ("memory size", |p| _ = p.max_memory_size(0)),
-        ("core instance size", |p| _ = p.max_core_instance_size(0)),
-        ("component instance size", |p| _ = p.max_component_instance_size(0)),
-    ] {
-        eprintln!("{what}: {}", refusal(tighten));
-    }
-}
-
-/// Bars per second through the engine, as `stratbox bench` measures the
-/// bundled plugin (which takes no plugin path): the Python guest against the
-/// Rust one, one bar per call and 1000. The difference between the two
-/// batch sizes splits the time into a cost per call and a cost per bar.
-/// `cargo test -p stratbox-tests --test python_guest -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement; run it for the numbers"]
-fn bars_per_second() {
-    let p = plugins();
-    let params = params(&[("fast", "5"), ("slow", "20")]);
-    let measure = |plugin: &Arc<Plugin>, bars: &[Bar], batch: usize| {
-        let risk = RiskLimits {
-            max_position: Some(Decimal::from(1_000)),
-            max_order_notional: Some(Decimal::from(10_000_000)),
-            allowed_symbols: Some(vec!["BENCH".into()]),
-        };
-        let mut engine = Engine::new(
-            start(plugin, &params),
-            Box::new(PaperBroker::new(Commission::default())),
-            risk,
-            Decimal::from(1_000_000),
-        );
-        let started = Instant::now();
-        engine.run(bars, batch).unwrap();
-        (started.elapsed().as_secs_f64(), trades(&engine.report("BENCH")))
-    };
-    for (count, batch) in [(20_000, 1), (200_000, 1000)] {
-        let bars = stratbox::bench::synthetic_bars(count, "BENCH");
-        measure(&p.python, &bars[..count / 10], batch); // warm-up
-        let (python, python_fills) = measure(&p.python, &bars, batch);
-        let (rust, rust_fills) = measure(&p.rust, &bars, batch);
-        assert_eq!(python_fills, rust_fills);
-        let calls = count.div_ceil(batch) as f64;
-        eprintln!(
-            "batch {batch:>4}: python {:>9.0} bars/s ({:.1} µs per call), rust {:>9.0} bars/s ({:.1} µs per call); {} fills",
-            count as f64 / python,
-            python * 1e6 / calls,
-            count as f64 / rust,
-            rust * 1e6 / calls,
-            python_fills.len()
-        );
-    }
+fn one_python_instance_fits_the_tightest_pool() {
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() }).unwrap();
+    let plugin = runtime.load("python", &std::fs::read(python_wasm()).unwrap()).unwrap();
+    let mut strategy = runtime.instantiate(&plugin, &[], Clock::virtual_at(0)).unwrap();
+    let bars = stratbox::bench::synthetic_bars(100, "BENCH");
+    strategy.on_bars(&bars).unwrap();
 }
