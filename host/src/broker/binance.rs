@@ -311,6 +311,22 @@ impl BinanceBroker {
         decimal(endpoint, &body, "price", &answer.price)
     }
 
+    /// Queries one order by `id` (`orderId` or `origClientOrderId`); an
+    /// order the venue does not have is `None`.
+    async fn lookup(&self, symbol: &str, (key, id): (&str, &str)) -> Result<Option<VenueOrder>, VenueError> {
+        let endpoint = "/api/v3/order";
+        let params = [("symbol", symbol.to_string()), (key, id.to_string())];
+        let (status, body) = self.signed(reqwest::Method::GET, endpoint, &params).await?;
+        if (200..300).contains(&status) {
+            return order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?).map(Some);
+        }
+        match failure(endpoint, status, &body) {
+            // -2013: "Order does not exist."
+            VenueError::Rejected { code: Some(VenueCode::Number(-2013)), .. } => Ok(None),
+            other => Err(other),
+        }
+    }
+
     /// Rounds the order to the filters and checks it against them, so an
     /// order the venue would refuse is refused here with the reason. Returns
     /// the quantity and the type with its prices rounded. `PRICE_FILTER`
@@ -402,30 +418,11 @@ impl Broker for BinanceBroker {
     }
 
     async fn order_by_venue_id(&self, symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let endpoint = "/api/v3/order";
-        let params = [("symbol", symbol.to_string()), ("orderId", venue_order_id.to_string())];
-        let (status, body) = self.signed(reqwest::Method::GET, endpoint, &params).await?;
-        if (200..300).contains(&status) {
-            return order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?).map(Some);
-        }
-        match failure(endpoint, status, &body) {
-            VenueError::Rejected { code: Some(VenueCode::Number(-2013)), .. } => Ok(None),
-            other => Err(other),
-        }
+        self.lookup(symbol, ("orderId", venue_order_id)).await
     }
 
     async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let endpoint = "/api/v3/order";
-        let params = [("symbol", symbol.to_string()), ("origClientOrderId", client_order_id.to_string())];
-        let (status, body) = self.signed(reqwest::Method::GET, endpoint, &params).await?;
-        if (200..300).contains(&status) {
-            return order_from_wire(endpoint, &body, json(VENUE, endpoint, &body)?).map(Some);
-        }
-        match failure(endpoint, status, &body) {
-            // -2013: "Order does not exist."
-            VenueError::Rejected { code: Some(VenueCode::Number(-2013)), .. } => Ok(None),
-            other => Err(other),
-        }
+        self.lookup(symbol, ("origClientOrderId", client_order_id)).await
     }
 
     async fn cancel(&self, symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
