@@ -10,7 +10,7 @@ use stratbox::engine::Engine;
 use stratbox::feed::{CsvLimits, load_csv};
 use stratbox::report::Report;
 use stratbox::risk::RiskLimits;
-use stratbox::runtime::{Clock, Runtime, RuntimeConfig};
+use stratbox::runtime::{Budget, Clock, Runtime, RuntimeConfig};
 use stratbox::strategy::Strategy;
 use stratbox_tests::{PATIENCE, SMA_CROSSOVER_WASM, cli, data};
 
@@ -76,9 +76,13 @@ fn realized(fills: &[RefFill]) -> Decimal {
 }
 
 fn backtest(file: &str, params: &[(&str, &str)], batch: usize) -> Report {
-    let runtime =
-        Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, call_timeout: PATIENCE, ..Default::default() })
-            .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        max_restarts: 0,
+        max_instances: 8,
+        budget: Budget { call_timeout: PATIENCE, ..Default::default() },
+        ..Default::default()
+    })
+    .unwrap();
     let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
     let plugin = runtime.load(SMA_CROSSOVER_WASM, &bytes).unwrap();
     let symbol = file.trim_end_matches(".csv");
@@ -153,9 +157,13 @@ fn the_report_has_the_documented_numbers() {
 
 #[test]
 fn state_saved_mid_run_resumes_identically() {
-    let runtime =
-        Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, call_timeout: PATIENCE, ..Default::default() })
-            .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        max_restarts: 0,
+        max_instances: 8,
+        budget: Budget { call_timeout: PATIENCE, ..Default::default() },
+        ..Default::default()
+    })
+    .unwrap();
     let plugin = runtime.load("sma", &std::fs::read(SMA_CROSSOVER_WASM).unwrap()).unwrap();
     let bars = load_csv(&data("AAPL.csv"), "AAPL", CsvLimits::default()).unwrap();
     let fresh = || Box::new(runtime.instantiate(&plugin, &[], Clock::virtual_at(0)).unwrap());

@@ -70,7 +70,7 @@ async fn a_stuck_strategy_fails_alone_while_the_others_trade() {
     // slow or busy machine and still stops the loop. The feed does not wait
     // on the stuck strategy: the SMA sees every bar at the feed's pace.
     let text = format!(
-        "{EMBEDDED_DEFAULT}\n[runtime]\ncall_timeout_ms = 2000\nmax_restarts = 1\nrestart_backoff_ms = 1\n\n\
+        "{EMBEDDED_DEFAULT}\n[limits]\ncall_timeout_ms = 2000\n[runtime]\nmax_restarts = 1\nrestart_backoff_ms = 1\n\n\
          [[strategy]]\nname = \"stuck\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"loop\" }}\n"
     );
     let config = Config::parse(&text, "test.toml").unwrap();

@@ -16,7 +16,7 @@ use stratbox::engine::Engine;
 use stratbox::feed::{CsvLimits, load_csv, load_source};
 use stratbox::report::{FillRecord, Report};
 use stratbox::risk::RiskLimits;
-use stratbox::runtime::{Clock, Plugin, Runtime, RuntimeConfig};
+use stratbox::runtime::{Budget, Clock, Plugin, Runtime, RuntimeConfig};
 use stratbox::strategy::Strategy;
 use stratbox_tests::{PATIENCE, SMA_CROSSOVER_WASM, cli, data};
 
@@ -41,7 +41,7 @@ fn plugins() -> &'static Plugins {
         let runtime = Runtime::new(RuntimeConfig {
             max_restarts: 0,
             max_instances: 32,
-            call_timeout: PATIENCE,
+            budget: Budget { call_timeout: PATIENCE, ..Default::default() },
             ..Default::default()
         })
         .unwrap();

@@ -11,8 +11,8 @@ use stratbox::engine::{Engine, Event};
 use stratbox::feed::{CsvLimits, load_csv};
 use stratbox::order::Action;
 use stratbox::risk::RiskLimits;
-use stratbox::runtime::{Clock, Plugin, Runtime, RuntimeConfig, WasmStrategy};
-use stratbox::strategy::{Fault, Strategy, StrategyError};
+use stratbox::runtime::{Budget, Clock, Plugin, Rates, Runtime, RuntimeConfig, WasmStrategy};
+use stratbox::strategy::{Breaches, Fault, Strategy, StrategyError};
 use stratbox_tests::{MISBEHAVE_WASM, PATIENCE, SMA_CROSSOVER_WASM, data};
 
 fn runtime(config: RuntimeConfig) -> Runtime {
@@ -22,7 +22,14 @@ fn runtime(config: RuntimeConfig) -> Runtime {
 /// The default config with a deadline no well-behaved call comes near: only
 /// the deadline test depends on a deadline firing.
 fn roomy() -> RuntimeConfig {
-    RuntimeConfig { call_timeout: PATIENCE, ..Default::default() }
+    RuntimeConfig { budget: budget(|b| b.call_timeout = PATIENCE), ..Default::default() }
+}
+
+/// The default budget, changed by `change`.
+fn budget(change: impl FnOnce(&mut Budget)) -> Budget {
+    let mut budget = Budget::default();
+    change(&mut budget);
+    budget
 }
 
 fn misbehave(runtime: &Runtime) -> Arc<Plugin> {
@@ -53,7 +60,11 @@ fn an_infinite_loop_is_stopped_by_the_deadline_and_the_host_goes_on() {
     // Every call here shares the deadline, and the well-behaved ones (the
     // restarted instance, the SMA) must finish within it on a slow or busy
     // machine: 2 s is far more than they need, and the loop is still stopped.
-    let rt = runtime(RuntimeConfig { call_timeout: Duration::from_secs(2), max_restarts: 1, ..Default::default() });
+    let rt = runtime(RuntimeConfig {
+        budget: budget(|b| b.call_timeout = Duration::from_secs(2)),
+        max_restarts: 1,
+        ..Default::default()
+    });
     let plugin = misbehave(&rt);
     let bars = ibm();
     let at = bars[3].time.to_string();
@@ -131,11 +142,15 @@ fn the_engine_reports_a_restart_and_keeps_trading() {
 
 #[test]
 fn memory_is_capped_per_store() {
-    let rt = runtime(RuntimeConfig { memory_limit: 16 << 20, max_restarts: 0, ..roomy() });
+    let rt = runtime(RuntimeConfig { budget: budget(|b| b.memory = 16 << 20), max_restarts: 0, ..roomy() });
     let plugin = misbehave(&rt);
     let mut hog = start(&rt, &plugin, &[("mode", "oom")]);
     let err = hog.on_bars(&ibm()[..1]).unwrap_err();
-    assert!(matches!(&err, StrategyError::Failed { reason, .. } if reason.contains("trapped")), "{err}");
+    assert!(
+        matches!(&err, StrategyError::Failed { reason, .. } if reason.starts_with("ran out of its 16 MiB of memory")),
+        "{err}"
+    );
+    assert_eq!(hog.breaches(), Breaches { memory: 1, ..Breaches::default() });
     // A well-behaved instance of the same plugin still starts.
     let mut ok = start(&rt, &plugin, &[]);
     assert_eq!(notes(&ok.on_bars(&ibm()[..3]).unwrap()), vec!["seen 3"]);
@@ -146,7 +161,7 @@ fn output_over_the_budget_is_dropped_without_a_trap() {
     // 100 KB on each of stdout and stderr per bar: the 1 KiB budget is
     // exceeded about 200 times over in each call. Writing it takes time, so
     // the deadline is out of the way: this test is about the budget.
-    let rt = runtime(RuntimeConfig { log_bytes_per_call: 1024, max_restarts: 0, ..roomy() });
+    let rt = runtime(RuntimeConfig { budget: budget(|b| b.log_bytes_per_call = 1024), max_restarts: 0, ..roomy() });
     let plugin = misbehave(&rt);
     let mut chatty = start(&rt, &plugin, &[("mode", "spam"), ("spam", "100000")]);
     chatty.on_bars(&ibm()[..2]).unwrap();
@@ -263,7 +278,11 @@ fn a_guest_sleeping_in_wasi_does_not_hold_the_host() {
 #[test]
 fn a_guest_spinning_on_the_clock_is_stopped_by_the_deadline() {
     let err = within_patience("a spinning strategy", || {
-        let rt = runtime(RuntimeConfig { call_timeout: Duration::from_millis(200), max_restarts: 0, ..roomy() });
+        let rt = runtime(RuntimeConfig {
+            budget: budget(|b| b.call_timeout = Duration::from_millis(200)),
+            max_restarts: 0,
+            ..roomy()
+        });
         let plugin = misbehave(&rt);
         let mut spinner = start(&rt, &plugin, &[("mode", "wait")]);
         spinner.on_bars(&ibm()[..3]).unwrap_err()
@@ -365,10 +384,79 @@ fn recursion_exit_and_a_giant_state_are_faults_the_strategy_survives() {
     let mut hoarder = start(&rt, &plugin, &[("mode", "big-state")]);
     hoarder.on_bars(&bars[..2]).unwrap();
     let err = hoarder.save_state().unwrap_err();
+    assert!(matches!(&err, StrategyError::Restarted { fault: Fault::State { limit: 16777216 }, .. }), "{err}");
+    assert_eq!(hoarder.breaches().state, 1);
+}
+
+/// Ten thousand strings that all point at one buffer of 1 MiB would be
+/// 10 GB on the host if each were copied: the bytes a call may hand over
+/// are capped, and going past the cap is a fault of its own kind.
+#[test]
+fn strings_aliasing_one_buffer_are_stopped_at_the_bytes_per_call() {
+    let rt = runtime(RuntimeConfig { max_restarts: 5, ..roomy() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let at = bars[0].time.to_string();
+    let mut hostile = start(&rt, &plugin, &[("mode", "alias"), ("at", &at)]);
+    let err = hostile.on_bars(&bars[..1]).unwrap_err();
     assert!(
-        matches!(&err, StrategyError::Restarted { fault: Fault::Contract { message }, .. } if message.contains("33554432 bytes of state")),
+        matches!(&err, StrategyError::Restarted { fault: Fault::Output { limit }, .. } if *limit == Budget::default().bytes_per_call),
         "{err}"
     );
+    assert_eq!(hostile.breaches(), Breaches { output: 1, ..Breaches::default() });
+    hostile.on_bars(&bars[1..3]).unwrap();
+}
+
+/// Limits per minute throttle a strategy rather than fault it: over its CPU
+/// time it sits bars out, over its log bytes its lines are dropped, over its
+/// orders they are refused, and it hears of the refusals.
+#[test]
+fn budgets_per_minute_throttle_without_a_fault() {
+    let tight = Rates { cpu: Duration::from_millis(1), log_bytes: 2_000, orders: 3 };
+    let rt = runtime(roomy());
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let within = |rates| Budget { per_minute: Some(rates), ..roomy().budget };
+    let params = |mode: &str, extra: (&str, &str)| -> Vec<(String, String)> {
+        vec![("mode".into(), mode.into()), (extra.0.into(), extra.1.into())]
+    };
+
+    let mut busy = rt
+        .instantiate_within(&plugin, &params("slow", ("work", "2000000")), Clock::virtual_at(0), &within(tight))
+        .unwrap();
+    for chunk in bars[..20].chunks(2) {
+        busy.on_bars(chunk).unwrap();
+    }
+    let b = busy.breaches();
+    assert!(b.cpu >= 5, "{b:?}");
+    assert_eq!(Breaches { cpu: 0, ..b }, Breaches::default());
+    assert_eq!(busy.restarts(), 0);
+
+    let mut chatty = rt
+        .instantiate_within(&plugin, &params("spam", ("spam", "10000")), Clock::virtual_at(0), &within(tight))
+        .unwrap();
+    chatty.on_bars(&bars[..3]).unwrap();
+    assert!(chatty.breaches().log > 0, "{:?}", chatty.breaches());
+    assert_eq!(chatty.restarts(), 0);
+
+    let buyer =
+        rt.instantiate_within(&plugin, &params("buy", ("qty", "1")), Clock::virtual_at(0), &within(tight)).unwrap();
+    let refusals = Arc::new(Mutex::new(Vec::new()));
+    let seen = refusals.clone();
+    let mut engine =
+        Engine::new(Box::new(buyer), Box::new(PaperBroker::default()), RiskLimits::default(), Decimal::from(1_000_000))
+            .with_order_rate(3)
+            .with_events(move |event| {
+                if let Event::Rejected { reason, .. } = event {
+                    seen.lock().unwrap().push(reason);
+                }
+            });
+    engine.run(&bars[..10], 1).unwrap();
+    assert_eq!(engine.counts().orders, 3);
+    assert_eq!(engine.breaches().orders, 7);
+    let refusals = refusals.lock().unwrap();
+    assert_eq!(refusals.len(), 7);
+    assert!(refusals[0].contains("3 orders per minute"), "{}", refusals[0]);
 }
 
 /// The circuit breaker counts faults within a window: rare faults restart

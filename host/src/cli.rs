@@ -390,15 +390,19 @@ fn backtest(
     config: Option<PathBuf>,
     out: &mut impl Write,
 ) -> Result<ExitCode, CliError> {
-    let (risk, broker, runtime_section) = match config {
+    let (risk, broker, runtime_section, budget) = match config {
         Some(path) => {
             let c = Config::load(&path)?;
-            (c.risk, c.broker, c.runtime)
+            let budget = c.budget();
+            (c.risk, c.broker, c.runtime, budget)
         }
-        None => (RiskLimits::default(), BrokerConfig::default(), RuntimeSection::default()),
+        None => (RiskLimits::default(), BrokerConfig::default(), RuntimeSection::default(), runtime::Budget::default()),
     };
+    // A backtest has per-call limits but none per minute of wall time: it
+    // is meant to run as fast as the machine allows.
+    let budget = runtime::Budget { per_minute: None, ..budget };
     // A backtest must be reproducible: a fault ends it instead of restarting.
-    let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime() })?;
+    let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime(budget) })?;
     let plugin = runtime.load_named(strategy)?;
     let params = &run.params;
     plugin.resolve_params(params)?;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::broker::Commission;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
-use crate::runtime::{CompileLimits, Compiler, RuntimeConfig};
+use crate::runtime::{Budget, CompileLimits, Compiler, LimitsSection, RuntimeConfig};
 pub use crate::webhook::{WebhookAction, WebhookConfig, WebhookKind};
 
 /// The configuration `stratbox run` uses when given none.
@@ -41,6 +41,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// Every strategy's limits, unless its own `limits` say otherwise.
+    #[serde(default)]
+    pub limits: LimitsSection,
     #[serde(default)]
     pub risk: RiskLimits,
     #[serde(default)]
@@ -83,13 +86,10 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {
-    pub call_timeout_ms: u64,
-    pub memory_limit_mib: usize,
     pub max_restarts: u32,
     /// The window `max_restarts` counts faults in, in seconds.
     pub fault_window_secs: u64,
     pub restart_backoff_ms: u64,
-    pub log_bytes_per_call: usize,
     /// How often plugin files are checked for a new build to hot-swap, in
     /// ms; 0 turns hot swap off.
     pub watch_ms: u64,
@@ -117,12 +117,9 @@ impl Default for RuntimeSection {
     fn default() -> Self {
         let d = RuntimeConfig::default();
         Self {
-            call_timeout_ms: d.call_timeout.as_millis() as u64,
-            memory_limit_mib: d.memory_limit >> 20,
             max_restarts: d.max_restarts,
             fault_window_secs: d.fault_window.as_secs(),
             restart_backoff_ms: d.restart_backoff.as_millis() as u64,
-            log_bytes_per_call: d.log_bytes_per_call,
             watch_ms: 1000,
             compile_timeout_ms: CompileLimits::default().wall.as_millis() as u64,
             compile_memory_mib: CompileLimits::default().memory >> 20,
@@ -132,14 +129,13 @@ impl Default for RuntimeSection {
 }
 
 impl RuntimeSection {
-    pub fn to_runtime(&self) -> RuntimeConfig {
+    /// The runtime, with `budget` as every instance's default.
+    pub fn to_runtime(&self, budget: Budget) -> RuntimeConfig {
         RuntimeConfig {
-            call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
-            memory_limit: self.memory_limit_mib.clamp(1, 4096) << 20,
+            budget,
             max_restarts: self.max_restarts,
             fault_window: Duration::from_secs(self.fault_window_secs),
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
-            log_bytes_per_call: self.log_bytes_per_call,
             compiler: Compiler::for_this_process(CompileLimits {
                 wall: Duration::from_millis(self.compile_timeout_ms.max(1)),
                 memory: self.compile_memory_mib.clamp(64, 1 << 20) << 20,
@@ -300,6 +296,9 @@ pub struct StrategyConfig {
     /// Pins the build: a plugin whose SHA-256 (hex, as `plugin inspect`
     /// prints it) differs is refused, at start and in a hot swap.
     pub sha256: Option<String>,
+    /// This strategy's own limits, laid over `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// A parameter value; plugins receive its text form.
@@ -320,6 +319,19 @@ impl std::fmt::Display for ParamValue {
             ParamValue::Boolean(v) => write!(f, "{v}"),
             ParamValue::Text(v) => f.write_str(v),
         }
+    }
+}
+
+impl Config {
+    /// What every strategy may use unless its own `limits` say otherwise,
+    /// per-minute limits included: this is host mode.
+    pub fn budget(&self) -> Budget {
+        self.limits.over(&Budget::default())
+    }
+
+    /// What `strategy` may use.
+    pub fn budget_of(&self, strategy: &StrategyConfig) -> Budget {
+        strategy.limits.over(&self.budget())
     }
 }
 
@@ -481,6 +493,30 @@ mod tests {
         let text = EMBEDDED_DEFAULT.replace("[server]", "[server]\nlistne = 1");
         let err = Config::parse(&text, "my.toml").unwrap_err().to_string();
         assert!(err.contains("my.toml") && err.contains("listne") && err.contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn a_strategys_limits_are_laid_over_the_hosts() {
+        let text = format!(
+            "{EMBEDDED_DEFAULT}\n[limits]\ncall_timeout_ms = 250\norders_per_minute = 60\n\n\
+             [[strategy]]\nname = \"tight\"\nplugin = \"sma-crossover\"\n\
+             limits = {{ orders_per_minute = 5, memory_mib = 32 }}\n"
+        );
+        let config = Config::parse(&text, "c.toml").unwrap();
+        let (default, tight) = (config.budget_of(&config.strategies[0]), config.budget_of(&config.strategies[1]));
+        assert_eq!(default.call_timeout, Duration::from_millis(250));
+        assert_eq!(default.per_minute.map(|r| r.orders), Some(60));
+        assert_eq!(default.memory, 64 << 20, "the built-in default");
+        assert_eq!(tight.call_timeout, Duration::from_millis(250), "inherited from [limits]");
+        assert_eq!(tight.per_minute.map(|r| r.orders), Some(5));
+        assert_eq!(tight.memory, 32 << 20);
+
+        let typo = text.replace("memory_mib = 32", "memroy_mib = 32");
+        let err = Config::parse(&typo, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("memroy_mib"), "{err}");
+        let old = format!("{EMBEDDED_DEFAULT}\n[runtime]\ncall_timeout_ms = 5\n");
+        let err = Config::parse(&old, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("call_timeout_ms"), "a limit in [runtime] is refused, not ignored: {err}");
     }
 
     #[test]

@@ -7,15 +7,92 @@ use rust_decimal::Decimal;
 use crate::bar::{Bar, Millis};
 use crate::order::{Action, Fill};
 
-/// Why a strategy misbehaved during one call.
+/// Why a strategy misbehaved during one call. Each is a breach of one of
+/// its limits (see [`Breaches`]) and costs it the call and a restart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
     #[error("exceeded its {timeout_ms} ms deadline")]
     Deadline { timeout_ms: u64 },
+    #[error("ran out of its {limit_mib} MiB of memory")]
+    Memory { limit_mib: usize },
+    #[error("overflowed its stack (deep recursion)")]
+    Stack,
+    #[error("handed the host more than its {limit} bytes per call")]
+    Output { limit: usize },
+    #[error("returned {count} actions; at most {limit} are allowed")]
+    Actions { count: usize, limit: usize },
+    #[error("saved more than its {limit} bytes of state")]
+    State { limit: usize },
     #[error("trapped: {message}")]
     Trap { message: String },
     #[error("broke the contract: {message}")]
     Contract { message: String },
+}
+
+impl Fault {
+    /// Counts this fault in `breaches`.
+    pub fn count_in(&self, breaches: &mut Breaches) {
+        let counter = match self {
+            Fault::Deadline { .. } => &mut breaches.deadline,
+            Fault::Memory { .. } => &mut breaches.memory,
+            Fault::Stack => &mut breaches.stack,
+            Fault::Output { .. } => &mut breaches.output,
+            Fault::Actions { .. } => &mut breaches.actions,
+            Fault::State { .. } => &mut breaches.state,
+            Fault::Trap { .. } => &mut breaches.trap,
+            Fault::Contract { .. } => &mut breaches.contract,
+        };
+        *counter += 1;
+    }
+}
+
+/// How often a strategy broke each of its limits, by cause. The first
+/// eight are faults (the call is lost and the strategy restarts); the last
+/// three are limits per minute, which throttle instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Breaches {
+    /// Calls interrupted at their deadline.
+    pub deadline: u64,
+    /// Calls that grew memory (or a table) past the limit.
+    pub memory: u64,
+    /// Calls that overflowed the stack.
+    pub stack: u64,
+    /// Calls that handed the host more bytes than allowed.
+    pub output: u64,
+    /// Calls that returned more actions than allowed.
+    pub actions: u64,
+    /// `save-state` calls whose state was too large.
+    pub state: u64,
+    /// Other traps: panics, `unreachable`, `exit`.
+    pub trap: u64,
+    /// Results the host refused: bad decimals, symbols, reused order ids.
+    pub contract: u64,
+    /// Batches of bars the strategy did not see because it had used its
+    /// CPU time for the minute.
+    pub cpu: u64,
+    /// Log lines and notifications dropped over the bytes per minute.
+    pub log: u64,
+    /// Orders refused over the orders per minute.
+    pub orders: u64,
+}
+
+impl Breaches {
+    /// Both counts added, field by field.
+    pub fn plus(self, other: Breaches) -> Breaches {
+        Breaches {
+            deadline: self.deadline + other.deadline,
+            memory: self.memory + other.memory,
+            stack: self.stack + other.stack,
+            output: self.output + other.output,
+            actions: self.actions + other.actions,
+            state: self.state + other.state,
+            trap: self.trap + other.trap,
+            contract: self.contract + other.contract,
+            cpu: self.cpu + other.cpu,
+            log: self.log + other.log,
+            orders: self.orders + other.orders,
+        }
+    }
 }
 
 /// A strategy call that produced no result.
@@ -68,6 +145,11 @@ pub trait Strategy: Send {
     /// Records the strategy's account, which it may query; called before
     /// every call.
     fn set_account(&mut self, account: Account);
+
+    /// How often the strategy broke its limits, by cause.
+    fn breaches(&self) -> Breaches {
+        Breaches::default()
+    }
 }
 
 /// An order of the strategy's that was refused or expired.

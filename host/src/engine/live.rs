@@ -17,7 +17,7 @@ use super::fanout::{FeedTap, spawn_feed};
 use super::output::{Lines, printer};
 use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
 use super::routed::VenueDesk;
-use super::swap::{Replacement, SwapError, Watched, watch};
+use super::swap::{Replacement, Setup, SwapError, Watched, watch};
 use super::worker::{Outputs, spawn_engine};
 use crate::api::{AppState, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
@@ -30,6 +30,7 @@ use crate::order::{Fill, OrderIntent};
 use crate::report::Report;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{Store, StoreError};
+use crate::strategy::Breaches;
 use crate::venue::VenueError;
 use crate::webhook::{Handed, Inbound, WebhookError, WebhookIntake, run_dispatcher};
 
@@ -94,6 +95,8 @@ pub struct StrategyStatus {
     /// Bars the feed could not hand over because the strategy's queue was
     /// full: it fell behind, alone.
     pub bars_dropped: u64,
+    /// How often it broke each of its limits.
+    pub breaches: Breaches,
     pub error: Option<String>,
 }
 
@@ -165,7 +168,7 @@ pub async fn run_host(
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
     tokio::pin!(shutdown);
-    let runtime = Arc::new(Runtime::new(config.runtime.to_runtime())?);
+    let runtime = Arc::new(Runtime::new(config.runtime.to_runtime(config.budget()))?);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
         .build()
@@ -256,7 +259,8 @@ pub async fn run_host(
         by_name.insert(name.clone(), tx.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
-            watched.push(Watched::new(name.clone(), path, spec.params(), tx, sha256.clone(), spec.sha256.clone()));
+            let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: config.budget_of(spec) };
+            watched.push(Watched::new(name.clone(), path, setup, tx, sha256.clone()));
         }
         let outputs = Outputs {
             journal: journal.clone(),

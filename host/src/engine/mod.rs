@@ -31,7 +31,8 @@ use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
-use crate::strategy::{Account, Rejection, Strategy, StrategyError};
+use crate::runtime::Meter;
+use crate::strategy::{Account, Breaches, Rejection, Strategy, StrategyError};
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
 /// callbacks cannot ping-pong forever.
@@ -102,6 +103,10 @@ pub struct Engine {
     risk: RiskLimits,
     /// A live venue's trading state, set by the reconciler.
     gate: Option<(RiskGate, &'static str)>,
+    /// The strategy's orders per minute, in host mode (the meter and its
+    /// rate), and how many orders it was refused.
+    order_rate: Option<(Meter, u64)>,
+    orders_over_rate: u64,
     portfolio: Portfolio,
     /// The running instance's lifetime (see [`OrderRef`]).
     lifetime: u32,
@@ -134,6 +139,8 @@ impl Engine {
             broker,
             risk,
             gate: None,
+            order_rate: None,
+            orders_over_rate: 0,
             portfolio: Portfolio::new(starting_cash),
             lifetime: 1,
             used_ids: HashSet::new(),
@@ -154,6 +161,13 @@ impl Engine {
     /// Obeys `gate`'s state for `venue` (halted, reducing) on every order.
     pub fn with_gate(mut self, gate: RiskGate, venue: &'static str) -> Self {
         self.gate = Some((gate, venue));
+        self
+    }
+
+    /// Refuses the strategy's orders past `per_minute` in any minute (orders
+    /// from outside it, webhooks, are not counted).
+    pub fn with_order_rate(mut self, per_minute: u64) -> Self {
+        self.order_rate = Some((Meter::per_minute(per_minute), per_minute));
         self
     }
 
@@ -394,6 +408,15 @@ impl Engine {
     /// Checks an intent against the host's limits and hands it to the broker.
     fn place(&mut self, intent_id: IntentId, intent: OrderIntent, time: Millis) {
         {
+            if let Some((meter, per_minute)) = &mut self.order_rate
+                && intent_id.lifetime != OrderRef::EXTERNAL
+                && !meter.take(1)
+            {
+                let reason = format!("over the strategy's budget of {per_minute} orders per minute");
+                self.orders_over_rate += 1;
+                self.reject(intent_id, intent.symbol, reason, time);
+                return;
+            }
             if intent.qty > MAX_ORDER_QTY {
                 let reason = format!("quantity {} exceeds the host maximum of {MAX_ORDER_QTY}", intent.qty);
                 self.reject(intent_id, intent.symbol, reason, time);
@@ -453,6 +476,12 @@ impl Engine {
         }
         tracing::warn!(strategy = self.strategy.name(), "feedback did not settle; the rest waits for the next batch");
         Ok(())
+    }
+
+    /// How often the strategy broke its limits, by cause.
+    pub fn breaches(&self) -> Breaches {
+        let own = Breaches { orders: self.orders_over_rate, ..Breaches::default() };
+        self.strategy.breaches().plus(own)
     }
 
     pub fn counts(&self) -> Counts {

@@ -235,13 +235,17 @@ pub(super) fn plan_engines<'a>(
         plugin.check_pin(spec.sha256.as_deref())?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
-        let strategy = runtime.instantiate(&plugin, &spec.params(), clock.own())?;
+        let budget = config.budget_of(spec);
+        let strategy = runtime.instantiate_within(&plugin, &spec.params(), clock.own(), &budget)?;
         let outbox = RouteOutbox::default();
         let execution: Box<dyn Execution> = match venue {
             Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
             None => Box::new(PaperBroker::new(commission)),
         };
         let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
+        if let Some(rates) = budget.per_minute {
+            engine = engine.with_order_rate(rates.orders);
+        }
         let mut persist = None;
         if let (Some(v), Some(store)) = (venue, store) {
             let instance = VenueDesk::instance(&name, v.venue);

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::Engine;
 use super::live::EngineInput;
-use crate::runtime::{Clock, Runtime, RuntimeError, read_plugin};
+use crate::runtime::{Budget, Clock, Runtime, RuntimeError, read_plugin};
 use crate::strategy::Strategy;
 
 /// A started instance of a new build, on its way to an engine.
@@ -80,31 +80,31 @@ pub(super) fn swap(
 /// Size and modification time: what changes when a file is rewritten.
 type Stamp = (u64, Option<SystemTime>);
 
+/// What each new build of a strategy starts with.
+#[derive(Debug, Clone)]
+pub(super) struct Setup {
+    pub params: Vec<(String, String)>,
+    /// The build the config pins, if it does: any other is refused.
+    pub pin: Option<String>,
+    pub budget: Budget,
+}
+
 /// A strategy whose plugin file is watched.
 pub(super) struct Watched {
     pub name: String,
     pub path: PathBuf,
-    pub params: Vec<(String, String)>,
+    pub setup: Setup,
     pub input: mpsc::Sender<EngineInput>,
     /// The build last started or refused, so one bad file is reported once.
     pub sha256: String,
-    /// The build the config pins, if it does: any other is refused.
-    pub pin: Option<String>,
     stamp: Option<Stamp>,
     settling: Option<Stamp>,
 }
 
 impl Watched {
-    pub fn new(
-        name: String,
-        path: PathBuf,
-        params: Vec<(String, String)>,
-        input: mpsc::Sender<EngineInput>,
-        sha256: String,
-        pin: Option<String>,
-    ) -> Self {
+    pub fn new(name: String, path: PathBuf, setup: Setup, input: mpsc::Sender<EngineInput>, sha256: String) -> Self {
         let stamp = stamp_of(&path);
-        Self { name, path, params, input, sha256, pin, stamp, settling: None }
+        Self { name, path, setup, input, sha256, stamp, settling: None }
     }
 }
 
@@ -138,11 +138,9 @@ pub(super) async fn watch(
             }
             w.stamp = stamp;
             w.settling = None;
-            let (runtime, clock, path, params) = (runtime.clone(), clock.clone(), w.path.clone(), w.params.clone());
-            let (known, pin) = (w.sha256.clone(), w.pin.clone());
-            let loaded =
-                tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &params, &known, pin.as_deref()))
-                    .await;
+            let (runtime, clock, path, setup) = (runtime.clone(), clock.clone(), w.path.clone(), w.setup.clone());
+            let known = w.sha256.clone();
+            let loaded = tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &setup, &known)).await;
             match loaded {
                 Ok(Ok(None)) => {} // touched, not changed
                 Ok(Ok(Some(replacement))) => {
@@ -167,9 +165,8 @@ fn load(
     runtime: &Runtime,
     clock: Clock,
     path: &std::path::Path,
-    params: &[(String, String)],
+    setup: &Setup,
     known: &str,
-    pin: Option<&str>,
 ) -> Result<Option<Replacement>, (String, SwapError)> {
     let bytes = read_plugin(path, runtime.config().max_plugin_bytes).map_err(|e| (String::new(), e.into()))?;
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
@@ -178,7 +175,7 @@ fn load(
     }
     let fail = |e: RuntimeError| (sha256.clone(), SwapError::Load(e));
     // A pinned strategy refuses another build before compiling anything.
-    if let Some(pin) = pin
+    if let Some(pin) = &setup.pin
         && !pin.trim().eq_ignore_ascii_case(&sha256)
     {
         let pinned = pin.chars().take(64).collect();
@@ -186,7 +183,7 @@ fn load(
         return Err(fail(error));
     }
     let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
-    let strategy = runtime.instantiate(&plugin, params, clock.own()).map_err(fail)?;
+    let strategy = runtime.instantiate_within(&plugin, &setup.params, clock.own(), &setup.budget).map_err(fail)?;
     Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))
 }
 

@@ -178,6 +178,7 @@ pub(super) fn spawn_engine(
                 orders: c.orders,
                 fills: c.fills,
                 bars_dropped,
+                breaches: engine.breaches(),
                 error,
             });
         }

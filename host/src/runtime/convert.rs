@@ -11,14 +11,10 @@ use rust_decimal::Decimal;
 
 use super::ParamValue;
 use super::bindings::types as wit;
+use super::budget::LogRate;
 use crate::bar::Bar;
 use crate::order::{Action, Fill, Level, OrderIntent, OrderType, Side, TimeInForce};
 
-/// The most actions one callback may return.
-pub const MAX_ACTIONS_PER_CALL: usize = 10_000;
-/// The largest state `save-state` may return, in bytes; a bigger one is a
-/// broken contract, since it is stored after every live input.
-pub const MAX_STATE_BYTES: usize = 16 << 20;
 /// The longest symbol a strategy may name, in bytes.
 pub const MAX_SYMBOL_LEN: usize = 64;
 /// The longest notification text kept, in bytes.
@@ -30,21 +26,21 @@ pub const MAX_NOTIFY_BYTES_PER_CALL: usize = 64 << 10;
 /// What is left of one call's notification budget.
 pub struct NotifyBudget {
     left: usize,
+    /// The strategy's log bytes per minute, in host mode.
+    per_minute: Option<Arc<LogRate>>,
     pub dropped: usize,
 }
 
-impl Default for NotifyBudget {
-    fn default() -> Self {
-        Self { left: MAX_NOTIFY_BYTES_PER_CALL, dropped: 0 }
-    }
-}
-
 impl NotifyBudget {
+    pub fn new(per_minute: Option<Arc<LogRate>>) -> Self {
+        Self { left: MAX_NOTIFY_BYTES_PER_CALL, per_minute, dropped: 0 }
+    }
+
     /// Whether `action` fits: anything but a notification always does.
     pub fn admit(&mut self, action: &Action) -> bool {
         let Action::Notify { message, .. } = action else { return true };
         let cost = message.len().max(1);
-        if cost > self.left {
+        if cost > self.left || self.per_minute.as_ref().is_some_and(|rate| !rate.admit(cost)) {
             self.dropped += 1;
             return false;
         }

@@ -6,44 +6,45 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 
 use super::bindings::{self, guest, types as wit};
-use super::convert::{self, Columns, MAX_ACTIONS_PER_CALL, NotifyBudget};
+use super::budget::{Budget, LogRate, Meter, thread_cpu_time};
+use super::convert::{self, Columns, NotifyBudget};
 use super::host_impl::HostState;
-use super::sandbox::{Clock, StoreData};
+use super::sandbox::{Clock, OverBudget, StoreData};
 use super::{EPOCH_TICK, ParamSpec, ParamValue, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
 use crate::bar::{Bar, Millis};
 use crate::order::{Action, Fill};
-use crate::strategy::{Account, Fault, Rejection, Strategy, StrategyError};
+use crate::strategy::{Account, Breaches, Fault, Rejection, Strategy, StrategyError};
 
-/// Limits and recovery policy copied from the runtime config.
+/// One instance's budget and recovery policy.
 #[derive(Debug, Clone)]
 struct Policy {
-    timeout: Duration,
+    budget: Budget,
     deadline_ticks: u64,
-    memory_limit: usize,
-    log_bytes_per_call: usize,
     max_restarts: u32,
     fault_window: Duration,
     backoff: Duration,
 }
 
 impl Policy {
-    fn new(config: &RuntimeConfig) -> Self {
-        let ticks = config.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+    fn new(config: &RuntimeConfig, budget: &Budget) -> Self {
+        let ticks = budget.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
         Self {
-            timeout: config.call_timeout,
+            budget: budget.clone(),
             // One extra tick: the first may come at any moment after arming.
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1,
-            memory_limit: config.memory_limit,
-            log_bytes_per_call: config.log_bytes_per_call,
             max_restarts: config.max_restarts,
             fault_window: config.fault_window,
             backoff: config.restart_backoff,
         }
     }
 }
+
+/// What wasmtime says when a guest hands over more than its hostcall fuel
+/// (the type is private to wasmtime; `tests/sandbox.rs` pins the text).
+const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// A component instantiated in its own store.
 struct Component {
@@ -52,17 +53,15 @@ struct Component {
 }
 
 impl Component {
-    fn new(pre: &bindings::PluginPre<StoreData>, host: HostState, policy: &Policy) -> wasmtime::Result<Self> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(policy.memory_limit)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .table_elements(100_000)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(pre.engine(), StoreData::new(host, limits, policy.log_bytes_per_call));
+    fn new(
+        pre: &bindings::PluginPre<StoreData>,
+        host: HostState,
+        policy: &Policy,
+        log_rate: Option<Arc<LogRate>>,
+    ) -> wasmtime::Result<Self> {
+        let mut store = Store::new(pre.engine(), StoreData::new(host, &policy.budget, log_rate));
         store.limiter(|data| &mut data.limits);
+        store.set_hostcall_fuel(policy.budget.bytes_per_call);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(policy.deadline_ticks);
         let bindings = pre.instantiate(&mut store)?;
@@ -85,9 +84,18 @@ struct Live {
 /// backtrace of it) and what the guest wrote to stderr during the call,
 /// where a Rust guest's panic message goes.
 fn classify(error: &wasmtime::Error, policy: &Policy, last_words: Option<String>) -> Fault {
+    if let Some(over) = error.downcast_ref::<OverBudget>() {
+        return Fault::Memory { limit_mib: over.limit >> 20 };
+    }
     let what = match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return Fault::Deadline { timeout_ms: policy.timeout.as_millis() as u64 },
+        Some(Trap::Interrupt) => {
+            return Fault::Deadline { timeout_ms: policy.budget.call_timeout.as_millis() as u64 };
+        }
+        Some(Trap::StackOverflow) => return Fault::Stack,
         Some(trap) => trap.to_string(),
+        None if error.root_cause().to_string().contains(FUEL_EXHAUSTED) => {
+            return Fault::Output { limit: policy.budget.bytes_per_call };
+        }
         None => error.root_cause().to_string(),
     };
     let what = convert::bounded(what.lines().next().unwrap_or_default());
@@ -120,13 +128,13 @@ pub(super) fn describe(
     label: &str,
     config: &RuntimeConfig,
 ) -> Result<PluginInfo, RuntimeError> {
-    let policy = Policy::new(config);
+    let policy = Policy::new(config, &config.budget);
     let host = HostState::new(Arc::from(label), Clock::virtual_at(0));
     let start_err = |e: wasmtime::Error, words| RuntimeError::Start {
         plugin: label.into(),
         message: classify(&e, &policy, words).to_string(),
     };
-    let mut component = Component::new(pre, host, &policy).map_err(|e| start_err(e, None))?;
+    let mut component = Component::new(pre, host, &policy, None).map_err(|e| start_err(e, None))?;
     let info = component
         .bindings
         .stratbox_strategy_strategy()
@@ -179,6 +187,13 @@ pub struct WasmStrategy {
     last_state: Option<Vec<u8>>,
     /// Reused bar columns, so a batch allocates nothing on the host side.
     columns: Columns,
+    /// CPU time per minute, in host mode.
+    cpu: Option<Meter>,
+    /// The thread's CPU time when the current call began.
+    call_began: Duration,
+    /// Log and notification bytes per minute, in host mode.
+    log_rate: Option<Arc<LogRate>>,
+    breaches: Breaches,
 }
 
 impl WasmStrategy {
@@ -187,6 +202,7 @@ impl WasmStrategy {
         params: Vec<(String, ParamValue)>,
         clock: Clock,
         config: &RuntimeConfig,
+        budget: &Budget,
     ) -> Result<Self, RuntimeError> {
         let label = plugin.label.clone();
         let params = params
@@ -197,8 +213,9 @@ impl WasmStrategy {
                     .map_err(|e| RuntimeError::Param { plugin: label.clone(), message: format!("`{key}`: {e}") })
             })
             .collect::<Result<_, _>>()?;
+        let rates = budget.per_minute;
         let mut strategy = Self {
-            policy: Policy::new(config),
+            policy: Policy::new(config, budget),
             params,
             clock,
             live: None,
@@ -207,6 +224,10 @@ impl WasmStrategy {
             failure: None,
             last_state: None,
             columns: Columns::default(),
+            cpu: rates.map(|r| Meter::per_minute(r.cpu.as_micros().try_into().unwrap_or(u64::MAX))),
+            call_began: Duration::ZERO,
+            log_rate: rates.map(|r| Arc::new(LogRate::per_minute(r.log_bytes))),
+            breaches: Breaches::default(),
             plugin,
         };
         let live = strategy.boot(None, Vec::new()).map_err(|e| match e {
@@ -237,7 +258,8 @@ impl WasmStrategy {
         let mut host = HostState::new(Arc::from(self.plugin.label.as_str()), self.clock.clone());
         host.positions = positions;
         let fault = |e: wasmtime::Error, words| BootError::Fault(classify(&e, &self.policy, words));
-        let mut component = Component::new(&self.plugin.pre, host, &self.policy).map_err(|e| fault(e, None))?;
+        let mut component =
+            Component::new(&self.plugin.pre, host, &self.policy, self.log_rate.clone()).map_err(|e| fault(e, None))?;
         let made = match state {
             Some(state) => guest(&component.bindings).call_restore(&mut component.store, &self.params, state),
             None => guest(&component.bindings).call_create(&mut component.store, &self.params),
@@ -250,8 +272,11 @@ impl WasmStrategy {
     }
 
     /// Readies the instance for one call: re-arms the deadline, refills the
-    /// output budget.
+    /// output budget, notes the CPU time.
     fn arm(&mut self) -> Result<&mut Live, StrategyError> {
+        if self.cpu.is_some() {
+            self.call_began = thread_cpu_time();
+        }
         let failed =
             |reason: &str| StrategyError::Failed { strategy: self.plugin.label.clone(), reason: reason.into() };
         let live = match (&self.failure, self.live.as_mut()) {
@@ -260,6 +285,7 @@ impl WasmStrategy {
             (None, Some(live)) => live,
         };
         live.component.store.set_epoch_deadline(self.policy.deadline_ticks);
+        live.component.store.set_hostcall_fuel(self.policy.budget.bytes_per_call);
         live.component.store.data().output.reset();
         Ok(live)
     }
@@ -267,6 +293,7 @@ impl WasmStrategy {
     /// Drops the faulted store and restarts, or marks the strategy failed.
     fn fault(&mut self, call: &'static str, fault: Fault) -> StrategyError {
         let strategy = self.plugin.label.clone();
+        fault.count_in(&mut self.breaches);
         tracing::error!(%strategy, call, %fault, "strategy fault");
         let host = self.live.take().map(|l| l.component.store.into_data().host);
         let positions = host.map(|h| h.positions).unwrap_or_default();
@@ -316,7 +343,16 @@ impl WasmStrategy {
         }
     }
 
+    fn charge_cpu(&mut self) {
+        if let Some(cpu) = &mut self.cpu {
+            let used = thread_cpu_time().saturating_sub(self.call_began);
+            cpu.charge(used.as_micros().try_into().unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Charges the call's CPU time and turns a failed call into a fault.
     fn settle<R>(&mut self, call: &'static str, result: wasmtime::Result<R>) -> Result<R, StrategyError> {
+        self.charge_cpu();
         result.map_err(|e| {
             let fault = classify(&e, &self.policy, last_words(self.live.as_ref()));
             self.fault(call, fault)
@@ -324,16 +360,27 @@ impl WasmStrategy {
     }
 
     fn actions(&mut self, call: &'static str, raw: Vec<wit::Action>) -> Result<Vec<Action>, StrategyError> {
-        if raw.len() > MAX_ACTIONS_PER_CALL {
-            let message = format!("returned {} actions; at most {MAX_ACTIONS_PER_CALL} are allowed", raw.len());
-            return Err(self.fault(call, Fault::Contract { message }));
-        }
+        self.check_count(call, raw.len())?;
         let converted: Result<Vec<_>, _> = raw.into_iter().map(convert::action_from_wit).collect();
         let mut actions = converted.map_err(|e| self.fault(call, Fault::Contract { message: e.0 }))?;
-        let mut budget = NotifyBudget::default();
+        let mut budget = self.notify_budget();
         actions.retain(|action| budget.admit(action));
         self.report_dropped(call, &budget);
         Ok(actions)
+    }
+
+    fn check_count(&mut self, call: &'static str, count: usize) -> Result<(), StrategyError> {
+        let limit = self.policy.budget.actions_per_call;
+        if count > limit {
+            return Err(self.fault(call, Fault::Actions { count, limit }));
+        }
+        Ok(())
+    }
+
+    /// The notifications one call may make: a per-call cap, and in host mode
+    /// the log bytes per minute.
+    fn notify_budget(&self) -> NotifyBudget {
+        NotifyBudget::new(self.log_rate.clone())
     }
 
     fn report_dropped(&self, call: &'static str, budget: &NotifyBudget) {
@@ -370,6 +417,18 @@ impl Strategy for WasmStrategy {
 
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
         let Some(last) = bars.last() else { return Ok(Vec::new()) };
+        if let Some(cpu) = &mut self.cpu
+            && !cpu.has_room()
+        {
+            // Over its CPU time for the minute: it sits this batch out, and
+            // falls behind alone.
+            self.breaches.cpu += 1;
+            if self.breaches.cpu.is_power_of_two() {
+                let (strategy, skipped) = (&self.plugin.label, self.breaches.cpu);
+                tracing::warn!(%strategy, skipped, "strategy used its CPU time for the minute; bars skipped");
+            }
+            return Ok(Vec::new());
+        }
         let mut columns = std::mem::take(&mut self.columns);
         if let Err(e) = columns.fill(bars) {
             self.columns = columns;
@@ -381,12 +440,9 @@ impl Strategy for WasmStrategy {
         });
         self.columns = columns;
         let raw = self.settle("on-bars", result?)?;
-        if raw.len() > MAX_ACTIONS_PER_CALL {
-            let message = format!("returned {} actions; at most {MAX_ACTIONS_PER_CALL} are allowed", raw.len());
-            return Err(self.fault("on-bars", Fault::Contract { message }));
-        }
+        self.check_count("on-bars", raw.len())?;
         let mut out = Vec::with_capacity(raw.len());
-        let mut budget = NotifyBudget::default();
+        let mut budget = self.notify_budget();
         for wit::BarAction { bar, action } in raw {
             let index = bar as usize;
             if index >= bars.len() {
@@ -436,13 +492,21 @@ impl Strategy for WasmStrategy {
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, StrategyError> {
+        let limit = self.policy.budget.state_bytes;
         let live = self.arm()?;
+        // The state is lifted within its own cap, so an oversized one is
+        // refused before the host allocates it.
+        live.component.store.set_hostcall_fuel(limit.saturating_add(64));
         let result = guest(&live.component.bindings).call_save_state(&mut live.component.store, live.instance);
-        let state = self.settle("save-state", result)?;
-        if state.len() > convert::MAX_STATE_BYTES {
-            let message =
-                format!("saved {} bytes of state; at most {} are allowed", state.len(), convert::MAX_STATE_BYTES);
-            return Err(self.fault("save-state", Fault::Contract { message }));
+        let state = match result {
+            Err(e) if e.root_cause().to_string().contains(FUEL_EXHAUSTED) => {
+                self.charge_cpu();
+                return Err(self.fault("save-state", Fault::State { limit }));
+            }
+            result => self.settle("save-state", result)?,
+        };
+        if state.len() > limit {
+            return Err(self.fault("save-state", Fault::State { limit }));
         }
         self.last_state = Some(state.clone());
         Ok(state)
@@ -479,6 +543,11 @@ impl Strategy for WasmStrategy {
         if let Some(live) = self.live.as_mut() {
             live.component.store.data_mut().host.account = account;
         }
+    }
+
+    fn breaches(&self) -> Breaches {
+        let log = self.log_rate.as_ref().map_or(0, |rate| rate.flooded());
+        Breaches { log, ..self.breaches }
     }
 }
 
@@ -517,10 +586,11 @@ mod tests {
     fn a_store_holds_several_instances_that_do_not_share_state() {
         let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
         let plugin = runtime.load_named("sma-crossover").unwrap();
-        let policy = Policy::new(runtime.config());
+        let policy = Policy::new(runtime.config(), &Budget::default());
         let mut columns = Columns::default();
         let columns = columns.fill(&bars()).unwrap().clone();
-        let new_component = || Component::new(&plugin.pre, HostState::new("t".into(), Clock::virtual_at(0)), &policy);
+        let new_component =
+            || Component::new(&plugin.pre, HostState::new("t".into(), Clock::virtual_at(0)), &policy, None);
 
         let mut alone = Vec::new();
         for (fast, slow) in [(2, 5), (3, 12)] {

@@ -6,6 +6,7 @@
 //! `Store`, memory cap and per-call epoch deadline.
 
 mod bindings;
+mod budget;
 mod compiler;
 mod contract;
 mod convert;
@@ -24,6 +25,8 @@ use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub(crate) use self::budget::Meter;
+pub use self::budget::{Budget, LimitsSection, Rates};
 pub use self::compiler::{CHILD_COMMAND, CompileLimits, Compiler, isolate_compilation};
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
 pub use self::convert::{ContractError, MAX_GUEST_TEXT, bounded};
@@ -47,17 +50,16 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Plugins bundled into the binary, by name.
 pub const BUNDLED: &[(&str, &[u8])] = &[("sma-crossover", include_bytes!(env!("STRATBOX_SMA_CROSSOVER_WASM")))];
 
-/// Limits applied to every strategy instance.
+/// The most linear memory any one store may be budgeted.
+pub const MAX_STORE_MEMORY: usize = 4 << 30;
+
+/// The runtime's settings and the default limits of every strategy instance.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Wall time one guest call may take before it is interrupted.
-    pub call_timeout: Duration,
-    /// Linear memory one instance may grow to, in bytes.
-    pub memory_limit: usize,
+    /// What an instance may use unless its own budget says otherwise.
+    pub budget: Budget,
     /// Instances that may exist at once (sizes the pooling allocator).
     pub max_instances: u32,
-    /// Bytes of stdout, stderr and `log` kept per call.
-    pub log_bytes_per_call: usize,
     /// Restarts allowed within `fault_window`; one fault more and the
     /// strategy is quarantined (marked failed) until a new build revives it.
     pub max_restarts: u32,
@@ -75,10 +77,8 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            call_timeout: Duration::from_secs(1),
-            memory_limit: 64 << 20,
+            budget: Budget::default(),
             max_instances: 64,
-            log_bytes_per_call: 16 << 10,
             max_restarts: 3,
             fault_window: Duration::from_secs(600),
             restart_backoff: Duration::from_millis(100),
@@ -292,7 +292,9 @@ impl Runtime {
             .total_memories(config.max_instances.saturating_mul(2))
             .total_tables(config.max_instances.saturating_mul(4))
             .total_stacks(config.max_instances)
-            .max_memory_size(config.memory_limit)
+            // Each store's own budget is enforced by its limiter; a slot
+            // holds the largest any store may be given.
+            .max_memory_size(MAX_STORE_MEMORY)
             // Reset a freed slot's first pages with memset rather than
             // returning them to the kernel: instantiating then costs no page
             // faults and no TLB shootdowns. A small guest fits entirely.
@@ -390,15 +392,27 @@ impl Runtime {
         Ok(Arc::new(Plugin { label: label.into(), sha256, info, pre }))
     }
 
-    /// Starts an instance of `plugin` with checked parameters.
+    /// Starts an instance of `plugin` with checked parameters, within the
+    /// runtime's default budget.
     pub fn instantiate(
         &self,
         plugin: &Arc<Plugin>,
         params: &[(String, String)],
         clock: Clock,
     ) -> Result<WasmStrategy, RuntimeError> {
+        self.instantiate_within(plugin, params, clock, &self.config.budget)
+    }
+
+    /// Starts an instance of `plugin` within `budget`.
+    pub fn instantiate_within(
+        &self,
+        plugin: &Arc<Plugin>,
+        params: &[(String, String)],
+        clock: Clock,
+        budget: &Budget,
+    ) -> Result<WasmStrategy, RuntimeError> {
         let resolved = plugin.resolve_params(params)?;
-        WasmStrategy::start(plugin.clone(), resolved, clock, &self.config)
+        WasmStrategy::start(plugin.clone(), resolved, clock, &self.config, budget)
     }
 }
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmtime::StoreLimits;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::budget::{Budget, LogRate};
 use super::host_impl::HostState;
 use crate::bar::Millis;
 
@@ -93,7 +94,7 @@ impl HostMonotonicClock for MonotonicClock {
 pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: Limiter,
     pub(super) host: HostState,
     pub(super) output: Arc<LogBudget>,
 }
@@ -105,8 +106,10 @@ impl WasiView for StoreData {
 }
 
 impl StoreData {
-    pub(super) fn new(mut host: HostState, limits: StoreLimits, log_bytes_per_call: usize) -> Self {
-        let output = Arc::new(LogBudget::new(host.strategy.clone(), log_bytes_per_call));
+    /// `log_rate` is the strategy's log bytes per minute, shared by the
+    /// stores it runs in one after another.
+    pub(super) fn new(mut host: HostState, budget: &Budget, log_rate: Option<Arc<LogRate>>) -> Self {
+        let output = Arc::new(LogBudget::new(host.strategy.clone(), budget.log_bytes_per_call, log_rate));
         host.output = Some(output.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(LogStream { budget: output.clone(), stream: "stdout" })
@@ -122,7 +125,82 @@ impl StoreData {
                 .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(0x1e55)))
                 .insecure_random_seed(0x5eed_5eed);
         }
+        let limits = Limiter::new(budget);
         Self { wasi: wasi.build(), table: ResourceTable::new(), limits, host, output }
+    }
+}
+
+/// A store's memory and tables, capped for the store as a whole: a
+/// component's core modules may each have a memory, and together they get
+/// the budget once, not once each.
+pub(super) struct Limiter {
+    memory_limit: usize,
+    memory: usize,
+    /// Bytes the last growth added, taken back if it then failed.
+    growing: usize,
+    instances: usize,
+    tables: usize,
+    table_elements: usize,
+}
+
+/// A store grew its memory or a table past its budget.
+#[derive(Debug, thiserror::Error)]
+#[error("grew past its memory budget of {limit} bytes")]
+pub(super) struct OverBudget {
+    pub limit: usize,
+}
+
+impl Limiter {
+    fn new(budget: &Budget) -> Self {
+        Self {
+            memory_limit: budget.memory,
+            memory: 0,
+            growing: 0,
+            instances: budget.instances as usize,
+            tables: budget.tables as usize,
+            table_elements: budget.table_elements,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let added = desired.saturating_sub(current);
+        let total = self.memory.saturating_add(added);
+        if total > self.memory_limit {
+            return Err(OverBudget { limit: self.memory_limit }.into());
+        }
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        self.memory = total;
+        self.growing = added;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory -= std::mem::take(&mut self.growing);
+        Ok(())
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(OverBudget { limit: self.memory_limit }.into());
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        // Their sizes share one budget; their number hardly matters.
+        self.instances
     }
 }
 
@@ -234,6 +312,8 @@ impl wasmtime::component::HasData for TableData {
 pub(super) struct LogBudget {
     strategy: Arc<str>,
     per_call: usize,
+    /// Bytes per minute, in host mode.
+    per_minute: Option<Arc<LogRate>>,
     remaining: AtomicUsize,
     dropped: AtomicUsize,
     partial: Mutex<Vec<u8>>,
@@ -244,10 +324,11 @@ pub(super) struct LogBudget {
 }
 
 impl LogBudget {
-    fn new(strategy: Arc<str>, per_call: usize) -> Self {
+    fn new(strategy: Arc<str>, per_call: usize, per_minute: Option<Arc<LogRate>>) -> Self {
         Self {
             strategy,
             per_call,
+            per_minute,
             remaining: AtomicUsize::new(per_call),
             dropped: AtomicUsize::new(0),
             partial: Mutex::new(Vec::new()),
@@ -278,6 +359,10 @@ impl LogBudget {
 
     /// Takes up to `len` bytes of budget and returns how many were granted.
     fn take(&self, len: usize) -> usize {
+        if !self.minute_allows(len) {
+            self.dropped.fetch_add(len, Ordering::Relaxed);
+            return 0;
+        }
         let allowed = self
             .remaining
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r.saturating_sub(len)))
@@ -285,6 +370,12 @@ impl LogBudget {
             .min(len);
         self.dropped.fetch_add(len - allowed, Ordering::Relaxed);
         allowed
+    }
+
+    /// Whether `len` bytes fit this minute's log budget (always, without
+    /// one); a refusal is counted as a flood.
+    fn minute_allows(&self, len: usize) -> bool {
+        self.per_minute.as_ref().is_none_or(|rate| rate.admit(len))
     }
 
     /// Whether a whole message of `len` bytes fits the budget.

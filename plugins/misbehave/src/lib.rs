@@ -26,7 +26,9 @@
 //!   a restored instance draws afresh: not deterministic;
 //! - `recurse`: recurse without end;
 //! - `exit`: call `std::process::exit(3)` (WASI reports any failure as 1);
-//! - `big-state`: save 32 MiB of state.
+//! - `big-state`: save 32 MiB of state;
+//! - `alias`: return 10,000 notifications whose texts all point at one
+//!   buffer of 1 MiB: 10 GB for a host that copied each.
 //!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
@@ -171,6 +173,18 @@ impl Strategy for Misbehave {
                 "flood" if self.seen <= 20 => {
                     let text = "f".repeat(4096);
                     out.extend((0..10_000).map(|_| bar.act(notify(text.clone()))));
+                    continue;
+                }
+                "alias" => {
+                    let buffer: &'static mut str = "a".repeat(1 << 20).leak();
+                    let (ptr, len) = (buffer.as_mut_ptr(), buffer.len());
+                    out.extend((0..10_000).map(|_| {
+                        // SAFETY: none. Every string claims the same bytes,
+                        // which the guest never frees: the point is to hand
+                        // the host one buffer many times over.
+                        let text = unsafe { String::from_raw_parts(ptr, len, len) };
+                        bar.act(notify(text))
+                    }));
                     continue;
                 }
                 "slow" => {
