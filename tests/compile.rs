@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use stratbox::runtime::{CompileLimits, Compiler, Runtime, RuntimeConfig, RuntimeError};
+use stratbox::runtime::{CompileLimits, Compiler, Runtime, RuntimeConfig, RuntimeError, ShapeError};
 use stratbox_tests::{SMA_CROSSOVER_WASM, data};
 
 /// A component whose one core function is `rounds` additions over
@@ -69,6 +69,23 @@ fn a_compile_bomb_is_stopped_at_the_time_limit() {
     let err = runtime.load("bomb", &bomb).err().expect("refused");
     assert!(start.elapsed() < Duration::from_secs(20), "the host regained control: {:?}", start.elapsed());
     assert!(matches!(&err, RuntimeError::Compile { reason, .. } if reason.contains("took longer than 2s")), "{err}");
+}
+
+/// Code no real strategy has is refused by a cheap pass over the binary,
+/// before a compiler is started at all.
+#[test]
+fn code_of_an_absurd_shape_is_refused_before_compiling() {
+    let runtime = isolated(CompileLimits::default());
+    let start = Instant::now();
+    let err = runtime.load("locals", &compile_bomb(100_000, 10)).err().expect("refused");
+    assert!(
+        matches!(&err, RuntimeError::Shape { source: ShapeError::Locals { count: 100_000, limit: 20_000 }, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("100000 locals"), "{err}");
+    let err = runtime.load("long", &compile_bomb(4, 500_000)).err().expect("refused");
+    assert!(matches!(&err, RuntimeError::Shape { source: ShapeError::FunctionBytes { .. }, .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "no compiler ran: {:?}", start.elapsed());
 }
 
 #[test]

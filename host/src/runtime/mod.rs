@@ -13,6 +13,7 @@ mod convert;
 mod host_impl;
 mod instance;
 mod sandbox;
+mod shape;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use self::convert::{ContractError, MAX_GUEST_TEXT, bounded};
 pub use self::instance::WasmStrategy;
 pub use self::sandbox::Clock;
 use self::sandbox::StoreData;
+pub use self::shape::{Shape, ShapeError, ShapeLimits};
 
 /// Core instances one strategy's store may hold (see the README's sandbox
 /// section for what guests need).
@@ -72,6 +74,8 @@ pub struct RuntimeConfig {
     pub max_plugin_bytes: usize,
     /// Where components that are not bundled are compiled.
     pub compiler: Compiler,
+    /// What a component's code may add up to, checked before compiling.
+    pub shape: ShapeLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +88,7 @@ impl Default for RuntimeConfig {
             restart_backoff: Duration::from_millis(100),
             max_plugin_bytes: 64 << 20,
             compiler: Compiler::for_this_process(CompileLimits::default()),
+            shape: ShapeLimits::default(),
         }
     }
 }
@@ -115,6 +120,8 @@ pub enum RuntimeError {
     Init { plugin: String, message: String },
     #[error("plugin `{plugin}` could not be compiled: {reason}")]
     Compile { plugin: String, reason: String },
+    #[error("plugin `{plugin}` was refused before compiling: it {source}")]
+    Shape { plugin: String, source: ShapeError },
     #[error("plugin `{plugin}` is build {found}, but the config pins {pinned}")]
     PinMismatch { plugin: String, found: String, pinned: String },
     #[error("no bundled plugin named `{name}` (bundled: {bundled})")]
@@ -357,6 +364,8 @@ impl Runtime {
             });
         }
         contract::check_preamble(label, bytes)?;
+        shape::check(bytes, self.config.shape)
+            .map_err(|source| RuntimeError::Shape { plugin: label.into(), source })?;
         let Compiler::Child { program, limits } = &self.config.compiler else {
             return Component::new(&self.engine, bytes)
                 .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") });
