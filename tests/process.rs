@@ -123,3 +123,24 @@ pub async fn listening_address(out: &Path) -> String {
     .await;
     address
 }
+
+/// The host's `/health`, or `null` while it does not answer.
+pub async fn health(client: &reqwest::Client, addr: &str) -> serde_json::Value {
+    match client.get(format!("{addr}/health")).send().await {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// The entry of strategy `name` in a `/health` answer.
+pub fn strategy<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    health["strategies"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+/// A line of `/proc/PID/status` in bytes: `VmRSS` (resident now) or
+/// `VmHWM` (the most it has been resident).
+pub fn memory_of(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is alive");
+    let line = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).expect("the field exists");
+    line.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a number of kB") * 1024
+}

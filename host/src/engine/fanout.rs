@@ -66,7 +66,7 @@ async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
     let mut full = Vec::new();
     let mut delivered = false;
     for tap in inputs.iter().filter(|tap| !tap.retired.load(std::sync::atomic::Ordering::Relaxed)) {
-        match tap.input.try_send(EngineInput::Bars(batch.clone())) {
+        match tap.input.try_send(bars(batch)) {
             Ok(()) => delivered = true,
             Err(mpsc::error::TrySendError::Full(_)) => full.push(tap),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -76,11 +76,11 @@ async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
         // Everyone is behind: wait for the first with room, then a moment
         // for the rest.
         if let Some((at, permit)) = first_with_room(&full).await {
-            permit.send(EngineInput::Bars(batch.clone()));
+            permit.send(bars(batch));
             full.remove(at);
             for tap in std::mem::take(&mut full) {
                 match tokio::time::timeout(FEED_GRACE, tap.input.reserve()).await {
-                    Ok(Ok(permit)) => permit.send(EngineInput::Bars(batch.clone())),
+                    Ok(Ok(permit)) => permit.send(bars(batch)),
                     Ok(Err(_)) => {}
                     Err(_) => full.push(tap),
                 }
@@ -90,6 +90,10 @@ async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
     for tap in full {
         tap.dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+fn bars(batch: &Arc<[Bar]>) -> EngineInput {
+    EngineInput::Bars { bars: batch.clone(), sent: std::time::Instant::now() }
 }
 
 /// Waits until one of `taps` has room and returns its index and the slot.

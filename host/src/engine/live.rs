@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::fanout::{FeedTap, spawn_feed};
+use super::latency::LatencySummary;
 use super::output::{Lines, printer};
 use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
 use super::routed::VenueDesk;
@@ -97,6 +98,8 @@ pub struct StrategyStatus {
     pub bars_dropped: u64,
     /// How often it broke each of its limits.
     pub breaches: Breaches,
+    /// From the feed's hand-over of a batch to the engine's finishing it.
+    pub latency: LatencySummary,
     pub error: Option<String>,
 }
 
@@ -126,20 +129,15 @@ pub struct RunOptions {
 /// What an engine thread is fed.
 #[derive(Debug)]
 pub enum EngineInput {
-    Bars(Arc<[Bar]>),
+    /// A batch from the feed, and when the feed handed it over.
+    Bars { bars: Arc<[Bar]>, sent: std::time::Instant },
     /// Fills and expiries from a live venue, with the venue's ids of the
     /// fills, to be marked told once the input is committed.
-    Executed {
-        events: Vec<ExecutionEvent>,
-        fill_ids: Vec<String>,
-    },
+    Executed { events: Vec<ExecutionEvent>, fill_ids: Vec<String> },
     /// Fills the strategy was not told of before a restart (or that
     /// happened while the host was down). The position already holds
     /// them; only the strategy hears of them.
-    Missed {
-        fills: Vec<Fill>,
-        fill_ids: Vec<String>,
-    },
+    Missed { fills: Vec<Fill>, fill_ids: Vec<String> },
     /// An external signal for `on-signal`.
     Signal {
         source: String,

@@ -9,6 +9,7 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod fanout;
+mod latency;
 mod live;
 mod output;
 mod plan;

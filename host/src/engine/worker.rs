@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+use super::latency::Latencies;
 use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
 use super::output::Lines;
 use super::routed::{RouteOutbox, RouteRequest};
@@ -149,8 +150,9 @@ pub(super) fn spawn_engine(
     };
     let status_name = name.clone();
     let mut reported_drops = 0;
-    let mut update = move |engine: &Engine, sha256: &str, swaps: u32, state: &str, error: Option<String>| {
+    let mut update = move |engine: &Engine, latencies: &Latencies, sha256: &str, swaps: u32, state: &str, error| {
         let c = engine.counts();
+        let latency = latencies.summary();
         // Falling behind is journaled when it starts, and the state says so
         // while it goes on.
         let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
@@ -179,6 +181,7 @@ pub(super) fn spawn_engine(
                 fills: c.fills,
                 bars_dropped,
                 breaches: engine.breaches(),
+                latency,
                 error,
             });
         }
@@ -190,7 +193,8 @@ pub(super) fn spawn_engine(
             let mut swaps = 0;
             // Why the strategy stopped; a failed engine waits for a swap.
             let mut failure: Option<String> = None;
-            update(&engine, &sha256, swaps, "running", None);
+            let mut latencies = Latencies::default();
+            update(&engine, &latencies, &sha256, swaps, "running", None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             while let Some(input) = rx.blocking_recv() {
                 // Lines of an input that ended early (a failed strategy's).
@@ -240,7 +244,7 @@ pub(super) fn spawn_engine(
                         continue;
                     }
                     _ if failure.is_some() => continue,
-                    EngineInput::Bars(batch) => {
+                    EngineInput::Bars { bars: batch, sent } => {
                         let time = batch.last().map_or(Millis::MIN, |b| b.time);
                         match &mut persist {
                             // Already reflected in the restored state: a batch
@@ -249,7 +253,9 @@ pub(super) fn spawn_engine(
                             Some(p) => p.watermark = time,
                             None => {}
                         }
-                        engine.on_bars(&batch)
+                        let result = engine.on_bars(&batch);
+                        latencies.record(sent.elapsed());
+                        result
                     }
                     EngineInput::Executed { events, fill_ids } => {
                         told = fill_ids;
@@ -274,7 +280,7 @@ pub(super) fn spawn_engine(
                         serde_json::json!({ "strategy": name, "error": e.to_string(), "orders_canceled": canceled });
                     note("strategy.failed", data);
                     lines.send(format!("strategy stopped: {e}\n"));
-                    update(&engine, &sha256, swaps, "failed", Some(e.to_string()));
+                    update(&engine, &latencies, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
                     retired.store(true, std::sync::atomic::Ordering::Relaxed);
                     // Orders placed before the failure still go out.
@@ -301,11 +307,11 @@ pub(super) fn spawn_engine(
                 } else {
                     flush(inbox);
                 }
-                update(&engine, &sha256, swaps, "running", None);
+                update(&engine, &latencies, &sha256, swaps, "running", None);
             }
             flush(None);
             let state = if failure.is_some() { "failed" } else { "stopped" };
-            update(&engine, &sha256, swaps, state, failure);
+            update(&engine, &latencies, &sha256, swaps, state, failure);
             engine.report(&symbol)
         })
         .map_err(|e| LiveError::Thread { message: e.to_string() })

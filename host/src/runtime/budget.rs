@@ -30,7 +30,8 @@ pub struct Budget {
     /// Bytes one call may hand the host: its results, or the arguments of
     /// one host call (wasmtime's hostcall fuel). Strings that all point at
     /// one buffer count once each, so they cannot multiply the host's
-    /// allocation.
+    /// allocation. The default fits any call within the other limits
+    /// (10,000 actions with a 4 KiB notification each).
     pub bytes_per_call: usize,
     /// Bytes of stdout, stderr and `log` kept per call.
     pub log_bytes_per_call: usize,
@@ -66,7 +67,7 @@ impl Default for Budget {
             tables: 64,
             table_elements: 100_000,
             actions_per_call: 10_000,
-            bytes_per_call: 32 << 20,
+            bytes_per_call: 64 << 20,
             log_bytes_per_call: 16 << 10,
             state_bytes: 16 << 20,
             per_minute: None,
