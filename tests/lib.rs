@@ -9,6 +9,7 @@ use std::time::Duration;
 use stratbox::cli::{Cli, CliError};
 
 pub mod fake;
+pub mod hostile;
 pub mod output;
 pub mod process;
 pub mod python;

@@ -26,6 +26,8 @@ struct Policy {
     max_restarts: u32,
     fault_window: Duration,
     backoff: Duration,
+    /// See [`RuntimeConfig::unmetered`].
+    unmetered: bool,
 }
 
 impl Policy {
@@ -38,6 +40,7 @@ impl Policy {
             max_restarts: config.max_restarts,
             fault_window: config.fault_window,
             backoff: config.restart_backoff,
+            unmetered: config.unmetered,
         }
     }
 }
@@ -60,10 +63,14 @@ impl Component {
         log_rate: Option<Arc<LogRate>>,
     ) -> wasmtime::Result<Self> {
         let mut store = Store::new(pre.engine(), StoreData::new(host, &policy.budget, log_rate));
-        store.limiter(|data| &mut data.limits);
-        store.set_hostcall_fuel(policy.budget.bytes_per_call);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(policy.deadline_ticks);
+        if policy.unmetered {
+            store.set_hostcall_fuel(usize::MAX);
+        } else {
+            store.limiter(|data| &mut data.limits);
+            store.set_hostcall_fuel(policy.budget.bytes_per_call);
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(policy.deadline_ticks);
+        }
         let bindings = pre.instantiate(&mut store)?;
         Ok(Self { store, bindings })
     }
@@ -284,8 +291,10 @@ impl WasmStrategy {
             (None, None) => return Err(failed("not running")),
             (None, Some(live)) => live,
         };
-        live.component.store.set_epoch_deadline(self.policy.deadline_ticks);
-        live.component.store.set_hostcall_fuel(self.policy.budget.bytes_per_call);
+        if !self.policy.unmetered {
+            live.component.store.set_epoch_deadline(self.policy.deadline_ticks);
+            live.component.store.set_hostcall_fuel(self.policy.budget.bytes_per_call);
+        }
         live.component.store.data().output.reset();
         Ok(live)
     }

@@ -76,6 +76,11 @@ pub struct RuntimeConfig {
     pub compiler: Compiler,
     /// What a component's code may add up to, checked before compiling.
     pub shape: ShapeLimits,
+    /// No epoch deadline, memory limiter or hostcall fuel at all: only for
+    /// measuring what those cost (`benches/sandbox.rs`). Components must be
+    /// compiled in this process.
+    #[doc(hidden)]
+    pub unmetered: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -89,6 +94,7 @@ impl Default for RuntimeConfig {
             max_plugin_bytes: 64 << 20,
             compiler: Compiler::for_this_process(CompileLimits::default()),
             shape: ShapeLimits::default(),
+            unmetered: false,
         }
     }
 }
@@ -292,6 +298,7 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine_err = |e: wasmtime::Error| RuntimeError::Engine { message: format!("{e:#}") };
         let mut wasm = wasm_config();
+        wasm.epoch_interruption(!config.unmetered);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(config.max_instances)
             // A Rust guest has 3 core instances; a componentize-py one 38.
