@@ -79,12 +79,12 @@ fn code_of_an_absurd_shape_is_refused_before_compiling() {
     let start = Instant::now();
     let err = runtime.load("locals", &compile_bomb(100_000, 10)).err().expect("refused");
     assert!(
-        matches!(&err, RuntimeError::Shape { source: ShapeError::Locals { count: 100_000, limit: 20_000 }, .. }),
+        matches!(&err, RuntimeError::Shape { shape: ShapeError::Locals { count: 100_000, limit: 20_000 }, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("100000 locals"), "{err}");
     let err = runtime.load("long", &compile_bomb(4, 500_000)).err().expect("refused");
-    assert!(matches!(&err, RuntimeError::Shape { source: ShapeError::FunctionBytes { .. }, .. }), "{err}");
+    assert!(matches!(&err, RuntimeError::Shape { shape: ShapeError::FunctionBytes { .. }, .. }), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5), "no compiler ran: {:?}", start.elapsed());
 }
 

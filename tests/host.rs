@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rust_decimal::Decimal;
 use stratbox::config::{Config, EMBEDDED_DEFAULT};
 use stratbox::engine::{RunOptions, run_host};
 use stratbox_tests::output::{Captured, get};
@@ -119,7 +120,7 @@ async fn a_taken_port_is_a_clear_error() {
 }
 
 /// A quarantined strategy's open orders are canceled, unless the config
-/// says to leave them.
+/// says to leave them; `flatten` also closes its position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_strategy_s_orders_are_canceled_unless_left() {
     for (policy, canceled) in [("cancel", true), ("leave", false)] {
@@ -139,4 +140,36 @@ async fn a_quarantined_strategy_s_orders_are_canceled_unless_left() {
         assert_eq!(text.contains("canceled #3"), canceled, "{policy}: {text}");
         assert_eq!(reports[0].open_orders, u64::from(!canceled), "{policy}");
     }
+    for (policy, position) in [("cancel", 1), ("flatten", 0)] {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:IBM\"\nsymbol = \"IBM\"\n\n\
+             [runtime]\nmax_restarts = 0\non_failure = \"{policy}\"\n\n\
+             [[strategy]]\nname = \"doomed\"\nplugin = {MISBEHAVE_WASM:?}\n\
+             params = {{ mode = \"buy-then-trap\", at = \"952041600000\" }}\n"
+        );
+        let config = Config::parse(&text, "test.toml").unwrap();
+        let out = Captured::default();
+        let options = RunOptions { exit_when_done: true, ..options() };
+        let reports = run_host(config, options, std::future::pending(), out.clone()).await.unwrap();
+        let text = out.text();
+        assert!(text.contains("fill  #3: buy 1 IBM"), "{text}");
+        assert!(text.contains("asked to trap once filled"), "{text}");
+        assert_eq!(text.contains("order #w1: sell 1 IBM"), position == 0, "{policy}: {text}");
+        assert_eq!(reports[0].final_position, Decimal::from(position), "{policy}: {text}");
+    }
+}
+
+/// `flatten` would close every strategy's position on a live venue while
+/// each engine adopts the venue's whole position, so it is refused there.
+#[test]
+fn flatten_is_refused_for_several_strategies_on_one_live_venue() {
+    let text = format!(
+        "{}[broker]\nkind = \"alpaca\"\n\n[runtime]\non_failure = \"flatten\"\n\n\
+         [[strategy]]\nname = \"a\"\nplugin = \"sma-crossover\"\n\n[[strategy]]\nname = \"b\"\nplugin = \"sma-crossover\"\n",
+        stratbox_tests::process::alpaca_feed("http://127.0.0.1:9", 1000)
+    );
+    let err = Config::parse(&text, "test.toml").unwrap_err().to_string();
+    assert!(err.contains("runtime.on_failure") && err.contains("flatten"), "{err}");
+    let one = text.replace("[[strategy]]\nname = \"b\"\nplugin = \"sma-crossover\"\n", "");
+    Config::parse(&one, "test.toml").unwrap();
 }

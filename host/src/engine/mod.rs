@@ -28,7 +28,8 @@ use rust_decimal::Decimal;
 
 use crate::bar::{Bar, Millis};
 use crate::broker::{Execution, ExecutionEvent};
-use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef};
+use crate::config::FailurePolicy;
+use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef, Side};
 use crate::portfolio::Portfolio;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
@@ -96,6 +97,15 @@ pub struct Counts {
     pub rejected: u64,
     pub fills: u64,
     pub restarts: u32,
+}
+
+/// What quarantining a strategy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Open orders of its own that were canceled.
+    pub canceled: usize,
+    /// Positions a closing order was placed for.
+    pub closing: usize,
 }
 
 pub struct Engine {
@@ -212,6 +222,25 @@ impl Engine {
         self.feedback()
     }
 
+    /// Plays bars past a strategy that no longer runs (quarantined): orders
+    /// it left working, or that close its position, still fill, and the
+    /// portfolio follows; the strategy is not called.
+    pub fn on_bars_unattended(&mut self, bars: &[Bar]) {
+        for bar in bars {
+            self.last_time = bar.time;
+            self.match_orders(bar);
+            self.portfolio.mark(bar);
+        }
+        self.bars += bars.len() as u64;
+        self.pending_fills.clear();
+        self.pending_rejects.clear();
+    }
+
+    /// Orders still open at the broker, the strategy's and external ones.
+    pub fn open_orders(&self) -> usize {
+        self.broker.open_orders().len()
+    }
+
     /// Delivers an external signal to the strategy and applies its actions.
     pub fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<(), EngineError> {
         let actions = self.call(|s| s.on_signal(source, payload, time))?.unwrap_or_default();
@@ -297,12 +326,24 @@ impl Engine {
         std::mem::replace(&mut self.strategy, strategy)
     }
 
-    /// Applies `policy` to the open orders of a strategy that has just
-    /// been quarantined; returns how many were canceled.
-    pub fn quarantine(&mut self, policy: crate::config::FailurePolicy) -> usize {
+    /// Applies `policy` to the open orders and positions of a strategy
+    /// that has just been quarantined.
+    pub fn quarantine(&mut self, policy: FailurePolicy) -> Quarantined {
         match policy {
-            crate::config::FailurePolicy::Cancel => self.cancel_strategy_orders(),
-            crate::config::FailurePolicy::Leave => 0,
+            FailurePolicy::Leave => Quarantined::default(),
+            FailurePolicy::Cancel => Quarantined { canceled: self.cancel_strategy_orders(), closing: 0 },
+            FailurePolicy::Flatten => {
+                let canceled = self.cancel_strategy_orders();
+                let open: Vec<(Arc<str>, Decimal)> =
+                    self.portfolio.positions().filter(|(_, qty)| !qty.is_zero()).map(|(s, q)| (s.clone(), q)).collect();
+                for (symbol, qty) in &open {
+                    let side = if qty.is_sign_positive() { Side::Sell } else { Side::Buy };
+                    self.last_external += 1;
+                    let order = OrderRef::new(OrderRef::EXTERNAL, self.last_external);
+                    self.place(order, OrderIntent::market(symbol.clone(), side, qty.abs()), self.last_time);
+                }
+                Quarantined { canceled, closing: open.len() }
+            }
         }
     }
 

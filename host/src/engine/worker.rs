@@ -243,6 +243,15 @@ pub(super) fn spawn_engine(
                         }
                         continue;
                     }
+                    EngineInput::Bars { bars: batch, .. } if failure.is_some() => {
+                        // Orders it left, or that close its position, still
+                        // fill; once none is open the feed stops feeding it.
+                        engine.on_bars_unattended(&batch);
+                        if engine.open_orders() == 0 {
+                            retired.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     _ if failure.is_some() => continue,
                     EngineInput::Bars { bars: batch, sent } => {
                         let time = batch.last().map_or(Millis::MIN, |b| b.time);
@@ -275,14 +284,14 @@ pub(super) fn spawn_engine(
                     }
                 };
                 if let Err(EngineError::Strategy(e)) = result {
-                    let canceled = engine.quarantine(on_failure);
-                    let data =
-                        serde_json::json!({ "strategy": name, "error": e.to_string(), "orders_canceled": canceled });
+                    let done = engine.quarantine(on_failure);
+                    let data = serde_json::json!({ "strategy": name, "error": e.to_string(),
+                        "orders_canceled": done.canceled, "positions_closing": done.closing });
                     note("strategy.failed", data);
                     lines.send(format!("strategy stopped: {e}\n"));
                     update(&engine, &latencies, &sha256, swaps, "failed", Some(e.to_string()));
                     failure = Some(e.to_string());
-                    retired.store(true, std::sync::atomic::Ordering::Relaxed);
+                    retired.store(engine.open_orders() == 0, std::sync::atomic::Ordering::Relaxed);
                     // Orders placed before the failure still go out.
                     match &persist {
                         Some(p) => {

@@ -126,8 +126,9 @@ pub enum RuntimeError {
     Init { plugin: String, message: String },
     #[error("plugin `{plugin}` could not be compiled: {reason}")]
     Compile { plugin: String, reason: String },
-    #[error("plugin `{plugin}` was refused before compiling: it {source}")]
-    Shape { plugin: String, source: ShapeError },
+    /// Kept whole (not as a `source`, which error chains would print twice).
+    #[error("plugin `{plugin}` was refused before compiling: it {shape}")]
+    Shape { plugin: String, shape: ShapeError },
     #[error("plugin `{plugin}` is build {found}, but the config pins {pinned}")]
     PinMismatch { plugin: String, found: String, pinned: String },
     #[error("no bundled plugin named `{name}` (bundled: {bundled})")]
@@ -371,8 +372,10 @@ impl Runtime {
             });
         }
         contract::check_preamble(label, bytes)?;
-        shape::check(bytes, self.config.shape)
-            .map_err(|source| RuntimeError::Shape { plugin: label.into(), source })?;
+        shape::check(bytes, self.config.shape).map_err(|shape| match shape {
+            ShapeError::Malformed { reason } => RuntimeError::NotAComponent { plugin: label.into(), reason },
+            shape => RuntimeError::Shape { plugin: label.into(), shape },
+        })?;
         let Compiler::Child { program, limits } = &self.config.compiler else {
             return Component::new(&self.engine, bytes)
                 .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") });

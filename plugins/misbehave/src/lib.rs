@@ -13,6 +13,8 @@
 //!   else sell `qty`, so it holds 0 or `qty` when every order fills;
 //! - `stop`: submit a good-till-canceled buy stop of `qty` at `price`;
 //! - `stop-then-trap`: the same at `at`, then panic on every later bar;
+//! - `buy-then-trap`: `buy` at `at`, then, once a fill is heard of, panic
+//!   on every later bar;
 //! - `account`: `notify` what `host::account` and `host::position` say;
 //! - `reuse`: submit a market buy of `qty`, always under order id 1;
 //! - `sleep`: `std::thread::sleep` for an hour (a blocking WASI call);
@@ -136,6 +138,9 @@ impl Strategy for Misbehave {
             if self.mode == "stop-then-trap" && self.at.is_some_and(|at| bar.time > at) {
                 panic!("asked to trap after placing a stop");
             }
+            if self.mode == "buy-then-trap" && self.fills > 0 {
+                panic!("asked to trap once filled");
+            }
             if self.at.is_some_and(|at| at != bar.time) {
                 continue;
             }
@@ -163,7 +168,7 @@ impl Strategy for Misbehave {
                     continue;
                 }
                 "probe" => notify(probe()),
-                "buy" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
+                "buy" | "buy-then-trap" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
                 "stop" | "stop-then-trap" => {
                     let stop = OrderType::Stop(Decimal::new(self.price, 0));
                     Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
