@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::fanout::{FeedTap, spawn_feed};
+use super::lane::Lane;
 use super::latency::LatencySummary;
 use super::output::{Lines, printer};
 use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
@@ -294,7 +295,7 @@ pub async fn run_host(
                 reconciler: v.reconciler,
                 store,
                 venue: v.venue,
-                engines: by_name,
+                engines: by_name.into_iter().map(|(name, tx)| (name, Lane::new(tx))).collect(),
                 sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
             };
             Some(tokio::spawn(desk.run(route_rx)))

@@ -9,6 +9,7 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod fanout;
+mod lane;
 mod latency;
 mod live;
 mod output;
@@ -17,6 +18,7 @@ mod routed;
 mod swap;
 mod worker;
 
+pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
 pub use self::swap::{Replacement, SwapError};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
+use super::lane::Lane;
 use super::live::EngineInput;
 use crate::bar::now_ms;
 use crate::broker::{Execution, ExecutionError, ExecutionEvent};
@@ -105,7 +106,8 @@ pub struct VenueDesk {
     pub reconciler: Arc<Reconciler>,
     pub store: Arc<Store>,
     pub venue: &'static str,
-    pub engines: HashMap<String, mpsc::Sender<EngineInput>>,
+    /// Each strategy's engine, by a lane that never waits on it.
+    pub engines: HashMap<String, Lane>,
     pub sync_every: Duration,
 }
 
@@ -256,7 +258,7 @@ impl VenueDesk {
         }
         for (strategy, (fills, fill_ids)) in missed {
             if let Some(engine) = self.engines.get(&strategy) {
-                let _ = engine.send(EngineInput::Missed { fills, fill_ids }).await;
+                engine.send(EngineInput::Missed { fills, fill_ids });
             }
         }
     }
@@ -348,7 +350,7 @@ impl VenueDesk {
     /// venue's ids of the fills among them.
     async fn tell(&self, strategy: &str, events: Vec<ExecutionEvent>, fill_ids: Vec<String>) {
         if let Some(engine) = self.engines.get(strategy) {
-            let _ = engine.send(EngineInput::Executed { events, fill_ids }).await;
+            engine.send(EngineInput::Executed { events, fill_ids });
         }
     }
 }
@@ -379,7 +381,7 @@ mod tests {
             reconciler: Arc::new(reconciler),
             store: store.clone(),
             venue: "scripted",
-            engines: HashMap::from([("s".to_string(), tx)]),
+            engines: HashMap::from([("s".to_string(), Lane::new(tx))]),
             sync_every: Duration::from_secs(60),
         };
         let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);
@@ -388,7 +390,7 @@ mod tests {
 
         desk.cancel("s", ONE).await;
         assert_eq!(store.order(&queued.client_order_id).unwrap().unwrap().status, OrderStatus::Canceled);
-        let told = rx.try_recv().unwrap();
+        let told = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
         assert!(
             matches!(&told, EngineInput::Executed { events, .. }
                 if matches!(&events[..], [ExecutionEvent::Expired { intent_id: ONE, .. }])),
