@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use stratbox::api::{AppState, app};
+use stratbox::api::{ApiToken, AppState, app};
 use stratbox::config::{Config, EMBEDDED_DEFAULT, WebhookAction, WebhookConfig, WebhookKind};
-use stratbox::engine::{HostStatus, RunOptions, run_host};
+use stratbox::engine::{HostStatus, Instances, RunOptions, run_host};
 use stratbox::order::OrderType;
 use stratbox::store::Store;
 use stratbox::webhook::{Handed, Inbound, Secret, WebhookIntake, run_dispatcher};
@@ -76,8 +76,13 @@ async fn serve_at(
     intake.now = clock;
     tune(&mut intake);
     let intake = Arc::new(intake);
-    let state =
-        AppState { status: Arc::new(RwLock::new(HostStatus::default())), gate: None, webhooks: Some(intake.clone()) };
+    let state = AppState {
+        status: Arc::new(RwLock::new(HostStatus::default())),
+        gate: None,
+        webhooks: Some(intake.clone()),
+        instances: Instances::default(),
+        token: ApiToken::Open,
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

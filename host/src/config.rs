@@ -72,13 +72,16 @@ pub struct PriceAlert {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address of the HTTP listener (health now; webhooks and control later).
+    /// Address of the HTTP listener: health, webhooks and the control API.
     pub listen: SocketAddr,
+    /// The control API's bearer token, unless `STRATBOX_API_TOKEN` is set;
+    /// without either the host listens on loopback only.
+    pub api_token: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), api_token: None }
     }
 }
 

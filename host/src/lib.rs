@@ -12,6 +12,7 @@ pub mod broker;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod feed;
 pub mod journal;

@@ -150,6 +150,13 @@ pub trait Strategy: Send {
     fn breaches(&self) -> Breaches {
         Breaches::default()
     }
+
+    /// Releases a quarantined strategy: clears its faults and restarts it
+    /// from its last saved state. `Ok(true)` if it had none and was created
+    /// afresh (a new lifetime).
+    fn revive(&mut self) -> Result<bool, StrategyError> {
+        Err(StrategyError::Failed { strategy: self.name().into(), reason: "cannot be released".into() })
+    }
 }
 
 /// An order of the strategy's that was refused or expired.

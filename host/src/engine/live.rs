@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::fanout::{FeedTap, spawn_feed};
+use super::instances::Instances;
 use super::lane::Lane;
 use super::latency::LatencySummary;
 use super::output::{Lines, printer};
@@ -21,10 +22,11 @@ use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, 
 use super::routed::VenueDesk;
 use super::swap::{Replacement, Setup, SwapError, Watched, watch};
 use super::worker::{Outputs, spawn_engine};
-use crate::api::{AppState, app};
+use crate::api::{ApiToken, AppState, TOKEN_VARIABLE, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
 use crate::broker::ExecutionEvent;
 use crate::config::{BrokerKind, Config, FeedKind};
+use crate::control::{Command, ControlError, InstanceState};
 use crate::feed::FeedError;
 use crate::journal::Journal;
 use crate::notify::{Notifier, NotifyError};
@@ -84,8 +86,7 @@ pub struct HostStatus {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StrategyStatus {
     pub name: String,
-    /// `running`, `failed` or `stopped`.
-    pub state: String,
+    pub state: InstanceState,
     /// SHA-256 of the plugin build running now.
     pub sha256: String,
     /// Hot swaps so far.
@@ -111,7 +112,7 @@ impl HostStatus {
             Some(slot) => *slot = status,
             None => self.strategies.push(status),
         }
-        let failed = self.strategies.iter().any(|s| s.state == "failed");
+        let failed = self.strategies.iter().any(|s| s.state == InstanceState::Failed);
         self.status = if failed { "degraded" } else { "ok" }.into();
     }
 }
@@ -130,6 +131,8 @@ pub struct RunOptions {
 /// What an engine thread is fed.
 #[derive(Debug)]
 pub enum EngineInput {
+    /// An operator's request, answered on `reply`.
+    Control { command: Command, reply: tokio::sync::oneshot::Sender<Result<InstanceState, ControlError>> },
     /// A batch from the feed, and when the feed handed it over.
     Bars { bars: Arc<[Bar]>, sent: std::time::Instant },
     /// Fills and expiries from a live venue, with the venue's ids of the
@@ -224,17 +227,25 @@ pub async fn run_host(
     }
 
     let listen = options.listen.unwrap_or(config.server.listen);
+    let variable = std::env::var(TOKEN_VARIABLE).ok();
+    let token = ApiToken::resolve(variable, config.server.api_token.as_deref(), listen)
+        .map_err(|e| LiveError::Setup { message: e.to_string() })?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| LiveError::Listen { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let gate_view = venue.as_ref().map(|v| v.gate.clone());
+    let instances = Instances::default();
+    let api = match &token {
+        ApiToken::Open => "control API /api/v1 open on loopback, no token set",
+        ApiToken::Bearer { .. } => "control API /api/v1 with a bearer token",
+    };
     let dispatch_from = webhooks.as_ref().zip(store.clone()).map(|(w, store)| (store, w.waker()));
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(
             listener,
-            app(AppState { status: status.clone(), webhooks, gate: gate_view })
+            app(AppState { status: status.clone(), webhooks, gate: gate_view, instances: instances.clone(), token })
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
@@ -244,7 +255,7 @@ pub async fn run_host(
     );
 
     let (lines, printer) = printer(out);
-    lines.send(format!("stratbox listening on http://{local} (GET /health); {description}\n"));
+    lines.send(format!("stratbox listening on http://{local} (GET /health; {api}); {description}\n"));
 
     let mut inputs = Vec::new();
     let mut by_name = HashMap::new();
@@ -256,6 +267,7 @@ pub async fn run_host(
         let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
         inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone(), retired: retired.clone() });
         by_name.insert(name.clone(), tx.clone());
+        instances.insert(&name, tx.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
             let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: config.budget_of(spec) };
@@ -330,6 +342,7 @@ pub async fn run_host(
 
     let running = Running {
         feeders: [dispatcher, watcher, notifier, desk].into_iter().flatten().collect(),
+        instances,
         threads,
         journal,
         journal_writer,
@@ -348,6 +361,8 @@ struct Running {
     /// desk. Each is safe to drop at any await (its work is in the store
     /// before it acts), and dropping them drops their senders to the engines.
     feeders: Vec<tokio::task::JoinHandle<()>>,
+    /// The control API's senders to the engines, dropped with the feeders.
+    instances: Instances,
     threads: Vec<std::thread::JoinHandle<Report>>,
     journal: Option<Journal>,
     journal_writer: Option<std::thread::JoinHandle<()>>,
@@ -363,11 +378,13 @@ impl Running {
     /// flushes the journal, then stops the listener. Returns each
     /// strategy's report.
     async fn stop(self) -> Result<Vec<Report>, LiveError> {
-        let Running { feeders, threads, journal, journal_writer, lines, printer, stop_server, server } = self;
+        let Running { feeders, instances, threads, journal, journal_writer, lines, printer, stop_server, server } =
+            self;
         for task in feeders {
             task.abort();
             let _ = task.await;
         }
+        instances.clear();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         let mut reports = Vec::new();
         for thread in threads {

@@ -9,6 +9,7 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod fanout;
+mod instances;
 mod lane;
 mod latency;
 mod live;
@@ -18,6 +19,7 @@ mod routed;
 mod swap;
 mod worker;
 
+pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
@@ -224,18 +226,34 @@ impl Engine {
         self.feedback()
     }
 
-    /// Plays bars past a strategy that no longer runs (quarantined): orders
-    /// it left working, or that close its position, still fill, and the
-    /// portfolio follows; the strategy is not called.
-    pub fn on_bars_unattended(&mut self, bars: &[Bar]) {
+    /// Plays bars past a strategy that is not being called (paused or
+    /// quarantined): its orders still fill and the portfolio follows. What
+    /// it would be told waits for [`Engine::deliver_feedback`], unless
+    /// `forget` (a quarantined strategy hears nothing).
+    pub fn on_bars_unattended(&mut self, bars: &[Bar], forget: bool) {
         for bar in bars {
             self.last_time = bar.time;
             self.match_orders(bar);
             self.portfolio.mark(bar);
         }
         self.bars += bars.len() as u64;
-        self.pending_fills.clear();
-        self.pending_rejects.clear();
+        if forget {
+            self.pending_fills.clear();
+            self.pending_rejects.clear();
+        }
+    }
+
+    /// Tells the strategy what happened while it was not being called.
+    pub fn deliver_feedback(&mut self) -> Result<(), EngineError> {
+        self.feedback()
+    }
+
+    /// Releases a quarantined strategy (see [`Strategy::revive`]).
+    pub fn revive(&mut self) -> Result<(), EngineError> {
+        if self.strategy.revive()? {
+            self.new_lifetime();
+        }
+        Ok(())
     }
 
     /// Orders still open at the broker, the strategy's and external ones.

@@ -13,6 +13,7 @@ use super::routed::{RouteOutbox, RouteRequest};
 use super::swap::swap;
 use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
+use crate::control::{Command, ControlError, InstanceState};
 use crate::journal::Journal;
 use crate::report::Report;
 use crate::store::{OrderRecord, Store, Told};
@@ -150,42 +151,43 @@ pub(super) fn spawn_engine(
     };
     let status_name = name.clone();
     let mut reported_drops = 0;
-    let mut update = move |engine: &Engine, latencies: &Latencies, sha256: &str, swaps: u32, state: &str, error| {
-        let c = engine.counts();
-        let latency = latencies.summary();
-        // Falling behind is journaled when it starts, and the state says so
-        // while it goes on.
-        let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
-        let lagging = bars_dropped > reported_drops;
-        if lagging {
-            let data = serde_json::json!({ "strategy": status_name, "bars_dropped": bars_dropped });
-            if let Some(journal) = &lag_journal
-                && reported_drops == 0
-            {
-                journal.record("strategy.lagging", &data);
+    let mut update =
+        move |engine: &Engine, latencies: &Latencies, sha256: &str, swaps: u32, state: InstanceState, error| {
+            let c = engine.counts();
+            let latency = latencies.summary();
+            // Falling behind is journaled when it starts, and the state says so
+            // while it goes on.
+            let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
+            let lagging = bars_dropped > reported_drops;
+            if lagging {
+                let data = serde_json::json!({ "strategy": status_name, "bars_dropped": bars_dropped });
+                if let Some(journal) = &lag_journal
+                    && reported_drops == 0
+                {
+                    journal.record("strategy.lagging", &data);
+                }
+                tracing::warn!(strategy = %status_name, bars_dropped, "strategy is falling behind its feed");
+                reported_drops = bars_dropped;
             }
-            tracing::warn!(strategy = %status_name, bars_dropped, "strategy is falling behind its feed");
-            reported_drops = bars_dropped;
-        }
-        let state = if lagging && state == "running" { "lagging" } else { state };
-        if let Ok(mut s) = status.write() {
-            s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
-            s.set(StrategyStatus {
-                name: status_name.clone(),
-                state: state.into(),
-                sha256: sha256.into(),
-                swaps,
-                restarts: c.restarts,
-                bars: c.bars,
-                orders: c.orders,
-                fills: c.fills,
-                bars_dropped,
-                breaches: engine.breaches(),
-                latency,
-                error,
-            });
-        }
-    };
+            let state = if lagging && state == InstanceState::Running { InstanceState::Lagging } else { state };
+            if let Ok(mut s) = status.write() {
+                s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
+                s.set(StrategyStatus {
+                    name: status_name.clone(),
+                    state,
+                    sha256: sha256.into(),
+                    swaps,
+                    restarts: c.restarts,
+                    bars: c.bars,
+                    orders: c.orders,
+                    fills: c.fills,
+                    bars_dropped,
+                    breaches: engine.breaches(),
+                    latency,
+                    error,
+                });
+            }
+        };
     std::thread::Builder::new()
         .name("stratbox-engine".into())
         .spawn(move || {
@@ -194,9 +196,14 @@ pub(super) fn spawn_engine(
             // Why the strategy stopped; a failed engine waits for a swap.
             let mut failure: Option<String> = None;
             let mut latencies = Latencies::default();
-            update(&engine, &latencies, &sha256, swaps, "running", None);
+            // Paused by an operator: inputs the strategy must hear wait here.
+            let mut paused = false;
+            let mut held = std::collections::VecDeque::new();
+            update(&engine, &latencies, &sha256, swaps, InstanceState::Running, None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
-            while let Some(input) = rx.blocking_recv() {
+            loop {
+                let next = if paused { None } else { held.pop_front() };
+                let Some(input) = next.or_else(|| rx.blocking_recv()) else { break };
                 // Lines of an input that ended early (a failed strategy's).
                 flush(None);
                 // Venue fills this input tells the strategy of, and its
@@ -204,6 +211,41 @@ pub(super) fn spawn_engine(
                 let mut told = Vec::new();
                 let mut inbox = None;
                 let result = match input {
+                    EngineInput::Control { command: Command::Pause, reply } => {
+                        let answer = if failure.is_some() {
+                            let message = "the instance is quarantined; resume releases it".to_string();
+                            Err(ControlError::Conflict { message })
+                        } else {
+                            paused = true;
+                            note("strategy.paused", serde_json::json!({ "strategy": name }));
+                            update(&engine, &latencies, &sha256, swaps, InstanceState::Paused, None);
+                            Ok(InstanceState::Paused)
+                        };
+                        let _ = reply.send(answer);
+                        continue;
+                    }
+                    EngineInput::Control { command: Command::Resume, reply } if failure.is_some() => {
+                        if let Err(error) = engine.revive() {
+                            let message = crate::runtime::bounded(&error.to_string());
+                            let _ = reply.send(Err(ControlError::Conflict { message }));
+                            continue;
+                        }
+                        note("strategy.released", serde_json::json!({ "strategy": name }));
+                        lines.send(format!("[{name}] released by an operator\n"));
+                        (failure, paused) = (None, false);
+                        retired.store(false, std::sync::atomic::Ordering::Relaxed);
+                        let _ = reply.send(Ok(InstanceState::Running));
+                        Ok(())
+                    }
+                    EngineInput::Control { command: Command::Resume, reply } => {
+                        if paused {
+                            note("strategy.resumed", serde_json::json!({ "strategy": name }));
+                        }
+                        paused = false;
+                        let _ = reply.send(Ok(InstanceState::Running));
+                        // What happened meanwhile, told now.
+                        engine.deliver_feedback()
+                    }
                     EngineInput::Swap(next) => {
                         let revived = failure.is_some();
                         // A failed instance cannot save; it resumes from its last saved state.
@@ -246,13 +288,26 @@ pub(super) fn spawn_engine(
                     EngineInput::Bars { bars: batch, .. } if failure.is_some() => {
                         // Orders it left, or that close its position, still
                         // fill; once none is open the feed stops feeding it.
-                        engine.on_bars_unattended(&batch);
+                        engine.on_bars_unattended(&batch, true);
                         if engine.open_orders() == 0 {
                             retired.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         continue;
                     }
                     _ if failure.is_some() => continue,
+                    EngineInput::Bars { bars: batch, .. } if paused => {
+                        engine.on_bars_unattended(&batch, false);
+                        continue;
+                    }
+                    input @ (EngineInput::Executed { .. }
+                    | EngineInput::Missed { .. }
+                    | EngineInput::Signal { .. }
+                    | EngineInput::Intent { .. })
+                        if paused =>
+                    {
+                        held.push_back(input);
+                        continue;
+                    }
                     EngineInput::Bars { bars: batch, sent } => {
                         let time = batch.last().map_or(Millis::MIN, |b| b.time);
                         match &mut persist {
@@ -289,7 +344,7 @@ pub(super) fn spawn_engine(
                         "orders_canceled": done.canceled, "positions_closing": done.closing });
                     note("strategy.failed", data);
                     lines.send(format!("strategy stopped: {e}\n"));
-                    update(&engine, &latencies, &sha256, swaps, "failed", Some(e.to_string()));
+                    update(&engine, &latencies, &sha256, swaps, InstanceState::Failed, Some(e.to_string()));
                     failure = Some(e.to_string());
                     retired.store(engine.open_orders() == 0, std::sync::atomic::Ordering::Relaxed);
                     // Orders placed before the failure still go out.
@@ -316,10 +371,10 @@ pub(super) fn spawn_engine(
                 } else {
                     flush(inbox);
                 }
-                update(&engine, &latencies, &sha256, swaps, "running", None);
+                update(&engine, &latencies, &sha256, swaps, InstanceState::Running, None);
             }
             flush(None);
-            let state = if failure.is_some() { "failed" } else { "stopped" };
+            let state = if failure.is_some() { InstanceState::Failed } else { InstanceState::Stopped };
             update(&engine, &latencies, &sha256, swaps, state, failure);
             engine.report(&symbol)
         })

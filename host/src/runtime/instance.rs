@@ -554,6 +554,31 @@ impl Strategy for WasmStrategy {
         }
     }
 
+    fn revive(&mut self) -> Result<bool, StrategyError> {
+        if self.failure.is_none() && self.live.is_some() {
+            return Ok(false);
+        }
+        let positions = self.live.take().map(|l| l.component.store.into_data().host.positions).unwrap_or_default();
+        let restored = match self.last_state.clone() {
+            Some(state) => self.boot(Some(&state), positions.clone()).map(|live| (live, false)),
+            None => Err(BootError::Refused("no saved state".into())),
+        };
+        let booted = match restored {
+            Ok(booted) => Ok(booted),
+            Err(BootError::Refused(_)) => self.boot(None, positions).map(|live| (live, true)),
+            Err(e) => Err(e),
+        };
+        let (live, fresh) = booted.map_err(|e| StrategyError::Failed {
+            strategy: self.plugin.label.clone(),
+            reason: format!("release failed: {e}"),
+        })?;
+        self.live = Some(live);
+        self.failure = None;
+        self.recent_faults.clear();
+        tracing::info!(strategy = %self.plugin.label, fresh, "strategy released");
+        Ok(fresh)
+    }
+
     fn breaches(&self) -> Breaches {
         let log = self.log_rate.as_ref().map_or(0, |rate| rate.flooded());
         Breaches { log, ..self.breaches }

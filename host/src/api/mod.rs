@@ -1,4 +1,9 @@
-//! The host's HTTP API: health now; webhooks and control hang here later.
+//! The host's HTTP API: `/health` (open), inbound webhooks (each route
+//! authenticates its own), and the control API under `/api/v1` (a bearer
+//! token; see [`auth`]).
+
+mod auth;
+mod control;
 
 use std::sync::{Arc, RwLock};
 
@@ -8,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::engine::HostStatus;
+pub use self::auth::{ApiToken, AuthError, TOKEN_VARIABLE};
+use crate::engine::{HostStatus, Instances};
 use crate::risk::{RiskGate, TradingState};
 use crate::webhook::{WebhookIntake, standard_route, tradingview_route};
 
@@ -20,12 +26,16 @@ pub struct AppState {
     pub webhooks: Option<Arc<WebhookIntake>>,
     /// Each live venue's trading state.
     pub gate: Option<RiskGate>,
+    /// The running instances, for the control API.
+    pub instances: Instances,
+    /// What the control API asks of its callers.
+    pub token: ApiToken,
 }
 
 /// The router, separate from the listener so tests can call it directly.
 pub fn app(state: AppState) -> Router {
     let webhooks = state.webhooks.clone();
-    let router = Router::new().route("/health", get(health)).with_state(state);
+    let router = Router::new().route("/health", get(health)).merge(control::routes(&state)).with_state(state);
     match webhooks {
         Some(intake) => router.merge(
             Router::new()
@@ -41,7 +51,13 @@ pub fn app(state: AppState) -> Router {
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
-    message: &'static str,
+    message: std::borrow::Cow<'static, str>,
+}
+
+impl AppError {
+    fn new(status: StatusCode, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self { status, message: message.into() }
+    }
 }
 
 impl IntoResponse for AppError {
@@ -57,7 +73,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<HostStatus>, AppEr
     let mut status = state
         .status
         .read()
-        .map_err(|_| AppError { status: StatusCode::INTERNAL_SERVER_ERROR, message: "status unavailable" })?
+        .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable"))?
         .clone();
     if let Some(gate) = &state.gate {
         status.venues = gate.venues();
@@ -77,18 +93,20 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
+    fn state(status: Arc<RwLock<HostStatus>>) -> AppState {
+        AppState { status, webhooks: None, gate: None, instances: Instances::default(), token: ApiToken::Open }
+    }
+
     #[tokio::test]
     async fn health_reports_each_strategy() {
         let status = Arc::new(RwLock::new(HostStatus::default()));
         status.write().unwrap().set(StrategyStatus {
             name: "sma".into(),
-            state: "running".into(),
+            state: crate::control::InstanceState::Running,
             ..Default::default()
         });
-        let response = app(AppState { status: status.clone(), webhooks: None, gate: None })
-            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response =
+            app(state(status.clone())).oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body: serde_json::Value =
             serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
@@ -97,13 +115,10 @@ mod tests {
 
         status.write().unwrap().set(StrategyStatus {
             name: "sma".into(),
-            state: "failed".into(),
+            state: crate::control::InstanceState::Failed,
             ..Default::default()
         });
-        let response = app(AppState { status, webhooks: None, gate: None })
-            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = app(state(status)).oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
         let body: serde_json::Value =
             serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(body["status"], "degraded");
@@ -111,8 +126,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_are_404() {
-        let state = AppState { status: Arc::new(RwLock::new(HostStatus::default())), webhooks: None, gate: None };
-        let response = app(state).oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        let response = app(state(Arc::new(RwLock::new(HostStatus::default()))))
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

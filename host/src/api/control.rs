@@ -1,0 +1,156 @@
+//! `/api/v1`: the operator's control of a running host, in JSON.
+//!
+//! - `GET /api/v1/instances`, `GET /api/v1/instances/{name}`: what
+//!   `/health` says of each instance;
+//! - `POST /api/v1/instances/{name}/pause` and `.../resume`: pause stops
+//!   calling the strategy (its orders still fill; fills, signals and
+//!   webhook orders wait for it); resume undoes it, and releases a
+//!   quarantined instance from its last saved state;
+//! - `GET /api/v1/venues`; `POST /api/v1/halt` and `/api/v1/resume`, with
+//!   an optional body `{"venue": "...", "note": "..."}` (every live venue
+//!   without one): new orders stop, or start again.
+//!
+//! Errors are `{"error": "..."}`: 401 without the token, 404 for an unknown
+//! instance or venue, 409 when the request conflicts with the instance's
+//! state, 400 for a malformed body and 413 for one over 16 KiB.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use serde::Deserialize;
+
+use super::auth::require;
+use super::{AppError, AppState};
+use crate::bar::now_ms;
+use crate::control::{Command, ControlError};
+use crate::engine::StrategyStatus;
+use crate::risk::{HaltReason, VenueTrading};
+
+/// The largest request body the control API reads.
+const MAX_BODY: usize = 16 << 10;
+
+pub(super) fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/instances", get(list))
+        .route("/api/v1/instances/{name}", get(one))
+        .route("/api/v1/instances/{name}/pause", post(pause))
+        .route("/api/v1/instances/{name}/resume", post(resume))
+        .route("/api/v1/venues", get(venues))
+        .route("/api/v1/halt", post(halt))
+        .route("/api/v1/resume", post(resume_trading))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(middleware::from_fn_with_state(state.token.clone(), require))
+}
+
+impl From<ControlError> for AppError {
+    fn from(error: ControlError) -> Self {
+        let status = match error {
+            ControlError::NoSuchInstance { .. } | ControlError::NoSuchVenue { .. } => StatusCode::NOT_FOUND,
+            ControlError::Conflict { .. } | ControlError::Stopped => StatusCode::CONFLICT,
+        };
+        AppError::new(status, error.to_string())
+    }
+}
+
+fn instances(state: &AppState) -> Result<Vec<StrategyStatus>, AppError> {
+    let status = state.status.read().map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "unavailable"))?;
+    Ok(status.strategies.clone())
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    Ok(Json(serde_json::json!({ "instances": instances(&state)? })))
+}
+
+async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<StrategyStatus>, AppError> {
+    let found = instances(&state)?.into_iter().find(|s| s.name == name);
+    found.map(Json).ok_or_else(|| ControlError::NoSuchInstance { name: crate::runtime::bounded(&name) }.into())
+}
+
+async fn command(state: &AppState, name: &str, command: Command) -> Result<Json<serde_json::Value>, AppError> {
+    let now = state.instances.command(name, command).await?;
+    Ok(Json(serde_json::json!({ "name": name, "state": now })))
+}
+
+async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
+    command(&state, &name, Command::Pause).await
+}
+
+async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
+    command(&state, &name, Command::Resume).await
+}
+
+async fn venues(State(state): State<AppState>) -> Json<Vec<VenueTrading>> {
+    Json(state.gate.as_ref().map(|g| g.venues()).unwrap_or_default())
+}
+
+/// Which venue, and why; both optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Trading {
+    venue: Option<String>,
+    note: Option<String>,
+}
+
+/// An empty body means every venue.
+fn trading(body: Result<Json<Trading>, JsonRejection>) -> Result<Trading, AppError> {
+    match body {
+        Ok(Json(t)) => Ok(t),
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(Trading::default()),
+        // 400 for a malformed body, 413 for one over the limit.
+        Err(rejection) => Err(AppError::new(rejection.status(), crate::runtime::bounded(&rejection.body_text()))),
+    }
+}
+
+/// The venues a request names (all of them without one).
+fn named(state: &AppState, venue: Option<&str>) -> Result<Vec<String>, AppError> {
+    let all: Vec<String> =
+        state.gate.as_ref().map(|g| g.venues()).unwrap_or_default().into_iter().map(|v| v.venue).collect();
+    if all.is_empty() {
+        let message = "no live venue: the paper broker takes no halts";
+        return Err(ControlError::Conflict { message: message.into() }.into());
+    }
+    match venue {
+        None => Ok(all),
+        Some(v) if all.iter().any(|a| a == v) => Ok(vec![v.to_string()]),
+        Some(v) => Err(ControlError::NoSuchVenue { venue: crate::runtime::bounded(v) }.into()),
+    }
+}
+
+async fn halt(
+    State(state): State<AppState>,
+    body: Result<Json<Trading>, JsonRejection>,
+) -> Result<Json<Vec<VenueTrading>>, AppError> {
+    let Trading { venue, note } = trading(body)?;
+    let note = crate::runtime::bounded(note.as_deref().unwrap_or("through the control API"));
+    let venues = named(&state, venue.as_deref())?;
+    if let Some(gate) = &state.gate {
+        for venue in &venues {
+            let reason = HaltReason::Operator { note: note.clone() };
+            gate.halt(venue, reason, now_ms())
+                .map_err(|_| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable"))?;
+        }
+    }
+    Ok(venues_now(&state, &venues))
+}
+
+async fn resume_trading(
+    State(state): State<AppState>,
+    body: Result<Json<Trading>, JsonRejection>,
+) -> Result<Json<Vec<VenueTrading>>, AppError> {
+    let Trading { venue, .. } = trading(body)?;
+    let venues = named(&state, venue.as_deref())?;
+    if let Some(gate) = &state.gate {
+        for venue in &venues {
+            gate.resume(venue, now_ms(), "operator")
+                .map_err(|_| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable"))?;
+        }
+    }
+    Ok(venues_now(&state, &venues))
+}
+
+fn venues_now(state: &AppState, names: &[String]) -> Json<Vec<VenueTrading>> {
+    let all = state.gate.as_ref().map(|g| g.venues()).unwrap_or_default();
+    Json(all.into_iter().filter(|v| names.contains(&v.venue)).collect())
+}

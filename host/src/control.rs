@@ -1,0 +1,41 @@
+//! What an operator may ask of one running strategy instance, and why a
+//! request may be refused. The API sends these; each engine obeys them
+//! between inputs.
+
+/// A request to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop calling the strategy: bars play past it (its orders still
+    /// fill), and fills, signals and webhook orders wait for it.
+    Pause,
+    /// Undo a pause; for a quarantined instance, release it: restart it
+    /// from its last saved state with its fault count cleared.
+    Resume,
+}
+
+/// What an instance is doing, as the operator sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    #[default]
+    Running,
+    /// Running, but losing bars its queue had no room for.
+    Lagging,
+    Paused,
+    /// Quarantined: no more calls until released or swapped.
+    Failed,
+    Stopped,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no instance named `{name}`")]
+    NoSuchInstance { name: String },
+    #[error("no venue named `{venue}`")]
+    NoSuchVenue { venue: String },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("the instance has stopped")]
+    Stopped,
+}

@@ -1,0 +1,137 @@
+//! The control API on a running host, over real HTTP: a bearer token,
+//! pause and resume, the release of a quarantined instance, halts, and
+//! errors that say what went wrong and nothing more.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use stratbox::config::Config;
+use stratbox::engine::{RunOptions, run_host};
+use stratbox_tests::MISBEHAVE_WASM;
+use stratbox_tests::output::Captured;
+use stratbox_tests::process::{HostProcess, health, listening_address, strategy, wait_until, write_host_config};
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+/// The SMA, an instance that notes each batch it sees, and one that traps
+/// once, at 2000-07-24 (bar 101): quarantined at once (`max_restarts = 0`).
+fn sections() -> String {
+    format!(
+        "[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\npace_ms = 4\n\n\
+         [runtime]\nmax_restarts = 0\n\n\
+         [[strategy]]\nname = \"calm\"\nplugin = \"sma-crossover\"\n\n\
+         [[strategy]]\nname = \"watched\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n\n\
+         [[strategy]]\nname = \"doomed\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"trap\", at = \"964396800000\" }}\n"
+    )
+}
+
+/// Lines the `watched` instance printed from its calls: one per batch.
+fn calls(out: &std::path::Path) -> usize {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("[watched]") && l.contains("seen"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_host_config(dir.path(), &sections());
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let _host = HostProcess::spawn_with(
+        env!("CARGO_BIN_EXE_stratbox-under-test"),
+        &config,
+        file,
+        &[("STRATBOX_API_TOKEN", TOKEN)],
+    );
+    let addr = listening_address(&out).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let post = |path: &str, token: Option<&str>| {
+        let request = client.post(format!("{addr}{path}"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+
+    // Without the token, or with a wrong one: 401 and no detail. `/health`
+    // stays open.
+    for token in [None, Some("wrong-token-of-some-length"), Some("correct-horse-battery-stapl")] {
+        let response = post("/api/v1/instances/calm/pause", token).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "missing or wrong bearer token");
+    }
+    let listed = client.get(format!("{addr}/api/v1/instances")).send().await.unwrap();
+    assert_eq!(listed.status(), 401);
+    assert_eq!(client.get(format!("{addr}/health")).send().await.unwrap().status(), 200);
+
+    // The quarantined instance: a pause is refused (409), a resume releases it.
+    wait_until("doomed to be quarantined", Duration::from_secs(60), || {
+        std::fs::read_to_string(&out).unwrap_or_default().contains("asked to trap at 964396800000")
+    })
+    .await;
+    let refused = post("/api/v1/instances/doomed/pause", Some(TOKEN)).send().await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let failed = client.get(format!("{addr}/api/v1/instances/doomed")).bearer_auth(TOKEN).send().await.unwrap();
+    let failed: serde_json::Value = failed.json().await.unwrap();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let released = post("/api/v1/instances/doomed/resume", Some(TOKEN)).send().await.unwrap();
+    assert_eq!(released.status(), 200);
+    let released: serde_json::Value = released.json().await.unwrap();
+    assert_eq!(released["state"], "running");
+    let before = strategy(&health(&client, &addr).await, "doomed").unwrap()["bars"].as_u64().unwrap();
+    wait_until("the released instance to see bars again", Duration::from_secs(30), || {
+        std::fs::read_to_string(&out).unwrap_or_default().contains("released by an operator")
+    })
+    .await;
+    let client2 = client.clone();
+    let addr2 = addr.clone();
+    let mut grown = false;
+    for _ in 0..200 {
+        let h = health(&client2, &addr2).await;
+        if strategy(&h, "doomed").is_some_and(|s| s["bars"].as_u64().unwrap_or(0) > before && s["state"] == "running") {
+            grown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(grown, "the released instance trades on");
+
+    // Pause: no more calls while paused; resume: calls again.
+    let paused = post("/api/v1/instances/watched/pause", Some(TOKEN)).send().await.unwrap();
+    assert_eq!(paused.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = calls(&out);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(calls(&out), during, "a paused instance is not called");
+    let state = client.get(format!("{addr}/api/v1/instances/watched")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(state.json::<serde_json::Value>().await.unwrap()["state"], "paused");
+    assert_eq!(post("/api/v1/instances/watched/resume", Some(TOKEN)).send().await.unwrap().status(), 200);
+    wait_until("the resumed instance to be called", Duration::from_secs(30), || calls(&out) > during).await;
+
+    // Unknown names: 404, with the name and nothing else.
+    let missing = post("/api/v1/instances/nobody/pause", Some(TOKEN)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"], "no instance named `nobody`");
+    // The paper broker has no venue to halt: 409. A malformed body: 400.
+    assert_eq!(post("/api/v1/halt", Some(TOKEN)).send().await.unwrap().status(), 409);
+    let garbage = post("/api/v1/halt", Some(TOKEN)).header("content-type", "application/json").body("{not json");
+    let garbage = garbage.send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert!(garbage.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    let huge = post("/api/v1/halt", Some(TOKEN)).header("content-type", "application/json").body(vec![b' '; 1 << 20]);
+    assert_eq!(huge.send().await.unwrap().status(), 413);
+}
+
+/// With no token, the host will not listen anywhere but loopback.
+#[tokio::test]
+async fn no_token_off_loopback_is_refused_at_start() {
+    let text = format!("[server]\nlisten = \"0.0.0.0:0\"\n\n{}", sections());
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let err = run_host(config, RunOptions::default(), std::future::pending(), Captured::default()).await.unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("STRATBOX_API_TOKEN") && err.contains("0.0.0.0"), "{err}");
+}
