@@ -145,6 +145,9 @@ hostile! {
     memory_growth: "oom";
     strings_aliasing_one_buffer: "alias";
     a_huge_symbol: "long-symbol";
+    leaking_wasi_handles: "leak";
+    one_action_too_many: "many";
+    a_loop_in_on_fills: "loop-fill";
     printing_without_end: "spam";
     notifying_without_end: "flood";
     burning_cpu_under_the_deadline: "slow";

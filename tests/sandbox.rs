@@ -9,10 +9,10 @@ use stratbox::bar::Bar;
 use stratbox::broker::PaperBroker;
 use stratbox::engine::{Engine, Event};
 use stratbox::feed::{CsvLimits, load_csv};
-use stratbox::order::Action;
+use stratbox::order::{Action, Fill};
 use stratbox::risk::RiskLimits;
 use stratbox::runtime::{Budget, Clock, Plugin, Rates, Runtime, RuntimeConfig, WasmStrategy};
-use stratbox::strategy::{Breaches, Fault, Strategy, StrategyError};
+use stratbox::strategy::{Breaches, Fault, Rejection, Strategy, StrategyError};
 use stratbox_tests::{MISBEHAVE_WASM, PATIENCE, SMA_CROSSOVER_WASM, data};
 
 fn runtime(config: RuntimeConfig) -> Runtime {
@@ -485,4 +485,75 @@ fn faults_are_counted_within_a_window() {
         assert!(matches!(trapping.on_bars(&bars[..1]), Err(StrategyError::Restarted { .. })));
     }
     assert_eq!(trapping.restarts(), 6);
+}
+
+/// Every export runs under the deadline, not only `on-bars`: a strategy
+/// that spins in any of them loses the call and restarts (or, in
+/// `create`, fails to start), and each is counted as a deadline breach.
+#[test]
+fn a_loop_in_any_export_is_stopped_by_the_deadline() {
+    let rt = runtime(RuntimeConfig {
+        budget: budget(|b| b.call_timeout = Duration::from_millis(200)),
+        max_restarts: 10,
+        ..roomy()
+    });
+    let plugin = misbehave(&rt);
+    let params = |mode: &str| vec![("mode".to_string(), mode.to_string())];
+    let deadline = |err: &StrategyError| {
+        matches!(err, StrategyError::Restarted { fault: Fault::Deadline { timeout_ms: 200 }, .. })
+    };
+
+    let err = rt.instantiate(&plugin, &params("loop-create"), Clock::virtual_at(0)).err().expect("refused");
+    assert!(err.to_string().contains("exceeded its 200 ms deadline"), "{err}");
+
+    let fill = Fill {
+        intent_id: stratbox::order::OrderRef { lifetime: 1, id: 1 },
+        symbol: "IBM".into(),
+        side: stratbox::order::Side::Buy,
+        qty: Decimal::ONE,
+        price: Decimal::ONE,
+        commission: Decimal::ZERO,
+        time: 0,
+    };
+    let rejection = Rejection { order: 1, symbol: "IBM".into(), reason: "no".into() };
+    type Call<'a> = &'a dyn Fn(&mut WasmStrategy) -> StrategyError;
+    let calls: [(&str, Call); 4] = [
+        ("loop-fill", &|s| s.on_fills(std::slice::from_ref(&fill)).unwrap_err()),
+        ("loop-reject", &|s| s.on_rejects(std::slice::from_ref(&rejection)).unwrap_err()),
+        ("loop-signal", &|s| s.on_signal("tv", "{}", 0).unwrap_err()),
+        ("loop-save", &|s| s.save_state().unwrap_err()),
+    ];
+    for (mode, call) in calls {
+        let mut strategy = rt.instantiate(&plugin, &params(mode), Clock::virtual_at(0)).unwrap();
+        let err = call(&mut strategy);
+        assert!(deadline(&err), "{mode}: {err}");
+        assert_eq!(strategy.breaches().deadline, 1, "{mode}");
+    }
+
+    // `restore` spins: the running instance is kept, the fault counted.
+    let mut strategy = rt.instantiate(&plugin, &params("loop-restore"), Clock::virtual_at(0)).unwrap();
+    let err = strategy.load_state(&[0; 40]).unwrap_err();
+    assert!(deadline(&err), "{err}");
+    assert_eq!(strategy.breaches().deadline, 1);
+}
+
+/// One action past the cap, and WASI handles opened and never closed: each
+/// is a fault of its own kind, and the strategy restarts.
+#[test]
+fn too_many_actions_and_leaked_handles_are_faults() {
+    let rt = runtime(RuntimeConfig { max_restarts: 5, ..roomy() });
+    let plugin = misbehave(&rt);
+    let bars = ibm();
+    let mut many = start(&rt, &plugin, &[("mode", "many")]);
+    let err = many.on_bars(&bars[..1]).unwrap_err();
+    assert!(
+        matches!(&err, StrategyError::Restarted { fault: Fault::Actions { count: 10_001, limit: 10_000 }, .. }),
+        "{err}"
+    );
+    assert_eq!(many.breaches().actions, 1);
+
+    let mut leaky = start(&rt, &plugin, &[("mode", "leak")]);
+    let err = leaky.on_bars(&bars[..1]).unwrap_err();
+    assert!(matches!(&err, StrategyError::Restarted { fault: Fault::Handles { limit: 10_000 }, .. }), "{err}");
+    assert_eq!(leaky.breaches().handles, 1);
 }

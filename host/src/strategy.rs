@@ -19,6 +19,8 @@ pub enum Fault {
     Stack,
     #[error("handed the host more than its {limit} bytes per call")]
     Output { limit: usize },
+    #[error("held more than its {limit} resource handles at once")]
+    Handles { limit: usize },
     #[error("returned {count} actions; at most {limit} are allowed")]
     Actions { count: usize, limit: usize },
     #[error("saved more than its {limit} bytes of state")]
@@ -37,6 +39,7 @@ impl Fault {
             Fault::Memory { .. } => &mut breaches.memory,
             Fault::Stack => &mut breaches.stack,
             Fault::Output { .. } => &mut breaches.output,
+            Fault::Handles { .. } => &mut breaches.handles,
             Fault::Actions { .. } => &mut breaches.actions,
             Fault::State { .. } => &mut breaches.state,
             Fault::Trap { .. } => &mut breaches.trap,
@@ -47,7 +50,7 @@ impl Fault {
 }
 
 /// How often a strategy broke each of its limits, by cause. The first
-/// eight are faults (the call is lost and the strategy restarts); the last
+/// nine are faults (the call is lost and the strategy restarts); the last
 /// three are limits per minute, which throttle instead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Breaches {
@@ -59,6 +62,9 @@ pub struct Breaches {
     pub stack: u64,
     /// Calls that handed the host more bytes than allowed.
     pub output: u64,
+    /// Calls that held more resource handles than allowed (leaked WASI
+    /// pollables or streams).
+    pub handles: u64,
     /// Calls that returned more actions than allowed.
     pub actions: u64,
     /// `save-state` calls whose state was too large.
@@ -84,6 +90,7 @@ impl Breaches {
             memory: self.memory + other.memory,
             stack: self.stack + other.stack,
             output: self.output + other.output,
+            handles: self.handles + other.handles,
             actions: self.actions + other.actions,
             state: self.state + other.state,
             trap: self.trap + other.trap,

@@ -24,6 +24,9 @@ pub struct Budget {
     pub instances: u32,
     /// Tables the store may hold, and elements in each.
     pub tables: u32,
+    /// Resource handles (WASI pollables, streams, strategy instances) the
+    /// store may hold at once: what a guest that never closes them leaks.
+    pub handles: usize,
     pub table_elements: usize,
     /// Actions (orders, cancels, notifications) one call may return.
     pub actions_per_call: usize,
@@ -65,6 +68,7 @@ impl Default for Budget {
             memory: 64 << 20,
             instances: 64,
             tables: 64,
+            handles: 10_000,
             table_elements: 100_000,
             actions_per_call: 10_000,
             bytes_per_call: 64 << 20,
@@ -85,6 +89,7 @@ pub struct LimitsSection {
     pub memory_mib: Option<usize>,
     pub instances: Option<u32>,
     pub tables: Option<u32>,
+    pub handles: Option<usize>,
     pub actions_per_call: Option<usize>,
     pub bytes_per_call: Option<usize>,
     pub log_bytes_per_call: Option<usize>,
@@ -109,6 +114,7 @@ impl LimitsSection {
             memory: self.memory_mib.map_or(base.memory, |mib| mib.clamp(1, super::MAX_STORE_MEMORY >> 20) << 20),
             instances: self.instances.unwrap_or(base.instances),
             tables: self.tables.unwrap_or(base.tables),
+            handles: self.handles.unwrap_or(base.handles),
             table_elements: base.table_elements,
             actions_per_call: self.actions_per_call.unwrap_or(base.actions_per_call),
             bytes_per_call: self.bytes_per_call.unwrap_or(base.bytes_per_call).max(1024),

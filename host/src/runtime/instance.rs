@@ -49,6 +49,9 @@ impl Policy {
 /// (the type is private to wasmtime; `tests/sandbox.rs` pins the text).
 const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
+/// What wasmtime says when a store holds more handles than allowed.
+const HANDLES_EXHAUSTED: &str = "store handle limit exceeded";
+
 /// A component instantiated in its own store.
 struct Component {
     store: Store<StoreData>,
@@ -67,6 +70,7 @@ impl Component {
             store.set_hostcall_fuel(usize::MAX);
         } else {
             store.limiter(|data| &mut data.limits);
+            store.set_max_component_handles(policy.budget.handles);
             store.set_hostcall_fuel(policy.budget.bytes_per_call);
             store.epoch_deadline_trap();
             store.set_epoch_deadline(policy.deadline_ticks);
@@ -102,6 +106,9 @@ fn classify(error: &wasmtime::Error, policy: &Policy, last_words: Option<String>
         Some(trap) => trap.to_string(),
         None if error.root_cause().to_string().contains(FUEL_EXHAUSTED) => {
             return Fault::Output { limit: policy.budget.bytes_per_call };
+        }
+        None if error.root_cause().to_string().contains(HANDLES_EXHAUSTED) => {
+            return Fault::Handles { limit: policy.budget.handles };
         }
         None => error.root_cause().to_string(),
     };

@@ -29,6 +29,11 @@
 //! - `recurse`: recurse without end;
 //! - `exit`: call `std::process::exit(3)` (WASI reports any failure as 1);
 //! - `big-state`: save 32 MiB of state;
+//! - `loop-create`, `loop-restore`, `loop-fill`, `loop-reject`,
+//!   `loop-signal`, `loop-save`: spin forever in that export (`loop-fill`
+//!   and `loop-reject` place orders as `buy` does);
+//! - `many`: return one action more than the host allows (10,001);
+//! - `leak`: open a million WASI timers and never close them;
 //! - `alias`: return 10,000 notifications whose texts all point at one
 //!   buffer of 1 MiB: 10 GB for a host that copied each.
 //!
@@ -57,6 +62,12 @@ struct Misbehave {
     disorder: u64,
     fills: u64,
     signals: u64,
+}
+
+/// Runs until the host interrupts it.
+fn spin() -> ! {
+    #[allow(clippy::empty_loop)]
+    loop {}
 }
 
 fn notify(message: String) -> Action {
@@ -107,6 +118,9 @@ impl Strategy for Misbehave {
         if config.mode == "trap-init" {
             panic!("asked to trap in create");
         }
+        if config.mode == "loop-create" {
+            spin();
+        }
         if config.mode == "refuse-long" {
             return Err(Error::Other("no".repeat(1 << 19)));
         }
@@ -114,6 +128,9 @@ impl Strategy for Misbehave {
     }
 
     fn restore(params: &Params, state: &[u8]) -> Result<Self, Error> {
+        if params.text("mode")? == "loop-restore" {
+            spin();
+        }
         if state.len() != 40 {
             return Err(Error::IncompatibleState("state must be 40 bytes".into()));
         }
@@ -168,7 +185,9 @@ impl Strategy for Misbehave {
                     continue;
                 }
                 "probe" => notify(probe()),
-                "buy" | "buy-then-trap" => Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty)),
+                "buy" | "buy-then-trap" | "loop-fill" | "loop-reject" => {
+                    Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty))
+                }
                 "stop" | "stop-then-trap" => {
                     let stop = OrderType::Stop(Decimal::new(self.price, 0));
                     Action::Submit(Order::market(self.seen, &symbol, Side::Buy, qty).priced(stop))
@@ -178,6 +197,16 @@ impl Strategy for Misbehave {
                 "flood" if self.seen <= 20 => {
                     let text = "f".repeat(4096);
                     out.extend((0..10_000).map(|_| bar.act(notify(text.clone()))));
+                    continue;
+                }
+                "many" => {
+                    out.extend((0..10_001).map(|_| bar.act(notify(String::new()))));
+                    continue;
+                }
+                "leak" => {
+                    for _ in 0..1_000_000 {
+                        std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(0));
+                    }
                     continue;
                 }
                 "alias" => {
@@ -249,20 +278,32 @@ impl Strategy for Misbehave {
     }
 
     fn on_fill(&mut self, fill: &Fill) -> Vec<Action> {
+        if self.mode == "loop-fill" {
+            spin();
+        }
         self.fills += 1;
         vec![notify(format!("filled {}", fill.order))]
     }
 
     fn on_reject(&mut self, rejection: &Rejection) -> Vec<Action> {
+        if self.mode == "loop-reject" {
+            spin();
+        }
         vec![notify(format!("rejected {}: {}", rejection.order, rejection.reason))]
     }
 
     fn on_signal(&mut self, signal: &Signal) -> Vec<Action> {
+        if self.mode == "loop-signal" {
+            spin();
+        }
         self.signals += 1;
         vec![notify(format!("signal {}: {}", signal.source, signal.payload))]
     }
 
     fn save_state(&self) -> Vec<u8> {
+        if self.mode == "loop-save" {
+            spin();
+        }
         if self.mode == "trap-save" {
             panic!("asked to trap in save-state");
         }
