@@ -12,7 +12,7 @@ use stratbox::order::OrderRef;
 use stratbox::order::OrderStatus;
 use stratbox::store::{OrderRecord, Store};
 use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
-use stratbox_tests::process::{HostProcess, alpaca_feed, write_host_config};
+use stratbox_tests::process::{HostProcess, alpaca_feed, health, listening_address, strategy, write_host_config};
 use stratbox_tests::{MISBEHAVE_WASM, market_buy};
 
 const BARS: i64 = 48;
@@ -221,4 +221,47 @@ async fn a_fill_the_strategy_never_heard_of_reaches_it_once_after_a_restart() {
     host.kill();
     assert_eq!(heard(&second), 0, "{}", std::fs::read_to_string(&second).unwrap());
     assert_eq!(heard(&first), 1);
+}
+
+/// Two strategies on one venue each keep their own book: after a kill and
+/// a restart, each starts from the fills of its own orders, not from the
+/// venue's whole position (which holds both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_restarts_with_its_own_position_not_the_venues() {
+    let venue = flat_venue().await;
+    let dir = tempfile::tempdir().unwrap();
+    let at = alpaca_time(2);
+    let sections = format!(
+        "{feed}[broker]\nkind = \"alpaca\"\nbase_url = \"{url}\"\nsync_every_ms = 100\ntimeout_ms = 2000\n\n\
+         [[strategy]]\nname = \"three\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"buy\", qty = 3, at = \"{at}\" }}\n\n\
+         [[strategy]]\nname = \"two\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"buy\", qty = 2, at = \"{at}\" }}\n",
+        feed = alpaca_feed(&venue.url, 40),
+        url = venue.url
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let books = |h: &serde_json::Value| {
+        let of = |name| strategy(h, name).map(|s| s["positions"]["AAPL"].as_str().unwrap_or("0").to_string());
+        (of("three"), of("two"))
+    };
+    let mut last = serde_json::Value::Null;
+    for run in ["first", "after the restart"] {
+        let out = dir.path().join(format!("out-{}.txt", run.len()));
+        let mut host = spawn_host_writing(&config, Stdio::from(std::fs::File::create(&out).unwrap()));
+        let addr = listening_address(&out).await;
+        let started = std::time::Instant::now();
+        loop {
+            last = health(&client, &addr).await;
+            if books(&last) == (Some("3".into()), Some("2".into())) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{run}: {last}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        host.kill();
+    }
+    let store = Store::open(&dir.path().join("host.db")).unwrap();
+    let venue_position = store.positions("alpaca").unwrap();
+    assert_eq!(venue_position[0].qty, Decimal::from(5), "the venue holds both: {last}");
+    assert_eq!(venue.state.lock().unwrap().order_posts, 2, "one order each, never again");
 }

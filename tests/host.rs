@@ -158,18 +158,3 @@ async fn a_quarantined_strategy_s_orders_are_canceled_unless_left() {
         assert_eq!(reports[0].final_position, Decimal::from(position), "{policy}: {text}");
     }
 }
-
-/// `flatten` would close every strategy's position on a live venue while
-/// each engine adopts the venue's whole position, so it is refused there.
-#[test]
-fn flatten_is_refused_for_several_strategies_on_one_live_venue() {
-    let text = format!(
-        "{}[broker]\nkind = \"alpaca\"\n\n[runtime]\non_failure = \"flatten\"\n\n\
-         [[strategy]]\nname = \"a\"\nplugin = \"sma-crossover\"\n\n[[strategy]]\nname = \"b\"\nplugin = \"sma-crossover\"\n",
-        stratbox_tests::process::alpaca_feed("http://127.0.0.1:9", 1000)
-    );
-    let err = Config::parse(&text, "test.toml").unwrap_err().to_string();
-    assert!(err.contains("runtime.on_failure") && err.contains("flatten"), "{err}");
-    let one = text.replace("[[strategy]]\nname = \"b\"\nplugin = \"sma-crossover\"\n", "");
-    Config::parse(&one, "test.toml").unwrap();
-}

@@ -388,18 +388,6 @@ impl Config {
             )));
         }
         config.feed.validate().map_err(invalid)?;
-        if config.runtime.on_failure == FailurePolicy::Flatten
-            && config.broker.kind != BrokerKind::Paper
-            && config.strategies.len() > 1
-        {
-            // Each engine adopts the venue's whole position at start, so
-            // flattening one strategy would close the others' too.
-            return Err(invalid(
-                "key `runtime.on_failure`: \"flatten\" needs one strategy per live venue until positions are kept \
-                 per strategy; use \"cancel\" or \"leave\""
-                    .into(),
-            ));
-        }
         if config.broker.kind != BrokerKind::Paper && config.feed.kind == FeedKind::Replay {
             return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
         }

@@ -102,6 +102,11 @@ pub struct StrategyStatus {
     pub breaches: Breaches,
     /// From the feed's hand-over of a batch to the engine's finishing it.
     pub latency: LatencySummary,
+    /// The instance's own book: its positions (symbol → quantity, as
+    /// decimal text) and PnL.
+    pub positions: std::collections::BTreeMap<String, String>,
+    pub realized_pnl: String,
+    pub unrealized_pnl: String,
     pub error: Option<String>,
 }
 

@@ -264,7 +264,9 @@ pub(super) fn plan_engines<'a>(
                     Err(error) => tracing::warn!(%instance, %error, "saved state refused; starting fresh"),
                 }
             }
-            for position in store.positions(v.venue)? {
+            // Its own book: the fills of its own orders, never the venue's
+            // whole position (other instances', or traded elsewhere).
+            for position in store.instance_positions(&instance)? {
                 engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
             }
             engine = engine.with_gate(v.gate.clone(), v.venue);

@@ -184,6 +184,14 @@ pub(super) fn spawn_engine(
                     bars_dropped,
                     breaches: engine.breaches(),
                     latency,
+                    positions: engine
+                        .portfolio()
+                        .positions()
+                        .filter(|(_, qty)| !qty.is_zero())
+                        .map(|(symbol, qty)| (symbol.to_string(), qty.to_string()))
+                        .collect(),
+                    realized_pnl: engine.portfolio().realized_pnl.to_string(),
+                    unrealized_pnl: engine.portfolio().unrealized_pnl().to_string(),
                     error,
                 });
             }
