@@ -78,9 +78,22 @@ pub struct Run {
     pub exit: Option<ExitStatus>,
 }
 
+/// One host at a time: the claim is that a strategy keeps its pace beside
+/// a hostile one in its own host, on a machine the test does not also fill
+/// with other hosts (on 2 cores, two hosts of two busy strategies each
+/// starve every thread, and the calm one rightly drops bars it had no time
+/// for).
+static ONE_HOST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for this test's turn to run a host (see [`ONE_HOST_AT_A_TIME`]).
+pub async fn host_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_HOST_AT_A_TIME.lock().await
+}
+
 /// Runs the SMA beside `neighbour` (alone with `None`) until both are done,
 /// then stops the host with SIGTERM.
 pub async fn run_beside_the_sma(binary: &str, neighbour: Option<Hostile>) -> Run {
+    let _turn = host_turn().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = write_host_config(dir.path(), &beside_the_sma(neighbour));
     let out = dir.path().join("out.txt");

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use std::io::BufRead;
 
-use stratbox_tests::hostile::{Hostile, Run, beside_the_sma, hostile, run_beside_the_sma};
+use stratbox_tests::hostile::{Hostile, Run, beside_the_sma, host_turn, hostile, run_beside_the_sma};
 use stratbox_tests::process::{
     HostProcess, health, listening_address, memory_of, strategy, wait_until, write_host_config,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_strategy_falls_behind_alone() {
+    let _turn = host_turn().await;
     let dir = tempfile::tempdir().unwrap();
     let slow = Hostile { limits: "{}", ..hostile("slow") };
     let sections = beside_the_sma(Some(slow));
@@ -68,6 +69,7 @@ async fn a_slow_strategy_falls_behind_alone() {
 /// memory stays bounded, and the strategy beside it keeps its pace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_flood_costs_bounded_memory() {
+    let _turn = host_turn().await;
     let dir = tempfile::tempdir().unwrap();
     let sections = beside_the_sma(Some(hostile("flood")));
     let config = write_host_config(dir.path(), &sections);

@@ -252,3 +252,46 @@ async fn a_failed_strategy_is_revived_by_a_good_build_and_every_step_is_notified
     assert_eq!(events[4]["data"]["from"], sha256(&original));
     assert_eq!(events[4]["data"]["to"], sha256(&next));
 }
+
+/// A new build that faults on its first bars is rolled back: the build it
+/// replaced, kept aside during the probation, takes over again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_build_that_faults_at_once_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("bot.wasm");
+    let original = std::fs::read(MISBEHAVE_WASM).unwrap();
+    std::fs::write(&plugin, &original).unwrap();
+    let text = EMBEDDED_DEFAULT.replace(
+        "name = \"sma\"\nplugin = \"sma-crossover\"\nparams = { fast = 5, slow = 20, qty = 10 }",
+        &format!("name = \"bot\"\nplugin = {:?}\nparams = {{ mode = \"trap-restored\" }}", plugin.display()),
+    ) + "\n[runtime]\nwatch_ms = 20\n";
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let out = Captured::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The same code, another build: it breaks once restored, as a swap does.
+    let next = with_custom_section(&original, "stratbox-test", b"breaks");
+    let probe = {
+        let (out, next, original) = (out.clone(), next.clone(), original.clone());
+        async move {
+            let addr = out.listen_addr().await;
+            wait_health(&addr, "bot", |h| h["bars"].as_u64().unwrap_or(0) > 20).await;
+            deploy(&plugin, &next);
+            out.wait_for("rolled back").await;
+            let back = wait_health(&addr, "bot", |h| h["sha256"] == sha256(&original)).await;
+            let bars_then = back["bars"].as_u64().unwrap();
+            let later = wait_health(&addr, "bot", |h| h["bars"].as_u64().unwrap_or(0) > bars_then + 50).await;
+            stop.send(()).unwrap();
+            later
+        }
+    };
+    let host = run_host(config, options(PACE_MS, false), async { stopped.await.unwrap() }, out.clone());
+    let (reports, later) = tokio::join!(host, probe);
+    reports.unwrap();
+    assert_eq!(later["state"], "running", "{later}");
+    assert_eq!(later["sha256"], sha256(&original), "the old build runs again: {later}");
+    assert_eq!(later["swaps"], 1);
+    let text = out.text();
+    let short = |bytes: &[u8]| sha256(bytes)[..12].to_string();
+    assert!(text.contains(&format!("build {} rolled back to {}", short(&next), short(&original))), "{text}");
+    assert!(text.contains("asked to trap"), "the new build's fault is named: {text}");
+}

@@ -10,7 +10,7 @@ use super::latency::Latencies;
 use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
 use super::output::Lines;
 use super::routed::{RouteOutbox, RouteRequest};
-use super::swap::swap;
+use super::swap::{Probation, swap};
 use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
 use crate::control::{Command, ControlError, InstanceState};
@@ -207,6 +207,8 @@ pub(super) fn spawn_engine(
             // Paused by an operator: inputs the strategy must hear wait here.
             let mut paused = false;
             let mut held = std::collections::VecDeque::new();
+            // The build a swap replaced, until the new one has proved itself.
+            let mut probation: Option<Probation> = None;
             update(&engine, &latencies, &sha256, swaps, InstanceState::Running, None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             loop {
@@ -262,7 +264,8 @@ pub(super) fn spawn_engine(
                             _ => None,
                         };
                         let to = next.sha256.clone();
-                        if let Err(error) = swap(&mut engine, next, revived, saved) {
+                        let swapped = swap(&mut engine, next, revived, saved, &sha256);
+                        if let Err(error) = &swapped {
                             let data =
                                 serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
                             note("strategy.swap_failed", data);
@@ -275,6 +278,7 @@ pub(super) fn spawn_engine(
                         lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
                         sha256 = to;
                         swaps += 1;
+                        probation = swapped.ok().flatten();
                         failure = None;
                         retired.store(false, std::sync::atomic::Ordering::Relaxed);
                         Ok(())
@@ -346,6 +350,29 @@ pub(super) fn spawn_engine(
                         engine.submit_external(intent)
                     }
                 };
+                let faulted = matches!(result, Err(EngineError::Strategy(_)));
+                if let Some(old) = Probation::judge(&mut probation, &engine, faulted) {
+                    // The new build faulted on probation: the old one returns.
+                    let why = match &result {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "it faulted and was restarted".to_string(),
+                    };
+                    let from = std::mem::replace(&mut sha256, old.roll_back(&mut engine));
+                    let data = serde_json::json!({ "strategy": name, "from": from, "to": sha256, "error": why });
+                    note("strategy.rolled_back", data);
+                    lines.send(format!("[{name}] build {} rolled back to {}: {why}\n", short(&from), short(&sha256)));
+                    let error = Some(format!("build {} rolled back: {}", short(&from), crate::runtime::bounded(&why)));
+                    update(&engine, &latencies, &sha256, swaps, InstanceState::Running, error);
+                    if let Some(p) = &persist {
+                        // The old build's state from now on, not the new one's.
+                        let state = engine.save_state().ok().flatten();
+                        p.commit(&engine, state, &told, inbox);
+                        flush(None);
+                    } else {
+                        flush(inbox);
+                    }
+                    continue;
+                }
                 if let Err(EngineError::Strategy(e)) = result {
                     let done = engine.quarantine(on_failure);
                     let data = serde_json::json!({ "strategy": name, "error": e.to_string(),

@@ -32,6 +32,8 @@
 //! - `loop-create`, `loop-restore`, `loop-fill`, `loop-reject`,
 //!   `loop-signal`, `loop-save`: spin forever in that export (`loop-fill`
 //!   and `loop-reject` place orders as `buy` does);
+//! - `trap-restored`: nothing when created, but `trap` on every bar once
+//!   restored from a state (a build that breaks on a swap);
 //! - `many`: return one action more than the host allows (10,001);
 //! - `leak`: open a million WASI timers and never close them;
 //! - `alias`: return 10,000 notifications whose texts all point at one
@@ -142,6 +144,9 @@ impl Strategy for Misbehave {
         config.disorder = word(2);
         config.fills = word(3);
         config.signals = word(4);
+        if config.mode == "trap-restored" {
+            config.mode = "trap".into();
+        }
         Ok(config)
     }
 
