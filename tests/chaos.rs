@@ -220,12 +220,13 @@ async fn a_halt_survives_a_restart_and_stops_every_order() {
     let address = listening_address(&out).await;
     // The strategy decides an order on each bar; the risk checks refuse
     // each (at the decision, or at the send if decided before the halt).
-    wait_until("the strategy to see every bar", Duration::from_secs(120), || {
-        strategy_state(&store).is_some_and(|s| s[0] == 6)
+    // (The journal is written behind the commit of each input, so the
+    // refusal may land a moment after the state that saw it.)
+    let refused = || store.events_after(0, 1000).unwrap().into_iter().filter(|e| e.kind == "order.rejected").count();
+    wait_until("the strategy to see every bar, its orders refused", Duration::from_secs(120), || {
+        strategy_state(&store).is_some_and(|s| s[0] == 6) && refused() >= 1
     })
     .await;
-    let refused = store.events_after(0, 1000).unwrap().into_iter().filter(|e| e.kind == "order.rejected").count();
-    assert!(refused >= 1, "the strategy's orders were refused");
     let health: serde_json::Value = reqwest::get(format!("{address}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["venues"][0]["venue"], "alpaca", "{health}");

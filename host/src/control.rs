@@ -38,4 +38,9 @@ pub enum ControlError {
     Conflict { message: String },
     #[error("the instance has stopped")]
     Stopped,
+    #[error("the build is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    /// An uploaded build that is not a valid strategy for the instance.
+    #[error("{message}")]
+    Invalid { message: String },
 }

@@ -6,13 +6,19 @@
 //!   calling the strategy (its orders still fill; fills, signals and
 //!   webhook orders wait for it); resume undoes it, and releases a
 //!   quarantined instance from its last saved state;
+//! - `POST /api/v1/instances/{name}/swap`, a `.wasm` as the body: the build
+//!   is compiled (in the bounded child), checked against the contract and
+//!   the instance's parameters, and swapped in with the running instance's
+//!   state, as a new file of it would be (and on probation the same way);
 //! - `GET /api/v1/venues`; `POST /api/v1/halt` and `/api/v1/resume`, with
 //!   an optional body `{"venue": "...", "note": "..."}` (every live venue
 //!   without one): new orders stop, or start again.
 //!
 //! Errors are `{"error": "..."}`: 401 without the token, 404 for an unknown
 //! instance or venue, 409 when the request conflicts with the instance's
-//! state, 400 for a malformed body and 413 for one over 16 KiB.
+//! state or a swap is already in flight, 400 for a malformed body, 413 for
+//! one over 16 KiB (a build: over the runtime's 64 MiB), and 422 for a
+//! build that is not a valid strategy for the instance.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -41,7 +47,51 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/halt", post(halt))
         .route("/api/v1/resume", post(resume_trading))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(middleware::from_fn_with_state(MAX_BODY, announced_within))
+        // A build is the one large body: the runtime refuses it past its
+        // own limit, which axum's leaves room for.
+        .merge(
+            Router::new()
+                .route("/api/v1/instances/{name}/swap", post(swap))
+                .layer(DefaultBodyLimit::max(MAX_BUILD))
+                .route_layer(middleware::from_fn_with_state(MAX_BUILD, announced_within)),
+        )
         .route_layer(middleware::from_fn_with_state(state.token.clone(), require))
+}
+
+/// Refuses a body whose announced length is over `limit` before reading
+/// any of it (a body with no length is cut off at the limit as it is read).
+async fn announced_within(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let announced = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    match announced.map(str::parse::<u64>) {
+        Some(Ok(length)) if length > limit as u64 => AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is {length} bytes; at most {limit} are read"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The largest uploaded build read (the runtime's own cap is 64 MiB).
+const MAX_BUILD: usize = (64 << 20) + 1;
+
+/// `POST /api/v1/instances/{name}/swap`, the build as the body: compiled,
+/// checked and swapped in as a new file of it would be; answers with its
+/// SHA-256 once it runs.
+async fn swap(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let bytes = body.map_err(|r| AppError::new(r.status(), crate::runtime::bounded(&r.body_text())))?;
+    let sha256 = state.instances.swap(&name, bytes.to_vec()).await?;
+    Ok(Json(serde_json::json!({ "name": name, "sha256": sha256 })))
 }
 
 impl From<ControlError> for AppError {
@@ -49,6 +99,8 @@ impl From<ControlError> for AppError {
         let status = match error {
             ControlError::NoSuchInstance { .. } | ControlError::NoSuchVenue { .. } => StatusCode::NOT_FOUND,
             ControlError::Conflict { .. } | ControlError::Stopped => StatusCode::CONFLICT,
+            ControlError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ControlError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         AppError::new(status, error.to_string())
     }

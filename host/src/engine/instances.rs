@@ -1,28 +1,57 @@
 //! The running strategy instances by name, as the control API reaches them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::live::EngineInput;
+use super::swap::{Setup, start_build};
 use crate::control::{Command, ControlError, InstanceState};
+use crate::runtime::{Clock, Runtime, RuntimeError, bounded};
 
 /// How long a command waits for its instance (behind a call at its
 /// deadline, or a restart) before the operator is told it did not answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Each running instance's input queue, by name.
-#[derive(Debug, Clone, Default)]
+/// One instance as the API reaches it.
+#[derive(Debug, Clone)]
+struct Entry {
+    input: mpsc::Sender<EngineInput>,
+    /// What a new build of it starts with.
+    setup: Setup,
+    /// Set while an uploaded build is compiled and swapped in.
+    swapping: Arc<AtomicBool>,
+}
+
+/// Each running instance's input queue, by name, and what uploaded builds
+/// are compiled with.
+#[derive(Clone, Default)]
 pub struct Instances {
-    by_name: Arc<RwLock<HashMap<String, mpsc::Sender<EngineInput>>>>,
+    by_name: Arc<RwLock<HashMap<String, Entry>>>,
+    builds: Option<(Arc<Runtime>, Clock)>,
+}
+
+/// Clears a swap-in-flight flag however the swap ends.
+struct Swapping(Arc<AtomicBool>);
+
+impl Drop for Swapping {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Instances {
-    pub fn insert(&self, name: &str, input: mpsc::Sender<EngineInput>) {
+    /// Instances whose uploaded builds `runtime` compiles, clocked by `clock`.
+    pub fn new(runtime: Arc<Runtime>, clock: Clock) -> Self {
+        Self { by_name: Arc::default(), builds: Some((runtime, clock)) }
+    }
+
+    pub(super) fn insert(&self, name: &str, input: mpsc::Sender<EngineInput>, setup: Setup) {
         if let Ok(mut map) = self.by_name.write() {
-            map.insert(name.to_string(), input);
+            map.insert(name.to_string(), Entry { input, setup, swapping: Arc::default() });
         }
     }
 
@@ -33,17 +62,55 @@ impl Instances {
         }
     }
 
+    fn entry(&self, name: &str) -> Result<Entry, ControlError> {
+        let entry = self.by_name.read().ok().and_then(|map| map.get(name).cloned());
+        entry.ok_or_else(|| ControlError::NoSuchInstance { name: bounded(name) })
+    }
+
     /// Sends `command` to instance `name` and waits for its answer.
     pub async fn command(&self, name: &str, command: Command) -> Result<InstanceState, ControlError> {
-        let input = self.by_name.read().ok().and_then(|map| map.get(name).cloned());
-        let input = input.ok_or_else(|| ControlError::NoSuchInstance { name: crate::runtime::bounded(name) })?;
+        let input = self.entry(name)?.input;
         let (reply, answer) = oneshot::channel();
         let asked = async {
             input.send(EngineInput::Control { command, reply }).await.map_err(|_| ControlError::Stopped)?;
             answer.await.map_err(|_| ControlError::Stopped)?
         };
-        tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| {
-            Err(ControlError::Conflict { message: format!("the instance did not answer within {ANSWER_WITHIN:?}") })
-        })
+        tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| Err(not_answering()))
     }
+
+    /// Compiles `bytes` (in the bounded compiler child, as every untrusted
+    /// build), starts it with the instance's parameters and limits, and
+    /// swaps it in between two inputs. Returns the new build's SHA-256.
+    pub async fn swap(&self, name: &str, bytes: Vec<u8>) -> Result<String, ControlError> {
+        let entry = self.entry(name)?;
+        let Some((runtime, clock)) = self.builds.clone() else {
+            return Err(ControlError::Conflict { message: "this host takes no uploaded builds".into() });
+        };
+        if entry.swapping.swap(true, Ordering::AcqRel) {
+            return Err(ControlError::Conflict { message: "another swap of this instance is in flight".into() });
+        }
+        let _swapping = Swapping(entry.swapping.clone());
+        let label = format!("upload for {name}");
+        let setup = entry.setup.clone();
+        let started = tokio::task::spawn_blocking(move || start_build(&runtime, clock, &label, &bytes, &setup)).await;
+        let replacement = match started {
+            Ok(Ok(replacement)) => replacement,
+            Ok(Err(RuntimeError::TooLarge { size, limit, .. })) => return Err(ControlError::TooLarge { size, limit }),
+            Ok(Err(error)) => return Err(ControlError::Invalid { message: bounded(&error.to_string()) }),
+            Err(_) => return Err(ControlError::Stopped),
+        };
+        let sha256 = replacement.sha256.clone();
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            let input = EngineInput::Swap { replacement, reply: Some(reply) };
+            entry.input.send(input).await.map_err(|_| ControlError::Stopped)?;
+            answer.await.map_err(|_| ControlError::Stopped)?.map_err(|e| ControlError::Invalid { message: bounded(&e) })
+        };
+        tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| Err(not_answering()))?;
+        Ok(sha256)
+    }
+}
+
+fn not_answering() -> ControlError {
+    ControlError::Conflict { message: format!("the instance did not answer within {ANSWER_WITHIN:?}") }
 }

@@ -162,7 +162,11 @@ pub enum EngineInput {
         inbox: Option<i64>,
     },
     /// A new build of the strategy's plugin, started and ready to take over.
-    Swap(Replacement),
+    Swap {
+        replacement: Replacement,
+        /// Told whether the swap took, when someone waits for it.
+        reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    },
 }
 
 /// Runs the host until `shutdown` resolves (or the feed ends, if asked).
@@ -240,7 +244,7 @@ pub async fn run_host(
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let gate_view = venue.as_ref().map(|v| v.gate.clone());
-    let instances = Instances::default();
+    let instances = Instances::new(runtime.clone(), clock.clone());
     let api = match &token {
         ApiToken::Open => "control API /api/v1 open on loopback, no token set",
         ApiToken::Bearer { .. } => "control API /api/v1 with a bearer token",
@@ -272,10 +276,10 @@ pub async fn run_host(
         let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
         inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone(), retired: retired.clone() });
         by_name.insert(name.clone(), tx.clone());
-        instances.insert(&name, tx.clone());
+        let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: config.budget_of(spec) };
+        instances.insert(&name, tx.clone(), setup.clone());
         if is_plugin_file(&spec.plugin) {
             let path = std::path::PathBuf::from(&spec.plugin);
-            let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: config.budget_of(spec) };
             watched.push(Watched::new(name.clone(), path, setup, tx, sha256.clone()));
         }
         let outputs = Outputs {

@@ -194,7 +194,7 @@ pub(super) async fn watch(
                 Ok(Ok(Some(replacement))) => {
                     w.sha256 = replacement.sha256.clone();
                     // An error means the engine has stopped.
-                    let _ = w.input.send(EngineInput::Swap(replacement)).await;
+                    let _ = w.input.send(EngineInput::Swap { replacement, reply: None }).await;
                 }
                 Ok(Err((sha256, error))) => {
                     refused(w, &sha256, &error);
@@ -221,18 +221,31 @@ fn load(
     if sha256 == known {
         return Ok(None);
     }
-    let fail = |e: RuntimeError| (sha256.clone(), SwapError::Load(e));
+    start_build(runtime, clock, &path.display().to_string(), &bytes, setup)
+        .map(Some)
+        .map_err(|e| (sha256, SwapError::Load(e)))
+}
+
+/// Checks and starts the build `bytes` (called `label`) with `setup`: the
+/// pin first, then compiling, the contract and the parameters.
+pub(super) fn start_build(
+    runtime: &Runtime,
+    clock: Clock,
+    label: &str,
+    bytes: &[u8],
+    setup: &Setup,
+) -> Result<Replacement, RuntimeError> {
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
     // A pinned strategy refuses another build before compiling anything.
     if let Some(pin) = &setup.pin
         && !pin.trim().eq_ignore_ascii_case(&sha256)
     {
         let pinned = pin.chars().take(64).collect();
-        let error = RuntimeError::PinMismatch { plugin: path.display().to_string(), found: sha256.clone(), pinned };
-        return Err(fail(error));
+        return Err(RuntimeError::PinMismatch { plugin: label.into(), found: sha256, pinned });
     }
-    let plugin = runtime.load(&path.display().to_string(), &bytes).map_err(fail)?;
-    let strategy = runtime.instantiate_within(&plugin, &setup.params, clock.own(), &setup.budget).map_err(fail)?;
-    Ok(Some(Replacement { strategy: Box::new(strategy), sha256 }))
+    let plugin = runtime.load(label, bytes)?;
+    let strategy = runtime.instantiate_within(&plugin, &setup.params, clock.own(), &setup.budget)?;
+    Ok(Replacement { strategy: Box::new(strategy), sha256 })
 }
 
 #[cfg(test)]

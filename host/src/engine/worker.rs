@@ -256,7 +256,7 @@ pub(super) fn spawn_engine(
                         // What happened meanwhile, told now.
                         engine.deliver_feedback()
                     }
-                    EngineInput::Swap(next) => {
+                    EngineInput::Swap { replacement: next, reply } => {
                         let revived = failure.is_some();
                         // A failed instance cannot save; it resumes from its last saved state.
                         let saved = match (&persist, revived) {
@@ -270,7 +270,13 @@ pub(super) fn spawn_engine(
                                 serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
                             note("strategy.swap_failed", data);
                             lines.send(format!("[{name}] swap to build {} refused: {error}\n", short(&to)));
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Err(error.to_string()));
+                            }
                             continue;
+                        }
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Ok(()));
                         }
                         let data =
                             serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived });
