@@ -136,6 +136,21 @@ async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
     // Oversized bodies are refused from their length, before any is read.
     assert!(announce(&addr, "/api/v1/instances/watched/swap", (64 << 20) + 2).await.starts_with("HTTP/1.1 413"));
 
+    // Removal: a bad policy is refused, a good one stops the instance for
+    // good; it is listed as removed and takes no more requests.
+    let delete = |query: &str| client.delete(format!("{addr}/api/v1/instances/watched{query}")).bearer_auth(TOKEN);
+    assert_eq!(delete("?on_remove=explode").send().await.unwrap().status(), 400);
+    let removed = delete("?on_remove=leave").send().await.unwrap();
+    assert_eq!(removed.status(), 200);
+    assert_eq!(removed.json::<serde_json::Value>().await.unwrap()["state"], "removed");
+    let seen = calls(&out);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls(&out), seen, "a removed instance is not called");
+    let listed = client.get(format!("{addr}/api/v1/instances/watched")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(listed.json::<serde_json::Value>().await.unwrap()["state"], "removed");
+    assert_eq!(post("/api/v1/instances/watched/pause", Some(TOKEN)).send().await.unwrap().status(), 404);
+    assert!(std::fs::read_to_string(&out).unwrap().contains("[watched] removed by an operator"));
+
     // Unknown names: 404, with the name and nothing else.
     let missing = post("/api/v1/instances/nobody/pause", Some(TOKEN)).send().await.unwrap();
     assert_eq!(missing.status(), 404);

@@ -105,8 +105,9 @@ pub struct RuntimeSection {
 }
 
 /// What happens to the open orders of a strategy that is quarantined
-/// (marked failed): they must not trade on without it, unless asked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// (marked failed) or removed: they must not trade on without it, unless
+/// asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
     /// Cancel them (the default).

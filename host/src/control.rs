@@ -2,6 +2,8 @@
 //! request may be refused. The API sends these; each engine obeys them
 //! between inputs.
 
+use crate::config::FailurePolicy;
+
 /// A request to one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -11,6 +13,10 @@ pub enum Command {
     /// Undo a pause; for a quarantined instance, release it: restart it
     /// from its last saved state with its fault count cleared.
     Resume,
+    /// Stop the instance for good: its open orders and positions follow
+    /// `on_remove`; orders still working (left, or closing a position) are
+    /// followed until none is open, then its engine ends.
+    Remove { on_remove: FailurePolicy },
 }
 
 /// What an instance is doing, as the operator sees it.
@@ -25,6 +31,8 @@ pub enum InstanceState {
     /// Quarantined: no more calls until released or swapped.
     Failed,
     Stopped,
+    /// Removed by an operator.
+    Removed,
 }
 
 /// Why a request was refused.

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use super::auth::require;
 use super::{AppError, AppState};
 use crate::bar::now_ms;
+use crate::config::FailurePolicy;
 use crate::control::{Command, ControlError};
 use crate::engine::StrategyStatus;
 use crate::risk::{HaltReason, VenueTrading};
@@ -40,7 +41,7 @@ const MAX_BODY: usize = 16 << 10;
 pub(super) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/instances", get(list))
-        .route("/api/v1/instances/{name}", get(one))
+        .route("/api/v1/instances/{name}", get(one).delete(remove))
         .route("/api/v1/instances/{name}/pause", post(pause))
         .route("/api/v1/instances/{name}/resume", post(resume))
         .route("/api/v1/venues", get(venues))
@@ -118,6 +119,25 @@ async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, 
 async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<StrategyStatus>, AppError> {
     let found = instances(&state)?.into_iter().find(|s| s.name == name);
     found.map(Json).ok_or_else(|| ControlError::NoSuchInstance { name: crate::runtime::bounded(&name) }.into())
+}
+
+/// `?on_remove=cancel|leave|flatten`; `cancel` by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Removal {
+    #[serde(default)]
+    on_remove: FailurePolicy,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<Removal>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let axum::extract::Query(Removal { on_remove }) =
+        query.map_err(|r| AppError::new(StatusCode::BAD_REQUEST, crate::runtime::bounded(&r.body_text())))?;
+    let now = state.instances.remove(&name, on_remove).await?;
+    Ok(Json(serde_json::json!({ "name": name, "state": now })))
 }
 
 async fn command(state: &AppState, name: &str, command: Command) -> Result<Json<serde_json::Value>, AppError> {

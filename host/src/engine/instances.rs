@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::live::EngineInput;
 use super::swap::{Setup, start_build};
+use crate::config::FailurePolicy;
 use crate::control::{Command, ControlError, InstanceState};
 use crate::runtime::{Clock, Runtime, RuntimeError, bounded};
 
@@ -76,6 +77,16 @@ impl Instances {
             answer.await.map_err(|_| ControlError::Stopped)?
         };
         tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| Err(not_answering()))
+    }
+
+    /// Removes instance `name`: it stops with `on_remove` applied to its
+    /// orders and positions, and is no longer reachable here.
+    pub async fn remove(&self, name: &str, on_remove: FailurePolicy) -> Result<InstanceState, ControlError> {
+        let state = self.command(name, Command::Remove { on_remove }).await?;
+        if let Ok(mut map) = self.by_name.write() {
+            map.remove(name);
+        }
+        Ok(state)
     }
 
     /// Compiles `bytes` (in the bounded compiler child, as every untrusted

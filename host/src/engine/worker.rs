@@ -209,6 +209,8 @@ pub(super) fn spawn_engine(
             let mut held = std::collections::VecDeque::new();
             // The build a swap replaced, until the new one has proved itself.
             let mut probation: Option<Probation> = None;
+            // Removed by an operator: it ends once no order of its is open.
+            let mut removed = false;
             update(&engine, &latencies, &sha256, swaps, InstanceState::Running, None);
             note("strategy.started", serde_json::json!({ "strategy": name, "sha256": sha256 }));
             loop {
@@ -232,6 +234,25 @@ pub(super) fn spawn_engine(
                             Ok(InstanceState::Paused)
                         };
                         let _ = reply.send(answer);
+                        continue;
+                    }
+                    EngineInput::Control { command: Command::Remove { on_remove }, reply } => {
+                        let done = engine.quarantine(on_remove);
+                        let data = serde_json::json!({ "strategy": name, "on_remove": on_remove,
+                            "orders_canceled": done.canceled, "positions_closing": done.closing });
+                        note("strategy.removed", data);
+                        lines.send(format!("[{name}] removed by an operator\n"));
+                        (failure, removed) = (Some("removed by an operator".into()), true);
+                        update(&engine, &latencies, &sha256, swaps, InstanceState::Removed, None);
+                        let _ = reply.send(Ok(InstanceState::Removed));
+                        if let Some(p) = &persist {
+                            // Its cancels and closing orders go out.
+                            p.commit(&engine, None, &[], None);
+                        }
+                        flush(None);
+                        if engine.open_orders() == 0 {
+                            break;
+                        }
                         continue;
                     }
                     EngineInput::Control { command: Command::Resume, reply } if failure.is_some() => {
@@ -309,6 +330,9 @@ pub(super) fn spawn_engine(
                         engine.on_bars_unattended(&batch, true);
                         if engine.open_orders() == 0 {
                             retired.store(true, std::sync::atomic::Ordering::Relaxed);
+                            if removed {
+                                break;
+                            }
                         }
                         continue;
                     }
@@ -415,7 +439,11 @@ pub(super) fn spawn_engine(
                 update(&engine, &latencies, &sha256, swaps, InstanceState::Running, None);
             }
             flush(None);
-            let state = if failure.is_some() { InstanceState::Failed } else { InstanceState::Stopped };
+            let state = match (&failure, removed) {
+                (_, true) => InstanceState::Removed,
+                (Some(_), false) => InstanceState::Failed,
+                (None, false) => InstanceState::Stopped,
+            };
             update(&engine, &latencies, &sha256, swaps, state, failure);
             engine.report(&symbol)
         })
