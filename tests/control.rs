@@ -191,3 +191,47 @@ async fn no_token_off_loopback_is_refused_at_start() {
     let err = err.to_string();
     assert!(err.contains("STRATBOX_API_TOKEN") && err.contains("0.0.0.0"), "{err}");
 }
+
+/// `stratbox ctl` speaks to a running host: each answer printed as JSON,
+/// each refusal an exit status of 1 with the host's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ctl_command_drives_a_running_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_host_config(dir.path(), &sections());
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let binary = env!("CARGO_BIN_EXE_stratbox-under-test");
+    let _host = HostProcess::spawn_with(binary, &config, file, &[("STRATBOX_API_TOKEN", TOKEN)]);
+    let addr = listening_address(&out).await;
+    let ctl = |token: &str, args: &[&str]| {
+        let output = std::process::Command::new(binary)
+            .args(["ctl", "--url", &addr])
+            .args(args)
+            .env("STRATBOX_API_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, listed, _) = ctl(TOKEN, &["list"]);
+    assert_eq!(code, Some(0));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> =
+        listed["instances"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"calm"));
+    let (code, paused, _) = ctl(TOKEN, &["pause", "calm"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&paused).unwrap()["state"], "paused");
+    let (code, _, refused) = ctl("not-the-token-at-all", &["resume", "calm"]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("the host refused (401): missing or wrong bearer token"), "{refused}");
+    let (code, _, refused) = ctl(TOKEN, &["halt"]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("(409)") && refused.contains("no live venue"), "{refused}");
+    let (code, resumed, _) = ctl(TOKEN, &["resume", "calm"]);
+    assert_eq!(code, Some(0), "{resumed}");
+}

@@ -90,6 +90,17 @@ pub enum Command {
         #[command(subcommand)]
         command: VenueCommand,
     },
+    /// Asks a running host to act, through its control API.
+    Ctl {
+        /// The host's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The API's bearer token (default: STRATBOX_API_TOKEN).
+        #[arg(long, env = "STRATBOX_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: crate::client::CtlCommand,
+    },
     /// Writes a new strategy project that builds into a plugin.
     New {
         /// The project's folder and the plugin's name.
@@ -251,6 +262,8 @@ pub enum CliError {
     Scaffold(#[from] ScaffoldError),
     #[error(transparent)]
     Check(#[from] crate::check::CheckError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
 }
 
 /// The whole program: parses arguments, sets up logging, runs the command
@@ -313,6 +326,10 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
+        Command::Ctl { url, token, command } => {
+            crate::client::ctl(&url, token.as_deref(), command, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin { command: PluginCommand::Check { path, run, batch } } => {
             let runtime =
                 Runtime::new(runtime::RuntimeConfig { max_restarts: 0, max_instances: 8, ..Default::default() })?;

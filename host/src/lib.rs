@@ -11,6 +11,7 @@ pub mod bench;
 pub mod broker;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod engine;
