@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::broker::Commission;
+use crate::engine::PluginsConfig;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
 use crate::runtime::{Budget, CompileLimits, Compiler, LimitsSection, RuntimeConfig};
@@ -51,8 +52,10 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     pub feed: FeedConfig,
-    #[serde(rename = "strategy")]
+    #[serde(default, rename = "strategy")]
     pub strategies: Vec<StrategyConfig>,
+    /// A folder strategies are dropped into (see `engine::dropin`).
+    pub plugins: Option<PluginsConfig>,
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default, rename = "sink")]
@@ -369,8 +372,8 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
         let config: Config = parse_toml(text).map_err(invalid)?;
-        if config.strategies.is_empty() {
-            return Err(invalid("at least one [[strategy]] is required".into()));
+        if config.strategies.is_empty() && config.plugins.is_none() {
+            return Err(invalid("at least one [[strategy]], or a [plugins] dir, is required".into()));
         }
         let BrokerConfig { starting_cash, commission, .. } = &config.broker;
         if *starting_cash < Decimal::ZERO || *starting_cash > Decimal::from(1_000_000_000_000_000_i64) {
@@ -447,6 +450,9 @@ impl Config {
         }
         if Path::new(&self.store.path).is_relative() {
             self.store.path = base.join(&self.store.path).display().to_string();
+        }
+        if let Some(plugins) = self.plugins.as_mut().filter(|p| p.dir.is_relative()) {
+            plugins.dir = base.join(&plugins.dir);
         }
     }
 }

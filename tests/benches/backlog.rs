@@ -8,7 +8,6 @@
 //!
 //! `cargo bench -p stratbox-tests --bench backlog` (release profile).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +54,14 @@ async fn run(sync_every: Duration) {
     let config = RouterConfig { requests_per_minute: u32::MAX / 2, ..RouterConfig::default() };
     let router = Arc::new(Router::new(broker.clone(), store.clone(), config).with_gate(gate.clone()));
     let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate, rust_decimal::Decimal::ZERO));
-    let desk =
-        VenueDesk { router, reconciler, store: store.clone(), venue: "alpaca", engines: HashMap::new(), sync_every };
+    let desk = VenueDesk {
+        router,
+        reconciler,
+        store: store.clone(),
+        venue: "alpaca",
+        engines: Default::default(),
+        sync_every,
+    };
     let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
     let task = tokio::spawn(desk.run(rx));

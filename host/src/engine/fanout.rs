@@ -11,7 +11,12 @@ use super::live::{EngineInput, HostStatus, PriceWatch};
 use crate::bar::Bar;
 use crate::feed::FeedError;
 
+/// The engines the feed hands batches to; strategies added while the host
+/// runs join it, and those that end drop out.
+pub(super) type Taps = Arc<RwLock<Vec<FeedTap>>>;
+
 /// The feed's way into one engine, and the count of bars it dropped there.
+#[derive(Clone)]
 pub(super) struct FeedTap {
     pub input: mpsc::Sender<EngineInput>,
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
@@ -30,7 +35,7 @@ pub(super) struct FeedTap {
 pub(super) fn spawn_feed(
     mut feed: Box<dyn crate::feed::MarketData>,
     mut alerts: PriceWatch,
-    inputs: Vec<FeedTap>,
+    taps: Taps,
     status: Arc<RwLock<HostStatus>>,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), FeedError>>) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -47,6 +52,13 @@ pub(super) fn spawn_feed(
             let Some(batch) = batch else { break };
             alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
+            let inputs: Vec<FeedTap> = match taps.write() {
+                Ok(mut taps) => {
+                    taps.retain(|tap| !tap.input.is_closed());
+                    taps.clone()
+                }
+                Err(_) => Vec::new(),
+            };
             hand_over(&inputs, &batch).await;
         }
         if let Ok(mut s) = status.write() {

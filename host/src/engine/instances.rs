@@ -56,6 +56,10 @@ impl Instances {
         }
     }
 
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.read().is_ok_and(|map| map.contains_key(name))
+    }
+
     /// Forgets every instance, so their engines end once the feed is done.
     pub fn clear(&self) {
         if let Ok(mut map) = self.by_name.write() {

@@ -13,15 +13,15 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::fanout::{FeedTap, spawn_feed};
+use super::dropin;
+use super::fanout::{Taps, spawn_feed};
 use super::instances::Instances;
-use super::lane::Lane;
 use super::latency::LatencySummary;
+use super::launcher::{Launcher, Starter};
 use super::output::{Lines, printer};
-use super::plan::{FeedPlan, PlannedEngine, plan_engines, plan_feed, plan_venue, startup_sync};
-use super::routed::VenueDesk;
-use super::swap::{Replacement, Setup, SwapError, Watched, watch};
-use super::worker::{Outputs, spawn_engine};
+use super::plan::{EnginePlanner, FeedPlan, plan_engines, plan_feed, plan_venue, startup_sync};
+use super::routed::{Lanes, VenueDesk};
+use super::swap::{Replacement, SwapError, Watched, watch};
 use crate::api::{ApiToken, AppState, TOKEN_VARIABLE, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
 use crate::broker::ExecutionEvent;
@@ -37,9 +37,6 @@ use crate::store::{Store, StoreError};
 use crate::strategy::Breaches;
 use crate::venue::VenueError;
 use crate::webhook::{Handed, Inbound, WebhookError, WebhookIntake, run_dispatcher};
-
-/// Batches queued per strategy before the feed waits for it.
-const QUEUE_DEPTH: usize = 64;
 
 /// Journal lines the trading path may queue before lines are dropped (and
 /// counted) rather than waited for.
@@ -65,6 +62,8 @@ pub enum LiveError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    DropIn(#[from] super::DropInError),
     #[error("{message}")]
     Setup { message: String },
 }
@@ -225,8 +224,30 @@ pub async fn run_host(
     // Start every strategy before anything runs: a bad one stops the host
     // before it trades.
     let (route_tx, route_rx) = mpsc::unbounded_channel();
-    let engines = plan_engines(&config, &runtime, &clock, venue.as_ref(), store.as_ref(), &route_tx)?;
-    drop(route_tx);
+    let planner = EnginePlanner {
+        runtime: runtime.clone(),
+        clock: clock.clone(),
+        risk: config.risk.clone(),
+        broker: config.broker.clone(),
+        budget: config.budget(),
+        venue: venue.as_ref().map(|v| (v.gate.clone(), v.venue)),
+        store: store.clone(),
+        route_tx,
+    };
+    // Strategies dropped into the plugins folder start with the configured ones.
+    let dropped = match &config.plugins {
+        Some(plugins) => dropin::scan(&plugins.dir)?,
+        None => Vec::new(),
+    };
+    let dropped_names: Vec<String> = dropped.iter().filter_map(|s| s.name.clone()).collect();
+    for name in &dropped_names {
+        if config.strategies.iter().any(|s| s.name.as_ref() == Some(name)) {
+            let message = format!("`{name}` is both a configured strategy and a file in the plugins folder");
+            return Err(LiveError::Setup { message });
+        }
+    }
+    let specs: Vec<_> = config.strategies.iter().chain(&dropped).cloned().collect();
+    let engines = plan_engines(&specs, &planner)?;
     // The feed's cursor may be ahead of what a strategy committed (it moves
     // once a batch is queued): deliver again from the earliest point a
     // strategy has not committed; each skips what its state reflects.
@@ -266,42 +287,40 @@ pub async fn run_host(
     let (lines, printer) = printer(out);
     lines.send(format!("stratbox listening on http://{local} (GET /health; {api}); {description}\n"));
 
-    let mut inputs = Vec::new();
+    let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+    let launcher = Launcher {
+        taps: Taps::default(),
+        instances: instances.clone(),
+        lanes: venue.as_ref().map(|_| Lanes::default()),
+        watch: (config.runtime.watch_ms > 0).then_some(watch_tx),
+        threads: Arc::default(),
+        journal: journal.clone(),
+        lines: lines.clone(),
+        status: status.clone(),
+        inbox: store.clone(),
+        on_failure: config.runtime.on_failure,
+        symbol: symbol.clone(),
+    };
     let mut by_name = HashMap::new();
-    let mut threads = Vec::new();
-    let mut watched = Vec::new();
-    for PlannedEngine { name, engine, persist, sha256, spec } in engines {
-        let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
-        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        inputs.push(FeedTap { input: tx.clone(), dropped: dropped.clone(), retired: retired.clone() });
-        by_name.insert(name.clone(), tx.clone());
-        let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: config.budget_of(spec) };
-        instances.insert(&name, tx.clone(), setup.clone());
-        if is_plugin_file(&spec.plugin) {
-            let path = std::path::PathBuf::from(&spec.plugin);
-            watched.push(Watched::new(name.clone(), path, setup, tx, sha256.clone()));
-        }
-        let outputs = Outputs {
-            journal: journal.clone(),
-            lines: lines.clone(),
-            status: status.clone(),
-            inbox: store.clone(),
-            dropped,
-            retired,
-            on_failure: config.runtime.on_failure,
-        };
-        threads.push(spawn_engine(name, symbol.clone(), engine, sha256, rx, persist, outputs)?);
+    for planned in engines {
+        let name = planned.name.clone();
+        by_name.insert(name, launcher.launch(planned)?);
     }
-    let watcher = (config.runtime.watch_ms > 0 && !watched.is_empty()).then(|| {
+    let watcher = (config.runtime.watch_ms > 0).then(|| {
         let every = Duration::from_millis(config.runtime.watch_ms);
         tokio::spawn(watch(
             runtime.clone(),
             clock.clone(),
-            watched,
+            watch_rx,
             every,
             refusal_reporter(journal.clone(), lines.clone()),
         ))
+    });
+    let folder = config.plugins.clone().filter(|p| p.watch && config.runtime.watch_ms > 0).map(|plugins| {
+        let every = Duration::from_millis(config.runtime.watch_ms);
+        let starter = Starter { planner: planner.clone(), launcher: launcher.clone() };
+        let reporting = dropin::Reporting { journal: journal.clone(), lines: lines.clone() };
+        tokio::spawn(dropin::watch_dir(plugins, every, starter, instances.clone(), dropped_names, reporting))
     });
     // Deliveries left in the inbox by a crash are handed over first. Engines
     // mark each done: live ones in the commit of the input it became, paper
@@ -316,19 +335,17 @@ pub async fn run_host(
                 reconciler: v.reconciler,
                 store,
                 venue: v.venue,
-                engines: by_name.into_iter().map(|(name, tx)| (name, Lane::new(tx))).collect(),
+                engines: launcher.lanes.clone().unwrap_or_default(),
                 sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
             };
             Some(tokio::spawn(desk.run(route_rx)))
         }
-        _ => {
-            // Engines end when every sender of their input is gone.
-            drop(by_name);
-            None
-        }
+        _ => None,
     };
+    // Engines end when every sender of their input is gone.
+    drop(by_name);
 
-    let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, inputs, status.clone());
+    let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, launcher.taps.clone(), status.clone());
     tokio::select! {
         () = &mut shutdown => {
             let _ = stop_feed.send(());
@@ -350,9 +367,8 @@ pub async fn run_host(
     }
 
     let running = Running {
-        feeders: [dispatcher, watcher, notifier, desk].into_iter().flatten().collect(),
-        instances,
-        threads,
+        feeders: [dispatcher, watcher, folder, notifier, desk].into_iter().flatten().collect(),
+        launcher,
         journal,
         journal_writer,
         lines,
@@ -370,9 +386,9 @@ struct Running {
     /// desk. Each is safe to drop at any await (its work is in the store
     /// before it acts), and dropping them drops their senders to the engines.
     feeders: Vec<tokio::task::JoinHandle<()>>,
-    /// The control API's senders to the engines, dropped with the feeders.
-    instances: Instances,
-    threads: Vec<std::thread::JoinHandle<Report>>,
+    /// What reaches the engines (the control API, the feed's taps, the
+    /// desk's lanes), let go after the feeders, and their threads.
+    launcher: Launcher,
     journal: Option<Journal>,
     journal_writer: Option<std::thread::JoinHandle<()>>,
     lines: Lines,
@@ -387,13 +403,14 @@ impl Running {
     /// flushes the journal, then stops the listener. Returns each
     /// strategy's report.
     async fn stop(self) -> Result<Vec<Report>, LiveError> {
-        let Running { feeders, instances, threads, journal, journal_writer, lines, printer, stop_server, server } =
-            self;
+        let Running { feeders, launcher, journal, journal_writer, lines, printer, stop_server, server } = self;
         for task in feeders {
             task.abort();
             let _ = task.await;
         }
-        instances.clear();
+        launcher.release();
+        let threads = launcher.threads();
+        drop(launcher);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         let mut reports = Vec::new();
         for thread in threads {
@@ -504,12 +521,6 @@ impl PriceWatch {
             }
         }
     }
-}
-
-/// Whether a `[[strategy]] plugin` names a file (watched for hot swaps)
-/// rather than a bundled plugin.
-fn is_plugin_file(plugin: &str) -> bool {
-    plugin.ends_with(".wasm") || plugin.contains(['/', '\\'])
 }
 
 /// What the swap watcher does with a build it could not start: journal

@@ -8,10 +8,12 @@
 //! after the batch, so results do not depend on the batch size as long as a
 //! strategy tracks its own pending orders (as the contract asks).
 
+mod dropin;
 mod fanout;
 mod instances;
 mod lane;
 mod latency;
+mod launcher;
 mod live;
 mod output;
 mod plan;
@@ -19,6 +21,7 @@ mod routed;
 mod swap;
 mod worker;
 
+pub use self::dropin::{DropInError, PluginsConfig};
 pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};

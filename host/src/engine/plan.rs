@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::Engine;
 use super::live::{LiveError, RunOptions};
 use super::routed::{RouteOutbox, RouteRequest, RoutedExecution, VenueDesk};
+use super::swap::Setup;
 use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
 use crate::broker::{
@@ -25,7 +26,7 @@ use crate::feed::{
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::risk::RiskGate;
 use crate::router::{Router, RouterConfig};
-use crate::runtime::{Clock, Runtime};
+use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
 
 /// Where bars come from, ready to run.
@@ -208,47 +209,59 @@ pub(super) async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<
 }
 
 /// A strategy's engine, restored and ready to start on its thread.
-pub(super) struct PlannedEngine<'a> {
+pub(super) struct PlannedEngine {
     pub name: String,
     pub engine: Engine,
     /// How a live engine commits its inputs; `None` on the paper broker.
     pub persist: Option<Persist>,
     pub sha256: String,
-    pub spec: &'a StrategyConfig,
+    /// Where its plugin came from: a bundled name or a file (watched).
+    pub plugin: String,
+    /// What each new build of it starts with.
+    pub setup: Setup,
 }
 
-/// Loads and starts every configured strategy. On a live venue each resumes
-/// from its saved state and intent numbers, adopts the stored positions and
-/// obeys the venue's trading gate.
-pub(super) fn plan_engines<'a>(
-    config: &'a Config,
-    runtime: &Runtime,
-    clock: &Clock,
-    venue: Option<&VenuePlan>,
-    store: Option<&Arc<Store>>,
-    route_tx: &mpsc::UnboundedSender<RouteRequest>,
-) -> Result<Vec<PlannedEngine<'a>>, LiveError> {
-    let BrokerConfig { starting_cash, commission, .. } = config.broker.clone();
-    let mut engines = Vec::new();
-    for spec in &config.strategies {
-        let plugin = runtime.load_named(&spec.plugin)?;
+/// What planning one strategy's engine needs, owned, so strategies can be
+/// planned at start and added while the host runs (drop-in plugins).
+#[derive(Clone)]
+pub(super) struct EnginePlanner {
+    pub runtime: Arc<Runtime>,
+    pub clock: Clock,
+    pub risk: crate::risk::RiskLimits,
+    pub broker: BrokerConfig,
+    /// What every strategy may use unless its own limits say otherwise.
+    pub budget: Budget,
+    /// The live venue's gate and name, and the store, when trading one.
+    pub venue: Option<(RiskGate, &'static str)>,
+    pub store: Option<Arc<Store>>,
+    pub route_tx: mpsc::UnboundedSender<RouteRequest>,
+}
+
+impl EnginePlanner {
+    /// Loads and starts `spec`'s strategy. On a live venue it resumes from
+    /// its saved state and order ids, takes its own positions (the fills
+    /// of its own orders) and obeys the venue's trading gate.
+    pub fn plan(&self, spec: &StrategyConfig) -> Result<PlannedEngine, LiveError> {
+        let BrokerConfig { starting_cash, commission, .. } = self.broker.clone();
+        let plugin = self.runtime.load_named(&spec.plugin)?;
         plugin.check_pin(spec.sha256.as_deref())?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
-        let budget = config.budget_of(spec);
-        let strategy = runtime.instantiate_within(&plugin, &spec.params(), clock.own(), &budget)?;
+        let budget = spec.limits.over(&self.budget);
+        let strategy = self.runtime.instantiate_within(&plugin, &spec.params(), self.clock.own(), &budget)?;
+        let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: budget.clone() };
         let outbox = RouteOutbox::default();
-        let execution: Box<dyn Execution> = match venue {
+        let execution: Box<dyn Execution> = match self.venue {
             Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
             None => Box::new(PaperBroker::new(commission)),
         };
-        let mut engine = Engine::new(Box::new(strategy), execution, config.risk.clone(), starting_cash);
+        let mut engine = Engine::new(Box::new(strategy), execution, self.risk.clone(), starting_cash);
         if let Some(rates) = budget.per_minute {
             engine = engine.with_order_rate(rates.orders);
         }
         let mut persist = None;
-        if let (Some(v), Some(store)) = (venue, store) {
-            let instance = VenueDesk::instance(&name, v.venue);
+        if let (Some((gate, venue)), Some(store)) = (&self.venue, &self.store) {
+            let instance = VenueDesk::instance(&name, venue);
             engine.resume_external_after(store.last_external_intent(&instance)?);
             // A fresh instance starts a new lifetime, so its order ids
             // cannot collide with any routed before.
@@ -269,12 +282,15 @@ pub(super) fn plan_engines<'a>(
             for position in store.instance_positions(&instance)? {
                 engine.adopt_position(Arc::from(position.symbol.as_str()), position.qty, position.avg_price);
             }
-            engine = engine.with_gate(v.gate.clone(), v.venue);
-            let venue = v.venue;
-            persist =
-                Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route: route_tx.clone() });
+            engine = engine.with_gate(gate.clone(), venue);
+            let route = self.route_tx.clone();
+            persist = Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route });
         }
-        engines.push(PlannedEngine { name, engine, persist, sha256, spec });
+        Ok(PlannedEngine { name, engine, persist, sha256, plugin: spec.plugin.clone(), setup })
     }
-    Ok(engines)
+}
+
+/// Loads and starts every configured strategy (see [`EnginePlanner::plan`]).
+pub(super) fn plan_engines(specs: &[StrategyConfig], planner: &EnginePlanner) -> Result<Vec<PlannedEngine>, LiveError> {
+    specs.iter().map(|spec| planner.plan(spec)).collect()
 }

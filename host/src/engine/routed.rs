@@ -107,14 +107,22 @@ pub struct VenueDesk {
     pub store: Arc<Store>,
     pub venue: &'static str,
     /// Each strategy's engine, by a lane that never waits on it.
-    pub engines: HashMap<String, Lane>,
+    pub engines: Lanes,
     pub sync_every: Duration,
 }
+
+/// Each strategy's lane, by name; strategies added while the host runs
+/// join it.
+pub type Lanes = Arc<std::sync::RwLock<HashMap<String, Lane>>>;
 
 /// How soon after an accepted order the venue is asked about it.
 const SYNC_AFTER_ORDER: Duration = Duration::from_millis(200);
 
 impl VenueDesk {
+    fn lane(&self, strategy: &str) -> Option<Lane> {
+        self.engines.read().ok().and_then(|lanes| lanes.get(strategy).cloned())
+    }
+
     /// Instance name of a strategy on this venue; keys client order ids.
     pub fn instance(strategy: &str, venue: &str) -> String {
         format!("{strategy}@{venue}")
@@ -244,7 +252,7 @@ impl VenueDesk {
         let mut orphans = Vec::new();
         for record in fills {
             match self.fill_for_engine(&record) {
-                Some((strategy, fill)) if self.engines.contains_key(&strategy) => {
+                Some((strategy, fill)) if self.lane(&strategy).is_some() => {
                     let entry = missed.entry(strategy).or_default();
                     entry.0.push(fill);
                     entry.1.push(record.fill_id);
@@ -257,7 +265,7 @@ impl VenueDesk {
             tracing::warn!(%error, "cannot mark fills without a strategy");
         }
         for (strategy, (fills, fill_ids)) in missed {
-            if let Some(engine) = self.engines.get(&strategy) {
+            if let Some(engine) = self.lane(&strategy) {
                 engine.send(EngineInput::Missed { fills, fill_ids });
             }
         }
@@ -349,7 +357,7 @@ impl VenueDesk {
     /// Hands venue events to a strategy's engine; `fill_ids` are the
     /// venue's ids of the fills among them.
     async fn tell(&self, strategy: &str, events: Vec<ExecutionEvent>, fill_ids: Vec<String>) {
-        if let Some(engine) = self.engines.get(strategy) {
+        if let Some(engine) = self.lane(strategy) {
             engine.send(EngineInput::Executed { events, fill_ids });
         }
     }
@@ -381,7 +389,7 @@ mod tests {
             reconciler: Arc::new(reconciler),
             store: store.clone(),
             venue: "scripted",
-            engines: HashMap::from([("s".to_string(), Lane::new(tx))]),
+            engines: Arc::new(std::sync::RwLock::new(HashMap::from([("s".to_string(), Lane::new(tx))]))),
             sync_every: Duration::from_secs(60),
         };
         let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);

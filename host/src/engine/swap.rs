@@ -162,17 +162,24 @@ fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
 
 /// Polls every `every` until the task is aborted. Started builds go to the
 /// engine; `refused` hears of each build that could not be started.
+/// Files of strategies added while the host runs arrive on `added`; those
+/// of strategies that ended are forgotten.
 pub(super) async fn watch(
     runtime: Arc<Runtime>,
     clock: Clock,
-    mut watched: Vec<Watched>,
+    mut added: mpsc::UnboundedReceiver<Watched>,
     every: Duration,
     refused: impl Fn(&Watched, &str, &SwapError) + Send + 'static,
 ) {
+    let mut watched: Vec<Watched> = Vec::new();
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        while let Ok(w) = added.try_recv() {
+            watched.push(w);
+        }
+        watched.retain(|w| !w.input.is_closed());
         for w in &mut watched {
             let stamp = stamp_of(&w.path);
             if stamp.is_none() || stamp == w.stamp {

@@ -241,7 +241,7 @@ pub(super) fn spawn_engine(
                         let data = serde_json::json!({ "strategy": name, "on_remove": on_remove,
                             "orders_canceled": done.canceled, "positions_closing": done.closing });
                         note("strategy.removed", data);
-                        lines.send(format!("[{name}] removed by an operator\n"));
+                        lines.send(format!("[{name}] removed\n"));
                         (failure, removed) = (Some("removed by an operator".into()), true);
                         update(&engine, &latencies, &sha256, swaps, InstanceState::Removed, None);
                         let _ = reply.send(Ok(InstanceState::Removed));

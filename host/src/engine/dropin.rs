@@ -1,0 +1,242 @@
+//! Drop-in strategies: every `NAME.wasm` in `[plugins] dir` is a strategy
+//! instance called NAME, with an optional `NAME.toml` beside it giving its
+//! `params`, a `sha256` pin and its `limits` (without one, the plugin's
+//! declared defaults apply).
+//!
+//! At start they run with the configured strategies. While the host runs
+//! the folder is polled: a new file starts an instance once it has settled
+//! (the same size and modification time on two polls, so a half-copied
+//! file is never read); a replaced file is hot-swapped by the swap watcher,
+//! keeping state; a removed file stops its instance with `on_remove`
+//! applied to its orders and positions. Every step is journaled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::instances::Instances;
+use super::launcher::Starter;
+use super::output::Lines;
+use crate::config::{FailurePolicy, ParamValue, StrategyConfig};
+use crate::journal::Journal;
+use crate::runtime::{LimitsSection, bounded};
+
+/// The `[plugins]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The folder strategies are dropped into (relative to the config).
+    pub dir: PathBuf,
+    /// Whether files added or removed while the host runs start or stop
+    /// instances; `false` reads the folder at start only.
+    #[serde(default = "watching")]
+    pub watch: bool,
+    /// What happens to a removed strategy's orders and positions.
+    #[serde(default)]
+    pub on_remove: FailurePolicy,
+}
+
+fn watching() -> bool {
+    true
+}
+
+/// What `NAME.toml` may say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DropInSpec {
+    #[serde(default)]
+    params: BTreeMap<String, ParamValue>,
+    sha256: Option<String>,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+/// Why a dropped-in file could not become a strategy.
+#[derive(Debug, thiserror::Error)]
+pub enum DropInError {
+    #[error("cannot read {path}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Spec { path: String, message: String },
+    #[error("`{name}` is not a strategy name: use 1 to 64 letters, digits, `-` or `_`")]
+    Name { name: String },
+}
+
+/// The largest `NAME.toml` read.
+const MAX_SPEC_BYTES: u64 = 64 << 10;
+
+/// The strategy `wasm` (a `NAME.wasm` file) stands for.
+pub fn spec_of(wasm: &Path) -> Result<StrategyConfig, DropInError> {
+    let name = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let valid =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !valid {
+        return Err(DropInError::Name { name: bounded(&name) });
+    }
+    let toml = wasm.with_extension("toml");
+    let spec = match std::fs::metadata(&toml) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DropInSpec::default(),
+        Err(source) => return Err(DropInError::Read { path: toml.display().to_string(), source }),
+        Ok(meta) if meta.len() > MAX_SPEC_BYTES => {
+            let message = format!("{} bytes; at most {MAX_SPEC_BYTES} are read", meta.len());
+            return Err(DropInError::Spec { path: toml.display().to_string(), message });
+        }
+        Ok(_) => {
+            let read = |source| DropInError::Read { path: toml.display().to_string(), source };
+            let text = std::fs::read_to_string(&toml).map_err(read)?;
+            toml::from_str(&text)
+                .map_err(|e| DropInError::Spec { path: toml.display().to_string(), message: bounded(e.message()) })?
+        }
+    };
+    Ok(StrategyConfig {
+        name: Some(name),
+        plugin: wasm.display().to_string(),
+        params: spec.params,
+        sha256: spec.sha256,
+        limits: spec.limits,
+    })
+}
+
+/// Size and modification time of a plugin and its `.toml`.
+type Stamp = (Option<(u64, Option<SystemTime>)>, Option<(u64, Option<SystemTime>)>);
+
+fn stamp_of(wasm: &Path) -> Stamp {
+    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok()));
+    (of(wasm), of(&wasm.with_extension("toml")))
+}
+
+/// The `.wasm` files in `dir`, by strategy name.
+fn listing(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+        .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
+        .collect()
+}
+
+/// The strategies in `dir` at start, in name order.
+pub fn scan(dir: &Path) -> Result<Vec<StrategyConfig>, DropInError> {
+    if let Err(source) = std::fs::read_dir(dir) {
+        return Err(DropInError::Read { path: dir.display().to_string(), source });
+    }
+    listing(dir).values().map(|path| spec_of(path)).collect()
+}
+
+/// What the folder watcher reports to.
+pub(super) struct Reporting {
+    pub journal: Option<Journal>,
+    pub lines: Lines,
+}
+
+impl Reporting {
+    fn note(&self, kind: &str, data: serde_json::Value, line: String) {
+        if let Some(journal) = &self.journal {
+            journal.record(kind, &data);
+        }
+        self.lines.send(line);
+    }
+}
+
+/// Polls `dir` every `every` until aborted: settled new files start
+/// instances through `starter`, removed files stop theirs. `known` are the
+/// drop-in instances running already; other names (configured strategies)
+/// are never touched.
+pub(super) async fn watch_dir(
+    plugins: PluginsConfig,
+    every: Duration,
+    starter: Starter,
+    instances: Instances,
+    known: impl IntoIterator<Item = String>,
+    reporting: Reporting,
+) {
+    let mut running: HashMap<String, PathBuf> = known.into_iter().map(|n| (n.clone(), plugins.dir.join(n))).collect();
+    // A file seen once, waiting to be seen unchanged; one refused, until
+    // it changes.
+    let mut settling: HashMap<String, Stamp> = HashMap::new();
+    let mut refused: HashMap<String, Stamp> = HashMap::new();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let files = listing(&plugins.dir);
+        let gone: Vec<String> = running.keys().filter(|name| !files.contains_key(*name)).cloned().collect();
+        for name in gone {
+            running.remove(&name);
+            if let Err(error) = instances.remove(&name, plugins.on_remove).await {
+                tracing::warn!(%name, %error, "a removed drop-in strategy did not stop");
+            }
+        }
+        for (name, path) in files {
+            if running.contains_key(&name) || (instances.contains(&name) && !running.contains_key(&name)) {
+                continue;
+            }
+            let stamp = stamp_of(&path);
+            if refused.get(&name) == Some(&stamp) {
+                continue;
+            }
+            if settling.get(&name) != Some(&stamp) {
+                settling.insert(name, stamp);
+                continue;
+            }
+            settling.remove(&name);
+            let (starter, wasm) = (starter.clone(), path.clone());
+            let started = tokio::task::spawn_blocking(move || {
+                let spec = spec_of(&wasm).map_err(|e| e.to_string())?;
+                starter.add(&spec).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let file = path.display().to_string();
+            match started {
+                Ok(_) => {
+                    let line = format!("[{name}] started from {file}\n");
+                    reporting.note("strategy.added", serde_json::json!({ "strategy": name, "file": file }), line);
+                    running.insert(name, path);
+                }
+                Err(error) => {
+                    let error = bounded(&error);
+                    let line = format!("[{name}] {file} refused: {error}\n");
+                    let data = serde_json::json!({ "strategy": name, "file": file, "error": error });
+                    reporting.note("strategy.add_failed", data, line);
+                    refused.insert(name, stamp);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_and_its_toml_make_a_strategy_and_bad_ones_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("fast-sma.wasm");
+        std::fs::write(&wasm, b"").unwrap();
+        let bare = spec_of(&wasm).unwrap();
+        assert_eq!(bare.name.as_deref(), Some("fast-sma"));
+        assert!(bare.params.is_empty() && bare.sha256.is_none());
+        std::fs::write(dir.path().join("fast-sma.toml"), "params = { fast = 3 }\nlimits = { orders_per_minute = 9 }\n")
+            .unwrap();
+        let spec = spec_of(&wasm).unwrap();
+        assert_eq!(spec.params["fast"], ParamValue::Integer(3));
+        assert_eq!(spec.limits.orders_per_minute, Some(9));
+        std::fs::write(dir.path().join("fast-sma.toml"), "parms = {}\n").unwrap();
+        let err = spec_of(&wasm).unwrap_err().to_string();
+        assert!(err.contains("fast-sma.toml") && err.contains("parms"), "{err}");
+        std::fs::write(dir.path().join("fast-sma.toml"), vec![b'#'; 70_000]).unwrap();
+        assert!(spec_of(&wasm).unwrap_err().to_string().contains("at most"));
+        let err = spec_of(&dir.path().join("bad name!.wasm")).unwrap_err();
+        assert!(matches!(err, DropInError::Name { .. }), "{err}");
+        std::fs::write(dir.path().join("notes.txt"), b"").unwrap();
+        std::fs::remove_file(dir.path().join("fast-sma.toml")).unwrap();
+        let found = scan(dir.path()).unwrap();
+        assert_eq!(found.len(), 1, "only .wasm files");
+        assert!(scan(&dir.path().join("missing")).is_err());
+    }
+}
