@@ -136,6 +136,33 @@ async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
     // Oversized bodies are refused from their length, before any is read.
     assert!(announce(&addr, "/api/v1/instances/watched/swap", (64 << 20) + 2).await.starts_with("HTTP/1.1 413"));
 
+    // A new instance while the host runs: a bundled plugin by name.
+    let add = |body: serde_json::Value| client.post(format!("{addr}/api/v1/instances")).bearer_auth(TOKEN).json(&body);
+    let sma = serde_json::json!({ "name": "sma2", "plugin": "sma-crossover", "params": { "fast": 3, "slow": 9 } });
+    let added = add(sma.clone()).send().await.unwrap();
+    assert_eq!(added.status(), 201);
+    let mut trading = false;
+    for _ in 0..400 {
+        if strategy(&health(&client, &addr).await, "sma2").is_some_and(|s| s["bars"].as_u64().unwrap_or(0) > 3) {
+            trading = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(trading, "the added instance sees bars");
+    assert_eq!(add(sma).send().await.unwrap().status(), 409, "the name runs already");
+    for (body, expected) in [
+        (serde_json::json!({ "name": "x", "plugin": "../x.wasm" }), "plugins folder"),
+        (serde_json::json!({ "name": "bad name!", "plugin": "sma-crossover" }), "a name is"),
+        (serde_json::json!({ "name": "y", "plugin": "no-such-plugin" }), "no bundled plugin"),
+        (serde_json::json!({ "name": "z", "plugin": "sma-crossover", "params": { "nope": 1 } }), "nope"),
+    ] {
+        let refused = add(body.clone()).send().await.unwrap();
+        assert_eq!(refused.status(), 422, "{body}");
+        let error = refused.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(expected), "{body}: {error}");
+    }
+
     // Removal: a bad policy is refused, a good one stops the instance for
     // good; it is listed as removed and takes no more requests.
     let delete = |query: &str| client.delete(format!("{addr}/api/v1/instances/watched{query}")).bearer_auth(TOKEN);

@@ -77,6 +77,13 @@ async fn files_dropped_replaced_and_removed_start_swap_and_stop_instances() {
             // Removing a file stops its instance.
             std::fs::remove_file(plugins.join("first.wasm")).unwrap();
             let removed = wait_instance(&addr, "first", |s| s["state"] == "removed").await;
+            // The control API starts another instance of a file in the folder.
+            let client = reqwest::Client::new();
+            let body = serde_json::json!({ "name": "extra", "plugin": "second.wasm", "params": { "mode": "ok" } });
+            let added = client.post(format!("http://{addr}/api/v1/instances")).json(&body).send().await.unwrap();
+            assert_eq!(added.status(), 201);
+            wait_instance(&addr, "extra", |s| s["sha256"] == sha256(&next) && s["bars"].as_u64().unwrap_or(0) > 2)
+                .await;
             let third = instance(&addr, "third").await;
             let second = instance(&addr, "second").await;
             stop.send(()).unwrap();

@@ -32,7 +32,7 @@ use super::{AppError, AppState};
 use crate::bar::now_ms;
 use crate::config::FailurePolicy;
 use crate::control::{Command, ControlError};
-use crate::engine::StrategyStatus;
+use crate::engine::{NewInstance, StrategyStatus};
 use crate::risk::{HaltReason, VenueTrading};
 
 /// The largest request body the control API reads.
@@ -40,7 +40,7 @@ const MAX_BODY: usize = 16 << 10;
 
 pub(super) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/api/v1/instances", get(list))
+        .route("/api/v1/instances", get(list).post(add))
         .route("/api/v1/instances/{name}", get(one).delete(remove))
         .route("/api/v1/instances/{name}/pause", post(pause))
         .route("/api/v1/instances/{name}/resume", post(resume))
@@ -119,6 +119,19 @@ async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, 
 async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<StrategyStatus>, AppError> {
     let found = instances(&state)?.into_iter().find(|s| s.name == name);
     found.map(Json).ok_or_else(|| ControlError::NoSuchInstance { name: crate::runtime::bounded(&name) }.into())
+}
+
+/// `POST /api/v1/instances`, `{"name", "plugin", "params", "sha256",
+/// "limits"}`: starts a new instance of a bundled plugin or of a file in
+/// the plugins folder.
+async fn add(
+    State(state): State<AppState>,
+    body: Result<Json<NewInstance>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let Json(new) = body.map_err(|r| AppError::new(r.status(), crate::runtime::bounded(&r.body_text())))?;
+    let name = new.name.clone();
+    let now = state.instances.add(new).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": name, "state": now }))))
 }
 
 /// `?on_remove=cancel|leave|flatten`; `cancel` by default.

@@ -148,7 +148,7 @@ impl Reporting {
 pub(super) async fn watch_dir(
     plugins: PluginsConfig,
     every: Duration,
-    starter: Starter,
+    starter: std::sync::Arc<Starter>,
     instances: Instances,
     known: impl IntoIterator<Item = String>,
     reporting: Reporting,

@@ -1,17 +1,21 @@
 //! The running strategy instances by name, as the control API reaches them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use serde::Deserialize;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::live::EngineInput;
+use super::launcher::Starter;
+use super::live::{EngineInput, LiveError};
 use super::swap::{Setup, start_build};
-use crate::config::FailurePolicy;
+use crate::config::{FailurePolicy, ParamValue, StrategyConfig};
 use crate::control::{Command, ControlError, InstanceState};
-use crate::runtime::{Clock, Runtime, RuntimeError, bounded};
+use crate::runtime::{Clock, LimitsSection, Runtime, RuntimeError, bounded};
 
 /// How long a command waits for its instance (behind a call at its
 /// deadline, or a restart) before the operator is told it did not answer.
@@ -27,12 +31,30 @@ struct Entry {
     swapping: Arc<AtomicBool>,
 }
 
-/// Each running instance's input queue, by name, and what uploaded builds
-/// are compiled with.
+/// Each running instance's input queue, by name, what uploaded builds are
+/// compiled with, and how new instances start.
 #[derive(Clone, Default)]
 pub struct Instances {
     by_name: Arc<RwLock<HashMap<String, Entry>>>,
     builds: Option<(Arc<Runtime>, Clock)>,
+    /// Starts new instances once the host runs; weak, since the starter
+    /// reaches these instances too.
+    starter: Arc<OnceLock<(Weak<Starter>, Option<PathBuf>)>>,
+}
+
+/// A new instance, as the control API asks for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInstance {
+    pub name: String,
+    /// A bundled plugin's name, or the file name of a `.wasm` in the
+    /// plugins folder.
+    pub plugin: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// Clears a swap-in-flight flag however the swap ends.
@@ -47,7 +69,63 @@ impl Drop for Swapping {
 impl Instances {
     /// Instances whose uploaded builds `runtime` compiles, clocked by `clock`.
     pub fn new(runtime: Arc<Runtime>, clock: Clock) -> Self {
-        Self { by_name: Arc::default(), builds: Some((runtime, clock)) }
+        Self { by_name: Arc::default(), builds: Some((runtime, clock)), starter: Arc::default() }
+    }
+
+    /// From now on, new instances start through `starter`, their files
+    /// found in `folder`.
+    pub(super) fn start_with(&self, starter: &Arc<Starter>, folder: Option<PathBuf>) {
+        let _ = self.starter.set((Arc::downgrade(starter), folder));
+    }
+
+    /// Starts a new instance of `new.plugin`: a bundled plugin, or a file
+    /// of the plugins folder (by its bare name, nothing outside it).
+    pub async fn add(&self, new: NewInstance) -> Result<InstanceState, ControlError> {
+        let invalid = |message: &str| ControlError::Invalid { message: message.to_string() };
+        let name_ok = !new.name.is_empty()
+            && new.name.len() <= 64
+            && new.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !name_ok {
+            return Err(invalid("a name is 1 to 64 letters, digits, `-` or `_`"));
+        }
+        if self.contains(&new.name) {
+            return Err(ControlError::Conflict { message: format!("an instance named `{}` runs already", new.name) });
+        }
+        let (starter, folder) = self.starter.get().cloned().ok_or_else(|| invalid("this host starts no instances"))?;
+        let starter = starter.upgrade().ok_or(ControlError::Stopped)?;
+        let plugin = if new.plugin.ends_with(".wasm") {
+            let bare = !new.plugin.contains(['/', '\\']) && !new.plugin.starts_with('.');
+            if !bare {
+                return Err(invalid("a plugin file is named by its bare name, in the plugins folder"));
+            }
+            let folder = folder.ok_or_else(|| invalid("no [plugins] folder is configured to take files from"))?;
+            let path = folder.join(&new.plugin);
+            if !path.is_file() {
+                return Err(ControlError::Invalid {
+                    message: format!("no file `{}` in the plugins folder", bounded(&new.plugin)),
+                });
+            }
+            path.display().to_string()
+        } else {
+            new.plugin
+        };
+        let spec = StrategyConfig {
+            name: Some(new.name.clone()),
+            plugin,
+            params: new.params,
+            sha256: new.sha256,
+            limits: new.limits,
+        };
+        let started =
+            tokio::task::spawn_blocking(move || starter.add(&spec)).await.map_err(|_| ControlError::Stopped)?;
+        match started {
+            Ok(_) => Ok(InstanceState::Running),
+            Err(LiveError::Runtime(RuntimeError::TooLarge { size, limit, .. })) => {
+                Err(ControlError::TooLarge { size, limit })
+            }
+            Err(LiveError::Setup { message }) => Err(ControlError::Conflict { message: bounded(&message) }),
+            Err(error) => Err(ControlError::Invalid { message: bounded(&error.to_string()) }),
+        }
     }
 
     pub(super) fn insert(&self, name: &str, input: mpsc::Sender<EngineInput>, setup: Setup) {

@@ -316,9 +316,11 @@ pub async fn run_host(
             refusal_reporter(journal.clone(), lines.clone()),
         ))
     });
+    let starter = Arc::new(Starter { planner: planner.clone(), launcher: launcher.clone() });
+    instances.start_with(&starter, config.plugins.as_ref().map(|p| p.dir.clone()));
     let folder = config.plugins.clone().filter(|p| p.watch && config.runtime.watch_ms > 0).map(|plugins| {
         let every = Duration::from_millis(config.runtime.watch_ms);
-        let starter = Starter { planner: planner.clone(), launcher: launcher.clone() };
+        let starter = starter.clone();
         let reporting = dropin::Reporting { journal: journal.clone(), lines: lines.clone() };
         tokio::spawn(dropin::watch_dir(plugins, every, starter, instances.clone(), dropped_names, reporting))
     });
@@ -368,6 +370,7 @@ pub async fn run_host(
 
     let running = Running {
         feeders: [dispatcher, watcher, folder, notifier, desk].into_iter().flatten().collect(),
+        starter,
         launcher,
         journal,
         journal_writer,
@@ -389,6 +392,9 @@ struct Running {
     /// What reaches the engines (the control API, the feed's taps, the
     /// desk's lanes), let go after the feeders, and their threads.
     launcher: Launcher,
+    /// What starts instances while the host runs (the control API holds
+    /// it weakly).
+    starter: Arc<Starter>,
     journal: Option<Journal>,
     journal_writer: Option<std::thread::JoinHandle<()>>,
     lines: Lines,
@@ -403,11 +409,12 @@ impl Running {
     /// flushes the journal, then stops the listener. Returns each
     /// strategy's report.
     async fn stop(self) -> Result<Vec<Report>, LiveError> {
-        let Running { feeders, launcher, journal, journal_writer, lines, printer, stop_server, server } = self;
+        let Running { feeders, launcher, starter, journal, journal_writer, lines, printer, stop_server, server } = self;
         for task in feeders {
             task.abort();
             let _ = task.await;
         }
+        drop(starter);
         launcher.release();
         let threads = launcher.threads();
         drop(launcher);
