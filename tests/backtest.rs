@@ -75,14 +75,14 @@ fn realized(fills: &[RefFill]) -> Decimal {
         + if fills.len() % 2 == 1 { fills.last().map_or(Decimal::ZERO, |f| f.price * f.qty) } else { Decimal::ZERO }
 }
 
+/// A runtime as a backtest has: no restarts, a deadline no call comes near.
+fn runtime() -> Runtime {
+    let budget = Budget { call_timeout: PATIENCE, ..Default::default() };
+    Runtime::new(RuntimeConfig { max_restarts: 0, max_instances: 8, budget, ..Default::default() }).unwrap()
+}
+
 fn backtest(file: &str, params: &[(&str, &str)], batch: usize) -> Report {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_restarts: 0,
-        max_instances: 8,
-        budget: Budget { call_timeout: PATIENCE, ..Default::default() },
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = runtime();
     let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
     let plugin = runtime.load(SMA_CROSSOVER_WASM, &bytes).unwrap();
     let symbol = file.trim_end_matches(".csv");
@@ -157,13 +157,7 @@ fn the_report_has_the_documented_numbers() {
 
 #[test]
 fn state_saved_mid_run_resumes_identically() {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_restarts: 0,
-        max_instances: 8,
-        budget: Budget { call_timeout: PATIENCE, ..Default::default() },
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = runtime();
     let plugin = runtime.load("sma", &std::fs::read(SMA_CROSSOVER_WASM).unwrap()).unwrap();
     let bars = load_csv(&data("AAPL.csv"), "AAPL", CsvLimits::default()).unwrap();
     let fresh = || Box::new(runtime.instantiate(&plugin, &[], Clock::virtual_at(0)).unwrap());

@@ -30,9 +30,9 @@ use serde::Deserialize;
 use super::auth::require;
 use super::{AppError, AppState};
 use crate::bar::now_ms;
-use crate::config::FailurePolicy;
+use crate::config::{FailurePolicy, StrategyConfig};
 use crate::control::{Command, ControlError};
-use crate::engine::{NewInstance, StrategyStatus};
+use crate::engine::StrategyStatus;
 use crate::risk::{HaltReason, VenueTrading};
 
 /// The largest request body the control API reads.
@@ -126,10 +126,10 @@ async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Result<
 /// the plugins folder.
 async fn add(
     State(state): State<AppState>,
-    body: Result<Json<NewInstance>, JsonRejection>,
+    body: Result<Json<StrategyConfig>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let Json(new) = body.map_err(|r| AppError::new(r.status(), crate::runtime::bounded(&r.body_text())))?;
-    let name = new.name.clone();
+    let name = new.name.clone().unwrap_or_default();
     let now = state.instances.add(new).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": name, "state": now }))))
 }

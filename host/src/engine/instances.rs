@@ -1,11 +1,9 @@
 //! The running strategy instances by name, as the control API reaches them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
-
-use serde::Deserialize;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::launcher::Starter;
 use super::live::{EngineInput, LiveError};
 use super::swap::{Setup, start_build};
-use crate::config::{FailurePolicy, ParamValue, StrategyConfig};
+use crate::config::{FailurePolicy, StrategyConfig};
 use crate::control::{Command, ControlError, InstanceState};
-use crate::runtime::{Clock, LimitsSection, Runtime, RuntimeError, bounded};
+use crate::runtime::{Clock, Runtime, RuntimeError, bounded};
 
 /// How long a command waits for its instance (behind a call at its
 /// deadline, or a restart) before the operator is told it did not answer.
@@ -42,21 +40,6 @@ pub struct Instances {
     starter: Arc<OnceLock<(Weak<Starter>, Option<PathBuf>)>>,
 }
 
-/// A new instance, as the control API asks for it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewInstance {
-    pub name: String,
-    /// A bundled plugin's name, or the file name of a `.wasm` in the
-    /// plugins folder.
-    pub plugin: String,
-    #[serde(default)]
-    pub params: BTreeMap<String, ParamValue>,
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub limits: LimitsSection,
-}
-
 /// Clears a swap-in-flight flag however the swap ends.
 struct Swapping(Arc<AtomicBool>);
 
@@ -78,44 +61,35 @@ impl Instances {
         let _ = self.starter.set((Arc::downgrade(starter), folder));
     }
 
-    /// Starts a new instance of `new.plugin`: a bundled plugin, or a file
-    /// of the plugins folder (by its bare name, nothing outside it).
-    pub async fn add(&self, new: NewInstance) -> Result<InstanceState, ControlError> {
+    /// Starts a new instance as `spec` says (as a `[[strategy]]` table
+    /// would, `name` required): its plugin a bundled one, or a file of the
+    /// plugins folder by its bare name, nothing outside it.
+    pub async fn add(&self, mut spec: StrategyConfig) -> Result<InstanceState, ControlError> {
         let invalid = |message: &str| ControlError::Invalid { message: message.to_string() };
-        let name_ok = !new.name.is_empty()
-            && new.name.len() <= 64
-            && new.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        let name = spec.name.clone().unwrap_or_default();
+        let name_ok =
+            !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
         if !name_ok {
             return Err(invalid("a name is 1 to 64 letters, digits, `-` or `_`"));
         }
-        if self.contains(&new.name) {
-            return Err(ControlError::Conflict { message: format!("an instance named `{}` runs already", new.name) });
+        if self.contains(&name) {
+            return Err(ControlError::Conflict { message: format!("an instance named `{name}` runs already") });
         }
         let (starter, folder) = self.starter.get().cloned().ok_or_else(|| invalid("this host starts no instances"))?;
         let starter = starter.upgrade().ok_or(ControlError::Stopped)?;
-        let plugin = if new.plugin.ends_with(".wasm") {
-            let bare = !new.plugin.contains(['/', '\\']) && !new.plugin.starts_with('.');
+        if spec.plugin.ends_with(".wasm") {
+            let bare = !spec.plugin.contains(['/', '\\']) && !spec.plugin.starts_with('.');
             if !bare {
                 return Err(invalid("a plugin file is named by its bare name, in the plugins folder"));
             }
             let folder = folder.ok_or_else(|| invalid("no [plugins] folder is configured to take files from"))?;
-            let path = folder.join(&new.plugin);
+            let path = folder.join(&spec.plugin);
             if !path.is_file() {
-                return Err(ControlError::Invalid {
-                    message: format!("no file `{}` in the plugins folder", bounded(&new.plugin)),
-                });
+                let message = format!("no file `{}` in the plugins folder", bounded(&spec.plugin));
+                return Err(ControlError::Invalid { message });
             }
-            path.display().to_string()
-        } else {
-            new.plugin
-        };
-        let spec = StrategyConfig {
-            name: Some(new.name.clone()),
-            plugin,
-            params: new.params,
-            sha256: new.sha256,
-            limits: new.limits,
-        };
+            spec.plugin = path.display().to_string();
+        }
         let started =
             tokio::task::spawn_blocking(move || starter.add(&spec)).await.map_err(|_| ControlError::Stopped)?;
         match started {

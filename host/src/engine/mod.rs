@@ -22,7 +22,7 @@ mod swap;
 mod worker;
 
 pub use self::dropin::{DropInError, PluginsConfig};
-pub use self::instances::{Instances, NewInstance};
+pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
