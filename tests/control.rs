@@ -178,6 +178,13 @@ async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
     assert_eq!(post("/api/v1/instances/watched/pause", Some(TOKEN)).send().await.unwrap().status(), 404);
     assert!(std::fs::read_to_string(&out).unwrap().contains("[watched] removed"));
 
+    // Orders and fills are kept per live venue; the paper host has none.
+    let read = |path: &str| client.get(format!("{addr}/api/v1/{path}")).bearer_auth(TOKEN).send();
+    assert_eq!(read("orders").await.unwrap().status(), 409);
+    assert_eq!(read("fills?limit=many").await.unwrap().status(), 400);
+    let positions = read("positions").await.unwrap().json::<serde_json::Value>().await.unwrap();
+    assert!(positions["venue"].is_null() && positions["instances"]["calm"].is_object(), "{positions}");
+
     // Unknown names: 404, with the name and nothing else.
     let missing = post("/api/v1/instances/nobody/pause", Some(TOKEN)).send().await.unwrap();
     assert_eq!(missing.status(), 404);

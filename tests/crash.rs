@@ -258,6 +258,28 @@ async fn each_instance_restarts_with_its_own_position_not_the_venues() {
             assert!(started.elapsed() < Duration::from_secs(120), "{run}: {last}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The control API reads the venue's book and each instance's fills.
+        let api = |path: &str| {
+            let url = format!("{addr}/api/v1/{path}");
+            let client = client.clone();
+            async move { client.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        };
+        let fills = api("fills?instance=three").await;
+        let bought: Decimal = fills["fills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|f| assert_eq!(f["instance"], "three", "{fills}"))
+            .map(|f| f["qty"].as_str().unwrap().parse::<Decimal>().unwrap())
+            .sum();
+        assert_eq!(bought, Decimal::from(3), "{fills}");
+        let positions = api("positions").await;
+        assert_eq!(positions["venue"]["positions"][0]["qty"], "5", "{positions}");
+        assert_eq!(positions["instances"]["two"]["AAPL"], "2", "{positions}");
+        // Working orders (status syncs may lag the fills), by instance.
+        let orders = api("orders?instance=two").await;
+        assert_eq!(orders["venue"], "alpaca");
+        assert!(orders["orders"].as_array().unwrap().iter().all(|o| o["instance"] == "two"), "{orders}");
         host.kill();
     }
     let store = Store::open(&dir.path().join("host.db")).unwrap();

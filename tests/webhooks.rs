@@ -82,6 +82,7 @@ async fn serve_at(
         webhooks: Some(intake.clone()),
         instances: Instances::default(),
         token: ApiToken::Open,
+        ledger: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -20,7 +20,7 @@
 //! one over 16 KiB (a build: over the runtime's 64 MiB), and 422 for a
 //! build that is not a valid strategy for the instance.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -45,6 +45,9 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/instances/{name}/pause", post(pause))
         .route("/api/v1/instances/{name}/resume", post(resume))
         .route("/api/v1/venues", get(venues))
+        .route("/api/v1/orders", get(orders))
+        .route("/api/v1/fills", get(fills))
+        .route("/api/v1/positions", get(positions))
         .route("/api/v1/halt", post(halt))
         .route("/api/v1/resume", post(resume_trading))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -164,6 +167,95 @@ async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Resul
 
 async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
     command(&state, &name, Command::Resume).await
+}
+
+/// `?instance=NAME&limit=N`, both optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    instance: Option<String>,
+    limit: Option<u32>,
+}
+
+fn filter(query: Result<axum::extract::Query<Filter>, QueryRejection>) -> Result<Filter, AppError> {
+    query.map(|q| q.0).map_err(|r| AppError::new(StatusCode::BAD_REQUEST, crate::runtime::bounded(&r.body_text())))
+}
+
+fn ledger(state: &AppState) -> Result<&super::Ledger, AppError> {
+    state.ledger.as_ref().ok_or_else(|| {
+        let message = "no live venue: the paper broker keeps no order book here (see each instance's positions)";
+        ControlError::Conflict { message: message.into() }.into()
+    })
+}
+
+/// The instance an order or fill belongs to, from its `name@venue`.
+fn instance_of<'a>(strategy: &'a str, venue: &str) -> &'a str {
+    strategy.strip_suffix(venue).and_then(|s| s.strip_suffix('@')).unwrap_or(strategy)
+}
+
+fn store_error(_: crate::store::StoreError) -> AppError {
+    AppError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+}
+
+/// `GET /api/v1/orders`: the venue's working orders, oldest first.
+async fn orders(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<Filter>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Filter { instance, .. } = filter(query)?;
+    let ledger = ledger(&state)?;
+    let orders = ledger.store.working_orders(ledger.venue).map_err(store_error)?;
+    let shown: Vec<serde_json::Value> = orders
+        .iter()
+        .map(|o| (instance_of(&o.strategy, ledger.venue), o))
+        .filter(|(name, _)| instance.as_deref().is_none_or(|i| i == *name))
+        .map(|(name, o)| {
+            serde_json::json!({ "client_order_id": o.client_order_id, "instance": name, "symbol": o.symbol,
+                "side": o.side.to_string(), "qty": o.qty.to_string(), "type": o.order_type.to_string(),
+                "status": o.status, "filled_qty": o.filled_qty.to_string(), "created_ms": o.created })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "venue": ledger.venue, "orders": shown })))
+}
+
+/// `GET /api/v1/fills`: the venue's latest fills (100, at most 1,000),
+/// newest first.
+async fn fills(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<Filter>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Filter { instance, limit } = filter(query)?;
+    let ledger = ledger(&state)?;
+    let fills = ledger.store.recent_fills(ledger.venue, limit.unwrap_or(100).min(1000)).map_err(store_error)?;
+    let shown: Vec<serde_json::Value> = fills
+        .iter()
+        .map(|(strategy, f)| (instance_of(strategy, ledger.venue), f))
+        .filter(|(name, _)| instance.as_deref().is_none_or(|i| i == *name))
+        .map(|(name, f)| {
+            serde_json::json!({ "fill_id": f.fill_id, "client_order_id": f.client_order_id, "instance": name,
+                "symbol": f.symbol, "side": f.side.to_string(), "qty": f.qty.to_string(),
+                "price": f.price.to_string(), "commission": f.commission.to_string(), "time_ms": f.time })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "venue": ledger.venue, "fills": shown })))
+}
+
+/// `GET /api/v1/positions`: the venue's book, and each instance's own.
+async fn positions(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    let venue = match &state.ledger {
+        Some(ledger) => {
+            let book = ledger.store.positions(ledger.venue).map_err(store_error)?;
+            let book: Vec<serde_json::Value> = book
+                .iter()
+                .map(|p| serde_json::json!({ "symbol": p.symbol, "qty": p.qty.to_string(), "avg_price": p.avg_price.to_string() }))
+                .collect();
+            serde_json::json!({ "venue": ledger.venue, "positions": book })
+        }
+        None => serde_json::Value::Null,
+    };
+    let instances: serde_json::Map<String, serde_json::Value> =
+        instances(&state)?.into_iter().map(|s| (s.name, serde_json::json!(s.positions))).collect();
+    Ok(Json(serde_json::json!({ "venue": venue, "instances": instances })))
 }
 
 async fn venues(State(state): State<AppState>) -> Json<Vec<VenueTrading>> {

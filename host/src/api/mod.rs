@@ -30,6 +30,15 @@ pub struct AppState {
     pub instances: Instances,
     /// What the control API asks of its callers.
     pub token: ApiToken,
+    /// The live venue's orders and fills, when trading one.
+    pub ledger: Option<Ledger>,
+}
+
+/// A live venue's records, as the control API reads them.
+#[derive(Clone)]
+pub struct Ledger {
+    pub store: Arc<crate::store::Store>,
+    pub venue: &'static str,
 }
 
 /// The router, separate from the listener so tests can call it directly.
@@ -94,7 +103,14 @@ mod tests {
     use tower::ServiceExt;
 
     fn state(status: Arc<RwLock<HostStatus>>) -> AppState {
-        AppState { status, webhooks: None, gate: None, instances: Instances::default(), token: ApiToken::Open }
+        AppState {
+            status,
+            webhooks: None,
+            gate: None,
+            instances: Instances::default(),
+            token: ApiToken::Open,
+            ledger: None,
+        }
     }
 
     #[tokio::test]

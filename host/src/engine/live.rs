@@ -22,7 +22,7 @@ use super::output::{Lines, printer};
 use super::plan::{EnginePlanner, FeedPlan, plan_engines, plan_feed, plan_venue, startup_sync};
 use super::routed::{Lanes, VenueDesk};
 use super::swap::{Replacement, SwapError, Watched, watch};
-use crate::api::{ApiToken, AppState, TOKEN_VARIABLE, app};
+use crate::api::{ApiToken, AppState, Ledger, TOKEN_VARIABLE, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
 use crate::broker::ExecutionEvent;
 use crate::config::{BrokerKind, Config, FeedKind};
@@ -275,8 +275,18 @@ pub async fn run_host(
     let server = tokio::spawn(
         axum::serve(
             listener,
-            app(AppState { status: status.clone(), webhooks, gate: gate_view, instances: instances.clone(), token })
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            app(AppState {
+                status: status.clone(),
+                webhooks,
+                gate: gate_view,
+                instances: instances.clone(),
+                token,
+                ledger: store
+                    .clone()
+                    .zip(venue.as_ref().map(|v| v.venue))
+                    .map(|(store, venue)| Ledger { store, venue }),
+            })
+            .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = server_stopped.await;

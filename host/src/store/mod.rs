@@ -10,6 +10,7 @@
 
 mod checkpoint;
 mod journal;
+mod ledger;
 mod order_type;
 mod orders;
 mod resume;

@@ -284,37 +284,9 @@ impl Store {
                  WHERE f.venue = ?1 AND f.delivered = 0 ORDER BY o.strategy, o.rowid, f.rowid",
             )
             .map_err(sql("reading undelivered fills"))?;
-        let rows = stmt
-            .query_map(params![venue], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, Millis>(8)?,
-                ))
-            })
-            .map_err(sql("reading undelivered fills"))?;
-        let raw: Vec<_> = rows.collect::<Result<_, _>>().map_err(sql("reading undelivered fills"))?;
-        raw.into_iter()
-            .map(|(venue, fill_id, client_order_id, symbol, side, qty, price, commission, time)| {
-                Ok(FillRecord {
-                    venue,
-                    fill_id,
-                    client_order_id,
-                    symbol,
-                    side: side_from_text(&side)?,
-                    qty: decimal("fill quantity", &qty)?,
-                    price: decimal("fill price", &price)?,
-                    commission: decimal("commission", &commission)?,
-                    time,
-                })
-            })
-            .collect()
+        let rows = stmt.query_map(params![venue], |r| raw_fill(r, 0)).map_err(sql("reading undelivered fills"))?;
+        let raw: Vec<RawFill> = rows.collect::<Result<_, _>>().map_err(sql("reading undelivered fills"))?;
+        raw.into_iter().map(fill_from_raw).collect()
     }
 
     /// Marks fills of `venue` as told to their strategy.
@@ -466,6 +438,39 @@ fn move_position(tx: &Transaction<'_>, fill: &FillRecord) -> Result<(), StoreErr
     )
     .map_err(sql("moving a position"))?;
     Ok(())
+}
+
+/// A fill row's columns as text, from column `at` on: venue, fill id,
+/// client order id, symbol, side, qty, price, commission, time.
+pub(super) type RawFill = (String, String, String, String, String, String, String, String, Millis);
+
+pub(super) fn raw_fill(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawFill> {
+    Ok((
+        r.get(at)?,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+        r.get(at + 4)?,
+        r.get(at + 5)?,
+        r.get(at + 6)?,
+        r.get(at + 7)?,
+        r.get(at + 8)?,
+    ))
+}
+
+pub(super) fn fill_from_raw(raw: RawFill) -> Result<FillRecord, StoreError> {
+    let (venue, fill_id, client_order_id, symbol, side, qty, price, commission, time) = raw;
+    Ok(FillRecord {
+        venue,
+        fill_id,
+        client_order_id,
+        symbol,
+        side: side_from_text(&side)?,
+        qty: decimal("fill quantity", &qty)?,
+        price: decimal("fill price", &price)?,
+        commission: decimal("commission", &commission)?,
+        time,
+    })
 }
 
 /// A position of `qty` at `avg`, after a fill of `signed` (negative to
