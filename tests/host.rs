@@ -93,7 +93,11 @@ async fn a_stuck_strategy_fails_alone_while_the_others_trade() {
             health
         }
     };
-    let host = run_host(config, options(), async { stopped.await.unwrap() }, out.clone());
+    // Paced at 1 ms a bar, which the SMA keeps up with: at full speed
+    // (`pace_ms = 0`) it is itself often full, and loses the batches that
+    // come while the stuck one has a free slot (see the README).
+    let paced = RunOptions { pace_ms: Some(1), ..options() };
+    let host = run_host(config, paced, async { stopped.await.unwrap() }, out.clone());
     let (reports, health) = tokio::join!(host, probe);
     let reports = reports.unwrap();
 
