@@ -13,6 +13,7 @@ mod journal;
 mod ledger;
 mod order_type;
 mod orders;
+mod positions;
 mod resume;
 mod schema;
 mod trading;
