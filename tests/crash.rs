@@ -112,7 +112,10 @@ async fn a_killed_host_restarts_without_duplicates_or_lost_fills() {
     assert_eq!(local_qty, venue_qty, "positions equal the broker's");
     // Orders alternate buy, sell, buy, ... across the restart.
     let sides: Vec<&str> = s.orders.iter().map(|o| o["side"].as_str().unwrap()).collect();
-    assert!(sides.windows(2).all(|w| w[0] != w[1]), "{sides:?}");
+    // (This failed once in ~25 runs; the orders and the journal say why.)
+    let journal: Vec<String> =
+        store.events_after(0, 10_000).unwrap().iter().map(|e| format!("{} {}", e.kind, e.data)).collect();
+    assert!(sides.windows(2).all(|w| w[0] != w[1]), "{sides:?}\norders: {:#?}\njournal: {journal:#?}", s.orders);
 }
 
 /// A fake Alpaca with eight flat AAPL bars that fills every order at once.
