@@ -269,3 +269,30 @@ async fn the_ctl_command_drives_a_running_host() {
     let (code, resumed, _) = ctl(TOKEN, &["resume", "calm"]);
     assert_eq!(code, Some(0), "{resumed}");
 }
+
+/// With `paused_bars = "queue"` a paused instance is frozen, not skipped:
+/// on resume it sees every bar that came meanwhile, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_instance_may_queue_its_bars_and_see_them_all_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let sections = format!(
+        "[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\npace_ms = 1\n\n\
+         [runtime]\npaused_bars = \"queue\"\n\n\
+         [[strategy]]\nname = \"watched\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n"
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let _host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file, &[]);
+    let addr = listening_address(&out).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("{addr}/api/v1/instances/watched/{path}")).send();
+    assert_eq!(post("pause").await.unwrap().status(), 200);
+    let text = || std::fs::read_to_string(&out).unwrap_or_default();
+    wait_until("the feed to finish", Duration::from_secs(60), || text().contains("feed finished")).await;
+    let before = calls(&out);
+    assert!(!text().contains("seen 3270"), "paused before the end");
+    assert_eq!(post("resume").await.unwrap().status(), 200);
+    wait_until("every bar, seen after the resume", Duration::from_secs(60), || text().contains("seen 3270")).await;
+    assert!(calls(&out) > before);
+}

@@ -105,6 +105,22 @@ pub struct RuntimeSection {
     pub compile_memory_mib: u64,
     /// What happens to a quarantined strategy's open orders.
     pub on_failure: FailurePolicy,
+    /// What a paused strategy's bars do.
+    pub paused_bars: PausedBars,
+}
+
+/// What happens to the bars of a strategy an operator has paused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PausedBars {
+    /// They play past it: its orders fill and its book follows the market,
+    /// but it never sees them (the default).
+    #[default]
+    Skip,
+    /// The instance is frozen: its bars wait, in order, with its other
+    /// inputs, and it sees every one on resume (up to 10,000 batches; past
+    /// that the oldest are dropped and counted).
+    Queue,
 }
 
 /// What happens to the open orders of a strategy that is quarantined
@@ -134,6 +150,7 @@ impl Default for RuntimeSection {
             compile_timeout_ms: CompileLimits::default().wall.as_millis() as u64,
             compile_memory_mib: CompileLimits::default().memory >> 20,
             on_failure: FailurePolicy::default(),
+            paused_bars: PausedBars::default(),
         }
     }
 }

@@ -38,6 +38,7 @@ pub(super) struct Launcher {
     pub status: Arc<RwLock<HostStatus>>,
     pub inbox: Option<Arc<Store>>,
     pub on_failure: FailurePolicy,
+    pub paused_bars: crate::config::PausedBars,
     pub symbol: String,
 }
 
@@ -56,6 +57,7 @@ impl Launcher {
             dropped: dropped.clone(),
             retired: retired.clone(),
             on_failure: self.on_failure,
+            paused_bars: self.paused_bars,
         };
         let thread = spawn_engine(name.clone(), self.symbol.clone(), engine, sha256.clone(), rx, persist, outputs)?;
         if let Ok(mut threads) = self.threads.lock() {

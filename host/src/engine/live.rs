@@ -309,6 +309,7 @@ pub async fn run_host(
         status: status.clone(),
         inbox: store.clone(),
         on_failure: config.runtime.on_failure,
+        paused_bars: config.runtime.paused_bars,
         symbol: symbol.clone(),
     };
     let mut by_name = HashMap::new();

@@ -13,7 +13,11 @@ use super::routed::{RouteOutbox, RouteRequest};
 use super::swap::{Probation, swap};
 use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
+use crate::config::PausedBars;
 use crate::control::{Command, ControlError, InstanceState};
+
+/// Bar batches a paused instance holds with `paused_bars = "queue"`.
+const MAX_HELD_BATCHES: usize = 10_000;
 use crate::journal::Journal;
 use crate::report::Report;
 use crate::store::{OrderRecord, Store, Told};
@@ -31,6 +35,8 @@ pub(super) struct Outputs {
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
     /// What to do with the strategy's open orders if it is quarantined.
     pub on_failure: crate::config::FailurePolicy,
+    /// What its bars do while it is paused.
+    pub paused_bars: crate::config::PausedBars,
     /// Set while the strategy has failed, so the feed skips this engine.
     pub retired: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -126,8 +132,9 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let (on_failure, retired) = (outputs.on_failure, outputs.retired.clone());
+    let (on_failure, retired, paused_bars) = (outputs.on_failure, outputs.retired.clone(), outputs.paused_bars);
     let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, .. } = outputs;
+    let held_lost = bars_dropped_by_feed.clone();
     let tag = name.clone();
     let event_lines = lines.clone();
     let pending = Pending::default();
@@ -337,6 +344,18 @@ pub(super) fn spawn_engine(
                         continue;
                     }
                     _ if failure.is_some() => continue,
+                    input @ EngineInput::Bars { .. } if paused && paused_bars == PausedBars::Queue => {
+                        held.push_back(input);
+                        // Bounded: past the cap the oldest batch is lost, counted.
+                        let bars_held = held.iter().filter(|i| matches!(i, EngineInput::Bars { .. })).count();
+                        if bars_held > MAX_HELD_BATCHES
+                            && let Some(at) = held.iter().position(|i| matches!(i, EngineInput::Bars { .. }))
+                            && let Some(EngineInput::Bars { bars, .. }) = held.remove(at)
+                        {
+                            held_lost.fetch_add(bars.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     EngineInput::Bars { bars: batch, .. } if paused => {
                         engine.on_bars_unattended(&batch, false);
                         continue;
