@@ -38,9 +38,9 @@ use crate::broker::{Execution, ExecutionEvent};
 use crate::config::FailurePolicy;
 use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef, Side};
 use crate::portfolio::Portfolio;
+use crate::rate_limit::RateLimiter;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
-use crate::runtime::Meter;
 use crate::strategy::{Account, Breaches, Rejection, Strategy, StrategyError};
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
@@ -123,7 +123,7 @@ pub struct Engine {
     gate: Option<(RiskGate, &'static str)>,
     /// The strategy's orders per minute, in host mode (the meter and its
     /// rate), and how many orders it was refused.
-    order_rate: Option<(Meter, u64)>,
+    order_rate: Option<(RateLimiter, u64)>,
     orders_over_rate: u64,
     portfolio: Portfolio,
     /// The running instance's lifetime (see [`OrderRef`]).
@@ -185,7 +185,7 @@ impl Engine {
     /// Refuses the strategy's orders past `per_minute` in any minute (orders
     /// from outside it, webhooks, are not counted).
     pub fn with_order_rate(mut self, per_minute: u64) -> Self {
-        self.order_rate = Some((Meter::per_minute(per_minute), per_minute));
+        self.order_rate = Some((RateLimiter::per_minute(per_minute), per_minute));
         self
     }
 
@@ -473,9 +473,9 @@ impl Engine {
     /// Checks an intent against the host's limits and hands it to the broker.
     fn place(&mut self, intent_id: IntentId, intent: OrderIntent, time: Millis) {
         {
-            if let Some((meter, per_minute)) = &mut self.order_rate
+            if let Some((meter, per_minute)) = &self.order_rate
                 && intent_id.lifetime != OrderRef::EXTERNAL
-                && !meter.take(1)
+                && !meter.take_amount(1)
             {
                 let reason = format!("over the strategy's budget of {per_minute} orders per minute");
                 self.orders_over_rate += 1;

@@ -7,9 +7,10 @@
 //! faulting it. A backtest has no per-minute limits, since it is meant to
 //! use the machine as fast as it can.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::rate_limit::RateLimiter;
 
 /// One strategy instance's limits. Every field has a documented default
 /// (see the README's `[runtime]` section) and may be set per strategy.
@@ -125,69 +126,23 @@ impl LimitsSection {
     }
 }
 
-/// A token bucket over wall time: holds up to a minute's allowance and
-/// refills continuously, so a strategy may burst but not exceed its rate
-/// over any minute by more than one minute's worth.
-#[derive(Debug, Clone)]
-pub struct Meter {
-    per_minute: f64,
-    level: f64,
-    at: Instant,
-}
-
-impl Meter {
-    pub fn per_minute(allowance: u64) -> Self {
-        let per_minute = allowance as f64;
-        Self { per_minute, level: per_minute, at: Instant::now() }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.level = (self.level + elapsed * self.per_minute / 60.0).min(self.per_minute);
-        self.at = now;
-    }
-
-    /// Whether anything is left to spend.
-    pub fn has_room(&mut self) -> bool {
-        self.refill(Instant::now());
-        self.level > 0.0
-    }
-
-    /// Spends `amount` whatever is left (the bucket may go below zero:
-    /// CPU is charged after it is used).
-    pub fn charge(&mut self, amount: u64) {
-        self.refill(Instant::now());
-        self.level -= amount as f64;
-    }
-
-    /// Spends `amount` if all of it is left.
-    pub fn take(&mut self, amount: u64) -> bool {
-        self.refill(Instant::now());
-        let fits = self.level >= amount as f64;
-        if fits {
-            self.level -= amount as f64;
-        }
-        fits
-    }
-}
-
 /// A strategy's log and notification bytes per minute, shared by every
 /// store it runs in (a restart does not refill it).
 #[derive(Debug)]
 pub struct LogRate {
-    meter: Mutex<Meter>,
+    bytes: RateLimiter,
     flooded: AtomicU64,
 }
 
 impl LogRate {
     pub fn per_minute(bytes: u64) -> Self {
-        Self { meter: Mutex::new(Meter::per_minute(bytes)), flooded: AtomicU64::new(0) }
+        Self { bytes: RateLimiter::per_minute(bytes), flooded: AtomicU64::new(0) }
     }
 
     /// Whether a message of `len` bytes fits this minute; a refusal is
     /// counted.
     pub fn admit(&self, len: usize) -> bool {
-        let fits = self.meter.lock().map(|mut m| m.take(len as u64)).unwrap_or(false);
+        let fits = self.bytes.take_amount(len as u64);
         if !fits {
             self.flooded.fetch_add(1, Ordering::Relaxed);
         }
@@ -211,31 +166,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_meter_allows_a_minutes_worth_then_refills_with_time() {
-        let mut meter = Meter::per_minute(6_000);
-        assert!(meter.take(6_000));
-        assert!(!meter.take(10), "the minute's allowance is spent");
-        std::thread::sleep(Duration::from_millis(50));
-        // 50 ms refills about 5 units of 6,000 per minute.
-        assert!(meter.take(4));
-        assert!(!meter.take(6_000));
-    }
-
-    #[test]
-    fn a_meter_charged_past_empty_stays_closed_until_repaid() {
-        let mut meter = Meter::per_minute(60_000);
-        meter.charge(120_000);
-        assert!(!meter.has_room());
-    }
-
-    #[test]
     fn thread_cpu_time_counts_work_not_sleep() {
         let start = thread_cpu_time();
         std::thread::sleep(Duration::from_millis(30));
         let slept = thread_cpu_time() - start;
         assert!(slept < Duration::from_millis(10), "sleeping used {slept:?} of CPU");
         // Spinning advances it, however busy the machine is.
-        let begun = Instant::now();
+        let begun = std::time::Instant::now();
         let mut x = 0_u64;
         while thread_cpu_time() - start < Duration::from_millis(20) {
             x = std::hint::black_box(x.wrapping_add(1));

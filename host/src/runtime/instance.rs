@@ -9,13 +9,14 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{self, guest, types as wit};
-use super::budget::{Budget, LogRate, Meter, thread_cpu_time};
+use super::budget::{Budget, LogRate, thread_cpu_time};
 use super::convert::{self, Columns, NotifyBudget};
 use super::host_impl::HostState;
 use super::sandbox::{Clock, OverBudget, StoreData};
 use super::{EPOCH_TICK, ParamSpec, ParamValue, Plugin, PluginInfo, RuntimeConfig, RuntimeError};
 use crate::bar::{Bar, Millis};
 use crate::order::{Action, Fill};
+use crate::rate_limit::RateLimiter;
 use crate::strategy::{Account, Breaches, Fault, Rejection, Strategy, StrategyError};
 
 /// One instance's budget and recovery policy.
@@ -202,7 +203,7 @@ pub struct WasmStrategy {
     /// Reused bar columns, so a batch allocates nothing on the host side.
     columns: Columns,
     /// CPU time per minute, in host mode.
-    cpu: Option<Meter>,
+    cpu: Option<RateLimiter>,
     /// The thread's CPU time when the current call began.
     call_began: Duration,
     /// Log and notification bytes per minute, in host mode.
@@ -238,7 +239,7 @@ impl WasmStrategy {
             failure: None,
             last_state: None,
             columns: Columns::default(),
-            cpu: rates.map(|r| Meter::per_minute(r.cpu.as_micros().try_into().unwrap_or(u64::MAX))),
+            cpu: rates.map(|r| RateLimiter::per_minute(r.cpu.as_micros().try_into().unwrap_or(u64::MAX))),
             call_began: Duration::ZERO,
             log_rate: rates.map(|r| Arc::new(LogRate::per_minute(r.log_bytes))),
             breaches: Breaches::default(),
@@ -360,7 +361,7 @@ impl WasmStrategy {
     }
 
     fn charge_cpu(&mut self) {
-        if let Some(cpu) = &mut self.cpu {
+        if let Some(cpu) = &self.cpu {
             let used = thread_cpu_time().saturating_sub(self.call_began);
             cpu.charge(used.as_micros().try_into().unwrap_or(u64::MAX));
         }
@@ -433,7 +434,7 @@ impl Strategy for WasmStrategy {
 
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
         let Some(last) = bars.last() else { return Ok(Vec::new()) };
-        if let Some(cpu) = &mut self.cpu
+        if let Some(cpu) = &self.cpu
             && !cpu.has_room()
         {
             // Over its CPU time for the minute: it sits this batch out, and

@@ -26,7 +26,6 @@ use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub(crate) use self::budget::Meter;
 pub use self::budget::{Budget, LimitsSection, Rates};
 pub use self::compiler::{CHILD_COMMAND, CompileLimits, Compiler, isolate_compilation};
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
