@@ -12,13 +12,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::instances::Instances;
 use super::launcher::Starter;
 use super::output::Lines;
+use super::swap;
 use crate::config::{FailurePolicy, ParamValue, StrategyConfig};
 use crate::journal::Journal;
 use crate::runtime::{LimitsSection, bounded};
@@ -99,12 +100,11 @@ pub fn spec_of(wasm: &Path) -> Result<StrategyConfig, DropInError> {
     })
 }
 
-/// Size and modification time of a plugin and its `.toml`.
-type Stamp = (Option<(u64, Option<SystemTime>)>, Option<(u64, Option<SystemTime>)>);
+/// Size and modification time of a plugin and of its `.toml`.
+type Stamp = (Option<swap::Stamp>, Option<swap::Stamp>);
 
 fn stamp_of(wasm: &Path) -> Stamp {
-    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok()));
-    (of(wasm), of(&wasm.with_extension("toml")))
+    (swap::stamp_of(wasm), swap::stamp_of(&wasm.with_extension("toml")))
 }
 
 /// The `.wasm` files in `dir`, by strategy name.
@@ -171,7 +171,8 @@ pub(super) async fn watch_dir(
             }
         }
         for (name, path) in files {
-            if running.contains_key(&name) || (instances.contains(&name) && !running.contains_key(&name)) {
+            // Running already, from the folder or the config.
+            if running.contains_key(&name) || instances.contains(&name) {
                 continue;
             }
             let stamp = stamp_of(&path);

@@ -52,13 +52,13 @@ pub(super) fn spawn_feed(
             let Some(batch) = batch else { break };
             alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
-            let inputs: Vec<FeedTap> = match taps.write() {
-                Ok(mut taps) => {
-                    taps.retain(|tap| !tap.input.is_closed());
-                    taps.clone()
-                }
-                Err(_) => Vec::new(),
-            };
+            let inputs: Vec<FeedTap> = taps.read().map(|t| t.clone()).unwrap_or_default();
+            if inputs.iter().any(|tap| tap.input.is_closed())
+                && let Ok(mut taps) = taps.write()
+            {
+                // Engines that ended (removed instances) drop out.
+                taps.retain(|tap| !tap.input.is_closed());
+            }
             hand_over(&inputs, &batch).await;
         }
         if let Ok(mut s) = status.write() {

@@ -13,7 +13,7 @@ use super::live::{EngineInput, LiveError};
 use super::swap::{Setup, start_build};
 use crate::config::{FailurePolicy, StrategyConfig};
 use crate::control::{Command, ControlError, InstanceState};
-use crate::runtime::{Clock, Runtime, RuntimeError, bounded};
+use crate::runtime::{RuntimeError, bounded};
 
 /// How long a command waits for its instance (behind a call at its
 /// deadline, or a restart) before the operator is told it did not answer.
@@ -34,8 +34,7 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct Instances {
     by_name: Arc<RwLock<HashMap<String, Entry>>>,
-    builds: Option<(Arc<Runtime>, Clock)>,
-    /// Starts new instances once the host runs; weak, since the starter
+    /// Starts new instances, and compiles uploaded builds, once the host runs; weak, since the starter
     /// reaches these instances too.
     starter: Arc<OnceLock<(Weak<Starter>, Option<PathBuf>)>>,
 }
@@ -50,11 +49,6 @@ impl Drop for Swapping {
 }
 
 impl Instances {
-    /// Instances whose uploaded builds `runtime` compiles, clocked by `clock`.
-    pub fn new(runtime: Arc<Runtime>, clock: Clock) -> Self {
-        Self { by_name: Arc::default(), builds: Some((runtime, clock)), starter: Arc::default() }
-    }
-
     /// From now on, new instances start through `starter`, their files
     /// found in `folder`.
     pub(super) fn start_with(&self, starter: &Arc<Starter>, folder: Option<PathBuf>) {
@@ -75,8 +69,7 @@ impl Instances {
         if self.contains(&name) {
             return Err(ControlError::Conflict { message: format!("an instance named `{name}` runs already") });
         }
-        let (starter, folder) = self.starter.get().cloned().ok_or_else(|| invalid("this host starts no instances"))?;
-        let starter = starter.upgrade().ok_or(ControlError::Stopped)?;
+        let (starter, folder) = self.starter()?;
         if spec.plugin.ends_with(".wasm") {
             let bare = !spec.plugin.contains(['/', '\\']) && !spec.plugin.starts_with('.');
             if !bare {
@@ -119,6 +112,13 @@ impl Instances {
         }
     }
 
+    /// The starter and the plugins folder, while the host runs.
+    fn starter(&self) -> Result<(Arc<Starter>, Option<PathBuf>), ControlError> {
+        let message = "this host starts no instances and takes no builds".to_string();
+        let (starter, folder) = self.starter.get().cloned().ok_or(ControlError::Conflict { message })?;
+        Ok((starter.upgrade().ok_or(ControlError::Stopped)?, folder))
+    }
+
     fn entry(&self, name: &str) -> Result<Entry, ControlError> {
         let entry = self.by_name.read().ok().and_then(|map| map.get(name).cloned());
         entry.ok_or_else(|| ControlError::NoSuchInstance { name: bounded(name) })
@@ -150,9 +150,8 @@ impl Instances {
     /// swaps it in between two inputs. Returns the new build's SHA-256.
     pub async fn swap(&self, name: &str, bytes: Vec<u8>) -> Result<String, ControlError> {
         let entry = self.entry(name)?;
-        let Some((runtime, clock)) = self.builds.clone() else {
-            return Err(ControlError::Conflict { message: "this host takes no uploaded builds".into() });
-        };
+        let (starter, _) = self.starter()?;
+        let (runtime, clock) = (starter.planner.runtime.clone(), starter.planner.clock.clone());
         if entry.swapping.swap(true, Ordering::AcqRel) {
             return Err(ControlError::Conflict { message: "another swap of this instance is in flight".into() });
         }

@@ -265,7 +265,7 @@ pub async fn run_host(
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let gate_view = venue.as_ref().map(|v| v.gate.clone());
-    let instances = Instances::new(runtime.clone(), clock.clone());
+    let instances = Instances::default();
     let api = match &token {
         ApiToken::Open => "control API /api/v1 open on loopback, no token set",
         ApiToken::Bearer { .. } => "control API /api/v1 with a bearer token",

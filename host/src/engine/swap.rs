@@ -126,7 +126,7 @@ pub(super) fn swap(
 }
 
 /// Size and modification time: what changes when a file is rewritten.
-type Stamp = (u64, Option<SystemTime>);
+pub(super) type Stamp = (u64, Option<SystemTime>);
 
 /// What each new build of a strategy starts with.
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ impl Watched {
     }
 }
 
-fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
+pub(super) fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
     std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()))
 }
 
