@@ -8,6 +8,10 @@ use std::time::Duration;
 /// The most recent samples kept.
 const WINDOW: usize = 1024;
 
+/// Inputs between two recomputations of the percentiles: sorting the
+/// window after every input would cost more than the input.
+const EVERY: u64 = 64;
+
 /// The latencies of a strategy's most recent inputs.
 #[derive(Debug, Default)]
 pub struct Latencies {
@@ -15,6 +19,8 @@ pub struct Latencies {
     /// Every input since the start, for the maximum.
     count: u64,
     max_us: u64,
+    /// The percentiles as last computed.
+    last: std::cell::Cell<LatencySummary>,
 }
 
 /// A summary of [`Latencies`], as `/health` shows it.
@@ -40,7 +46,19 @@ impl Latencies {
         self.max_us = self.max_us.max(us);
     }
 
+    /// The counts as of now; the percentiles as of the last multiple of
+    /// [`EVERY`] inputs (or the first few).
     pub fn summary(&self) -> LatencySummary {
+        let last = self.last.get();
+        if self.count > EVERY && self.count - last.count < EVERY {
+            return LatencySummary { count: self.count, max_us: self.max_us, ..last };
+        }
+        let summary = self.compute();
+        self.last.set(summary);
+        summary
+    }
+
+    fn compute(&self) -> LatencySummary {
         let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
         sorted.sort_unstable();
         let at = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
