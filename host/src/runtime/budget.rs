@@ -45,7 +45,7 @@ pub struct Budget {
     pub per_minute: Option<Rates>,
 }
 
-/// Limits over a sliding minute of wall time.
+/// Limits per minute of wall time, each a token bucket holding a minute's worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rates {
     /// CPU time the strategy's calls may use.
