@@ -92,6 +92,21 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The misbehave plugin as another build of the same code, marked `mark`
+/// (at most 17 bytes; `trap@N` traps on the N-th bar after it is loaded).
+/// Its data, not its code, differs, so the component stays valid.
+pub fn misbehave_build(mark: &str) -> Vec<u8> {
+    const PREFIX: &[u8] = b"stratbox-build:";
+    let mut wasm = std::fs::read(MISBEHAVE_WASM).expect("the misbehave plugin is built");
+    assert!(mark.len() <= 17, "a build mark has 17 bytes");
+    let at = wasm.windows(PREFIX.len()).position(|w| w == PREFIX).expect("the plugin has a build mark");
+    assert!(!wasm[at + 1..].windows(PREFIX.len()).any(|w| w == PREFIX), "the build mark appears once in the plugin");
+    let field = &mut wasm[at + PREFIX.len()..at + PREFIX.len() + 17];
+    field.fill(b'_');
+    field[..mark.len()].copy_from_slice(mark.as_bytes());
+    wasm
+}
+
 /// A day market buy of `qty` AAPL, the order most venue tests route.
 pub fn market_buy(qty: i64) -> stratbox::order::OrderIntent {
     use stratbox::order::{OrderIntent, Side, TimeInForce};

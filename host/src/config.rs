@@ -107,6 +107,17 @@ pub struct RuntimeSection {
     pub on_failure: FailurePolicy,
     /// What a paused strategy's bars do.
     pub paused_bars: PausedBars,
+    /// Inputs a swapped-in build must handle without a fault before the
+    /// build it replaced is let go; 0 turns rollback off.
+    pub probation_inputs: u32,
+}
+
+/// How the host runs every strategy instance, from `[runtime]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstancePolicy {
+    pub on_failure: FailurePolicy,
+    pub paused_bars: PausedBars,
+    pub probation_inputs: u32,
 }
 
 /// What happens to the bars of a strategy an operator has paused.
@@ -151,11 +162,20 @@ impl Default for RuntimeSection {
             compile_memory_mib: CompileLimits::default().memory >> 20,
             on_failure: FailurePolicy::default(),
             paused_bars: PausedBars::default(),
+            probation_inputs: crate::engine::PROBATION_INPUTS,
         }
     }
 }
 
 impl RuntimeSection {
+    pub fn instance_policy(&self) -> InstancePolicy {
+        InstancePolicy {
+            on_failure: self.on_failure,
+            paused_bars: self.paused_bars,
+            probation_inputs: self.probation_inputs,
+        }
+    }
+
     /// The runtime, with `budget` as every instance's default.
     pub fn to_runtime(&self, budget: Budget) -> RuntimeConfig {
         RuntimeConfig {

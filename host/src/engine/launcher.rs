@@ -15,7 +15,7 @@ use super::plan::{EnginePlanner, PlannedEngine};
 use super::routed::Lanes;
 use super::swap::Watched;
 use super::worker::{Outputs, spawn_engine};
-use crate::config::{FailurePolicy, StrategyConfig};
+use crate::config::{InstancePolicy, StrategyConfig};
 use crate::journal::Journal;
 use crate::report::Report;
 use crate::store::Store;
@@ -37,8 +37,7 @@ pub(super) struct Launcher {
     pub lines: Lines,
     pub status: Arc<RwLock<HostStatus>>,
     pub inbox: Option<Arc<Store>>,
-    pub on_failure: FailurePolicy,
-    pub paused_bars: crate::config::PausedBars,
+    pub policy: InstancePolicy,
     pub symbol: String,
 }
 
@@ -56,8 +55,7 @@ impl Launcher {
             inbox: self.inbox.clone(),
             dropped: dropped.clone(),
             retired: retired.clone(),
-            on_failure: self.on_failure,
-            paused_bars: self.paused_bars,
+            policy: self.policy,
         };
         let thread = spawn_engine(name.clone(), self.symbol.clone(), engine, sha256.clone(), rx, persist, outputs)?;
         if let Ok(mut threads) = self.threads.lock() {

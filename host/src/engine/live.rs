@@ -308,8 +308,7 @@ pub async fn run_host(
         lines: lines.clone(),
         status: status.clone(),
         inbox: store.clone(),
-        on_failure: config.runtime.on_failure,
-        paused_bars: config.runtime.paused_bars,
+        policy: config.runtime.instance_policy(),
         symbol: symbol.clone(),
     };
     let mut by_name = HashMap::new();

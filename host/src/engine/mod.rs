@@ -17,6 +17,7 @@ mod launcher;
 mod live;
 mod output;
 mod plan;
+mod probation;
 mod routed;
 mod swap;
 mod worker;
@@ -25,6 +26,7 @@ pub use self::dropin::{DropInError, PluginsConfig};
 pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
+pub use self::probation::PROBATION_INPUTS;
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
 pub use self::swap::{Replacement, SwapError};
 
@@ -42,6 +44,8 @@ use crate::rate_limit::RateLimiter;
 use crate::report::{FillRecord, Report};
 use crate::risk::{RiskGate, RiskLimits};
 use crate::strategy::{Account, Breaches, Rejection, Strategy, StrategyError};
+
+use self::probation::Heard;
 
 /// Rounds of fill/rejection feedback allowed after one batch, so two
 /// callbacks cannot ping-pong forever.
@@ -143,6 +147,8 @@ pub struct Engine {
     pending_rejects: Vec<(IntentId, Arc<str>, String)>,
     execution_events: Vec<ExecutionEvent>,
     events: Box<dyn FnMut(Event) + Send>,
+    /// What a swapped-in build on probation was told (see `probation`).
+    transcript: Option<probation::Transcript>,
 }
 
 impl Engine {
@@ -173,6 +179,7 @@ impl Engine {
             pending_rejects: Vec::new(),
             execution_events: Vec::new(),
             events: Box::new(|_| {}),
+            transcript: None,
         }
     }
 
@@ -214,7 +221,8 @@ impl Engine {
     /// Processes one batch of bars in time order.
     pub fn on_bars(&mut self, bars: &[Bar]) -> Result<(), EngineError> {
         let Some(last) = bars.last() else { return Ok(()) };
-        let actions = self.call(|s| s.on_bars(bars))?.unwrap_or_default();
+        let heard = || Heard::Bars { bars: bars.to_vec() };
+        let actions = self.call_heard(heard, |s| s.on_bars(bars))?.unwrap_or_default();
         let mut actions = actions.into_iter().peekable();
         for (index, bar) in bars.iter().enumerate() {
             self.last_time = bar.time;
@@ -266,7 +274,8 @@ impl Engine {
 
     /// Delivers an external signal to the strategy and applies its actions.
     pub fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<(), EngineError> {
-        let actions = self.call(|s| s.on_signal(source, payload, time))?.unwrap_or_default();
+        let heard = || Heard::Signal { source: source.into(), payload: payload.into(), time };
+        let actions = self.call_heard(heard, |s| s.on_signal(source, payload, time))?.unwrap_or_default();
         for action in actions {
             self.apply(action, time);
         }
@@ -278,6 +287,25 @@ impl Engine {
     /// instance starts a new lifetime), and yields `None`.
     pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
         self.call(|s| s.save_state())
+    }
+
+    /// [`Engine::call`] for an input the strategy is told: kept in the
+    /// transcript while a new build is on probation, with whether it faulted.
+    fn call_heard<R>(
+        &mut self,
+        heard: impl FnOnce() -> Heard,
+        f: impl FnOnce(&mut dyn Strategy) -> Result<R, StrategyError>,
+    ) -> Result<Option<R>, EngineError> {
+        if let Some(transcript) = &mut self.transcript {
+            transcript.hear(heard());
+        }
+        let result = self.call(f);
+        if !matches!(result, Ok(Some(_)))
+            && let Some(transcript) = &mut self.transcript
+        {
+            transcript.faulted();
+        }
+        result
     }
 
     /// Calls the strategy; a restart is reported and yields `None`.
@@ -524,7 +552,8 @@ impl Engine {
             let mut fills = std::mem::take(&mut self.pending_fills);
             fills.retain(|fill| self.is_own(fill.intent_id));
             if !fills.is_empty() {
-                for action in self.call(|s| s.on_fills(&fills))?.unwrap_or_default() {
+                let heard = || Heard::Fills { fills: fills.clone() };
+                for action in self.call_heard(heard, |s| s.on_fills(&fills))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }
@@ -534,7 +563,8 @@ impl Engine {
                 .map(|(order, symbol, reason)| Rejection { order: order.id, symbol, reason })
                 .collect();
             if !rejections.is_empty() {
-                for action in self.call(|s| s.on_rejects(&rejections))?.unwrap_or_default() {
+                let heard = || Heard::Rejects { rejections: rejections.clone() };
+                for action in self.call_heard(heard, |s| s.on_rejects(&rejections))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }

@@ -10,11 +10,9 @@
 //! instance running and journals `strategy.swap_failed`; success journals
 //! `strategy.swapped`. A strategy that has failed is revived by a swap.
 //!
-//! A new build is on probation for its first [`PROBATION_INPUTS`] inputs:
-//! the old instance is kept, as it was at the swap, and if the new build
-//! faults in that time (a restart or a quarantine) the old one is put back
-//! and `strategy.rolled_back` journaled. It missed the inputs the new build
-//! had; it continues its lifetime.
+//! A new build is then on probation (see `probation`): if it faults within
+//! its first inputs, the old one is put back, hears those inputs again and
+//! continues its lifetime, and `strategy.rolled_back` is journaled.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,54 +54,15 @@ pub enum SwapError {
 /// A failed engine has no running instance: `saved` (the state persisted
 /// after its last good input) is loaded instead, if there is one.
 ///
-/// Called on the engine's thread, between inputs.
-/// Inputs a new build must handle without a fault before the build it
-/// replaced is let go.
-pub const PROBATION_INPUTS: u32 = 100;
-
-/// The build a swap replaced, kept until the new one has shown it runs.
-pub(super) struct Probation {
-    old: Box<dyn Strategy>,
-    /// The old build's SHA-256.
-    pub sha256: String,
-    inputs_left: u32,
-    /// The engine's restart count at the swap: any more is a fault.
-    restarts: u32,
-}
-
-impl Probation {
-    /// After one input: `Some(old)` back if the new build faulted (the
-    /// caller puts it back), otherwise counts the input and lets the old
-    /// build go once the probation is over.
-    pub fn judge(slot: &mut Option<Probation>, engine: &Engine, faulted: bool) -> Option<Probation> {
-        let probation = slot.as_mut()?;
-        if faulted || engine.counts().restarts > probation.restarts {
-            return slot.take();
-        }
-        probation.inputs_left = probation.inputs_left.saturating_sub(1);
-        if probation.inputs_left == 0 {
-            *slot = None;
-        }
-        None
-    }
-
-    /// Puts the old build back in `engine`, continuing its lifetime.
-    pub fn roll_back(self, engine: &mut Engine) -> String {
-        drop(engine.replace_strategy(self.old, true));
-        self.sha256
-    }
-}
-
-/// Moves the running instance's state into `next` and puts it in place.
-/// Returns the old instance on probation, unless the old one had failed
-/// (there is nothing to go back to).
+/// Returns the instance it replaced, for its probation, unless that one
+/// had failed (there is nothing to go back to). Called on the engine's
+/// thread, between inputs.
 pub(super) fn swap(
     engine: &mut Engine,
     next: Replacement,
     failed: bool,
     saved: Option<Vec<u8>>,
-    from: &str,
-) -> Result<Option<Probation>, SwapError> {
+) -> Result<Option<Box<dyn Strategy>>, SwapError> {
     let mut strategy = next.strategy;
     let state = if failed {
         saved
@@ -120,9 +79,8 @@ pub(super) fn swap(
     if let Some(state) = state {
         strategy.load_state(&state).map_err(|e| SwapError::Restore { message: e.to_string() })?;
     }
-    let restarts = engine.counts().restarts;
     let old = engine.replace_strategy(strategy, continues);
-    Ok((!failed).then(|| Probation { old, sha256: from.to_string(), inputs_left: PROBATION_INPUTS, restarts }))
+    Ok((!failed).then_some(old))
 }
 
 /// Size and modification time: what changes when a file is rewritten.
@@ -323,7 +281,7 @@ mod tests {
         let mut engine = engine(true);
         let lifetime = engine.lifetime();
         let next = Replacement { strategy: Box::new(Faulty { save_faults: false }), sha256: "new".into() };
-        let err = swap(&mut engine, next, false, None, "old").err().expect("refused");
+        let err = swap(&mut engine, next, false, None).err().expect("refused");
         assert!(matches!(&err, SwapError::Save { message } if message.contains("restarted")), "{err}");
         assert_eq!(engine.counts().restarts, 1);
         assert_eq!(engine.lifetime(), lifetime + 1);
@@ -334,7 +292,7 @@ mod tests {
         let mut engine = engine(false);
         let lifetime = engine.lifetime();
         let next = Replacement { strategy: Box::new(Faulty { save_faults: false }), sha256: "new".into() };
-        swap(&mut engine, next, false, None, "old").unwrap();
+        swap(&mut engine, next, false, None).unwrap();
         assert_eq!((engine.counts().restarts, engine.lifetime()), (0, lifetime));
     }
 }

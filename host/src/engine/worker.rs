@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 use super::latency::Latencies;
 use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
 use super::output::Lines;
+use super::probation::Probation;
 use super::routed::{RouteOutbox, RouteRequest};
-use super::swap::{Probation, swap};
+use super::swap::swap;
 use super::{Engine, EngineError, Event};
 use crate::bar::{Millis, format_time, now_ms};
 use crate::config::PausedBars;
@@ -33,10 +34,8 @@ pub(super) struct Outputs {
     pub inbox: Option<Arc<Store>>,
     /// Bars the feed dropped because this engine's queue was full.
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
-    /// What to do with the strategy's open orders if it is quarantined.
-    pub on_failure: crate::config::FailurePolicy,
-    /// What its bars do while it is paused.
-    pub paused_bars: crate::config::PausedBars,
+    /// What happens when it fails, while it is paused, after a swap.
+    pub policy: crate::config::InstancePolicy,
     /// Set while the strategy has failed, so the feed skips this engine.
     pub retired: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -132,7 +131,8 @@ pub(super) fn spawn_engine(
     mut persist: Option<Persist>,
     outputs: Outputs,
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
-    let (on_failure, retired, paused_bars) = (outputs.on_failure, outputs.retired.clone(), outputs.paused_bars);
+    let retired = outputs.retired.clone();
+    let crate::config::InstancePolicy { on_failure, paused_bars, probation_inputs } = outputs.policy;
     let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, .. } = outputs;
     let held_lost = bars_dropped_by_feed.clone();
     let tag = name.clone();
@@ -229,7 +229,7 @@ pub(super) fn spawn_engine(
                 // webhook inbox row.
                 let mut told = Vec::new();
                 let mut inbox = None;
-                let result = match input {
+                let mut result = match input {
                     EngineInput::Control { command: Command::Pause, reply } => {
                         let answer = if failure.is_some() {
                             let message = "the instance is quarantined; resume releases it".to_string();
@@ -292,7 +292,7 @@ pub(super) fn spawn_engine(
                             _ => None,
                         };
                         let to = next.sha256.clone();
-                        let swapped = swap(&mut engine, next, revived, saved, &sha256);
+                        let swapped = swap(&mut engine, next, revived, saved);
                         if let Err(error) = &swapped {
                             let data =
                                 serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
@@ -310,9 +310,12 @@ pub(super) fn spawn_engine(
                             serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived });
                         note("strategy.swapped", data);
                         lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
-                        sha256 = to;
+                        let from = std::mem::replace(&mut sha256, to);
                         swaps += 1;
-                        probation = swapped.ok().flatten();
+                        probation = swapped
+                            .ok()
+                            .flatten()
+                            .and_then(|old| Probation::start(&mut engine, old, &from, probation_inputs));
                         failure = None;
                         retired.store(false, std::sync::atomic::Ordering::Relaxed);
                         Ok(())
@@ -400,27 +403,35 @@ pub(super) fn spawn_engine(
                     }
                 };
                 let faulted = matches!(result, Err(EngineError::Strategy(_)));
-                if let Some(old) = Probation::judge(&mut probation, &engine, faulted) {
-                    // The new build faulted on probation: the old one returns.
+                if let Some(old) = Probation::judge(&mut probation, &mut engine, faulted) {
+                    // The new build faulted on probation: the old one returns
+                    // and hears what the new one heard.
                     let why = match &result {
                         Err(e) => e.to_string(),
                         Ok(()) => "it faulted and was restarted".to_string(),
                     };
-                    let from = std::mem::replace(&mut sha256, old.roll_back(&mut engine));
+                    let (old_sha256, replayed) = old.roll_back(&mut engine);
+                    let from = std::mem::replace(&mut sha256, old_sha256);
                     let data = serde_json::json!({ "strategy": name, "from": from, "to": sha256, "error": why });
                     note("strategy.rolled_back", data);
                     lines.send(format!("[{name}] build {} rolled back to {}: {why}\n", short(&from), short(&sha256)));
-                    let error = Some(format!("build {} rolled back: {}", short(&from), crate::runtime::bounded(&why)));
-                    update(&engine, &latencies, &sha256, swaps, InstanceState::Running, error);
-                    if let Some(p) = &persist {
-                        // The old build's state from now on, not the new one's.
-                        let state = engine.save_state().ok().flatten();
-                        p.commit(&engine, state, &told, inbox);
-                        flush(None);
+                    if replayed.is_err() {
+                        // The old build faulted hearing them again: it fails as any would.
+                        result = replayed;
                     } else {
-                        flush(inbox);
+                        let error =
+                            Some(format!("build {} rolled back: {}", short(&from), crate::runtime::bounded(&why)));
+                        update(&engine, &latencies, &sha256, swaps, InstanceState::Running, error);
+                        if let Some(p) = &persist {
+                            // The old build's state from now on, not the new one's.
+                            let state = engine.save_state().ok().flatten();
+                            p.commit(&engine, state, &told, inbox);
+                            flush(None);
+                        } else {
+                            flush(inbox);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 if let Err(EngineError::Strategy(e)) = result {
                     let done = engine.quarantine(on_failure);

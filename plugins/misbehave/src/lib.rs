@@ -39,6 +39,12 @@
 //! - `alias`: return 10,000 notifications whose texts all point at one
 //!   buffer of 1 MiB: 10 GB for a host that copied each.
 //!
+//! Builds of the same code can differ: tests patch the bytes after
+//! `stratbox-build:` in the compiled plugin ([`BUILD`]). A build marked
+//! `trap@N` panics on the N-th bar an instance of it sees after it was
+//! created or restored, whatever the mode (a build that breaks soon after a
+//! swap).
+//!
 //! Each order's id is the number of bars seen when it was placed, so ids are
 //! unique and deterministic without more state. In every mode it notifies
 //! `filled N` for each fill of its order N. Its
@@ -51,8 +57,22 @@ use stratbox_sdk::{
     Signal, Strategy, TimeInForce, export_strategy, host,
 };
 
+/// What this build is, patched by tests (same length) to make other builds.
+static BUILD: [u8; 32] = *b"stratbox-build:ok_______________";
+
+/// The bar (counted from creation or restore) this build traps on, if any.
+fn build_traps_at() -> Option<u64> {
+    // Read through an opaque reference: the bytes are patched after compiling.
+    let build = std::hint::black_box(&BUILD);
+    let mark = std::str::from_utf8(&build[15..]).ok()?.trim_end_matches('_');
+    mark.strip_prefix("trap@")?.parse().ok()
+}
+
 struct Misbehave {
     mode: String,
+    /// Bars this instance has seen since it was created or restored.
+    heard: u64,
+    traps_at: Option<u64>,
     at: Option<i64>,
     symbol: Option<String>,
     qty: i64,
@@ -105,6 +125,8 @@ impl Strategy for Misbehave {
         let symbol = Some(params.text("symbol")?.to_string()).filter(|s| !s.is_empty());
         let config = Misbehave {
             mode: params.text("mode")?.into(),
+            heard: 0,
+            traps_at: build_traps_at(),
             at,
             symbol,
             qty: params.integer("qty")?,
@@ -152,6 +174,10 @@ impl Strategy for Misbehave {
 
     fn on_bars(&mut self, bars: &Bars, out: &mut Vec<BarAction>) {
         for bar in bars.iter() {
+            self.heard += 1;
+            if self.traps_at == Some(self.heard) {
+                panic!("this build traps on its bar {}", self.heard);
+            }
             self.seen += 1;
             if self.seen > 1 && bar.time <= self.last_time {
                 self.disorder += 1;
