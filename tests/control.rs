@@ -252,14 +252,14 @@ async fn the_ctl_command_drives_a_running_host() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let (code, listed, _) = ctl(TOKEN, &["list"]);
+    let (code, listed, _) = ctl(TOKEN, &["--format", "json", "list"]);
     assert_eq!(code, Some(0));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let names: Vec<&str> =
         listed["instances"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.contains(&"calm"));
-    let (code, paused, _) = ctl(TOKEN, &["pause", "calm"]);
+    let (code, paused, _) = ctl(TOKEN, &["--format", "json", "pause", "calm"]);
     assert_eq!(code, Some(0));
     assert_eq!(serde_json::from_str::<serde_json::Value>(&paused).unwrap()["state"], "paused");
     let (code, _, refused) = ctl("not-the-token-at-all", &["resume", "calm"]);
@@ -297,4 +297,124 @@ async fn a_paused_instance_may_queue_its_bars_and_see_them_all_on_resume() {
     assert_eq!(post("resume").await.unwrap().status(), 200);
     wait_until("every bar, seen after the resume", Duration::from_secs(60), || text().contains("seen 3270")).await;
     assert!(calls(&out) > before);
+}
+
+/// `stratbox ctl` over the whole control surface, against a host trading a
+/// fake Alpaca with a watched plugins folder: a build and its parameters
+/// uploaded into the folder go live, an instance is added by name, and the
+/// venue's orders, fills and positions read back, as tables and as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_uploads_adds_and_reads_the_venue_of_a_live_host() {
+    use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..40 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.auto_fill = Some("10".into());
+        // The rest once the uploaded strategy runs: a strategy added while
+        // the host runs hears the bars from then on.
+        s.visible_bars = Some(1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let sections = format!(
+        "{feed}[broker]\nkind = \"alpaca\"\nbase_url = \"{url}\"\nsync_every_ms = 100\n\n\
+         [runtime]\nwatch_ms = 20\n\n[plugins]\ndir = {plugins:?}\n",
+        feed = stratbox_tests::process::alpaca_feed(&venue.url, 50),
+        url = venue.url,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let binary = env!("CARGO_BIN_EXE_stratbox-under-test");
+    let _host = HostProcess::spawn_with(binary, &config, file, &[("STRATBOX_API_TOKEN", TOKEN)]);
+    let addr = listening_address(&out).await;
+    let ctl = |args: &[&str]| {
+        let output = std::process::Command::new(binary)
+            .args(["ctl"])
+            .args(args)
+            .env("STRATBOX_URL", &addr)
+            .env("STRATBOX_API_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    let json = |args: &[&str]| {
+        let (code, stdout, stderr) = ctl(&[&["--format", "json"], args].concat());
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+
+    // Refused uploads leave nothing in the folder.
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm not really").unwrap();
+    let (code, _, refused) = ctl(&["upload", garbage.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("(422)"), "{refused}");
+    let bad_toml = dir.path().join("buyer.toml");
+    std::fs::write(&bad_toml, "params = { mode = \"buy\" }\nsurprise = 1\n").unwrap();
+    let (code, _, refused) = ctl(&["upload", bad_toml.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("(422)") && refused.contains("surprise"), "{refused}");
+    let (code, _, refused) = ctl(&["upload", MISBEHAVE_WASM, "--as", "..%2Fescape.wasm"]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("(422)") && refused.contains("not a plugin file name"), "{refused}");
+    assert_eq!(std::fs::read_dir(&plugins).unwrap().count(), 0, "nothing was written");
+
+    // Its parameters first, then the build: the watched folder starts it.
+    std::fs::write(&bad_toml, format!("params = {{ mode = \"buy\", at = \"{}\" }}\n", alpaca_time(5))).unwrap();
+    let (code, placed, stderr) = ctl(&["upload", bad_toml.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(placed.contains("buyer.toml"), "a table: {placed}");
+    let placed = json(&["upload", MISBEHAVE_WASM, "--as", "buyer.wasm"]);
+    assert_eq!(placed["replaced"], false);
+    let digest = sha2::Sha256::digest(std::fs::read(MISBEHAVE_WASM).unwrap());
+    assert_eq!(placed["sha256"], digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let shown = || std::fs::read_to_string(&out).unwrap_or_default();
+    wait_until("the upload to start", Duration::from_secs(60), || shown().contains("[buyer] started")).await;
+    venue.state.lock().unwrap().visible_bars = None;
+    let started = tokio::time::timeout(Duration::from_secs(60), async {
+        while venue.state.lock().unwrap().orders.len() != 1 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    assert!(started.await.is_ok(), "the uploaded strategy never bought: {}", shown());
+
+    // One more, by name, with parameters.
+    let added = json(&["add", "trend", "sma-crossover", "--param", "fast=3", "--param", "slow=9", "--param", "qty=2"]);
+    assert_eq!(added["state"], "running");
+    let (code, _, refused) = ctl(&["add", "trend", "sma-crossover"]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("(409)"), "{refused}");
+    let (code, table, _) = ctl(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(table.lines().any(|h| h.starts_with("name ") && h.contains("state")), "a table: {table}");
+    assert!(table.contains("buyer") && table.contains("trend"), "{table}");
+
+    wait_until("the fill to be recorded", Duration::from_secs(60), || {
+        let (_, fills, _) = ctl(&["--format", "json", "fills", "--instance", "buyer"]);
+        serde_json::from_str::<serde_json::Value>(&fills)
+            .is_ok_and(|f| f["fills"].as_array().is_some_and(|f| f.len() == 1))
+    })
+    .await;
+    let fills = json(&["fills", "--instance", "buyer"]);
+    assert_eq!(fills["fills"][0]["qty"], "1");
+    assert_eq!(json(&["fills", "--instance", "trend"])["fills"], serde_json::json!([]));
+    let positions = json(&["positions"]);
+    assert_eq!(positions["instances"]["buyer"]["AAPL"], "1", "{positions}");
+    assert_eq!(positions["venue"]["positions"][0]["qty"], "1", "{positions}");
+    assert_eq!(json(&["orders"])["orders"], serde_json::json!([]), "filled, so not working");
+    let (code, table, _) = ctl(&["positions"]);
+    assert_eq!(code, Some(0));
+    assert!(table.contains("venue") && table.contains("buyer"), "{table}");
+
+    // Halt and resume trading, venue by venue.
+    let halted = json(&["halt", "alpaca", "--note", "lunch"]);
+    assert_eq!(halted[0]["state"], "halted", "{halted}");
+    let resumed = json(&["resume-trading", "alpaca"]);
+    assert_eq!(resumed[0]["state"], "active", "{resumed}");
 }

@@ -93,11 +93,14 @@ pub enum Command {
     /// Asks a running host to act, through its control API.
     Ctl {
         /// The host's address.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, env = "STRATBOX_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
         /// The API's bearer token (default: STRATBOX_API_TOKEN).
         #[arg(long, env = "STRATBOX_API_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Tables, or the host's JSON as it came.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         #[command(subcommand)]
         command: crate::client::CtlCommand,
     },
@@ -326,8 +329,8 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Inspect { path, format } } => inspect(&path, format, out),
-        Command::Ctl { url, token, command } => {
-            crate::client::ctl(&url, token.as_deref(), command, out)?;
+        Command::Ctl { url, token, format, command } => {
+            crate::client::ctl(&url, token.as_deref(), command, format, out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command: PluginCommand::Check { path, run, batch } } => {

@@ -138,6 +138,8 @@ impl RiskGate {
     pub fn persistent(store: Arc<Store>, venues: &[&str]) -> Result<Self, StoreError> {
         let gate = Self { states: Arc::default(), store: Some(store) };
         for venue in venues {
+            // Known, and listed, as active until a halt is stored.
+            gate.put(VenueTrading::active(venue));
             gate.reload(venue)?;
         }
         Ok(gate)
@@ -317,6 +319,16 @@ mod tests {
 
     fn buy(symbol: &str, qty: i64) -> OrderIntent {
         OrderIntent::market(symbol.into(), Side::Buy, Decimal::from(qty))
+    }
+
+    #[test]
+    fn a_venue_never_halted_is_listed_as_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("g.db")).unwrap());
+        let gate = RiskGate::persistent(store, &["alpaca"]).unwrap();
+        let venues = gate.venues();
+        assert_eq!(venues.len(), 1, "the operator can see, and halt, it");
+        assert_eq!((venues[0].venue.as_str(), venues[0].state), ("alpaca", TradingState::Active));
     }
 
     #[test]

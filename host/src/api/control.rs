@@ -10,6 +10,11 @@
 //!   is compiled (in the bounded child), checked against the contract and
 //!   the instance's parameters, and swapped in with the running instance's
 //!   state, as a new file of it would be (and on probation the same way);
+//! - `PUT /api/v1/plugins/{file}`, `NAME.wasm` or `NAME.toml` as the body:
+//!   checked (a build is compiled in the bounded child) and written into
+//!   the `[plugins]` folder whole, so a watched folder starts or hot-swaps
+//!   instance NAME as it would a copied file; 201 when new, 200 when it
+//!   replaced one;
 //! - `GET /api/v1/venues`; `POST /api/v1/halt` and `/api/v1/resume`, with
 //!   an optional body `{"venue": "...", "note": "..."}` (every live venue
 //!   without one): new orders stop, or start again.
@@ -57,6 +62,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .merge(
             Router::new()
                 .route("/api/v1/instances/{name}/swap", post(swap))
+                .route("/api/v1/plugins/{file}", axum::routing::put(upload))
                 .layer(DefaultBodyLimit::max(MAX_BUILD))
                 .route_layer(middleware::from_fn_with_state(MAX_BUILD, announced_within)),
         )
@@ -84,6 +90,18 @@ async fn announced_within(
 
 /// The largest uploaded build read (the runtime's own cap is 64 MiB).
 const MAX_BUILD: usize = (64 << 20) + 1;
+
+/// `PUT /api/v1/plugins/{file}`: a plugin file for the folder.
+async fn upload(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let bytes = body.map_err(|r| AppError::new(r.status(), crate::runtime::bounded(&r.body_text())))?;
+    let placed = state.instances.upload(&file, bytes.to_vec()).await?;
+    let status = if placed.replaced { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(serde_json::json!(placed))))
+}
 
 /// `POST /api/v1/instances/{name}/swap`, the build as the body: compiled,
 /// checked and swapped in as a new file of it would be; answers with its

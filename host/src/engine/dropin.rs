@@ -9,6 +9,9 @@
 //! file is never read); a replaced file is hot-swapped by the swap watcher,
 //! keeping state; a removed file stops its instance with `on_remove`
 //! applied to its orders and positions. Every step is journaled.
+//!
+//! The control API puts files in the folder too ([`place`]): checked first,
+//! then written aside and renamed in, so the watcher never sees half of one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,8 +24,9 @@ use super::launcher::Starter;
 use super::output::Lines;
 use super::swap;
 use crate::config::{FailurePolicy, ParamValue, StrategyConfig};
+use crate::control::ControlError;
 use crate::journal::Journal;
-use crate::runtime::{LimitsSection, bounded};
+use crate::runtime::{LimitsSection, Runtime, RuntimeError, bounded};
 
 /// The `[plugins]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,9 +75,7 @@ const MAX_SPEC_BYTES: u64 = 64 << 10;
 /// The strategy `wasm` (a `NAME.wasm` file) stands for.
 pub fn spec_of(wasm: &Path) -> Result<StrategyConfig, DropInError> {
     let name = wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let valid =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-    if !valid {
+    if !is_instance_name(&name) {
         return Err(DropInError::Name { name: bounded(&name) });
     }
     let toml = wasm.with_extension("toml");
@@ -105,6 +107,63 @@ type Stamp = (Option<swap::Stamp>, Option<swap::Stamp>);
 
 fn stamp_of(wasm: &Path) -> Stamp {
     (swap::stamp_of(wasm), swap::stamp_of(&wasm.with_extension("toml")))
+}
+
+/// A file put in the plugins folder through the control API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placed {
+    pub file: String,
+    pub sha256: String,
+    /// It replaced a file of that name (a hot swap, for a running `.wasm`).
+    pub replaced: bool,
+}
+
+fn is_instance_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+/// Checks `bytes` as `file` of the plugins folder `dir` and writes it in
+/// whole: `NAME.wasm` must be a component the runtime accepts (compiled in
+/// its bounded child, so the watcher's load then comes from the cache),
+/// `NAME.toml` what a drop-in's spec may say. Blocking.
+pub(super) fn place(dir: &Path, file: &str, bytes: &[u8], runtime: &Runtime) -> Result<Placed, ControlError> {
+    let invalid = |message: String| ControlError::Invalid { message };
+    let (stem, extension) = file.rsplit_once('.').unwrap_or((file, ""));
+    if !is_instance_name(stem) || !matches!(extension, "wasm" | "toml") {
+        return Err(invalid(format!(
+            "`{}` is not a plugin file name: NAME.wasm or NAME.toml, NAME 1 to 64 letters, digits, `-` or `_`",
+            bounded(file)
+        )));
+    }
+    if extension == "toml" {
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            return Err(ControlError::TooLarge { size: bytes.len(), limit: MAX_SPEC_BYTES as usize });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| invalid(format!("{file} is not UTF-8")))?;
+        toml::from_str::<DropInSpec>(text).map_err(|e| invalid(format!("{file}: {}", bounded(e.message()))))?;
+    } else {
+        match runtime.load(file, bytes) {
+            Ok(_) => {}
+            Err(RuntimeError::TooLarge { size, limit, .. }) => return Err(ControlError::TooLarge { size, limit }),
+            Err(error) => return Err(invalid(bounded(&error.to_string()))),
+        }
+    }
+    let path = dir.join(file);
+    let replaced = path.exists();
+    // Aside under a name the watcher ignores, then renamed in at once.
+    let aside = dir.join(format!(".{file}.upload-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&aside, bytes)?;
+        std::fs::File::open(&aside)?.sync_all()?;
+        std::fs::rename(&aside, &path)
+    };
+    if let Err(error) = write() {
+        let _ = std::fs::remove_file(&aside);
+        tracing::error!(file = %path.display(), %error, "cannot write an uploaded plugin file");
+        return Err(ControlError::Conflict { message: format!("cannot write {file} into the plugins folder") });
+    }
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    Ok(Placed { file: file.to_string(), sha256, replaced })
 }
 
 /// The `.wasm` files in `dir`, by strategy name.

@@ -177,6 +177,22 @@ impl Instances {
     }
 }
 
+impl Instances {
+    /// Puts `file` (`NAME.wasm` or `NAME.toml`) in the plugins folder,
+    /// checked and whole (see [`super::dropin::place`]). A watched folder
+    /// then starts, or hot-swaps, instance NAME as it would for a copied
+    /// file; otherwise [`Instances::add`] starts it.
+    pub async fn upload(&self, file: &str, bytes: Vec<u8>) -> Result<super::dropin::Placed, ControlError> {
+        let (starter, folder) = self.starter()?;
+        let message = "no [plugins] folder is configured to keep files in";
+        let folder = folder.ok_or_else(|| ControlError::Invalid { message: message.into() })?;
+        let (runtime, file) = (starter.planner.runtime.clone(), file.to_string());
+        tokio::task::spawn_blocking(move || super::dropin::place(&folder, &file, &bytes, &runtime))
+            .await
+            .map_err(|_| ControlError::Stopped)?
+    }
+}
+
 fn not_answering() -> ControlError {
     ControlError::Conflict { message: format!("the instance did not answer within {ANSWER_WITHIN:?}") }
 }

@@ -22,7 +22,7 @@ mod routed;
 mod swap;
 mod worker;
 
-pub use self::dropin::{DropInError, PluginsConfig};
+pub use self::dropin::{DropInError, Placed, PluginsConfig};
 pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};

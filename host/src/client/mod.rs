@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+mod table;
+
 /// A request to the host.
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
@@ -15,6 +17,23 @@ pub enum CtlCommand {
     List,
     /// Shows one instance.
     Show { name: String },
+    /// Starts instance NAME of PLUGIN: a bundled plugin's name, or a
+    /// `.wasm` already in the host's plugins folder (see `upload`).
+    Add {
+        name: String,
+        plugin: String,
+        /// A parameter, as `key=value`; repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Puts FILE (`NAME.wasm`, or its `NAME.toml`) in the host's plugins
+    /// folder: a watched folder starts it, or hot-swaps a running NAME.
+    Upload {
+        file: PathBuf,
+        /// The name it gets in the folder (default: FILE's own).
+        #[arg(long = "as")]
+        name: Option<String>,
+    },
     /// Stops calling an instance; its orders still fill.
     Pause { name: String },
     /// Undoes a pause, or releases a quarantined instance.
@@ -37,7 +56,22 @@ pub enum CtlCommand {
         note: Option<String>,
     },
     /// Lets new orders through again on every live venue, or on VENUE.
-    Trade { venue: Option<String> },
+    #[command(alias = "trade")]
+    ResumeTrading { venue: Option<String> },
+    /// The live venue's working orders, all or one instance's.
+    Orders {
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// The live venue's latest fills, newest first.
+    Fills {
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// The venue's positions and each instance's own.
+    Positions,
 }
 
 /// Why a control request failed.
@@ -53,10 +87,39 @@ pub enum ClientError {
     Runtime(#[source] std::io::Error),
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    #[error("`{param}` is not KEY=VALUE")]
+    Param { param: String },
+    #[error("{path} has no file name to upload it as")]
+    Unnamed { path: String },
 }
 
-/// Sends `command` to the host at `url` with `token` and prints the answer.
-pub fn ctl(url: &str, token: Option<&str>, command: CtlCommand, out: &mut impl Write) -> Result<(), ClientError> {
+/// A parameter's value as the host's config would read it: an integer, a
+/// number, a boolean, or else text.
+fn param_value(text: &str) -> serde_json::Value {
+    if let Ok(n) = text.parse::<i64>() {
+        return n.into();
+    }
+    if let Ok(x) = text.parse::<f64>()
+        && x.is_finite()
+    {
+        return x.into();
+    }
+    match text {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => text.into(),
+    }
+}
+
+/// Sends `command` to the host at `url` with `token` and prints the
+/// answer, as a table or as the host's JSON.
+pub fn ctl(
+    url: &str,
+    token: Option<&str>,
+    command: CtlCommand,
+    format: crate::cli::Format,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
     let url = url.trim_end_matches('/');
     let api = |path: &str| format!("{url}/api/v1{path}");
     let http = reqwest::Client::builder()
@@ -66,6 +129,24 @@ pub fn ctl(url: &str, token: Option<&str>, command: CtlCommand, out: &mut impl W
     let request = match command {
         CtlCommand::List => http.get(api("/instances")),
         CtlCommand::Show { name } => http.get(api(&format!("/instances/{name}"))),
+        CtlCommand::Add { name, plugin, params } => {
+            let mut values = serde_json::Map::new();
+            for param in params {
+                let (key, value) = param.split_once('=').ok_or_else(|| ClientError::Param { param: param.clone() })?;
+                values.insert(key.trim().to_string(), param_value(value.trim()));
+            }
+            http.post(api("/instances")).json(&serde_json::json!({ "name": name, "plugin": plugin, "params": values }))
+        }
+        CtlCommand::Upload { file, name } => {
+            let unnamed = || ClientError::Unnamed { path: file.display().to_string() };
+            let name = match name {
+                Some(name) => name,
+                None => file.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(unnamed)?,
+            };
+            let read = |source| ClientError::Read { path: file.display().to_string(), source };
+            let bytes = std::fs::read(&file).map_err(read)?;
+            http.put(api(&format!("/plugins/{name}"))).body(bytes)
+        }
         CtlCommand::Pause { name } => http.post(api(&format!("/instances/{name}/pause"))),
         CtlCommand::Resume { name } => http.post(api(&format!("/instances/{name}/resume"))),
         CtlCommand::Swap { name, file } => {
@@ -80,7 +161,12 @@ pub fn ctl(url: &str, token: Option<&str>, command: CtlCommand, out: &mut impl W
         CtlCommand::Halt { venue, note } => {
             http.post(api("/halt")).json(&serde_json::json!({ "venue": venue, "note": note }))
         }
-        CtlCommand::Trade { venue } => http.post(api("/resume")).json(&serde_json::json!({ "venue": venue })),
+        CtlCommand::ResumeTrading { venue } => http.post(api("/resume")).json(&serde_json::json!({ "venue": venue })),
+        CtlCommand::Orders { instance } => http.get(api("/orders")).query(&[("instance", instance)]),
+        CtlCommand::Fills { instance, limit } => {
+            http.get(api("/fills")).query(&[("instance", instance)]).query(&[("limit", limit)])
+        }
+        CtlCommand::Positions => http.get(api("/positions")),
     };
     let request = match token {
         Some(token) => request.bearer_auth(token),
@@ -98,6 +184,9 @@ pub fn ctl(url: &str, token: Option<&str>, command: CtlCommand, out: &mut impl W
         let message = body["error"].as_str().unwrap_or("no reason given").to_string();
         return Err(ClientError::Refused { status: status.as_u16(), message });
     }
-    writeln!(out, "{}", serde_json::to_string_pretty(&body).unwrap_or_default())?;
+    match format {
+        crate::cli::Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&body).unwrap_or_default())?,
+        crate::cli::Format::Text => write!(out, "{}", table::render(&body))?,
+    }
     Ok(())
 }
