@@ -120,3 +120,61 @@ fn plugins_compiled_in_the_child_trade_as_before() {
     assert!(fills.len() > 100);
     assert_eq!(fills, run(&in_process));
 }
+
+/// A build compiled once is kept in the host's cache: a second runtime (a
+/// restart) loads it without any compiler at all, and it trades the same;
+/// a cached file that fails its check is never loaded.
+#[test]
+fn a_compiled_build_is_kept_and_only_an_intact_one_is_loaded() {
+    let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let with_compiler = |program: std::path::PathBuf| {
+        Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            compiler: Compiler::Child { program, limits: CompileLimits::default() },
+            compile_cache: Some(cache.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let first = with_compiler(env!("CARGO_BIN_EXE_stratbox-under-test").into());
+    let compiled = first.load("sma", &bytes).unwrap();
+    let kept: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(kept.len(), 1, "one artifact: {kept:?}");
+    assert!(kept[0].file_name().unwrap().to_string_lossy().starts_with(&compiled.sha256));
+
+    // No compiler to run: only the cache can provide it.
+    let restarted = with_compiler("/nonexistent/stratbox".into());
+    let cached = restarted.load("sma", &bytes).unwrap();
+    assert_eq!(cached.sha256, compiled.sha256);
+    let bars = stratbox::feed::load_csv(&data("IBM.csv"), "IBM", stratbox::feed::CsvLimits::default()).unwrap();
+    let run = |runtime: &Runtime, plugin| {
+        let strategy = runtime.instantiate(plugin, &[], stratbox::runtime::Clock::virtual_at(0)).unwrap();
+        let mut engine = stratbox::engine::Engine::new(
+            Box::new(strategy),
+            Box::new(stratbox::broker::PaperBroker::default()),
+            stratbox::risk::RiskLimits::default(),
+            rust_decimal::Decimal::from(100_000),
+        );
+        engine.run(&bars, 256).unwrap();
+        engine.report("IBM").fills
+    };
+    assert_eq!(run(&restarted, &cached), run(&first, &compiled), "the cached build trades the same");
+
+    // One flipped byte: refused, deleted, and (with no compiler) not loaded.
+    let mut tampered = std::fs::read(&kept[0]).unwrap();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x40;
+    std::fs::write(&kept[0], &tampered).unwrap();
+    let after_tampering = with_compiler("/nonexistent/stratbox".into());
+    assert!(after_tampering.load("sma", &bytes).is_err(), "a tampered artifact is never deserialized");
+    assert!(!kept[0].exists(), "and it is deleted");
+    // A real compiler writes it again.
+    with_compiler(env!("CARGO_BIN_EXE_stratbox-under-test").into()).load("sma", &bytes).unwrap();
+    assert!(kept[0].exists());
+}

@@ -110,6 +110,9 @@ pub struct RuntimeSection {
     /// Inputs a swapped-in build must handle without a fault before the
     /// build it replaced is let go; 0 turns rollback off.
     pub probation_inputs: u32,
+    /// Where compiled plugins are kept; by default `compiled/` beside the
+    /// store when the host keeps one, and nowhere otherwise. `""` turns it off.
+    pub compile_cache: Option<String>,
 }
 
 /// How the host runs every strategy instance, from `[runtime]`.
@@ -163,6 +166,7 @@ impl Default for RuntimeSection {
             on_failure: FailurePolicy::default(),
             paused_bars: PausedBars::default(),
             probation_inputs: crate::engine::PROBATION_INPUTS,
+            compile_cache: None,
         }
     }
 }
@@ -380,6 +384,21 @@ impl Config {
     pub fn budget_of(&self, strategy: &StrategyConfig) -> Budget {
         strategy.limits.over(&self.budget())
     }
+
+    /// Where compiled plugins are kept: `[runtime] compile_cache`, or else
+    /// `compiled/` in the host's data folder (the store's) when
+    /// `keeps_store`.
+    pub fn compile_cache(&self, keeps_store: bool) -> Option<PathBuf> {
+        match &self.runtime.compile_cache {
+            Some(dir) if dir.is_empty() => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None if keeps_store => {
+                let store = Path::new(&self.store.path);
+                Some(store.parent().unwrap_or(Path::new("")).join("compiled"))
+            }
+            None => None,
+        }
+    }
 }
 
 impl StrategyConfig {
@@ -490,6 +509,11 @@ impl Config {
         }
         if let Some(plugins) = self.plugins.as_mut().filter(|p| p.dir.is_relative()) {
             plugins.dir = base.join(&plugins.dir);
+        }
+        if let Some(cache) =
+            self.runtime.compile_cache.as_mut().filter(|c| !c.is_empty() && Path::new(c.as_str()).is_relative())
+        {
+            *cache = base.join(&cache).display().to_string();
         }
     }
 }

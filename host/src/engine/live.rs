@@ -178,16 +178,20 @@ pub async fn run_host(
     out: impl Write + Send + 'static,
 ) -> Result<Vec<Report>, LiveError> {
     tokio::pin!(shutdown);
-    let runtime = Arc::new(Runtime::new(config.runtime.to_runtime(config.budget()))?);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
-        .build()
-        .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
     let live = config.feed.kind != FeedKind::Replay
         || config.broker.kind != BrokerKind::Paper
         || !config.webhooks.is_empty()
         || !config.sinks.is_empty()
         || !config.price_alerts.is_empty();
+    let runtime_config = crate::runtime::RuntimeConfig {
+        compile_cache: config.compile_cache(live),
+        ..config.runtime.to_runtime(config.budget())
+    };
+    let runtime = Arc::new(Runtime::new(runtime_config)?);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
+        .build()
+        .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
     let (journal, journal_writer) = match &store {
         Some(store) => {

@@ -292,7 +292,11 @@ pub(super) fn spawn_engine(
                             _ => None,
                         };
                         let to = next.sha256.clone();
+                        // The instance's pause: the new build was compiled and
+                        // started elsewhere; only the state moves here.
+                        let began = std::time::Instant::now();
                         let swapped = swap(&mut engine, next, revived, saved);
+                        let pause_us = began.elapsed().as_micros() as u64;
                         if let Err(error) = &swapped {
                             let data =
                                 serde_json::json!({ "strategy": name, "sha256": to, "error": error.to_string() });
@@ -306,10 +310,14 @@ pub(super) fn spawn_engine(
                         if let Some(reply) = reply {
                             let _ = reply.send(Ok(()));
                         }
-                        let data =
-                            serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived });
+                        let data = serde_json::json!({ "strategy": name, "from": sha256, "to": to, "revived": revived,
+                            "pause_us": pause_us });
                         note("strategy.swapped", data);
-                        lines.send(format!("[{name}] swapped build {} for {}\n", short(&sha256), short(&to)));
+                        lines.send(format!(
+                            "[{name}] swapped build {} for {} (paused {pause_us} µs)\n",
+                            short(&sha256),
+                            short(&to)
+                        ));
                         let from = std::mem::replace(&mut sha256, to);
                         swaps += 1;
                         probation = swapped

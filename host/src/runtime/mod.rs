@@ -7,6 +7,7 @@
 
 mod bindings;
 mod budget;
+mod cache;
 mod compiler;
 mod contract;
 mod convert;
@@ -27,6 +28,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::budget::{Budget, LimitsSection, Rates};
+pub use self::cache::{ArtifactCache, CacheError};
 pub use self::compiler::{CHILD_COMMAND, CompileLimits, Compiler, isolate_compilation};
 pub use self::contract::{CONTRACT_VERSION, Inspection, inspect};
 pub use self::convert::{ContractError, MAX_GUEST_TEXT, bounded};
@@ -75,6 +77,9 @@ pub struct RuntimeConfig {
     pub compiler: Compiler,
     /// What a component's code may add up to, checked before compiling.
     pub shape: ShapeLimits,
+    /// Where components compiled in the child are kept, to be loaded
+    /// instead of compiled again (see [`ArtifactCache`]); none by default.
+    pub compile_cache: Option<std::path::PathBuf>,
     /// No epoch deadline, memory limiter or hostcall fuel at all: only for
     /// measuring what those cost (`benches/sandbox.rs`). Components must be
     /// compiled in this process.
@@ -93,6 +98,7 @@ impl Default for RuntimeConfig {
             max_plugin_bytes: 64 << 20,
             compiler: Compiler::for_this_process(CompileLimits::default()),
             shape: ShapeLimits::default(),
+            compile_cache: None,
             unmetered: false,
         }
     }
@@ -291,6 +297,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreData>,
     config: RuntimeConfig,
+    cache: Option<ArtifactCache>,
     _ticker: EpochTicker,
 }
 
@@ -333,7 +340,15 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Engine { message: e.to_string() })?;
-        Ok(Self { engine, linker, config, _ticker: EpochTicker { stop, thread: Some(thread) } })
+        // Without a cache every start compiles again: slower, never wrong.
+        let cache = config.compile_cache.as_deref().and_then(|dir| match ArtifactCache::open(dir, &engine) {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                tracing::warn!(%error, "compiled plugins will not be kept");
+                None
+            }
+        });
+        Ok(Self { engine, linker, config, cache, _ticker: EpochTicker { stop, thread: Some(thread) } })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -379,12 +394,26 @@ impl Runtime {
             return Component::new(&self.engine, bytes)
                 .map_err(|e| RuntimeError::NotAComponent { plugin: label.into(), reason: format!("{e:#}") });
         };
-        let artifact = compiler::compile_in_child(label, program, *limits, bytes)?;
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        let cached = self.cache.as_ref().and_then(|cache| cache.get(&sha256));
+        let artifact = match cached {
+            Some(artifact) => artifact,
+            None => {
+                let artifact = compiler::compile_in_child(label, program, *limits, bytes)?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&sha256, &artifact);
+                }
+                artifact
+            }
+        };
         // SAFETY: `deserialize` trusts its bytes to be wasmtime's own
         // compiled code. These come from a child process of this binary,
         // which compiled them with this engine's settings
         // (`wasm_config`), over a pipe only it writes, and they match the
-        // digest it computed; nothing else is ever deserialized.
+        // digest it computed; or from this host's cache, keyed by this
+        // engine's compatibility hash and checked against an HMAC tag under
+        // a key only this host's data folder holds. Nothing else is ever
+        // deserialized.
         unsafe { Component::deserialize(&self.engine, &artifact) }
             .map_err(|e| RuntimeError::Compile { plugin: label.into(), reason: format!("{e:#}") })
     }
