@@ -110,6 +110,9 @@ pub struct RuntimeSection {
     /// Inputs a swapped-in build must handle without a fault before the
     /// build it replaced is let go; 0 turns rollback off.
     pub probation_inputs: u32,
+    /// Instances that may exist at once, counting the builds a probation
+    /// keeps and restarts in flight (sizes the pooling allocator).
+    pub max_instances: u32,
     /// Where compiled plugins are kept; by default `compiled/` beside the
     /// store when the host keeps one, and nowhere otherwise. `""` turns it off.
     pub compile_cache: Option<String>,
@@ -166,6 +169,7 @@ impl Default for RuntimeSection {
             on_failure: FailurePolicy::default(),
             paused_bars: PausedBars::default(),
             probation_inputs: crate::engine::PROBATION_INPUTS,
+            max_instances: RuntimeConfig::default().max_instances,
             compile_cache: None,
         }
     }
@@ -184,6 +188,7 @@ impl RuntimeSection {
     pub fn to_runtime(&self, budget: Budget) -> RuntimeConfig {
         RuntimeConfig {
             budget,
+            max_instances: self.max_instances.clamp(1, 10_000),
             max_restarts: self.max_restarts,
             fault_window: Duration::from_secs(self.fault_window_secs),
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
