@@ -127,3 +127,78 @@ async fn a_dropped_in_file_named_like_a_configured_strategy_stops_the_start() {
     let err = run_host(config, RunOptions::default(), std::future::pending(), Captured::default()).await.unwrap_err();
     assert!(err.to_string().contains("both a configured strategy and a file"), "{err}");
 }
+
+/// An instance hears only the symbols it names, whether the config, its
+/// `NAME.toml` or the control API names them; a symbol the feed does not
+/// poll is refused, not silently never heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_hears_only_its_symbols() {
+    use std::process::Stdio;
+    use stratbox_tests::fake::{FakeVenue, alpaca_bar};
+    use stratbox_tests::process::{HostProcess, alpaca_feed, health, listening_address, strategy, write_host_config};
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..12 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        for minute in 0..5 {
+            s.alpaca_bars.push(("MSFT".into(), alpaca_bar(minute, "20")));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("msft.toml"), "params = { mode = \"ok\" }\nsymbols = [\"MSFT\"]\n").unwrap();
+    deploy(&plugins, "msft.wasm", &std::fs::read(MISBEHAVE_WASM).unwrap());
+    let feed = alpaca_feed(&venue.url, 50).replace("symbols = [\"AAPL\"]", "symbols = [\"AAPL\", \"MSFT\"]");
+    let sections = format!(
+        "{feed}[plugins]\ndir = {plugins:?}\n\n\
+         [[strategy]]\nname = \"everything\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n\n\
+         [[strategy]]\nname = \"apple\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\nsymbols = [\"AAPL\"]\n"
+    );
+    // Refused at start: a symbol the feed does not poll.
+    let stray = sections.replace("symbols = [\"AAPL\"]\n", "symbols = [\"TSLA\"]\n");
+    let err = Config::parse(&stray, "test.toml").unwrap_err().to_string();
+    assert!(err.contains("symbol `TSLA` is not one the feed polls"), "{err}");
+
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let _host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
+    let addr = listening_address(&out).await;
+    let client = reqwest::Client::new();
+    let bars = |h: &serde_json::Value, name: &str| strategy(h, name).map_or(0, |s| s["bars"].as_u64().unwrap_or(0));
+    let deadline = Instant::now() + PATIENCE;
+    let seen = loop {
+        let now = health(&client, &addr).await;
+        if bars(&now, "everything") == 17 && bars(&now, "apple") == 12 && bars(&now, "msft") == 5 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(strategy(&seen, "apple").unwrap()["bars_dropped"], 0);
+
+    // Through the API: a stray symbol is refused, a good one heard.
+    let add = |body: serde_json::Value| client.post(format!("{addr}/api/v1/instances")).json(&body).send();
+    let refused = add(serde_json::json!({ "name": "stray", "plugin": "sma-crossover", "symbols": ["TSLA"] }));
+    let refused = refused.await.unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("TSLA"));
+    let added = add(serde_json::json!({ "name": "late", "plugin": "sma-crossover", "symbols": ["MSFT"] }));
+    assert_eq!(added.await.unwrap().status(), 201);
+    venue.state.lock().unwrap().alpaca_bars.push(("MSFT".into(), alpaca_bar(5, "21")));
+    venue.state.lock().unwrap().alpaca_bars.push(("AAPL".into(), alpaca_bar(12, "11")));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = health(&client, &addr).await;
+        if bars(&now, "everything") == 19 {
+            assert_eq!(bars(&now, "late"), 1, "only MSFT's new bar: {now}");
+            assert_eq!(bars(&now, "apple"), 13);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -123,6 +123,10 @@ async fn a_build_that_traps_on_its_third_bar_is_rolled_back_and_the_old_one_hear
     let reports = reports.unwrap();
     let text = out.text();
     assert_eq!(back["swaps"], 1, "{back}");
+    assert_eq!(back["plugin"]["name"], "misbehave", "{back}");
+    let last_error = &last["last_error"];
+    assert!(last_error["message"].as_str().is_some_and(|m| m.contains("rolled back")), "kept: {last}");
+    assert!(last_error["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000), "{last}");
     assert!(text.contains("this build traps on its bar 3"), "the new build's fault is named: {text}");
     assert_eq!(text.matches("rolled back").count(), 1, "{text}");
     assert_eq!(last["bars_dropped"], 0, "{last}");

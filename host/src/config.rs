@@ -355,6 +355,9 @@ pub struct StrategyConfig {
     /// This strategy's own limits, laid over `[limits]`.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// The feed's symbols this instance hears; all of them when empty.
+    #[serde(default)]
+    pub symbols: Vec<String>,
 }
 
 /// A parameter value; plugins receive its text form.
@@ -453,6 +456,13 @@ impl Config {
             )));
         }
         config.feed.validate().map_err(invalid)?;
+        let fed = config.feed.symbols();
+        for strategy in &config.strategies {
+            if let Some(stray) = strategy.symbols.iter().find(|s| !fed.contains(s)) {
+                let name = strategy.name.as_deref().unwrap_or(&strategy.plugin);
+                return Err(invalid(format!("strategy `{name}`: symbol `{stray}` is not one the feed polls")));
+            }
+        }
         if config.broker.kind != BrokerKind::Paper && config.feed.kind == FeedKind::Replay {
             return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
         }
@@ -524,6 +534,15 @@ impl Config {
 }
 
 impl FeedConfig {
+    /// The symbols this feed's bars carry.
+    pub fn symbols(&self) -> Vec<String> {
+        match self.kind {
+            FeedKind::Replay => self.symbol.iter().cloned().collect(),
+            FeedKind::Kalshi => self.markets.iter().map(|m| m.ticker.clone()).collect(),
+            _ => self.symbols.clone(),
+        }
+    }
+
     /// Checks that the keys the kind needs are there.
     fn validate(&self) -> Result<(), String> {
         let need = |ok: bool, key: &str, what: &str| if ok { Ok(()) } else { Err(format!("key `feed.{key}`: {what}")) };

@@ -128,6 +128,11 @@ pub enum StrategyError {
 pub trait Strategy: Send {
     fn name(&self) -> &str;
 
+    /// The plugin's own name and version, as it describes itself.
+    fn plugin(&self) -> Option<(&str, &str)> {
+        None
+    }
+
     /// A batch of bars in time order; each action carries the index of the
     /// bar that caused it.
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError>;

@@ -1,7 +1,8 @@
 //! Drop-in strategies: every `NAME.wasm` in `[plugins] dir` is a strategy
 //! instance called NAME, with an optional `NAME.toml` beside it giving its
-//! `params`, a `sha256` pin and its `limits` (without one, the plugin's
-//! declared defaults apply).
+//! `params`, a `sha256` pin, its `limits` and the `symbols` it hears
+//! (without one, the plugin's declared defaults apply, on every symbol of
+//! the feed).
 //!
 //! At start they run with the configured strategies. While the host runs
 //! the folder is polled: a new file starts an instance once it has settled
@@ -56,6 +57,9 @@ struct DropInSpec {
     sha256: Option<String>,
     #[serde(default)]
     limits: LimitsSection,
+    /// The feed's symbols it hears; all of them when left out.
+    #[serde(default)]
+    symbols: Vec<String>,
 }
 
 /// Why a dropped-in file could not become a strategy.
@@ -99,6 +103,7 @@ pub fn spec_of(wasm: &Path) -> Result<StrategyConfig, DropInError> {
         params: spec.params,
         sha256: spec.sha256,
         limits: spec.limits,
+        symbols: spec.symbols,
     })
 }
 

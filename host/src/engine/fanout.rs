@@ -23,6 +23,22 @@ pub(super) struct FeedTap {
     /// Set while the engine's strategy has failed: it takes no bars, so the
     /// feed neither sends it any nor lets it set the pace.
     pub retired: Arc<std::sync::atomic::AtomicBool>,
+    /// The symbols the instance hears; `None` for all of them.
+    pub symbols: Option<Arc<[Arc<str>]>>,
+}
+
+impl FeedTap {
+    /// The part of `batch` this instance hears: all of it, or its symbols'
+    /// bars (`None` if that leaves nothing).
+    fn share(&self, batch: &Arc<[Bar]>) -> Option<Arc<[Bar]>> {
+        let Some(symbols) = &self.symbols else { return Some(batch.clone()) };
+        let heard = |bar: &Bar| symbols.contains(&bar.symbol);
+        if batch.iter().all(heard) {
+            return Some(batch.clone());
+        }
+        let share: Vec<Bar> = batch.iter().filter(|bar| heard(bar)).cloned().collect();
+        (!share.is_empty()).then(|| share.into())
+    }
 }
 
 /// Hands each batch to every engine at the pace of the fastest: an engine
@@ -73,34 +89,40 @@ pub(super) fn spawn_feed(
 /// every queue was full.
 const FEED_GRACE: Duration = Duration::from_millis(20);
 
-/// Delivers `batch` to every engine with room; see [`spawn_feed`].
+/// Delivers `batch` (each engine's share of it) to every engine with room;
+/// see [`spawn_feed`].
 async fn hand_over(inputs: &[FeedTap], batch: &Arc<[Bar]>) {
     let mut full = Vec::new();
     let mut delivered = false;
-    for tap in inputs.iter().filter(|tap| !tap.retired.load(std::sync::atomic::Ordering::Relaxed)) {
-        match tap.input.try_send(bars(batch)) {
+    let shares = inputs
+        .iter()
+        .filter(|tap| !tap.retired.load(std::sync::atomic::Ordering::Relaxed))
+        .filter_map(|tap| Some((tap, tap.share(batch)?)));
+    for (tap, share) in shares {
+        match tap.input.try_send(bars(&share)) {
             Ok(()) => delivered = true,
-            Err(mpsc::error::TrySendError::Full(_)) => full.push(tap),
+            Err(mpsc::error::TrySendError::Full(_)) => full.push((tap, share)),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
     if !delivered && !full.is_empty() {
         // Everyone is behind: wait for the first with room, then a moment
         // for the rest.
-        if let Some((at, permit)) = first_with_room(&full).await {
-            permit.send(bars(batch));
+        let taps: Vec<&FeedTap> = full.iter().map(|(tap, _)| *tap).collect();
+        if let Some((at, permit)) = first_with_room(&taps).await {
+            permit.send(bars(&full[at].1));
             full.remove(at);
-            for tap in std::mem::take(&mut full) {
+            for (tap, share) in std::mem::take(&mut full) {
                 match tokio::time::timeout(FEED_GRACE, tap.input.reserve()).await {
-                    Ok(Ok(permit)) => permit.send(bars(batch)),
+                    Ok(Ok(permit)) => permit.send(bars(&share)),
                     Ok(Err(_)) => {}
-                    Err(_) => full.push(tap),
+                    Err(_) => full.push((tap, share)),
                 }
             }
         }
     }
-    for tap in full {
-        tap.dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    for (tap, share) in full {
+        tap.dropped.fetch_add(share.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

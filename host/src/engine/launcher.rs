@@ -44,7 +44,7 @@ pub(super) struct Launcher {
 impl Launcher {
     /// Starts `planned` and returns its input queue.
     pub fn launch(&self, planned: PlannedEngine) -> Result<mpsc::Sender<EngineInput>, LiveError> {
-        let PlannedEngine { name, engine, persist, sha256, plugin, setup } = planned;
+        let PlannedEngine { name, engine, persist, sha256, plugin, setup, symbols } = planned;
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -62,7 +62,8 @@ impl Launcher {
             threads.push(thread);
         }
         if let Ok(mut taps) = self.taps.write() {
-            taps.push(FeedTap { input: tx.clone(), dropped, retired });
+            let symbols = (!symbols.is_empty()).then(|| symbols.into());
+            taps.push(FeedTap { input: tx.clone(), dropped, retired, symbols });
         }
         if let Some(lanes) = &self.lanes
             && let Ok(mut lanes) = lanes.write()

@@ -66,6 +66,8 @@ pub enum LiveError {
     DropIn(#[from] super::DropInError),
     #[error("{message}")]
     Setup { message: String },
+    #[error("symbol `{symbol}` is not one the feed polls")]
+    UnknownSymbol { symbol: String },
 }
 
 /// What `/health` reports.
@@ -86,6 +88,8 @@ pub struct HostStatus {
 pub struct StrategyStatus {
     pub name: String,
     pub state: InstanceState,
+    /// The running plugin's name and version, as it describes itself.
+    pub plugin: Option<PluginName>,
     /// SHA-256 of the plugin build running now.
     pub sha256: String,
     /// Hot swaps so far.
@@ -106,7 +110,23 @@ pub struct StrategyStatus {
     pub positions: std::collections::BTreeMap<String, String>,
     pub realized_pnl: String,
     pub unrealized_pnl: String,
+    /// Why it is not running, while it is not (or the note of a rollback).
     pub error: Option<String>,
+    /// The latest error it had, kept after it recovered.
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginName {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastError {
+    pub message: String,
+    /// When it happened, in ms since the epoch.
+    pub at_ms: i64,
 }
 
 impl HostStatus {
@@ -237,6 +257,7 @@ pub async fn run_host(
         venue: venue.as_ref().map(|v| (v.gate.clone(), v.venue)),
         store: store.clone(),
         route_tx,
+        feed_symbols: config.feed.symbols(),
     };
     // Strategies dropped into the plugins folder start with the configured ones.
     let dropped = match &config.plugins {

@@ -206,6 +206,11 @@ impl Engine {
         &self.portfolio
     }
 
+    /// The running plugin's name and version.
+    pub fn plugin(&self) -> Option<(&str, &str)> {
+        self.strategy.plugin()
+    }
+
     pub fn strategy_mut(&mut self) -> &mut dyn Strategy {
         self.strategy.as_mut()
     }

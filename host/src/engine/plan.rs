@@ -219,6 +219,8 @@ pub(super) struct PlannedEngine {
     pub plugin: String,
     /// What each new build of it starts with.
     pub setup: Setup,
+    /// The feed's symbols it hears; every one when empty.
+    pub symbols: Vec<std::sync::Arc<str>>,
 }
 
 /// What planning one strategy's engine needs, owned, so strategies can be
@@ -235,6 +237,8 @@ pub(super) struct EnginePlanner {
     pub venue: Option<(RiskGate, &'static str)>,
     pub store: Option<Arc<Store>>,
     pub route_tx: mpsc::UnboundedSender<RouteRequest>,
+    /// The symbols the feed polls: an instance may hear only these.
+    pub feed_symbols: Vec<String>,
 }
 
 impl EnginePlanner {
@@ -243,6 +247,9 @@ impl EnginePlanner {
     /// of its own orders) and obeys the venue's trading gate.
     pub fn plan(&self, spec: &StrategyConfig) -> Result<PlannedEngine, LiveError> {
         let BrokerConfig { starting_cash, commission, .. } = self.broker.clone();
+        if let Some(stray) = spec.symbols.iter().find(|s| !self.feed_symbols.contains(s)) {
+            return Err(LiveError::UnknownSymbol { symbol: crate::runtime::bounded(stray) });
+        }
         let plugin = self.runtime.load_named(&spec.plugin)?;
         plugin.check_pin(spec.sha256.as_deref())?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
@@ -286,7 +293,8 @@ impl EnginePlanner {
             let route = self.route_tx.clone();
             persist = Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route });
         }
-        Ok(PlannedEngine { name, engine, persist, sha256, plugin: spec.plugin.clone(), setup })
+        let symbols = spec.symbols.iter().map(|s| std::sync::Arc::from(s.as_str())).collect();
+        Ok(PlannedEngine { name, engine, persist, sha256, plugin: spec.plugin.clone(), setup, symbols })
     }
 }
 

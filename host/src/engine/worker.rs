@@ -158,51 +158,66 @@ pub(super) fn spawn_engine(
     };
     let status_name = name.clone();
     let mut reported_drops = 0;
-    let mut update =
-        move |engine: &Engine, latencies: &Latencies, sha256: &str, swaps: u32, state: InstanceState, error| {
-            let c = engine.counts();
-            let latency = latencies.summary();
-            // Falling behind is journaled when it starts, and the state says so
-            // while it goes on.
-            let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
-            let lagging = bars_dropped > reported_drops;
-            if lagging {
-                let data = serde_json::json!({ "strategy": status_name, "bars_dropped": bars_dropped });
-                if let Some(journal) = &lag_journal
-                    && reported_drops == 0
-                {
-                    journal.record("strategy.lagging", &data);
-                }
-                tracing::warn!(strategy = %status_name, bars_dropped, "strategy is falling behind its feed");
-                reported_drops = bars_dropped;
+    let mut last_error: Option<super::live::LastError> = None;
+    let mut update = move |engine: &Engine,
+                           latencies: &Latencies,
+                           sha256: &str,
+                           swaps: u32,
+                           state: InstanceState,
+                           error: Option<String>| {
+        let c = engine.counts();
+        let latency = latencies.summary();
+        // Falling behind is journaled when it starts, and the state says so
+        // while it goes on.
+        let bars_dropped = bars_dropped_by_feed.load(std::sync::atomic::Ordering::Relaxed);
+        let lagging = bars_dropped > reported_drops;
+        if lagging {
+            let data = serde_json::json!({ "strategy": status_name, "bars_dropped": bars_dropped });
+            if let Some(journal) = &lag_journal
+                && reported_drops == 0
+            {
+                journal.record("strategy.lagging", &data);
             }
-            let state = if lagging && state == InstanceState::Running { InstanceState::Lagging } else { state };
-            if let Ok(mut s) = status.write() {
-                s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
-                s.set(StrategyStatus {
-                    name: status_name.clone(),
-                    state,
-                    sha256: sha256.into(),
-                    swaps,
-                    restarts: c.restarts,
-                    bars: c.bars,
-                    orders: c.orders,
-                    fills: c.fills,
-                    bars_dropped,
-                    breaches: engine.breaches(),
-                    latency,
-                    positions: engine
-                        .portfolio()
-                        .positions()
-                        .filter(|(_, qty)| !qty.is_zero())
-                        .map(|(symbol, qty)| (symbol.to_string(), qty.to_string()))
-                        .collect(),
-                    realized_pnl: engine.portfolio().realized_pnl.to_string(),
-                    unrealized_pnl: engine.portfolio().unrealized_pnl().to_string(),
-                    error,
-                });
-            }
-        };
+            tracing::warn!(strategy = %status_name, bars_dropped, "strategy is falling behind its feed");
+            reported_drops = bars_dropped;
+        }
+        let state = if lagging && state == InstanceState::Running { InstanceState::Lagging } else { state };
+        if let Some(message) = &error
+            && last_error.as_ref().is_none_or(|last| &last.message != message)
+        {
+            last_error = Some(super::live::LastError { message: message.clone(), at_ms: crate::bar::now_ms() });
+        }
+        let plugin = engine
+            .plugin()
+            .map(|(name, version)| super::live::PluginName { name: name.into(), version: version.into() });
+        if let Ok(mut s) = status.write() {
+            s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
+            s.set(StrategyStatus {
+                name: status_name.clone(),
+                state,
+                plugin,
+                sha256: sha256.into(),
+                swaps,
+                restarts: c.restarts,
+                bars: c.bars,
+                orders: c.orders,
+                fills: c.fills,
+                bars_dropped,
+                breaches: engine.breaches(),
+                latency,
+                positions: engine
+                    .portfolio()
+                    .positions()
+                    .filter(|(_, qty)| !qty.is_zero())
+                    .map(|(symbol, qty)| (symbol.to_string(), qty.to_string()))
+                    .collect(),
+                realized_pnl: engine.portfolio().realized_pnl.to_string(),
+                unrealized_pnl: engine.portfolio().unrealized_pnl().to_string(),
+                error,
+                last_error: last_error.clone(),
+            });
+        }
+    };
     std::thread::Builder::new()
         .name("stratbox-engine".into())
         .spawn(move || {

@@ -432,6 +432,10 @@ impl Strategy for WasmStrategy {
         &self.plugin.label
     }
 
+    fn plugin(&self) -> Option<(&str, &str)> {
+        Some((&self.plugin.info.name, &self.plugin.info.version))
+    }
+
     fn on_bars(&mut self, bars: &[Bar]) -> Result<Vec<(usize, Action)>, StrategyError> {
         let Some(last) = bars.last() else { return Ok(Vec::new()) };
         if let Some(cpu) = &self.cpu
