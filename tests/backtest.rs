@@ -218,3 +218,55 @@ fn the_cli_prints_stable_json() {
     let json2: serde_json::Value = serde_json::from_str(&out2).unwrap();
     assert_eq!(json2["fills"], json["fills"]);
 }
+
+/// The same bars written as vendors and exchanges write them (wall-clock
+/// times in New York, epoch milliseconds, RFC 3339 with an offset) give
+/// the same backtest; a zone that does not exist is a clear error.
+#[test]
+fn the_same_bars_in_any_common_time_layout_trade_the_same() {
+    let source = std::fs::read_to_string(data("IBM.csv")).unwrap();
+    let rows: Vec<&str> = source.lines().skip(1).take(400).collect();
+    let dir = tempfile::tempdir().unwrap();
+    // Each day's bar at 16:00 in New York, which is 20:00 or 21:00 UTC.
+    let zone = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let mut layouts: Vec<(&str, String, Vec<&str>)> = vec![
+        ("wall-clock.csv", "datetime,open,high,low,close,volume,adj close\n".into(), vec!["--tz", "America/New_York"]),
+        ("epoch.csv", "open_time,o,h,l,c,v\n".into(), vec![]),
+        ("rfc3339.csv", "Timestamp,Open,High,Low,Close,Volume\n".into(), vec!["--tz", "Asia/Tokyo"]),
+    ];
+    for row in &rows {
+        let (date, rest) = row.split_once(',').unwrap();
+        let civil: jiff::civil::DateTime = format!("{date}T16:00:00").parse().unwrap();
+        let zoned = civil.to_zoned(zone.clone()).unwrap();
+        layouts[0].1.push_str(&format!("{date} 16:00:00,{rest},0\n"));
+        layouts[1].1.push_str(&format!("{},{rest}\n", zoned.timestamp().as_millisecond()));
+        layouts[2].1.push_str(&format!("{},{rest}\n", zoned.strftime("%Y-%m-%dT%H:%M:%S%:z")));
+    }
+    let mut reports = Vec::new();
+    for (name, text, flags) in &layouts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let args = [
+            &["backtest", "--strategy", "sma-crossover", "--data", path.to_str().unwrap(), "--format", "json"],
+            &flags[..],
+        ]
+        .concat();
+        let (result, out) = cli(&args);
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        json.as_object_mut().unwrap().remove("symbol");
+        reports.push(json);
+    }
+    assert_eq!(reports[0]["bars"], 400);
+    assert!(reports[0]["fills"].as_array().is_some_and(|f| !f.is_empty()));
+    assert_eq!(reports[0], reports[1], "wall-clock in New York and epoch ms agree");
+    assert_eq!(reports[0], reports[2], "an offset wins over --tz");
+    let first_fill = reports[0]["fills"][0]["time"].as_str().unwrap().to_string();
+    assert!(first_fill.ends_with("T20:00:00Z") || first_fill.ends_with("T21:00:00Z"), "{first_fill}");
+
+    let path = dir.path().join("wall-clock.csv");
+    let (result, _) =
+        cli(&["backtest", "--strategy", "sma-crossover", "--data", path.to_str().unwrap(), "--tz", "Nowhere/Special"]);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("`Nowhere/Special` is not an IANA time zone"), "{err}");
+}

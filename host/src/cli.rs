@@ -12,7 +12,7 @@ use crate::bench::{self, BenchError};
 use crate::broker::PaperBroker;
 use crate::config::{BrokerConfig, Config, ConfigError, RuntimeSection};
 use crate::engine::{Engine, EngineError, LiveError, RunOptions};
-use crate::feed::{CsvLimits, FeedError, load_csv};
+use crate::feed::{CsvLimits, FeedError};
 use crate::risk::RiskLimits;
 use crate::runtime::{self, Clock, Runtime, RuntimeError};
 use crate::scaffold::{Lang, ScaffoldError};
@@ -135,9 +135,16 @@ pub enum Command {
 /// share.
 #[derive(Debug, clap::Args)]
 pub struct BarsRun {
-    /// CSV with a Date,Open,High,Low,Close,Volume header.
+    /// CSV with a time column and open, high, low, close and volume.
     #[arg(long)]
     data: PathBuf,
+    /// How the CSV writes its times, as a strftime pattern
+    /// (`%Y-%m-%d %H:%M:%S`); detected from the first row when left out.
+    #[arg(long)]
+    time_format: Option<String>,
+    /// The IANA time zone of the CSV's wall-clock times (default UTC).
+    #[arg(long)]
+    tz: Option<String>,
     /// The instrument's symbol; defaults to the file name, e.g. IBM for IBM.csv.
     #[arg(long)]
     symbol: Option<String>,
@@ -155,7 +162,9 @@ impl BarsRun {
         let symbol = self.symbol.clone().unwrap_or_else(|| {
             self.data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
         });
-        load_csv(&self.data, &symbol, CsvLimits::default())
+        let time = crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())
+            .map_err(|e| FeedError::Config { message: e.to_string() })?;
+        crate::feed::load_csv_as(&self.data, &symbol, CsvLimits::default(), &time)
     }
 }
 

@@ -287,6 +287,11 @@ pub struct FeedConfig {
     /// Replay: milliseconds between bars.
     #[serde(default = "default_pace")]
     pub pace_ms: u64,
+    /// Replay: how the CSV writes its times, as a strftime pattern;
+    /// detected when left out.
+    pub time_format: Option<String>,
+    /// Replay: the IANA zone of the CSV's wall-clock times (UTC if left out).
+    pub tz: Option<String>,
     /// Venues: the market-data API; each venue has a default.
     pub base_url: Option<String>,
     /// Alpaca and Binance: the symbols to poll.
@@ -456,6 +461,8 @@ impl Config {
             )));
         }
         config.feed.validate().map_err(invalid)?;
+        crate::feed::TimeSpec::new(config.feed.time_format.as_deref(), config.feed.tz.as_deref())
+            .map_err(|e| invalid(format!("key `feed.tz` or `feed.time_format`: {e}")))?;
         let fed = config.feed.symbols();
         for strategy in &config.strategies {
             if let Some(stray) = strategy.symbols.iter().find(|s| !fed.contains(s)) {
@@ -581,6 +588,18 @@ mod tests {
         let config = Config::embedded_default().unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.strategies[0].plugin, "sma-crossover");
+    }
+
+    #[test]
+    fn a_replay_may_name_its_time_layout_and_zone_and_a_bad_zone_is_refused() {
+        let with =
+            |keys: &str| EMBEDDED_DEFAULT.replacen("symbol = \"AAPL\"", &format!("symbol = \"AAPL\"\n{keys}"), 1);
+        let config = Config::parse(&with("tz = \"Europe/London\"\ntime_format = \"%Y-%m-%d\""), "t.toml").unwrap();
+        assert_eq!(config.feed.tz.as_deref(), Some("Europe/London"));
+        let err = Config::parse(&with("tz = \"Europe/Atlantis\""), "t.toml").unwrap_err().to_string();
+        assert!(err.contains("feed.tz") && err.contains("Europe/Atlantis"), "{err}");
+        let err = Config::parse(&with("time_format = \"\""), "t.toml").unwrap_err().to_string();
+        assert!(err.contains("must not be empty"), "{err}");
     }
 
     #[test]

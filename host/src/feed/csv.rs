@@ -1,15 +1,22 @@
-//! Daily or intraday bars from CSV files with a `Date,Open,High,Low,Close,Volume` header.
+//! Daily or intraday bars from CSV files: a time column and open, high,
+//! low, close and volume, in any order, among any other columns.
+//!
+//! Column names are matched case-insensitively. The time column is the
+//! first of `timestamp`, `datetime`, `date`, `time` or `open_time` (Binance)
+//! found; a file with both a `date` and a `time` column (and neither of the
+//! first two) has them joined. Prices and volume may also be `o`, `h`, `l`,
+//! `c`, `v` or `vol`. How the time is written is detected or given (see
+//! [`super::timestamp`]).
 
 use std::io::Read;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
 
 use super::FeedError;
-use crate::bar::{Bar, Millis};
+use super::timestamp::{TimeParser, TimeSpec};
+use crate::bar::Bar;
 
 /// Bounds on what a CSV file may contain.
 #[derive(Debug, Clone, Copy)]
@@ -24,10 +31,62 @@ impl Default for CsvLimits {
     }
 }
 
-const COLUMNS: [&str; 6] = ["date", "open", "high", "low", "close", "volume"];
+/// The names each price and volume column may have.
+const VALUE_COLUMNS: [(&str, &[&str]); 5] = [
+    ("open", &["open", "o"]),
+    ("high", &["high", "h"]),
+    ("low", &["low", "l"]),
+    ("close", &["close", "c"]),
+    ("volume", &["volume", "vol", "v"]),
+];
 
-/// Reads a CSV file of bars for `symbol`.
+/// The names a time column may have, in the order they are preferred.
+const TIME_COLUMNS: [&str; 5] = ["timestamp", "datetime", "date", "time", "open_time"];
+
+/// Where a file keeps its time: one column, or a date and a time column.
+enum TimeColumns {
+    One { at: usize },
+    Split { date: usize, time: usize },
+}
+
+impl TimeColumns {
+    fn find(headers: &[String]) -> Option<Self> {
+        let at = |name: &str| headers.iter().position(|h| h == name);
+        if at("timestamp").is_none()
+            && at("datetime").is_none()
+            && let (Some(date), Some(time)) = (at("date"), at("time"))
+        {
+            return Some(Self::Split { date, time });
+        }
+        TIME_COLUMNS.iter().find_map(|name| at(name)).map(|at| Self::One { at })
+    }
+
+    fn text<'r>(&self, record: &'r ::csv::StringRecord, joined: &'r mut String) -> &'r str {
+        match *self {
+            Self::One { at } => record.get(at).unwrap_or(""),
+            Self::Split { date, time } => {
+                joined.clear();
+                joined.push_str(record.get(date).unwrap_or(""));
+                joined.push(' ');
+                joined.push_str(record.get(time).unwrap_or(""));
+                joined
+            }
+        }
+    }
+}
+
+/// Reads a CSV file of bars for `symbol`, its time layout detected, in UTC.
 pub fn load_csv(path: &std::path::Path, symbol: &str, limits: CsvLimits) -> Result<Vec<Bar>, FeedError> {
+    load_csv_as(path, symbol, limits, &TimeSpec::default())
+}
+
+/// Reads a CSV file of bars for `symbol`, its times read as `time` says.
+pub fn load_csv_as(
+    path: &std::path::Path,
+    symbol: &str,
+    limits: CsvLimits,
+    time: &TimeSpec,
+) -> Result<Vec<Bar>, FeedError> {
     let name = path.display().to_string();
     let io = |source| FeedError::Io { path: name.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -36,7 +95,7 @@ pub fn load_csv(path: &std::path::Path, symbol: &str, limits: CsvLimits) -> Resu
         return Err(FeedError::TooLarge { path: name, size, limit: limits.max_bytes });
     }
     // `take` guards against a file that grows while it is read.
-    parse_csv(file.take(limits.max_bytes + 1), &name, symbol)
+    parse_csv_as(file.take(limits.max_bytes + 1), &name, symbol, time)
 }
 
 /// Parses CSV bars from any reader; `origin` names it in errors.
@@ -44,6 +103,11 @@ pub fn load_csv(path: &std::path::Path, symbol: &str, limits: CsvLimits) -> Resu
 /// Rows must be in strictly increasing time. Every row is checked before any
 /// bar is returned, so a bad file yields an error and never a partial series.
 pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar>, FeedError> {
+    parse_csv_as(input, origin, symbol, &TimeSpec::default())
+}
+
+/// [`parse_csv`], with times read as `time` says.
+pub fn parse_csv_as(input: impl Read, origin: &str, symbol: &str, time: &TimeSpec) -> Result<Vec<Bar>, FeedError> {
     let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(input);
     let row_error = |line: u64, message: String| FeedError::Row { path: origin.to_string(), line, message };
 
@@ -52,16 +116,20 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
         Ok(_) => return Err(FeedError::Empty { path: origin.to_string() }),
         Err(e) => return Err(row_error(1, e.to_string())),
     };
-    let mut index = [0usize; 6];
-    for (slot, column) in index.iter_mut().zip(COLUMNS) {
-        *slot = headers.iter().position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(column)).ok_or_else(
-            || FeedError::Header {
-                path: origin.to_string(),
-                column,
-                found: headers.iter().collect::<Vec<_>>().join(","),
-            },
-        )?;
+    let names: Vec<String> =
+        headers.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()).collect();
+    let missing = |column: &'static str| FeedError::Header {
+        path: origin.to_string(),
+        column,
+        found: crate::runtime::bounded(&headers.iter().collect::<Vec<_>>().join(",")),
+    };
+    let times = TimeColumns::find(&names).ok_or_else(|| missing("date"))?;
+    let mut index = [0usize; 5];
+    for (slot, (column, aliases)) in index.iter_mut().zip(VALUE_COLUMNS) {
+        *slot = names.iter().position(|h| aliases.contains(&h.as_str())).ok_or_else(|| missing(column))?;
     }
+    let mut parser: Option<TimeParser> = None;
+    let mut joined = String::new();
 
     let symbol: Arc<str> = Arc::from(symbol);
     let mut bars: Vec<Bar> = Vec::new();
@@ -75,8 +143,13 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
         }
         let line = record.position().map_or(line, |p| p.line());
         let field = |i: usize| record.get(index[i]).unwrap_or("");
-        let time = parse_time(field(0)).map_err(|m| row_error(line, m))?;
-        let [open, high, low, close, volume] = [1, 2, 3, 4, 5].map(|i| parse_number(COLUMNS[i], field(i)));
+        let when = times.text(&record, &mut joined);
+        let parser = match &mut parser {
+            Some(parser) => parser,
+            None => parser.insert(TimeParser::detect(time, when).map_err(|m| row_error(line, m))?),
+        };
+        let time = parser.parse(when).map_err(|m| row_error(line, m))?;
+        let [open, high, low, close, volume] = [0, 1, 2, 3, 4].map(|i| parse_number(VALUE_COLUMNS[i].0, field(i)));
         let bar = Bar {
             symbol: symbol.clone(),
             time,
@@ -93,7 +166,11 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
             let what = if bar.time == prev.time { "repeats" } else { "goes back before" };
             return Err(row_error(
                 line,
-                format!("timestamp {} {what} the previous row's {}", field(0), crate::bar::format_time(prev.time)),
+                format!(
+                    "timestamp {} {what} the previous row's {}",
+                    crate::runtime::bounded(times.text(&record, &mut joined)),
+                    crate::bar::format_time(prev.time)
+                ),
             ));
         }
         bars.push(bar);
@@ -104,23 +181,11 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
     Ok(bars)
 }
 
-/// Accepts `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp.
-fn parse_time(text: &str) -> Result<Millis, String> {
-    let date_only = format_description!("[year]-[month]-[day]");
-    let utc = if let Ok(date) = time::Date::parse(text, date_only) {
-        date.midnight().assume_utc()
-    } else {
-        time::OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| format!("date `{text}` is neither YYYY-MM-DD nor RFC 3339"))?
-    };
-    Ok((utc.unix_timestamp_nanos() / 1_000_000) as Millis)
-}
-
 fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {
     Decimal::from_str_exact(text)
         .or_else(|_| Decimal::from_scientific(text))
         .or_else(|_| Decimal::from_str(text))
-        .map_err(|_| format!("{column} `{text}` is not a decimal number"))
+        .map_err(|_| format!("{column} `{}` is not a decimal number", crate::runtime::bounded(text)))
 }
 
 /// Largest price or volume accepted, so exact arithmetic on them cannot overflow.
@@ -152,6 +217,42 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<Bar>, FeedError> {
         parse_csv(text.as_bytes(), "t.csv", "X")
+    }
+
+    #[test]
+    fn reads_the_files_vendors_and_exchanges_write() {
+        // pandas' to_csv: an index named `datetime`, seconds, extra columns.
+        let pandas = "datetime,open,high,low,close,volume,adj close\n\
+                      2017-04-19 09:00:00,10,11,9,10.5,100,10.4\n2017-04-19 09:01:00,10.5,11,10,10,50,9.9\n";
+        let bars = parse(pandas).unwrap();
+        assert_eq!(bars.iter().map(|b| b.time).collect::<Vec<_>>(), [1_492_592_400_000, 1_492_592_460_000]);
+        // A Binance kline dump: epoch milliseconds under `open_time`.
+        let binance = "open_time,open,high,low,close,volume,close_time,quote_volume,count\n\
+                       1492592400000,10,11,9,10.5,100,1492592459999,1000,7\n";
+        assert_eq!(parse(binance).unwrap()[0].time, 1_492_592_400_000);
+        // Epoch seconds, short column names, upper case.
+        let short = "TIMESTAMP,O,H,L,C,V\n1492592400,10,11,9,10.5,100\n";
+        assert_eq!(parse(short).unwrap()[0].close, Decimal::new(105, 1));
+        // Separate date and time columns are joined.
+        let split = "Date,Time,Open,High,Low,Close,Volume\n2017-04-19,09:00:00,10,11,9,10.5,100\n";
+        assert_eq!(parse(split).unwrap()[0].time, 1_492_592_400_000);
+        // In a zone, with a pattern.
+        let us = "Date,Open,High,Low,Close,Volume\n04/19/2017 05:00,10,11,9,10.5,100\n";
+        let spec = TimeSpec::new(Some("%m/%d/%Y %H:%M"), Some("America/New_York")).unwrap();
+        assert_eq!(parse_csv_as(us.as_bytes(), "t.csv", "X", &spec).unwrap()[0].time, 1_492_592_400_000);
+    }
+
+    #[test]
+    fn a_row_written_another_way_is_named_by_its_line() {
+        let mixed = "timestamp,open,high,low,close,volume\n2017-04-19 09:00:00,10,11,9,10.5,100\n\
+                     1492592460,10,11,9,10.5,100\n";
+        let err = parse(mixed).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("YYYY-MM-DD HH:MM:SS"), "{err}");
+        let unknown = "timestamp,open,high,low,close,volume\n19.04.2017,10,11,9,10.5,100\n";
+        let err = parse(unknown).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("--time-format"), "{err}");
+        let huge = format!("date,open,high,low,close,volume\n2017-04-19,{},11,9,10.5,100\n", "9".repeat(100_000));
+        assert!(parse(&huge).unwrap_err().to_string().len() < 2_000, "a hostile field is not echoed whole");
     }
 
     #[test]

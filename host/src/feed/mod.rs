@@ -6,13 +6,15 @@ mod csv;
 mod kalshi;
 mod poll;
 mod replay;
+mod timestamp;
 
 pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
 pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
-pub use self::csv::{CsvLimits, load_csv, parse_csv};
+pub use self::csv::{CsvLimits, load_csv, load_csv_as, parse_csv, parse_csv_as};
 pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
+pub use self::timestamp::{TimeSpec, TimeSpecError};
 
 /// Parsers of venue answers, exposed for fixture tests.
 pub mod wire {
@@ -28,7 +30,7 @@ use crate::bar::Bar;
 pub enum FeedError {
     #[error("cannot read {path}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path} is empty: expected a header `Date,Open,High,Low,Close,Volume` and at least one row")]
+    #[error("{path} is empty: expected a header (a time column, open, high, low, close, volume) and at least one row")]
     Empty { path: String },
     #[error("{path} is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { path: String, size: u64, limit: u64 },
@@ -74,7 +76,7 @@ pub const BUNDLED_DATA: &[(&str, &str)] = &[
 ];
 
 /// Loads `bundled:SYMBOL` from [`BUNDLED_DATA`] or a CSV path, as `symbol`.
-pub fn load_source(source: &str, symbol: &str, limits: CsvLimits) -> Result<Vec<Bar>, FeedError> {
+pub fn load_source(source: &str, symbol: &str, limits: CsvLimits, time: &TimeSpec) -> Result<Vec<Bar>, FeedError> {
     match source.strip_prefix("bundled:") {
         Some(name) => {
             let (_, text) =
@@ -87,6 +89,6 @@ pub fn load_source(source: &str, symbol: &str, limits: CsvLimits) -> Result<Vec<
                 })?;
             parse_csv(text.as_bytes(), source, symbol)
         }
-        None => load_csv(std::path::Path::new(source), symbol, limits),
+        None => load_csv_as(std::path::Path::new(source), symbol, limits, time),
     }
 }

@@ -1,0 +1,283 @@
+//! The time column of a bar file, as data vendors and exchanges write it.
+//!
+//! Unless a strftime pattern is given, the layout is told from the first
+//! row's value and every later row must follow it:
+//! - `YYYY-MM-DD`: the day's start (midnight) in the zone;
+//! - `YYYY-MM-DD HH:MM[:SS[.fff]]` (or with a `T`): a wall-clock time in
+//!   the zone, which is how pandas and most vendors write;
+//! - RFC 3339, with `Z` or an offset: an instant, whatever the zone;
+//! - digits only: epoch seconds, milliseconds, microseconds or nanoseconds,
+//!   told by their count (up to 11 digits are seconds, 12 to 14
+//!   milliseconds, 15 to 17 microseconds, more nanoseconds), so any date
+//!   from 1973 to 2286 is read right; seconds may have a fraction.
+//!
+//! The zone is UTC unless an IANA name is given; wall-clock times are then
+//! read DST-aware (a time that a clock change skips is moved forward, one
+//! it repeats is the first of the two). The zone database is built into the
+//! binary, so the result does not depend on the machine.
+
+use jiff::fmt::strtime::BrokenDownTime;
+use jiff::tz::TimeZone;
+
+use crate::bar::Millis;
+
+/// What the user says about the time column, if anything.
+#[derive(Debug, Clone)]
+pub struct TimeSpec {
+    /// A strftime pattern (`%Y-%m-%d %H:%M:%S`); detected when `None`.
+    pattern: Option<String>,
+    zone: TimeZone,
+}
+
+impl Default for TimeSpec {
+    fn default() -> Self {
+        Self { pattern: None, zone: TimeZone::UTC }
+    }
+}
+
+/// A time zone name or pattern that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeSpecError {
+    #[error("`{name}` is not an IANA time zone (e.g. America/New_York)")]
+    Zone { name: String, source: jiff::Error },
+    #[error("the time format must not be empty")]
+    EmptyPattern,
+}
+
+impl TimeSpec {
+    /// `pattern` (strftime) and `zone` (an IANA name), each optional.
+    pub fn new(pattern: Option<&str>, zone: Option<&str>) -> Result<Self, TimeSpecError> {
+        if pattern.is_some_and(|p| p.trim().is_empty()) {
+            return Err(TimeSpecError::EmptyPattern);
+        }
+        let zone = match zone {
+            None => TimeZone::UTC,
+            Some(name) => jiff::tz::db()
+                .get(name)
+                .map_err(|source| TimeSpecError::Zone { name: crate::runtime::bounded(name), source })?,
+        };
+        Ok(Self { pattern: pattern.map(str::to_string), zone })
+    }
+}
+
+/// How the values of one file are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    Date,
+    WallClock,
+    Instant,
+    /// Epoch time; the unit is 10^-`decimals` of a second.
+    Epoch {
+        decimals: u32,
+    },
+    Pattern {
+        pattern: String,
+    },
+}
+
+impl Layout {
+    fn describe(&self) -> String {
+        match self {
+            Layout::Date => "YYYY-MM-DD".into(),
+            Layout::WallClock => "YYYY-MM-DD HH:MM:SS".into(),
+            Layout::Instant => "RFC 3339".into(),
+            Layout::Epoch { decimals: 0 } => "epoch seconds".into(),
+            Layout::Epoch { decimals: 3 } => "epoch milliseconds".into(),
+            Layout::Epoch { decimals: 6 } => "epoch microseconds".into(),
+            Layout::Epoch { .. } => "epoch nanoseconds".into(),
+            Layout::Pattern { pattern } => format!("`{pattern}`"),
+        }
+    }
+}
+
+/// Reads one file's time values, in the layout of its first.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeParser {
+    layout: Layout,
+    zone: TimeZone,
+}
+
+impl TimeParser {
+    /// The parser for a file whose first time value is `first`.
+    pub fn detect(spec: &TimeSpec, first: &str) -> Result<Self, String> {
+        let layout = match &spec.pattern {
+            Some(pattern) => Layout::Pattern { pattern: pattern.clone() },
+            None => detect(first).ok_or_else(|| {
+                format!(
+                    "cannot tell how time `{}` is written: give its strftime pattern (--time-format)",
+                    crate::runtime::bounded(first)
+                )
+            })?,
+        };
+        Ok(Self { layout, zone: spec.zone.clone() })
+    }
+
+    /// `text` as milliseconds since the epoch.
+    pub fn parse(&self, text: &str) -> Result<Millis, String> {
+        self.read(text).ok_or_else(|| {
+            format!("time `{}` is not {} like the first row's", crate::runtime::bounded(text), self.layout.describe())
+        })
+    }
+
+    fn read(&self, text: &str) -> Option<Millis> {
+        let timestamp = match &self.layout {
+            Layout::Date => {
+                if text.len() != 10 {
+                    return None;
+                }
+                text.parse::<jiff::civil::Date>().ok()?.to_zoned(self.zone.clone()).ok()?.timestamp()
+            }
+            Layout::WallClock => {
+                let civil = text.parse::<jiff::civil::DateTime>().ok()?;
+                // A bare date is not a time of day.
+                if text.len() <= 10 {
+                    return None;
+                }
+                civil.to_zoned(self.zone.clone()).ok()?.timestamp()
+            }
+            Layout::Instant => text.parse::<jiff::Timestamp>().ok()?,
+            Layout::Epoch { decimals } => return epoch(text, *decimals),
+            Layout::Pattern { pattern } => {
+                let broken = BrokenDownTime::parse(pattern, text).ok()?;
+                match broken.offset() {
+                    Some(_) => broken.to_timestamp().ok()?,
+                    None => match broken.to_datetime() {
+                        Ok(civil) => civil.to_zoned(self.zone.clone()).ok()?.timestamp(),
+                        Err(_) => broken.to_date().ok()?.to_zoned(self.zone.clone()).ok()?.timestamp(),
+                    },
+                }
+            }
+        };
+        Some(timestamp.as_millisecond())
+    }
+}
+
+/// The layout of `first`, if it is one of the common ones.
+fn detect(first: &str) -> Option<Layout> {
+    let (whole, fraction) = first.split_once('.').unwrap_or((first, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(whole) && (fraction.is_empty() || digits(fraction)) {
+        let decimals = match whole.len() {
+            _ if !fraction.is_empty() => 0,
+            0..=11 => 0,
+            12..=14 => 3,
+            15..=17 => 6,
+            _ => 9,
+        };
+        return Some(Layout::Epoch { decimals });
+    }
+    if first.len() == 10 && first.parse::<jiff::civil::Date>().is_ok() {
+        return Some(Layout::Date);
+    }
+    if first.parse::<jiff::Timestamp>().is_ok() {
+        return Some(Layout::Instant);
+    }
+    if first.len() > 10 && first.parse::<jiff::civil::DateTime>().is_ok() {
+        return Some(Layout::WallClock);
+    }
+    None
+}
+
+/// Epoch `text` in units of 10^-`decimals` s (seconds may carry a
+/// fraction), as milliseconds.
+fn epoch(text: &str, decimals: u32) -> Option<Millis> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: i64 = whole.parse().ok()?;
+    let millis = match decimals {
+        0 => {
+            if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let ms: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+            value.checked_mul(1000)?.checked_add(ms)?
+        }
+        _ if !fraction.is_empty() => return None,
+        3 => value,
+        6 => value / 1_000,
+        _ => value / 1_000_000,
+    };
+    // Within what the engine's clock reads (years 1970 to 9999).
+    (0..=253_402_300_799_999).contains(&millis).then_some(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(spec: &TimeSpec, first: &str, text: &str) -> Result<Millis, String> {
+        TimeParser::detect(spec, first)?.parse(text)
+    }
+
+    fn auto(text: &str) -> Millis {
+        read(&TimeSpec::default(), text, text).unwrap()
+    }
+
+    /// 2017-04-19 09:00:00 UTC.
+    const T: Millis = 1_492_592_400_000;
+
+    #[test]
+    fn every_common_layout_is_detected() {
+        assert_eq!(auto("2017-04-19"), T - 9 * 3_600_000);
+        assert_eq!(auto("2017-04-19 09:00:00"), T);
+        assert_eq!(auto("2017-04-19T09:00:00"), T);
+        assert_eq!(auto("2017-04-19 09:00"), T);
+        assert_eq!(auto("2017-04-19 09:00:00.250"), T + 250);
+        assert_eq!(auto("2017-04-19T09:00:00Z"), T);
+        assert_eq!(auto("2017-04-19T11:00:00+02:00"), T);
+        assert_eq!(auto("1492592400"), T);
+        assert_eq!(auto("1492592400.5"), T + 500);
+        assert_eq!(auto("1492592400000"), T);
+        assert_eq!(auto("1492592400000000"), T);
+        assert_eq!(auto("1492592400000000000"), T);
+    }
+
+    #[test]
+    fn a_zone_reads_wall_clock_times_across_daylight_saving() {
+        let new_york = TimeSpec::new(None, Some("America/New_York")).unwrap();
+        // EDT (UTC-4) in April, EST (UTC-5) in January.
+        assert_eq!(read(&new_york, "2017-04-19 05:00:00", "2017-04-19 05:00:00"), Ok(T));
+        assert_eq!(read(&new_york, "2017-01-19 04:00:00", "2017-01-19 04:00:00"), Ok(1_484_816_400_000));
+        // Midnight of a day, in the zone.
+        assert_eq!(read(&new_york, "2017-04-19", "2017-04-19"), Ok(T - 5 * 3_600_000));
+        // A time the spring change skips (02:30 on 2017-03-12) moves forward.
+        assert_eq!(
+            read(&new_york, "2017-03-12 02:30:00", "2017-03-12 02:30:00"),
+            read(&new_york, "2017-03-12 03:30:00", "2017-03-12 03:30:00")
+        );
+        // An instant with an offset is that instant, whatever the zone.
+        assert_eq!(read(&new_york, "2017-04-19T09:00:00Z", "2017-04-19T09:00:00Z"), Ok(T));
+        assert!(TimeSpec::new(None, Some("Mars/Olympus_Mons")).is_err());
+    }
+
+    #[test]
+    fn a_pattern_reads_what_detection_cannot() {
+        let us = TimeSpec::new(Some("%m/%d/%Y %H:%M"), None).unwrap();
+        assert_eq!(read(&us, "04/19/2017 09:00", "04/19/2017 09:00"), Ok(T));
+        let compact = TimeSpec::new(Some("%Y%m%d"), None).unwrap();
+        assert_eq!(read(&compact, "20170419", "20170419"), Ok(T - 9 * 3_600_000));
+        assert!(TimeSpec::new(Some(" "), None).is_err());
+        let err = read(&TimeSpec::default(), "04/19/2017 09:00", "04/19/2017 09:00").unwrap_err();
+        assert!(err.contains("--time-format"), "{err}");
+    }
+
+    #[test]
+    fn every_row_must_follow_the_first() {
+        let spec = TimeSpec::default();
+        for (first, later) in [
+            ("2017-04-19 09:00:00", "2017-04-19"),
+            ("2017-04-19", "2017-04-19 09:00:00"),
+            ("1492592400", "2017-04-19"),
+            ("1492592400000", "1492592400.5"),
+            ("2017-04-19T09:00:00Z", "2017-04-19 09:00:00"),
+            ("2017-04-19", "2017-13-40"),
+            ("1492592400", "-5"),
+            ("1492592400", "99999999999999999999999"),
+        ] {
+            let err = read(&spec, first, later).unwrap_err();
+            assert!(err.contains("like the first row's"), "{first} then {later}: {err}");
+        }
+    }
+}
