@@ -202,3 +202,68 @@ async fn each_instance_hears_only_its_symbols() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A changed `NAME.toml` gives its running instance the new settings,
+/// keeping its state (a swap to the same build); settings the plugin or
+/// the feed refuse leave it running as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_toml_reconfigures_its_instance_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("strategies");
+    std::fs::create_dir(&plugins).unwrap();
+    let misbehave = std::fs::read(MISBEHAVE_WASM).unwrap();
+    deploy(&plugins, "bot.toml", b"params = { mode = \"ok\" }\n");
+    deploy(&plugins, "bot.wasm", &misbehave);
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\n\n\
+         [runtime]\nwatch_ms = 20\n\n[plugins]\ndir = {:?}\n",
+        plugins.display()
+    );
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let out = Captured::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let probe = {
+        let (out, plugins) = (out.clone(), plugins.clone());
+        async move {
+            let addr = out.listen_addr().await;
+            let calm = wait_instance(&addr, "bot", |s| s["bars"].as_u64().unwrap_or(0) > 5).await;
+            assert_eq!(calm["orders"], 0);
+            // Refused: a parameter the plugin does not take, a symbol the
+            // feed does not poll, a file that is not TOML.
+            for bad in ["params = { mode = \"ok\", nonsense = 1 }\n", "symbols = [\"TSLA\"]\n", "params = {\n"] {
+                deploy(&plugins, "bot.toml", bad.as_bytes());
+                let seen = out.text().matches("refused, it runs on as it was").count();
+                let deadline = Instant::now() + PATIENCE;
+                while out.text().matches("refused, it runs on as it was").count() == seen {
+                    assert!(Instant::now() < deadline, "{bad} was not refused: {}", out.text());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let still = instance(&addr, "bot").await;
+            // Taken: it now buys on every bar, and carries on its count of bars.
+            deploy(&plugins, "bot.toml", b"params = { mode = \"buy\", qty = 1 }\n");
+            out.wait_for("[bot] took its new settings").await;
+            let buying = wait_instance(&addr, "bot", |s| s["orders"].as_u64().unwrap_or(0) > 3).await;
+            stop.send(()).unwrap();
+            (still, buying)
+        }
+    };
+    let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(10), exit_when_done: false };
+    let host = run_host(config, options, async { stopped.await.unwrap() }, out.clone());
+    let (reports, (still, buying)) = tokio::join!(host, probe);
+    reports.unwrap();
+    let text = out.text();
+    assert_eq!(
+        (still["state"].as_str(), still["orders"].as_u64(), still["swaps"].as_u64()),
+        (Some("running"), Some(0), Some(0)),
+        "{still}"
+    );
+    assert_eq!(buying["swaps"], 1, "{buying}");
+    assert!(text.contains("nonsense") && text.contains("TSLA"), "each refusal says why: {text}");
+    // The same instance carried on: its order ids are its count of bars,
+    // and the first is past the bars it saw before, not 1 as a fresh start's.
+    let filled: Vec<u64> =
+        text.lines().filter_map(|l| l.split("filled ").nth(1)?.split_whitespace().next()?.parse().ok()).collect();
+    let before = still["bars"].as_u64().unwrap();
+    assert!(filled.first().is_some_and(|first| *first > before), "{filled:?} after {before} bars");
+}

@@ -96,7 +96,8 @@ fn assert_same_fills(bars: &[Bar], pairs: &[(&str, &str)], batch: usize) {
 #[test]
 fn trades_as_the_rust_plugin_on_the_bundled_data() {
     for symbol in SYMBOLS {
-        let bars = load_source(&format!("bundled:{symbol}"), symbol, CsvLimits::default(), &Default::default()).unwrap();
+        let bars =
+            load_source(&format!("bundled:{symbol}"), symbol, CsvLimits::default(), &Default::default()).unwrap();
         assert_same_fills(&bars, &[], 256);
     }
 }

@@ -9,7 +9,10 @@
 //! (the same size and modification time on two polls, so a half-copied
 //! file is never read); a replaced file is hot-swapped by the swap watcher,
 //! keeping state; a removed file stops its instance with `on_remove`
-//! applied to its orders and positions. Every step is journaled.
+//! applied to its orders and positions; a changed `NAME.toml` gives its
+//! instance the new settings (a swap to the same build, keeping state), or
+//! is refused with the instance running on as it was. Every step is
+//! journaled.
 //!
 //! The control API puts files in the folder too ([`place`]): checked first,
 //! then written aside and renamed in, so the watcher never sees half of one.
@@ -218,6 +221,13 @@ pub(super) async fn watch_dir(
     reporting: Reporting,
 ) {
     let mut running: HashMap<String, PathBuf> = known.into_iter().map(|n| (n.clone(), plugins.dir.join(n))).collect();
+    // Each running instance's `NAME.toml` as last applied, and one that
+    // changed, waiting to be seen unchanged.
+    let mut specs: HashMap<String, Option<swap::Stamp>> = listing(&plugins.dir)
+        .iter()
+        .map(|(name, path)| (name.clone(), swap::stamp_of(&path.with_extension("toml"))))
+        .collect();
+    let mut respecs: HashMap<String, Option<swap::Stamp>> = HashMap::new();
     // A file seen once, waiting to be seen unchanged; one refused, until
     // it changes.
     let mut settling: HashMap<String, Stamp> = HashMap::new();
@@ -232,6 +242,45 @@ pub(super) async fn watch_dir(
             running.remove(&name);
             if let Err(error) = instances.remove(&name, plugins.on_remove).await {
                 tracing::warn!(%name, %error, "a removed drop-in strategy did not stop");
+            }
+        }
+        for (name, path) in &files {
+            if !running.contains_key(name) {
+                continue;
+            }
+            // A running instance's NAME.toml changed: once it has settled,
+            // the instance takes its new settings, keeping its state.
+            let stamp = swap::stamp_of(&path.with_extension("toml"));
+            if specs.get(name) == Some(&stamp) {
+                respecs.remove(name);
+                continue;
+            }
+            if respecs.get(name) != Some(&stamp) {
+                respecs.insert(name.clone(), stamp);
+                continue;
+            }
+            respecs.remove(name);
+            specs.insert(name.clone(), stamp);
+            let file = path.with_extension("toml").display().to_string();
+            let applied = match spec_of(path) {
+                Ok(spec) => instances.reconfigure(name, &spec).await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match applied {
+                Ok(_) => {
+                    let line = format!("[{name}] took its new settings from {file}\n");
+                    reporting.note(
+                        "strategy.reconfigured",
+                        serde_json::json!({ "strategy": name, "file": file }),
+                        line,
+                    );
+                }
+                Err(error) => {
+                    let error = bounded(&error);
+                    let line = format!("[{name}] new settings in {file} refused, it runs on as it was: {error}\n");
+                    let data = serde_json::json!({ "strategy": name, "file": file, "error": error });
+                    reporting.note("strategy.reconfigure_failed", data, line);
+                }
             }
         }
         for (name, path) in files {
@@ -260,6 +309,7 @@ pub(super) async fn watch_dir(
                 Ok(_) => {
                     let line = format!("[{name}] started from {file}\n");
                     reporting.note("strategy.added", serde_json::json!({ "strategy": name, "file": file }), line);
+                    specs.insert(name.clone(), swap::stamp_of(&path.with_extension("toml")));
                     running.insert(name, path);
                 }
                 Err(error) => {

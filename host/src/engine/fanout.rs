@@ -23,15 +23,44 @@ pub(super) struct FeedTap {
     /// Set while the engine's strategy has failed: it takes no bars, so the
     /// feed neither sends it any nor lets it set the pace.
     pub retired: Arc<std::sync::atomic::AtomicBool>,
-    /// The symbols the instance hears; `None` for all of them.
-    pub symbols: Option<Arc<[Arc<str>]>>,
+    /// The symbols the instance hears.
+    pub symbols: Subscription,
+}
+
+/// The feed's symbols an instance hears (all of them when none are named),
+/// changeable while it runs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Subscription(Arc<RwLock<Option<Symbols>>>);
+
+/// Symbols named by an instance, shared by every batch handed to it.
+type Symbols = Arc<[Arc<str>]>;
+
+impl Subscription {
+    pub fn new(symbols: &[String]) -> Self {
+        let this = Self::default();
+        this.set(symbols);
+        this
+    }
+
+    /// From now on the instance hears `symbols` (every one when empty).
+    pub fn set(&self, symbols: &[String]) {
+        let named: Option<Symbols> =
+            (!symbols.is_empty()).then(|| symbols.iter().map(|s| Arc::from(s.as_str())).collect());
+        if let Ok(mut slot) = self.0.write() {
+            *slot = named;
+        }
+    }
+
+    fn get(&self) -> Option<Symbols> {
+        self.0.read().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 impl FeedTap {
     /// The part of `batch` this instance hears: all of it, or its symbols'
     /// bars (`None` if that leaves nothing).
     fn share(&self, batch: &Arc<[Bar]>) -> Option<Arc<[Bar]>> {
-        let Some(symbols) = &self.symbols else { return Some(batch.clone()) };
+        let Some(symbols) = self.symbols.get() else { return Some(batch.clone()) };
         let heard = |bar: &Bar| symbols.contains(&bar.symbol);
         if batch.iter().all(heard) {
             return Some(batch.clone());

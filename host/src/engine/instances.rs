@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::fanout::Subscription;
 use super::launcher::Starter;
 use super::live::{EngineInput, LiveError};
-use super::swap::{Setup, start_build};
+use super::swap::{Setup, SharedSetup, setup_now, start_build};
 use crate::config::{FailurePolicy, StrategyConfig};
 use crate::control::{Command, ControlError, InstanceState};
 use crate::runtime::{RuntimeError, bounded};
@@ -24,7 +25,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 struct Entry {
     input: mpsc::Sender<EngineInput>,
     /// What a new build of it starts with.
-    setup: Setup,
+    setup: SharedSetup,
+    /// The feed's symbols it hears.
+    subscription: Subscription,
     /// Set while an uploaded build is compiled and swapped in.
     swapping: Arc<AtomicBool>,
 }
@@ -95,9 +98,15 @@ impl Instances {
         }
     }
 
-    pub(super) fn insert(&self, name: &str, input: mpsc::Sender<EngineInput>, setup: Setup) {
+    pub(super) fn insert(
+        &self,
+        name: &str,
+        input: mpsc::Sender<EngineInput>,
+        setup: SharedSetup,
+        subscription: Subscription,
+    ) {
         if let Ok(mut map) = self.by_name.write() {
-            map.insert(name.to_string(), Entry { input, setup, swapping: Arc::default() });
+            map.insert(name.to_string(), Entry { input, setup, subscription, swapping: Arc::default() });
         }
     }
 
@@ -157,25 +166,67 @@ impl Instances {
         }
         let _swapping = Swapping(entry.swapping.clone());
         let label = format!("upload for {name}");
-        let setup = entry.setup.clone();
-        let started = tokio::task::spawn_blocking(move || start_build(&runtime, clock, &label, &bytes, &setup)).await;
-        let replacement = match started {
-            Ok(Ok(replacement)) => replacement,
-            Ok(Err(RuntimeError::TooLarge { size, limit, .. })) => return Err(ControlError::TooLarge { size, limit }),
-            Ok(Err(error)) => return Err(ControlError::Invalid { message: bounded(&error.to_string()) }),
-            Err(_) => return Err(ControlError::Stopped),
-        };
-        let sha256 = replacement.sha256.clone();
-        let (reply, answer) = oneshot::channel();
-        let asked = async {
-            let input = EngineInput::Swap { replacement, reply: Some(reply) };
-            entry.input.send(input).await.map_err(|_| ControlError::Stopped)?;
-            answer.await.map_err(|_| ControlError::Stopped)?.map_err(|e| ControlError::Invalid { message: bounded(&e) })
-        };
-        tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| Err(not_answering()))?;
+        let setup = setup_now(&entry.setup);
+        swap_in(&entry, runtime, clock, label, bytes, setup).await
+    }
+
+    /// Starts instance `name` afresh from its plugin file with what `spec`
+    /// says now (a changed `NAME.toml`): its parameters, pin, limits and
+    /// symbols, keeping its state, as a swap to the same build. On any
+    /// error the instance runs on as it was.
+    pub async fn reconfigure(&self, name: &str, spec: &StrategyConfig) -> Result<String, ControlError> {
+        let entry = self.entry(name)?;
+        let (starter, _) = self.starter()?;
+        starter.planner.check_symbols(&spec.symbols).map_err(|e| ControlError::Invalid { message: e.to_string() })?;
+        if entry.swapping.swap(true, Ordering::AcqRel) {
+            return Err(ControlError::Conflict { message: "a swap of this instance is in flight".into() });
+        }
+        let _swapping = Swapping(entry.swapping.clone());
+        let (runtime, clock) = (starter.planner.runtime.clone(), starter.planner.clock.clone());
+        let path = PathBuf::from(&spec.plugin);
+        let limit = runtime.config().max_plugin_bytes;
+        let read = tokio::task::spawn_blocking(move || crate::runtime::read_plugin(&path, limit));
+        let bytes = read
+            .await
+            .map_err(|_| ControlError::Stopped)?
+            .map_err(|e| ControlError::Invalid { message: bounded(&e.to_string()) })?;
+        let setup = starter.planner.setup_of(spec);
+        let sha256 = swap_in(&entry, runtime, clock, format!("new settings for {name}"), bytes, setup.clone()).await?;
+        *entry.setup.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = setup;
+        entry.subscription.set(&spec.symbols);
         Ok(sha256)
     }
 }
+
+/// Compiles and starts `bytes` with `setup` (off the async threads) and
+/// swaps it into `entry`'s engine; returns the build's SHA-256.
+async fn swap_in(
+    entry: &Entry,
+    runtime: Arc<crate::runtime::Runtime>,
+    clock: crate::runtime::Clock,
+    label: String,
+    bytes: Vec<u8>,
+    setup: Setup,
+) -> Result<String, ControlError> {
+    let started = tokio::task::spawn_blocking(move || start_build(&runtime, clock, &label, &bytes, &setup)).await;
+    let replacement = match started {
+        Ok(Ok(replacement)) => replacement,
+        Ok(Err(RuntimeError::TooLarge { size, limit, .. })) => return Err(ControlError::TooLarge { size, limit }),
+        Ok(Err(error)) => return Err(ControlError::Invalid { message: bounded(&error.to_string()) }),
+        Err(_) => return Err(ControlError::Stopped),
+    };
+    let sha256 = replacement.sha256.clone();
+    let (reply, answer) = oneshot::channel();
+    let asked = async {
+        let input = EngineInput::Swap { replacement, reply: Some(reply) };
+        entry.input.send(input).await.map_err(|_| ControlError::Stopped)?;
+        answer.await.map_err(|_| ControlError::Stopped)?.map_err(|e| ControlError::Invalid { message: bounded(&e) })
+    };
+    tokio::time::timeout(ANSWER_WITHIN, asked).await.unwrap_or_else(|_| Err(not_answering()))?;
+    Ok(sha256)
+}
+
+impl Instances {}
 
 impl Instances {
     /// Puts `file` (`NAME.wasm` or `NAME.toml`) in the plugins folder,

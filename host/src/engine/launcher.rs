@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::fanout::{FeedTap, Taps};
+use super::fanout::{FeedTap, Subscription, Taps};
 use super::instances::Instances;
 use super::lane::Lane;
 use super::live::{EngineInput, HostStatus, LiveError};
 use super::output::Lines;
 use super::plan::{EnginePlanner, PlannedEngine};
 use super::routed::Lanes;
-use super::swap::Watched;
+use super::swap::{SharedSetup, Watched};
 use super::worker::{Outputs, spawn_engine};
 use crate::config::{InstancePolicy, StrategyConfig};
 use crate::journal::Journal;
@@ -61,10 +61,11 @@ impl Launcher {
         if let Ok(mut threads) = self.threads.lock() {
             threads.push(thread);
         }
+        let subscription = Subscription::new(&symbols);
         if let Ok(mut taps) = self.taps.write() {
-            let symbols = (!symbols.is_empty()).then(|| symbols.into());
-            taps.push(FeedTap { input: tx.clone(), dropped, retired, symbols });
+            taps.push(FeedTap { input: tx.clone(), dropped, retired, symbols: subscription.clone() });
         }
+        let setup: SharedSetup = Arc::new(RwLock::new(setup));
         if let Some(lanes) = &self.lanes
             && let Ok(mut lanes) = lanes.write()
         {
@@ -75,7 +76,7 @@ impl Launcher {
         {
             let _ = watch.send(Watched::new(name.clone(), plugin.into(), setup.clone(), tx.clone(), sha256));
         }
-        self.instances.insert(&name, tx.clone(), setup);
+        self.instances.insert(&name, tx.clone(), setup, subscription);
         Ok(tx)
     }
 

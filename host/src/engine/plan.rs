@@ -222,7 +222,7 @@ pub(super) struct PlannedEngine {
     /// What each new build of it starts with.
     pub setup: Setup,
     /// The feed's symbols it hears; every one when empty.
-    pub symbols: Vec<std::sync::Arc<str>>,
+    pub symbols: Vec<String>,
 }
 
 /// What planning one strategy's engine needs, owned, so strategies can be
@@ -244,21 +244,32 @@ pub(super) struct EnginePlanner {
 }
 
 impl EnginePlanner {
+    /// Refuses a symbol the feed does not poll: it would never be heard.
+    pub fn check_symbols(&self, symbols: &[String]) -> Result<(), LiveError> {
+        match symbols.iter().find(|s| !self.feed_symbols.contains(s)) {
+            Some(stray) => Err(LiveError::UnknownSymbol { symbol: crate::runtime::bounded(stray) }),
+            None => Ok(()),
+        }
+    }
+
+    /// What a new build of `spec`'s instance starts with.
+    pub fn setup_of(&self, spec: &StrategyConfig) -> Setup {
+        Setup { params: spec.params(), pin: spec.sha256.clone(), budget: spec.limits.over(&self.budget) }
+    }
+
     /// Loads and starts `spec`'s strategy. On a live venue it resumes from
     /// its saved state and order ids, takes its own positions (the fills
     /// of its own orders) and obeys the venue's trading gate.
     pub fn plan(&self, spec: &StrategyConfig) -> Result<PlannedEngine, LiveError> {
         let BrokerConfig { starting_cash, commission, .. } = self.broker.clone();
-        if let Some(stray) = spec.symbols.iter().find(|s| !self.feed_symbols.contains(s)) {
-            return Err(LiveError::UnknownSymbol { symbol: crate::runtime::bounded(stray) });
-        }
+        self.check_symbols(&spec.symbols)?;
         let plugin = self.runtime.load_named(&spec.plugin)?;
         plugin.check_pin(spec.sha256.as_deref())?;
         let name = spec.name.clone().unwrap_or_else(|| plugin.info.name.clone());
         let sha256 = plugin.sha256.clone();
         let budget = spec.limits.over(&self.budget);
         let strategy = self.runtime.instantiate_within(&plugin, &spec.params(), self.clock.own(), &budget)?;
-        let setup = Setup { params: spec.params(), pin: spec.sha256.clone(), budget: budget.clone() };
+        let setup = self.setup_of(spec);
         let outbox = RouteOutbox::default();
         let execution: Box<dyn Execution> = match self.venue {
             Some(_) => Box::new(RoutedExecution::new(name.clone(), outbox.clone())),
@@ -295,7 +306,7 @@ impl EnginePlanner {
             let route = self.route_tx.clone();
             persist = Some(Persist { store: store.clone(), instance, venue, watermark, outbox, route });
         }
-        let symbols = spec.symbols.iter().map(|s| std::sync::Arc::from(s.as_str())).collect();
+        let symbols = spec.symbols.clone();
         Ok(PlannedEngine { name, engine, persist, sha256, plugin: spec.plugin.clone(), setup, symbols })
     }
 }

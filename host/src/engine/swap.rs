@@ -95,11 +95,20 @@ pub(super) struct Setup {
     pub budget: Budget,
 }
 
+/// An instance's [`Setup`], shared by everything that starts builds of it
+/// (the file watcher, the control API), so a new `NAME.toml` reaches all.
+pub(super) type SharedSetup = Arc<std::sync::RwLock<Setup>>;
+
+/// The current value of `setup`.
+pub(super) fn setup_now(setup: &SharedSetup) -> Setup {
+    setup.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
 /// A strategy whose plugin file is watched.
 pub(super) struct Watched {
     pub name: String,
     pub path: PathBuf,
-    pub setup: Setup,
+    pub setup: SharedSetup,
     pub input: mpsc::Sender<EngineInput>,
     /// The build last started or refused, so one bad file is reported once.
     pub sha256: String,
@@ -108,7 +117,13 @@ pub(super) struct Watched {
 }
 
 impl Watched {
-    pub fn new(name: String, path: PathBuf, setup: Setup, input: mpsc::Sender<EngineInput>, sha256: String) -> Self {
+    pub fn new(
+        name: String,
+        path: PathBuf,
+        setup: SharedSetup,
+        input: mpsc::Sender<EngineInput>,
+        sha256: String,
+    ) -> Self {
         let stamp = stamp_of(&path);
         Self { name, path, setup, input, sha256, stamp, settling: None }
     }
@@ -151,7 +166,7 @@ pub(super) async fn watch(
             }
             w.stamp = stamp;
             w.settling = None;
-            let (runtime, clock, path, setup) = (runtime.clone(), clock.clone(), w.path.clone(), w.setup.clone());
+            let (runtime, clock, path, setup) = (runtime.clone(), clock.clone(), w.path.clone(), setup_now(&w.setup));
             let known = w.sha256.clone();
             let loaded = tokio::task::spawn_blocking(move || load(&runtime, clock, &path, &setup, &known)).await;
             match loaded {
