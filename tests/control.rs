@@ -180,10 +180,8 @@ async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
     assert_eq!(post("/api/v1/instances/watched/pause", Some(TOKEN)).send().await.unwrap().status(), 404);
     assert!(std::fs::read_to_string(&out).unwrap().contains("[watched] removed"));
 
-    // Orders and fills are kept per live venue; the paper host has none.
+    // Positions per instance; the paper host has no venue book.
     let read = |path: &str| client.get(format!("{addr}/api/v1/{path}")).bearer_auth(TOKEN).send();
-    assert_eq!(read("orders").await.unwrap().status(), 409);
-    assert_eq!(read("fills?limit=many").await.unwrap().status(), 400);
     let positions = read("positions").await.unwrap().json::<serde_json::Value>().await.unwrap();
     assert!(positions["venue"].is_null() && positions["instances"]["calm"].is_object(), "{positions}");
 
@@ -198,6 +196,29 @@ async fn an_operator_pauses_resumes_and_releases_instances_with_a_token() {
     assert_eq!(garbage.status(), 400);
     assert!(garbage.json::<serde_json::Value>().await.unwrap()["error"].is_string());
     assert!(announce(&addr, "/api/v1/halt", 1 << 20).await.starts_with("HTTP/1.1 413"));
+
+    // On the paper broker the engines keep the book: the SMA's fills and
+    // working orders are listed all the same, newest fill first.
+    let get = |path: &str| client.get(format!("{addr}{path}")).bearer_auth(TOKEN).send();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let fills = loop {
+        let fills: serde_json::Value = get("/api/v1/fills?instance=calm&limit=3").await.unwrap().json().await.unwrap();
+        if fills["fills"].as_array().is_some_and(|f| f.len() == 3) {
+            break fills;
+        }
+        assert!(std::time::Instant::now() < deadline, "{fills}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(fills["venue"], "paper");
+    let times: Vec<i64> = fills["fills"].as_array().unwrap().iter().map(|f| f["time_ms"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    assert!(fills["fills"].as_array().unwrap().iter().all(|f| f["instance"] == "calm" && f["symbol"] == "AAPL"));
+    let none: serde_json::Value = get("/api/v1/fills?instance=watched").await.unwrap().json().await.unwrap();
+    assert_eq!(none["fills"], serde_json::json!([]), "the quiet instance never traded");
+    let orders: serde_json::Value = get("/api/v1/orders").await.unwrap().json().await.unwrap();
+    assert_eq!(orders["venue"], "paper");
+    assert!(orders["orders"].is_array(), "{orders}");
+    assert_eq!(get("/api/v1/fills?limit=many").await.unwrap().status(), 400);
 }
 
 /// Sends only the head of a POST announcing a body of `length` bytes, and

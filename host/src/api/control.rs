@@ -199,13 +199,6 @@ fn filter(query: Result<axum::extract::Query<Filter>, QueryRejection>) -> Result
     query.map(|q| q.0).map_err(|r| AppError::new(StatusCode::BAD_REQUEST, crate::runtime::bounded(&r.body_text())))
 }
 
-fn ledger(state: &AppState) -> Result<&super::Ledger, AppError> {
-    state.ledger.as_ref().ok_or_else(|| {
-        let message = "no live venue: the paper broker keeps no order book here (see each instance's positions)";
-        ControlError::Conflict { message: message.into() }.into()
-    })
-}
-
 /// The instance an order or fill belongs to, from its `name@venue`.
 fn instance_of<'a>(strategy: &'a str, venue: &str) -> &'a str {
     strategy.strip_suffix(venue).and_then(|s| s.strip_suffix('@')).unwrap_or(strategy)
@@ -215,18 +208,31 @@ fn store_error(_: crate::store::StoreError) -> AppError {
     AppError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
 }
 
-/// `GET /api/v1/orders`: the venue's working orders, oldest first.
+/// `GET /api/v1/orders`: the venue's working orders, oldest first; on the
+/// paper broker, each paper instance's.
 async fn orders(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<Filter>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Filter { instance, .. } = filter(query)?;
-    let ledger = ledger(&state)?;
+    let wanted = |name: &str| instance.as_deref().is_none_or(|i| i == name);
+    let Some(ledger) = &state.ledger else {
+        let mut shown = Vec::new();
+        for (name, book) in paper_books(&state)?.iter().filter(|(name, _)| wanted(name)) {
+            let book = book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shown.extend(book.working.iter().map(|o| {
+                serde_json::json!({ "order": o.intent_id.id, "instance": name, "symbol": &*o.intent.symbol,
+                    "side": o.intent.side.to_string(), "qty": o.intent.qty.to_string(),
+                    "type": o.intent.order_type.to_string(), "status": "accepted", "created_ms": o.placed_at })
+            }));
+        }
+        return Ok(Json(serde_json::json!({ "venue": "paper", "orders": shown })));
+    };
     let orders = ledger.store.working_orders(ledger.venue).map_err(store_error)?;
     let shown: Vec<serde_json::Value> = orders
         .iter()
         .map(|o| (instance_of(&o.strategy, ledger.venue), o))
-        .filter(|(name, _)| instance.as_deref().is_none_or(|i| i == *name))
+        .filter(|(name, _)| wanted(name))
         .map(|(name, o)| {
             serde_json::json!({ "client_order_id": o.client_order_id, "instance": name, "symbol": o.symbol,
                 "side": o.side.to_string(), "qty": o.qty.to_string(), "type": o.order_type.to_string(),
@@ -236,19 +242,41 @@ async fn orders(
     Ok(Json(serde_json::json!({ "venue": ledger.venue, "orders": shown })))
 }
 
+/// Each paper instance's book, by name.
+fn paper_books(state: &AppState) -> Result<Vec<(String, crate::engine::SharedLedger)>, AppError> {
+    Ok(instances(state)?.into_iter().filter_map(|s| Some((s.name, s.paper?))).collect())
+}
+
 /// `GET /api/v1/fills`: the venue's latest fills (100, at most 1,000),
-/// newest first.
+/// newest first; on the paper broker, the paper instances'.
 async fn fills(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<Filter>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Filter { instance, limit } = filter(query)?;
-    let ledger = ledger(&state)?;
-    let fills = ledger.store.recent_fills(ledger.venue, limit.unwrap_or(100).min(1000)).map_err(store_error)?;
+    let limit = limit.unwrap_or(100).min(1000) as usize;
+    let wanted = |name: &str| instance.as_deref().is_none_or(|i| i == name);
+    let Some(ledger) = &state.ledger else {
+        let mut shown: Vec<(i64, serde_json::Value)> = Vec::new();
+        for (name, book) in paper_books(&state)?.iter().filter(|(name, _)| wanted(name)) {
+            let book = book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shown.extend(book.fills.iter().rev().take(limit).map(|f| {
+                let fill = serde_json::json!({ "order": f.intent_id.id, "instance": name, "symbol": &*f.symbol,
+                    "side": f.side.to_string(), "qty": f.qty.to_string(), "price": f.price.to_string(),
+                    "commission": f.commission.to_string(), "time_ms": f.time });
+                (f.time, fill)
+            }));
+        }
+        // Newest first across instances (stable: each one's own order kept).
+        shown.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+        let shown: Vec<serde_json::Value> = shown.into_iter().take(limit).map(|(_, f)| f).collect();
+        return Ok(Json(serde_json::json!({ "venue": "paper", "fills": shown })));
+    };
+    let fills = ledger.store.recent_fills(ledger.venue, limit as u32).map_err(store_error)?;
     let shown: Vec<serde_json::Value> = fills
         .iter()
         .map(|(strategy, f)| (instance_of(strategy, ledger.venue), f))
-        .filter(|(name, _)| instance.as_deref().is_none_or(|i| i == *name))
+        .filter(|(name, _)| wanted(name))
         .map(|(name, f)| {
             serde_json::json!({ "fill_id": f.fill_id, "client_order_id": f.client_order_id, "instance": name,
                 "symbol": f.symbol, "side": f.side.to_string(), "qty": f.qty.to_string(),

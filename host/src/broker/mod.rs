@@ -142,6 +142,12 @@ pub trait Execution: Send {
     /// The orders still open, oldest first.
     fn open_orders(&self) -> Vec<IntentId>;
 
+    /// The open orders in full, where this execution keeps them (the paper
+    /// broker; a venue's are in the store).
+    fn working(&self) -> Vec<Order> {
+        Vec::new()
+    }
+
     /// Hears about an execution reported from outside `on_bar` (a live
     /// venue), so open-order bookkeeping stays right.
     fn on_event(&mut self, _event: &ExecutionEvent) {}

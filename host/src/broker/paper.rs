@@ -179,6 +179,10 @@ impl Execution for PaperBroker {
     fn open_orders(&self) -> Vec<IntentId> {
         self.open.iter().map(|order| order.intent_id).collect()
     }
+
+    fn working(&self) -> Vec<Order> {
+        self.open.clone()
+    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,9 @@ pub struct StrategyStatus {
     pub error: Option<String>,
     /// The latest error it had, kept after it recovered.
     pub last_error: Option<LastError>,
+    /// On the paper broker: its working orders and latest fills.
+    #[serde(skip)]
+    pub paper: Option<super::SharedLedger>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ mod instances;
 mod lane;
 mod latency;
 mod launcher;
+mod ledger;
 mod live;
 mod output;
 mod plan;
@@ -25,6 +26,7 @@ mod worker;
 pub use self::dropin::{DropInError, Placed, PluginsConfig};
 pub use self::instances::Instances;
 pub use self::lane::Lane;
+pub use self::ledger::{PaperLedger, SharedLedger};
 pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
 pub use self::probation::PROBATION_INPUTS;
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
@@ -275,6 +277,16 @@ impl Engine {
     /// Orders still open at the broker, the strategy's and external ones.
     pub fn open_orders(&self) -> usize {
         self.broker.open_orders().len()
+    }
+
+    /// The open orders in full, where the execution keeps them (paper).
+    pub fn working_orders(&self) -> Vec<Order> {
+        self.broker.working()
+    }
+
+    /// Every fill so far, in order.
+    pub fn fills(&self) -> &[Fill] {
+        &self.fills
     }
 
     /// Delivers an external signal to the strategy and applies its actions.

@@ -159,6 +159,8 @@ pub(super) fn spawn_engine(
     let status_name = name.clone();
     let mut reported_drops = 0;
     let mut last_error: Option<super::live::LastError> = None;
+    // A paper engine's orders and fills, for the API (a venue's are stored).
+    let paper = persist.is_none().then(super::SharedLedger::default);
     let mut update = move |engine: &Engine,
                            latencies: &Latencies,
                            sha256: &str,
@@ -186,6 +188,9 @@ pub(super) fn spawn_engine(
             && last_error.as_ref().is_none_or(|last| &last.message != message)
         {
             last_error = Some(super::live::LastError { message: message.clone(), at_ms: crate::bar::now_ms() });
+        }
+        if let Some(ledger) = &paper {
+            ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).follow(engine);
         }
         let plugin = engine
             .plugin()
@@ -215,6 +220,7 @@ pub(super) fn spawn_engine(
                 unrealized_pnl: engine.portfolio().unrealized_pnl().to_string(),
                 error,
                 last_error: last_error.clone(),
+                paper: paper.clone(),
             });
         }
     };
