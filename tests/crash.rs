@@ -299,3 +299,50 @@ async fn each_instance_restarts_with_its_own_position_not_the_venues() {
     assert_eq!(venue_position[0].qty, Decimal::from(5), "the venue holds both: {last}");
     assert_eq!(venue.state.lock().unwrap().order_posts, 2, "one order each, never again");
 }
+
+/// Bars that played past a paused instance (`paused_bars = "skip"`) are
+/// skipped for good: a host killed and restarted does not hand them to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_skipped_while_paused_are_not_replayed_after_a_crash() {
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..30 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.visible_bars = Some(5);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &venue.url);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "name = \"sma\"\nplugin = \"sma-crossover\"\nparams = { fast = 2, slow = 4, qty = 1 }",
+        &format!("name = \"bot\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = dir.path().join("out.txt");
+    let mut host = spawn_host_writing(&config, Stdio::from(std::fs::File::create(&out).unwrap()));
+    let addr = listening_address(&out).await;
+    let store = Arc::new(Store::open(&dir.path().join("host.db")).unwrap());
+    let saved = |store: &Store| store.strategy_state("bot@alpaca").ok().flatten();
+    let seen_at = |minute: i64| saved(&store).is_some_and(|s| s.last_bar == alpaca_time(minute));
+    wait_until("the first five bars", || seen_at(4)).await;
+    let paused = reqwest::Client::new().post(format!("{addr}/api/v1/instances/bot/pause")).send().await.unwrap();
+    assert_eq!(paused.status(), 200);
+    venue.state.lock().unwrap().visible_bars = Some(15);
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while strategy(&health(&client, &addr).await, "bot").is_none_or(|s| s["bars"] != 15) {
+        assert!(std::time::Instant::now() < deadline, "ten bars never played past the paused instance");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    host.kill();
+
+    // Restarted (running, not paused): it hears the bars from the 16th on.
+    let _host = spawn_host(&config);
+    venue.state.lock().unwrap().visible_bars = None;
+    wait_until("the rest of the bars", || seen_at(29)).await;
+    let state = saved(&store).unwrap().state;
+    let word = |i: usize| u64::from_le_bytes(state[i * 8..i * 8 + 8].try_into().unwrap());
+    assert_eq!(word(0), 5 + 15, "bars it saw: the first five and the last fifteen");
+    assert_eq!(word(2), 0, "none out of order or twice");
+}

@@ -390,6 +390,18 @@ pub(super) fn spawn_engine(
                     }
                     EngineInput::Bars { bars: batch, .. } if paused => {
                         engine.on_bars_unattended(&batch, false);
+                        // Skipped for good: a restart must not hand them to it.
+                        let time = batch.last().map_or(Millis::MIN, |b| b.time);
+                        if let Some(p) = &mut persist
+                            && time > p.watermark
+                        {
+                            p.watermark = time;
+                            if let Err(error) = p.store.pass_bars(&p.instance, time) {
+                                tracing::warn!(instance = %p.instance, %error, "cannot record bars a paused strategy skipped");
+                            }
+                        }
+                        // Its book follows the market meanwhile, and `/health` shows it.
+                        update(&engine, &latencies, &sha256, swaps, InstanceState::Paused, None);
                         continue;
                     }
                     input @ (EngineInput::Executed { .. }

@@ -117,6 +117,19 @@ impl Store {
         tx.commit().map_err(sql("committing an input"))
     }
 
+    /// Counts bars up to `last_bar` as past instance `instance` without its
+    /// state changing (they played past it while it was paused), so a
+    /// restart does not hand them to it. Never moves the mark back.
+    pub fn pass_bars(&self, instance: &str, last_bar: Millis) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE strategy_states SET last_bar_ms = max(last_bar_ms, ?2) WHERE instance = ?1",
+            params![instance, last_bar],
+        )
+        .map_err(sql("passing bars by a paused strategy"))?;
+        Ok(())
+    }
+
     /// The saved state and the time of the last bar it reflects.
     pub fn strategy_state(&self, instance: &str) -> Result<Option<SavedState>, StoreError> {
         let conn = self.lock();
