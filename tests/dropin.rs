@@ -179,6 +179,9 @@ async fn each_instance_hears_only_its_symbols() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(strategy(&seen, "apple").unwrap()["bars_dropped"], 0);
+    assert_eq!(strategy(&seen, "apple").unwrap()["symbols"], serde_json::json!(["AAPL"]));
+    assert_eq!(strategy(&seen, "msft").unwrap()["symbols"], serde_json::json!(["MSFT"]));
+    assert!(strategy(&seen, "everything").unwrap()["symbols"].is_null(), "all of the feed's");
 
     // Through the API: a stray symbol is refused, a good one heard.
     let add = |body: serde_json::Value| client.post(format!("{addr}/api/v1/instances")).json(&body).send();

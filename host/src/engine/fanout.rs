@@ -51,6 +51,11 @@ impl Subscription {
         }
     }
 
+    /// The symbols named; `None` for all of the feed's.
+    pub fn names(&self) -> Option<Vec<String>> {
+        self.get().map(|symbols| symbols.iter().map(|s| s.to_string()).collect())
+    }
+
     fn get(&self) -> Option<Symbols> {
         self.0.read().map(|s| s.clone()).unwrap_or_default()
     }

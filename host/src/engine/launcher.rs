@@ -48,7 +48,9 @@ impl Launcher {
         let (tx, rx) = mpsc::channel::<EngineInput>(QUEUE_DEPTH);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let subscription = Subscription::new(&symbols);
         let outputs = Outputs {
+            subscription: subscription.clone(),
             journal: self.journal.clone(),
             lines: self.lines.clone(),
             status: self.status.clone(),
@@ -61,7 +63,6 @@ impl Launcher {
         if let Ok(mut threads) = self.threads.lock() {
             threads.push(thread);
         }
-        let subscription = Subscription::new(&symbols);
         if let Ok(mut taps) = self.taps.write() {
             taps.push(FeedTap { input: tx.clone(), dropped, retired, symbols: subscription.clone() });
         }

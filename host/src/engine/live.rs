@@ -114,6 +114,8 @@ pub struct StrategyStatus {
     pub error: Option<String>,
     /// The latest error it had, kept after it recovered.
     pub last_error: Option<LastError>,
+    /// The feed's symbols it hears; `None` (null) for all of them.
+    pub symbols: Option<Vec<String>>,
     /// On the paper broker: its working orders and latest fills.
     #[serde(skip)]
     pub paper: Option<super::SharedLedger>,

@@ -25,6 +25,8 @@ use crate::store::{OrderRecord, Store, Told};
 
 /// Where an engine thread reports: the terminal, `/health`, the journal.
 pub(super) struct Outputs {
+    /// The feed's symbols the instance hears, for `/health`.
+    pub subscription: super::fanout::Subscription,
     /// Where events go for notifications, when there is a store.
     pub journal: Option<Journal>,
     pub lines: Lines,
@@ -133,7 +135,8 @@ pub(super) fn spawn_engine(
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
     let retired = outputs.retired.clone();
     let crate::config::InstancePolicy { on_failure, paused_bars, probation_inputs } = outputs.policy;
-    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, .. } = outputs;
+    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, subscription, .. } =
+        outputs;
     let held_lost = bars_dropped_by_feed.clone();
     let tag = name.clone();
     let event_lines = lines.clone();
@@ -221,6 +224,7 @@ pub(super) fn spawn_engine(
                 error,
                 last_error: last_error.clone(),
                 paper: paper.clone(),
+                symbols: subscription.names(),
             });
         }
     };
