@@ -247,7 +247,17 @@ fn the_same_bars_in_any_common_time_layout_trade_the_same() {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let args = [
-            &["backtest", "--strategy", "sma-crossover", "--data", path.to_str().unwrap(), "--format", "json"],
+            &[
+                "backtest",
+                "--strategy",
+                "sma-crossover",
+                "--data",
+                path.to_str().unwrap(),
+                "--symbol",
+                "IBM",
+                "--format",
+                "json",
+            ],
             &flags[..],
         ]
         .concat();
@@ -269,4 +279,57 @@ fn the_same_bars_in_any_common_time_layout_trade_the_same() {
         cli(&["backtest", "--strategy", "sma-crossover", "--data", path.to_str().unwrap(), "--tz", "Nowhere/Special"]);
     let err = result.unwrap_err().to_string();
     assert!(err.contains("`Nowhere/Special` is not an IANA time zone"), "{err}");
+}
+
+/// Several files are one backtest: the symbols' bars merge in time order,
+/// the SMA trades each as it would alone, and the report breaks the profit
+/// down per symbol. A folder means its CSV files.
+#[test]
+fn a_backtest_over_several_symbols_trades_each_as_alone_and_reports_each() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (result, out) = cli(&[&["backtest", "--strategy", "sma-crossover", "--format", "json"], args].concat());
+        result.unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        serde_json::from_str(&out).unwrap()
+    };
+    let (ibm, msft) = (data("IBM.csv"), data("MSFT.csv"));
+    let (ibm, msft) = (ibm.to_str().unwrap(), msft.to_str().unwrap());
+    let pair = json(&["--data", ibm, "--data", msft]);
+    let alone = [json(&["--data", ibm]), json(&["--data", msft])];
+    assert_eq!(pair["bars"], alone[0]["bars"].as_u64().unwrap() + alone[1]["bars"].as_u64().unwrap());
+    let symbols = pair["symbols"].as_array().unwrap();
+    assert_eq!(symbols.len(), 2, "{symbols:?}");
+    for (single, name) in alone.iter().zip(["IBM", "MSFT"]) {
+        let part = symbols.iter().find(|s| s["symbol"] == name).unwrap();
+        let fills: Vec<&serde_json::Value> =
+            pair["fills"].as_array().unwrap().iter().filter(|f| f["symbol"] == name).collect();
+        let single_fills: Vec<&serde_json::Value> = single["fills"].as_array().unwrap().iter().collect();
+        assert_eq!(fills, single_fills, "{name} trades as it would alone");
+        assert_eq!(part["fills"], single_fills.len());
+        assert_eq!(part["realized_pnl"], single["realized_pnl"], "{name}");
+        assert_eq!(part["final_position"], single["final_position"], "{name}");
+    }
+    let times: Vec<&str> = pair["fills"].as_array().unwrap().iter().map(|f| f["time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "fills in time order");
+
+    // A folder of the two is the same backtest.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(ibm, dir.path().join("IBM.csv")).unwrap();
+    std::fs::copy(msft, dir.path().join("MSFT.csv")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not bars").unwrap();
+    let folder = json(&["--data", dir.path().to_str().unwrap()]);
+    assert_eq!(folder["fills"], pair["fills"]);
+
+    // Refused: one symbol twice, --symbol with several files, an empty folder.
+    for (args, needle) in [
+        (vec!["--data", ibm, "--data", ibm], "two files hold symbol IBM"),
+        (vec!["--data", ibm, "--data", msft, "--symbol", "X"], "--symbol names the one file"),
+        (vec!["--data", dir.path().join("empty").to_str().unwrap()], "cannot read"),
+    ] {
+        if args.iter().any(|a| a.ends_with("empty")) {
+            std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        }
+        let (result, _) = cli(&[&["backtest", "--strategy", "sma-crossover"], &args[..]].concat());
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains(needle) || err.contains("holds no .csv"), "{args:?}: {err}");
+    }
 }

@@ -135,9 +135,15 @@ pub enum Command {
 /// share.
 #[derive(Debug, clap::Args)]
 pub struct BarsRun {
-    /// CSV with a time column and open, high, low, close and volume.
+    /// CSV with a time column and open, high, low, close and volume; or a
+    /// folder of them. Repeatable: the symbols' bars merge in time order and
+    /// the strategy sees them all.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// The instrument's symbol, with one file; otherwise (and by default)
+    /// each file's name in capitals, e.g. IBM for IBM.csv.
     #[arg(long)]
-    data: PathBuf,
+    symbol: Option<String>,
     /// How the CSV writes its times, as a strftime pattern
     /// (`%Y-%m-%d %H:%M:%S`); detected from the first row when left out.
     #[arg(long)]
@@ -145,9 +151,6 @@ pub struct BarsRun {
     /// The IANA time zone of the CSV's wall-clock times (default UTC).
     #[arg(long)]
     tz: Option<String>,
-    /// The instrument's symbol; defaults to the file name, e.g. IBM for IBM.csv.
-    #[arg(long)]
-    symbol: Option<String>,
     /// A strategy parameter; repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     params: Vec<(String, String)>,
@@ -156,15 +159,55 @@ pub struct BarsRun {
 }
 
 impl BarsRun {
-    /// The bars of the CSV, under the symbol given or the file's name in
-    /// capitals.
+    /// The files `--data` names: each file, and each folder's `.csv` files
+    /// in name order.
+    fn files(&self) -> Result<Vec<PathBuf>, FeedError> {
+        let mut files = Vec::new();
+        for path in &self.data {
+            if path.is_dir() {
+                let io = |source| FeedError::Io { path: path.display().to_string(), source };
+                let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(io)?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+                    .collect();
+                inside.sort();
+                if inside.is_empty() {
+                    let message = format!("{} holds no .csv file", path.display());
+                    return Err(FeedError::Config { message });
+                }
+                files.extend(inside);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        Ok(files)
+    }
+
+    /// The bars of every file, each under its symbol, merged in time order.
     fn bars(&self) -> Result<Vec<crate::bar::Bar>, FeedError> {
-        let symbol = self.symbol.clone().unwrap_or_else(|| {
-            self.data.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
-        });
         let time = crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())
             .map_err(|e| FeedError::Config { message: e.to_string() })?;
-        crate::feed::load_csv_as(&self.data, &symbol, CsvLimits::default(), &time)
+        let files = self.files()?;
+        if self.symbol.is_some() && files.len() > 1 {
+            let message = "--symbol names the one file's symbol; with several, each file's name is its symbol";
+            return Err(FeedError::Config { message: message.into() });
+        }
+        let mut symbols: Vec<String> = Vec::new();
+        let mut series = Vec::new();
+        for file in &files {
+            let symbol = self.symbol.clone().unwrap_or_else(|| {
+                file.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
+            });
+            if symbols.contains(&symbol) {
+                let message = format!("two files hold symbol {symbol}: give each symbol one file");
+                return Err(FeedError::Config { message: crate::runtime::bounded(&message) });
+            }
+            series.push(crate::feed::load_csv_as(file, &symbol, CsvLimits::default(), &time)?);
+            symbols.push(symbol);
+        }
+        Ok(crate::feed::merge(series))
     }
 }
 

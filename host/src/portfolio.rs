@@ -28,6 +28,20 @@ struct Book {
     /// Last close seen, whether or not a position is held.
     close: Option<Decimal>,
     position: Position,
+    /// Realized PnL in this symbol, net of its commissions.
+    realized_pnl: Decimal,
+    fills: u64,
+}
+
+/// One symbol's share of the portfolio's profit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolPnl {
+    pub symbol: Arc<str>,
+    pub position: Decimal,
+    pub fills: u64,
+    /// Net of its commissions.
+    pub realized_pnl: Decimal,
+    pub unrealized_pnl: Decimal,
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +88,13 @@ impl Portfolio {
             self.recent = match self.index.get(symbol) {
                 Some(&at) => at,
                 None => {
-                    self.books.push(Book { symbol: symbol.clone(), close: None, position: Position::default() });
+                    self.books.push(Book {
+                        symbol: symbol.clone(),
+                        close: None,
+                        position: Position::default(),
+                        realized_pnl: Decimal::ZERO,
+                        fills: 0,
+                    });
                     self.index.insert(symbol.clone(), self.books.len() - 1);
                     self.books.len() - 1
                 }
@@ -116,7 +136,9 @@ impl Portfolio {
         self.settled = false;
         let signed = fill.side.sign() * fill.qty;
         let mut realized = Decimal::ZERO;
-        let pos = &mut self.book(&fill.symbol).position;
+        let book = self.book(&fill.symbol);
+        book.fills += 1;
+        let pos = &mut book.position;
         if pos.qty.is_zero() || pos.qty.is_sign_positive() == signed.is_sign_positive() {
             let total = pos.qty.abs() + fill.qty;
             pos.avg_price = (pos.avg_price * pos.qty.abs() + fill.price * fill.qty) / total;
@@ -135,6 +157,7 @@ impl Portfolio {
         }
         pos.last_price = fill.price;
         let qty = pos.qty;
+        self.books[self.recent].realized_pnl += realized - fill.commission;
         self.realized_pnl += realized - fill.commission;
         self.cash -= signed * fill.price + fill.commission;
         self.commission += fill.commission;
@@ -167,6 +190,20 @@ impl Portfolio {
 
     pub fn equity(&self) -> Decimal {
         self.cash + self.books.iter().map(|b| b.position.qty * b.position.last_price).sum::<Decimal>()
+    }
+
+    /// Each symbol's position and profit, in the order they were first seen.
+    pub fn by_symbol(&self) -> Vec<SymbolPnl> {
+        self.books
+            .iter()
+            .map(|b| SymbolPnl {
+                symbol: b.symbol.clone(),
+                position: b.position.qty,
+                fills: b.fills,
+                realized_pnl: b.realized_pnl,
+                unrealized_pnl: (b.position.last_price - b.position.avg_price) * b.position.qty,
+            })
+            .collect()
     }
 
     pub fn unrealized_pnl(&self) -> Decimal {

@@ -13,6 +13,7 @@ use crate::order::{Fill, Side};
 pub struct FillRecord {
     /// RFC 3339, UTC.
     pub time: String,
+    pub symbol: String,
     pub side: Side,
     #[serde(with = "rust_decimal::serde::arbitrary_precision")]
     pub qty: Decimal,
@@ -26,6 +27,7 @@ impl From<&Fill> for FillRecord {
     fn from(fill: &Fill) -> Self {
         Self {
             time: format_time(fill.time),
+            symbol: fill.symbol.to_string(),
             side: fill.side,
             qty: fill.qty,
             price: fill.price,
@@ -64,6 +66,22 @@ pub struct Report {
     pub final_equity: Decimal,
     /// Orders still open at the end (e.g. placed on the last bar).
     pub open_orders: u64,
+    /// Each symbol's part, in the order the symbols were first seen (with
+    /// several, `symbol` and `final_position` are the first one's).
+    pub symbols: Vec<SymbolReport>,
+}
+
+/// One symbol's part of a backtest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymbolReport {
+    pub symbol: String,
+    pub fills: u64,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub realized_pnl: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub unrealized_pnl: Decimal,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    pub final_position: Decimal,
 }
 
 impl Report {
@@ -73,9 +91,16 @@ impl Report {
 
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "backtest of {} on {} ({} bars)", self.strategy, self.symbol, self.bars);
+        let several = self.symbols.len() > 1;
+        let on = if several {
+            self.symbols.iter().map(|s| s.symbol.as_str()).collect::<Vec<_>>().join(", ")
+        } else {
+            self.symbol.clone()
+        };
+        let _ = writeln!(out, "backtest of {} on {on} ({} bars)", self.strategy, self.bars);
         for f in &self.fills {
-            let _ = writeln!(out, "  {}  {:<4} {} @ {}", f.time, f.side, f.qty, f.price);
+            let symbol = if several { format!("{:<8} ", f.symbol) } else { String::new() };
+            let _ = writeln!(out, "  {}  {symbol}{:<4} {} @ {}", f.time, f.side, f.qty, f.price);
         }
         let pct = (self.max_drawdown_pct * Decimal::ONE_HUNDRED).round_dp(2);
         let rows = [
@@ -92,6 +117,24 @@ impl Report {
         ];
         for (label, value) in rows {
             let _ = writeln!(out, "{label:>16}: {value}");
+        }
+        if several {
+            let _ = writeln!(
+                out,
+                "\n  {:<10} {:>6} {:>16} {:>16} {:>10}",
+                "symbol", "fills", "realized", "unrealized", "position"
+            );
+            for s in &self.symbols {
+                let _ = writeln!(
+                    out,
+                    "  {:<10} {:>6} {:>16} {:>16} {:>10}",
+                    s.symbol,
+                    s.fills,
+                    s.realized_pnl.round_dp(4),
+                    s.unrealized_pnl.round_dp(4),
+                    s.final_position
+                );
+            }
         }
         out
     }

@@ -625,6 +625,17 @@ impl Engine {
             starting_cash: p.starting_cash,
             final_equity: p.equity(),
             open_orders: self.broker.open_orders().len() as u64,
+            symbols: p
+                .by_symbol()
+                .into_iter()
+                .map(|s| crate::report::SymbolReport {
+                    symbol: s.symbol.to_string(),
+                    fills: s.fills,
+                    realized_pnl: s.realized_pnl,
+                    unrealized_pnl: s.unrealized_pnl,
+                    final_position: s.position,
+                })
+                .collect(),
         }
     }
 }
