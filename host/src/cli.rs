@@ -47,6 +47,44 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Backtests every combination of a parameter grid (on every core) and
+    /// prints the best; `sweep merge` joins the tables of a sharded sweep.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sweep {
+        #[command(subcommand)]
+        merge: Option<SweepCommand>,
+        /// A bundled plugin name or a path to a .wasm component.
+        #[arg(long, required = true)]
+        strategy: Option<String>,
+        #[command(flatten)]
+        run: BarsRun,
+        /// A parameter's values: KEY=FROM..TO[:STEP] or KEY=A,B,...;
+        /// repeatable, one per parameter swept.
+        #[arg(long = "grid", value_name = "AXIS", required = true)]
+        grid: Vec<crate::sweep::Axis>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Runs only shard I of N (0-based): for one pod of a cluster's
+        /// indexed job; `sweep merge` joins the shards' tables.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::sweep::Shard>,
+        /// What the table is sorted by, best first.
+        #[arg(long, value_enum, default_value_t)]
+        sort_by: crate::sweep::Metric,
+        /// Writes the whole table here (JSON if it ends in .json, else CSV).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rows printed.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Bars per strategy call.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        batch: u32,
+        /// Takes [risk], [broker] and [runtime] from this config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Runs the host until Ctrl-C (default: the embedded demo config).
     Run {
         #[arg(long)]
@@ -212,6 +250,22 @@ impl BarsRun {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Joins shards' CSV tables into the table of the whole grid.
+    Merge {
+        #[arg(required = true)]
+        tables: Vec<PathBuf>,
+        /// Where the joined table goes (JSON if it ends in .json, else CSV).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        sort_by: crate::sweep::Metric,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Runs a strategy twice over a CSV of bars, once through a save-state
     /// and restore halfway, and reports any difference in what it did.
@@ -319,6 +373,12 @@ pub enum CliError {
     Check(#[from] crate::check::CheckError),
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Sweep(#[from] Box<crate::sweep::SweepError>),
+    #[error(transparent)]
+    Table(#[from] crate::sweep::TableError),
+    #[error("cannot use {path}")]
+    File { path: String, source: std::io::Error },
 }
 
 /// The whole program: parses arguments, sets up logging, runs the command
@@ -364,6 +424,52 @@ pub fn entry() -> ExitCode {
 pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Backtest { strategy, run, batch, config } => backtest(&strategy, &run, batch as usize, config, out),
+        Command::Sweep { merge: Some(SweepCommand::Merge { tables, out: path, sort_by, top }), .. } => {
+            let mut read = Vec::new();
+            for table in &tables {
+                let origin = table.display().to_string();
+                let file =
+                    std::fs::File::open(table).map_err(|source| CliError::File { path: origin.clone(), source })?;
+                let (keys, rows) = crate::sweep::read_table(file, &origin)?;
+                read.push((origin, keys, rows));
+            }
+            let (keys, rows) = crate::sweep::merge(read, sort_by)?;
+            write_sweep(&rows, &keys, Some(&path), top, out)
+        }
+        Command::Sweep { merge: None, strategy, run, grid, jobs, shard, sort_by, out: path, top, batch, config } => {
+            let strategy = strategy.unwrap_or_default();
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, 256);
+            let (risk, broker, runtime_section, budget) = backtest_settings(config)?;
+            let runtime = Runtime::new(runtime::RuntimeConfig {
+                max_restarts: 0,
+                max_instances: (jobs as u32 + 4).max(64),
+                ..runtime_section.to_runtime(budget)
+            })?;
+            let plugin = runtime.load_named(&strategy)?;
+            let grid = crate::sweep::Grid::new(grid).map_err(|e| Box::new(crate::sweep::SweepError::from(e)))?;
+            let keys: Vec<String> = grid.keys().map(String::from).collect();
+            let sweep = crate::sweep::Sweep {
+                runtime: &runtime,
+                plugin,
+                fixed: run.params.clone(),
+                grid,
+                shard: shard.unwrap_or(crate::sweep::Shard::WHOLE),
+                jobs,
+                batch: batch as usize,
+                risk,
+                broker,
+            };
+            let bars = run.bars()?;
+            let rows = sweep.run(&bars, sort_by).map_err(Box::new)?;
+            match run.format {
+                Format::Json if path.is_none() => {
+                    crate::sweep::write_table(&rows, &keys, true, out)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => write_sweep(&rows, &keys, path.as_deref(), top, out),
+            }
+        }
         Command::Run { config, listen, pace_ms, exit_when_done } => {
             let config = match config {
                 Some(path) => Config::load(&path)?,
@@ -455,13 +561,37 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
     }
 }
 
-fn backtest(
-    strategy: &str,
-    run: &BarsRun,
-    batch: usize,
-    config: Option<PathBuf>,
+/// A sweep's table: the best `top` rows printed, the whole written to
+/// `path` if given.
+fn write_sweep(
+    rows: &[crate::sweep::Row],
+    keys: &[String],
+    path: Option<&std::path::Path>,
+    top: usize,
     out: &mut impl Write,
 ) -> Result<ExitCode, CliError> {
+    if let Some(path) = path {
+        let name = path.display().to_string();
+        let file = std::fs::File::create(path).map_err(|source| CliError::File { path: name.clone(), source })?;
+        let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let mut file = std::io::BufWriter::new(file);
+        crate::sweep::write_table(rows, keys, json, &mut file)?;
+        file.flush().map_err(|source| CliError::File { path: name, source })?;
+    }
+    writeln!(out, "{} combinations; the best {}:", rows.len(), top.min(rows.len()))?;
+    let mut shown = Vec::new();
+    crate::sweep::write_table(&rows[..top.min(rows.len())], keys, false, &mut shown)?;
+    out.write_all(&shown)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a backtest takes from a config file: the risk limits, the broker's
+/// cash and commission, the runtime and the limits. A backtest has per-call
+/// limits but none per minute of wall time: it is meant to run as fast as
+/// the machine allows.
+fn backtest_settings(
+    config: Option<PathBuf>,
+) -> Result<(RiskLimits, BrokerConfig, RuntimeSection, runtime::Budget), CliError> {
     let (risk, broker, runtime_section, budget) = match config {
         Some(path) => {
             let c = Config::load(&path)?;
@@ -470,9 +600,17 @@ fn backtest(
         }
         None => (RiskLimits::default(), BrokerConfig::default(), RuntimeSection::default(), runtime::Budget::default()),
     };
-    // A backtest has per-call limits but none per minute of wall time: it
-    // is meant to run as fast as the machine allows.
-    let budget = runtime::Budget { per_minute: None, ..budget };
+    Ok((risk, broker, runtime_section, runtime::Budget { per_minute: None, ..budget }))
+}
+
+fn backtest(
+    strategy: &str,
+    run: &BarsRun,
+    batch: usize,
+    config: Option<PathBuf>,
+    out: &mut impl Write,
+) -> Result<ExitCode, CliError> {
+    let (risk, broker, runtime_section, budget) = backtest_settings(config)?;
     // A backtest must be reproducible: a fault ends it instead of restarting.
     let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime(budget) })?;
     let plugin = runtime.load_named(strategy)?;

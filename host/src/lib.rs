@@ -29,5 +29,6 @@ pub mod runtime;
 pub mod scaffold;
 pub mod store;
 pub mod strategy;
+pub mod sweep;
 pub mod venue;
 pub mod webhook;
