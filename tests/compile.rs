@@ -50,6 +50,23 @@ fn compile_bomb(locals: u32, rounds: u32) -> Vec<u8> {
     component.finish()
 }
 
+/// The fills of `plugin` backtested on IBM.
+fn ibm_fills(
+    runtime: &Runtime,
+    plugin: &std::sync::Arc<stratbox::runtime::Plugin>,
+) -> Vec<stratbox::report::FillRecord> {
+    let bars = stratbox::feed::load_csv(&data("IBM.csv"), "IBM", stratbox::feed::CsvLimits::default()).unwrap();
+    let strategy = runtime.instantiate(plugin, &[], stratbox::runtime::Clock::virtual_at(0)).unwrap();
+    let mut engine = stratbox::engine::Engine::new(
+        Box::new(strategy),
+        Box::new(stratbox::broker::PaperBroker::default()),
+        stratbox::risk::RiskLimits::default(),
+        rust_decimal::Decimal::from(100_000),
+    );
+    engine.run(&bars, 256).unwrap();
+    engine.report("IBM").fills
+}
+
 fn isolated(limits: CompileLimits) -> Runtime {
     let program = env!("CARGO_BIN_EXE_stratbox-under-test").into();
     Runtime::new(RuntimeConfig {
@@ -102,19 +119,7 @@ fn a_compile_bomb_is_stopped_at_the_memory_limit() {
 #[test]
 fn plugins_compiled_in_the_child_trade_as_before() {
     let bytes = std::fs::read(SMA_CROSSOVER_WASM).unwrap();
-    let bars = stratbox::feed::load_csv(&data("IBM.csv"), "IBM", stratbox::feed::CsvLimits::default()).unwrap();
-    let run = |runtime: &Runtime| {
-        let plugin = runtime.load("sma", &bytes).unwrap();
-        let strategy = runtime.instantiate(&plugin, &[], stratbox::runtime::Clock::virtual_at(0)).unwrap();
-        let mut engine = stratbox::engine::Engine::new(
-            Box::new(strategy),
-            Box::new(stratbox::broker::PaperBroker::default()),
-            stratbox::risk::RiskLimits::default(),
-            rust_decimal::Decimal::from(100_000),
-        );
-        engine.run(&bars, 256).unwrap();
-        engine.report("IBM").fills
-    };
+    let run = |runtime: &Runtime| ibm_fills(runtime, &runtime.load("sma", &bytes).unwrap());
     let in_process = Runtime::new(RuntimeConfig { max_instances: 4, ..Default::default() }).unwrap();
     let fills = run(&isolated(CompileLimits::default()));
     assert!(fills.len() > 100);
@@ -152,19 +157,7 @@ fn a_compiled_build_is_kept_and_only_an_intact_one_is_loaded() {
     let restarted = with_compiler("/nonexistent/stratbox".into());
     let cached = restarted.load("sma", &bytes).unwrap();
     assert_eq!(cached.sha256, compiled.sha256);
-    let bars = stratbox::feed::load_csv(&data("IBM.csv"), "IBM", stratbox::feed::CsvLimits::default()).unwrap();
-    let run = |runtime: &Runtime, plugin| {
-        let strategy = runtime.instantiate(plugin, &[], stratbox::runtime::Clock::virtual_at(0)).unwrap();
-        let mut engine = stratbox::engine::Engine::new(
-            Box::new(strategy),
-            Box::new(stratbox::broker::PaperBroker::default()),
-            stratbox::risk::RiskLimits::default(),
-            rust_decimal::Decimal::from(100_000),
-        );
-        engine.run(&bars, 256).unwrap();
-        engine.report("IBM").fills
-    };
-    assert_eq!(run(&restarted, &cached), run(&first, &compiled), "the cached build trades the same");
+    assert_eq!(ibm_fills(&restarted, &cached), ibm_fills(&first, &compiled), "the cached build trades the same");
 
     // One flipped byte: refused, deleted, and (with no compiler) not loaded.
     let mut tampered = std::fs::read(&kept[0]).unwrap();

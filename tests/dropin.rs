@@ -35,6 +35,21 @@ async fn wait_instance(addr: &str, name: &str, done: impl Fn(&serde_json::Value)
     }
 }
 
+/// A replay host whose plugins folder, checked every 20 ms, holds `name`
+/// (`wasm`, in `ok` mode): the folder and the config.
+fn watched_folder(dir: &Path, name: &str, wasm: &[u8]) -> (std::path::PathBuf, Config) {
+    let plugins = dir.join("strategies");
+    std::fs::create_dir(&plugins).unwrap();
+    deploy(&plugins, &format!("{name}.toml"), b"params = { mode = \"ok\" }\n");
+    deploy(&plugins, &format!("{name}.wasm"), wasm);
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\n\n\
+         [runtime]\nwatch_ms = 20\n\n[plugins]\ndir = {:?}\n",
+        plugins.display()
+    );
+    (plugins, Config::parse(&text, "test.toml").unwrap())
+}
+
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -43,17 +58,8 @@ fn sha256(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_dropped_replaced_and_removed_start_swap_and_stop_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("strategies");
-    std::fs::create_dir(&plugins).unwrap();
     let misbehave = std::fs::read(MISBEHAVE_WASM).unwrap();
-    std::fs::write(plugins.join("first.toml"), "params = { mode = \"ok\" }\n").unwrap();
-    deploy(&plugins, "first.wasm", &misbehave);
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\n\n\
-         [runtime]\nwatch_ms = 20\n\n[plugins]\ndir = {:?}\n",
-        plugins.display()
-    );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let (plugins, config) = watched_folder(dir.path(), "first", &misbehave);
     let out = Captured::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let next = with_custom_section(&misbehave, "stratbox-test", b"second build");
@@ -214,17 +220,7 @@ async fn each_instance_hears_only_its_symbols() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_toml_reconfigures_its_instance_and_a_bad_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("strategies");
-    std::fs::create_dir(&plugins).unwrap();
-    let misbehave = std::fs::read(MISBEHAVE_WASM).unwrap();
-    deploy(&plugins, "bot.toml", b"params = { mode = \"ok\" }\n");
-    deploy(&plugins, "bot.wasm", &misbehave);
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[feed]\nkind = \"replay\"\ndata = \"bundled:AAPL\"\nsymbol = \"AAPL\"\n\n\
-         [runtime]\nwatch_ms = 20\n\n[plugins]\ndir = {:?}\n",
-        plugins.display()
-    );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let (plugins, config) = watched_folder(dir.path(), "bot", &std::fs::read(MISBEHAVE_WASM).unwrap());
     let out = Captured::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let probe = {
