@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::live::{EngineInput, HostStatus, PriceWatch};
+use super::live::{EngineInput, PriceWatch};
+use super::status::HostStatus;
 use crate::bar::Bar;
 use crate::feed::FeedError;
 

@@ -9,6 +9,7 @@
 //! strategy tracks its own pending orders (as the contract asks).
 
 mod dropin;
+mod event_text;
 mod fanout;
 mod instances;
 mod lane;
@@ -19,7 +20,9 @@ mod live;
 mod output;
 mod plan;
 mod probation;
+mod quarantine;
 mod routed;
+mod status;
 mod swap;
 mod worker;
 
@@ -27,9 +30,10 @@ pub use self::dropin::{DropInError, Placed, PluginsConfig};
 pub use self::instances::Instances;
 pub use self::lane::Lane;
 pub use self::ledger::{PaperLedger, SharedLedger};
-pub use self::live::{EngineInput, HostStatus, LiveError, RunOptions, StrategyStatus, run_host};
+pub use self::live::{EngineInput, LiveError, RunOptions, run_host};
 pub use self::probation::PROBATION_INPUTS;
 pub use self::routed::{RouteRequest, RoutedExecution, VenueDesk};
+pub use self::status::{HostStatus, LastError, PluginName, StrategyStatus};
 pub use self::swap::{Replacement, SwapError};
 
 use std::collections::HashSet;
@@ -39,8 +43,7 @@ use rust_decimal::Decimal;
 
 use crate::bar::{Bar, Millis};
 use crate::broker::{Execution, ExecutionEvent};
-use crate::config::FailurePolicy;
-use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef, Side};
+use crate::order::{Action, Fill, IntentId, Level, Order, OrderIntent, OrderRef};
 use crate::portfolio::Portfolio;
 use crate::rate_limit::RateLimiter;
 use crate::report::{FillRecord, Report};
@@ -392,42 +395,6 @@ impl Engine {
             self.new_lifetime();
         }
         std::mem::replace(&mut self.strategy, strategy)
-    }
-
-    /// Applies `policy` to the open orders and positions of a strategy
-    /// that has just been quarantined.
-    pub fn quarantine(&mut self, policy: FailurePolicy) -> Quarantined {
-        match policy {
-            FailurePolicy::Leave => Quarantined::default(),
-            FailurePolicy::Cancel => Quarantined { canceled: self.cancel_strategy_orders(), closing: 0 },
-            FailurePolicy::Flatten => {
-                let canceled = self.cancel_strategy_orders();
-                let open: Vec<(Arc<str>, Decimal)> =
-                    self.portfolio.positions().filter(|(_, qty)| !qty.is_zero()).map(|(s, q)| (s.clone(), q)).collect();
-                for (symbol, qty) in &open {
-                    let side = if qty.is_sign_positive() { Side::Sell } else { Side::Buy };
-                    self.last_external += 1;
-                    let order = OrderRef::new(OrderRef::EXTERNAL, self.last_external);
-                    self.place(order, OrderIntent::market(symbol.clone(), side, qty.abs()), self.last_time);
-                }
-                Quarantined { canceled, closing: open.len() }
-            }
-        }
-    }
-
-    /// Cancels every open order the strategy placed (not those placed from
-    /// outside it), as when a quarantined strategy's orders must not trade
-    /// on without it; returns how many.
-    pub fn cancel_strategy_orders(&mut self) -> usize {
-        let time = self.last_time;
-        let mut canceled = 0;
-        for order in self.broker.open_orders() {
-            if !order.is_external() && self.broker.cancel(order) {
-                (self.events)(Event::Canceled { intent_id: order, time });
-                canceled += 1;
-            }
-        }
-        canceled
     }
 
     /// The running instance's lifetime, committed with its state.

@@ -6,14 +6,16 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+use super::event_text::{describe, journal_line};
 use super::latency::Latencies;
-use super::live::{EngineInput, HostStatus, LiveError, StrategyStatus};
+use super::live::{EngineInput, LiveError};
 use super::output::Lines;
 use super::probation::Probation;
 use super::routed::{RouteOutbox, RouteRequest};
+use super::status::{HostStatus, LastError, PluginName, StrategyStatus};
 use super::swap::swap;
-use super::{Engine, EngineError, Event};
-use crate::bar::{Millis, format_time, now_ms};
+use super::{Engine, EngineError};
+use crate::bar::{Millis, now_ms};
 use crate::config::PausedBars;
 use crate::control::{Command, ControlError, InstanceState};
 
@@ -161,7 +163,7 @@ pub(super) fn spawn_engine(
     };
     let status_name = name.clone();
     let mut reported_drops = 0;
-    let mut last_error: Option<super::live::LastError> = None;
+    let mut last_error: Option<LastError> = None;
     // A paper engine's orders and fills, for the API (a venue's are stored).
     let paper = persist.is_none().then(super::SharedLedger::default);
     let mut update = move |engine: &Engine,
@@ -190,14 +192,12 @@ pub(super) fn spawn_engine(
         if let Some(message) = &error
             && last_error.as_ref().is_none_or(|last| &last.message != message)
         {
-            last_error = Some(super::live::LastError { message: message.clone(), at_ms: crate::bar::now_ms() });
+            last_error = Some(LastError { message: message.clone(), at_ms: crate::bar::now_ms() });
         }
         if let Some(ledger) = &paper {
             ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).follow(engine);
         }
-        let plugin = engine
-            .plugin()
-            .map(|(name, version)| super::live::PluginName { name: name.into(), version: version.into() });
+        let plugin = engine.plugin().map(|(name, version)| PluginName { name: name.into(), version: version.into() });
         if let Ok(mut s) = status.write() {
             s.journal_dropped = dropped.as_ref().map_or(0, Journal::dropped);
             s.set(StrategyStatus {
@@ -523,82 +523,4 @@ pub(super) fn spawn_engine(
             engine.report(&symbol)
         })
         .map_err(|e| LiveError::Thread { message: e.to_string() })
-}
-
-/// The journal line for an engine event, if it is one notifications use.
-fn journal_line(strategy: &str, event: &Event) -> Option<(&'static str, serde_json::Value)> {
-    Some(match event {
-        Event::OrderPlaced { intent_id, intent, .. } => (
-            "order.submitted",
-            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &*intent.symbol,
-                "side": intent.side.to_string(), "qty": intent.qty.to_string(), "type": intent.order_type.to_string() }),
-        ),
-        Event::Filled { fill, position } => (
-            "order.filled",
-            serde_json::json!({ "strategy": strategy, "intent": label(fill.intent_id), "symbol": &*fill.symbol,
-                "side": fill.side.to_string(), "qty": fill.qty.to_string(), "price": fill.price.to_string(), "position": position.to_string() }),
-        ),
-        Event::Rejected { intent_id, symbol, reason, .. } => (
-            "order.rejected",
-            serde_json::json!({ "strategy": strategy, "intent": label(*intent_id), "symbol": &**symbol, "reason": reason }),
-        ),
-        Event::Canceled { intent_id, .. } => {
-            ("order.canceled", serde_json::json!({ "strategy": strategy, "intent": label(*intent_id) }))
-        }
-        Event::Notified { level, message, .. } => (
-            "strategy.notify",
-            serde_json::json!({ "strategy": strategy, "level": format!("{level:?}").to_lowercase(), "message": message }),
-        ),
-        Event::StrategyRestarted { error } => {
-            ("strategy.trapped", serde_json::json!({ "strategy": strategy, "error": error }))
-        }
-        Event::Pnl { .. } => return None,
-    })
-}
-
-/// How an order is shown: the strategy's own by its id, as `#n`, a webhook
-/// order's as `#wn`.
-fn label(order: crate::order::OrderRef) -> String {
-    if order.is_external() { format!("w{}", order.id) } else { order.id.to_string() }
-}
-
-/// One line of output for an event.
-fn describe(strategy: &str, event: &Event) -> String {
-    match event {
-        Event::OrderPlaced { intent_id, intent, time } => format!(
-            "[{strategy}] {}  order #{}: {} {} {} ({})\n",
-            format_time(*time),
-            label(*intent_id),
-            intent.side,
-            intent.qty,
-            intent.symbol,
-            intent.order_type
-        ),
-        Event::Filled { fill, position } => format!(
-            "[{strategy}] {}  fill  #{}: {} {} {} @ {}  → position {position}\n",
-            format_time(fill.time),
-            label(fill.intent_id),
-            fill.side,
-            fill.qty,
-            fill.symbol,
-            fill.price
-        ),
-        Event::Rejected { intent_id, symbol, reason, time } => {
-            format!("[{strategy}] {}  rejected #{} ({symbol}): {reason}\n", format_time(*time), label(*intent_id))
-        }
-        Event::Canceled { intent_id, time } => {
-            format!("[{strategy}] {}  canceled #{}\n", format_time(*time), label(*intent_id))
-        }
-        Event::Notified { level, message, time } => {
-            format!("[{strategy}] {}  {level:?}: {message}\n", format_time(*time))
-        }
-        Event::StrategyRestarted { error } => format!("[{strategy}] {error}\n"),
-        Event::Pnl { time, realized, unrealized, equity } => format!(
-            "[{strategy}] {}  pnl: realized {} unrealized {} equity {}\n",
-            format_time(*time),
-            realized.round_dp(2),
-            unrealized.round_dp(2),
-            equity.round_dp(2)
-        ),
-    }
 }
