@@ -144,6 +144,18 @@ pub fn serve(engine: &Engine, memory: u64) -> Result<(), String> {
         .map_err(|e| format!("cannot write the artifact: {e}"))
 }
 
+/// Lowers the compiling process's priority (nice 10), before any of its
+/// threads start: a large plugin's compile then takes the cores the
+/// running strategies leave, rather than competing with them for their
+/// deadlines. Best effort: a compile at normal priority is only slower for
+/// the others.
+pub(super) fn yield_to_strategies() {
+    #[cfg(unix)]
+    if let Err(error) = rustix::process::nice(10) {
+        eprintln!("the compiler could not lower its priority: {error}");
+    }
+}
+
 #[cfg(unix)]
 fn limit_address_space(bytes: u64) -> Result<(), String> {
     use rustix::process::{Resource, Rlimit, setrlimit};

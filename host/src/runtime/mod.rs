@@ -484,6 +484,7 @@ fn wasm_config() -> Config {
 /// The compiler child's work (`stratbox __compile`): compiles the component
 /// on stdin within `memory` bytes of address space; see [`Compiler`].
 pub fn serve_compile(memory: u64) -> Result<(), String> {
+    compiler::yield_to_strategies();
     let engine = Engine::new(&wasm_config()).map_err(|e| format!("{e:#}"))?;
     compiler::serve(&engine, memory)
 }
