@@ -68,31 +68,62 @@ impl BarsRun {
         Ok(files)
     }
 
-    /// The bars of every file, each under its symbol, merged in time order.
-    pub(super) fn bars(&self) -> Result<Vec<crate::bar::Bar>, FeedError> {
-        let time = crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())
-            .map_err(|e| FeedError::Config { message: e.to_string() })?;
+    /// Each file and its symbol: the one `--symbol` names, or the file's
+    /// name in capitals; one symbol per file.
+    fn sources(&self) -> Result<Vec<(PathBuf, String)>, FeedError> {
         let files = self.files()?;
         if self.symbol.is_some() && files.len() > 1 {
             let message = "--symbol names the one file's symbol; with several, each file's name is its symbol";
             return Err(FeedError::Config { message: message.into() });
         }
-        let mut symbols: Vec<String> = Vec::new();
-        let mut series = Vec::new();
-        for file in &files {
+        let mut sources: Vec<(PathBuf, String)> = Vec::new();
+        for file in files {
             let symbol = self.symbol.clone().unwrap_or_else(|| {
                 file.file_stem().map_or_else(|| "UNKNOWN".into(), |s| s.to_string_lossy().to_uppercase())
             });
-            if symbols.contains(&symbol) {
+            if sources.iter().any(|(_, s)| *s == symbol) {
                 let message = format!("two files hold symbol {symbol}: give each symbol one file");
                 return Err(FeedError::Config { message: crate::runtime::bounded(&message) });
             }
-            series.push(crate::feed::load_csv_as(file, &symbol, CsvLimits::default(), &time)?);
-            symbols.push(symbol);
+            sources.push((file, symbol));
+        }
+        Ok(sources)
+    }
+
+    fn time(&self) -> Result<crate::feed::TimeSpec, FeedError> {
+        crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())
+            .map_err(|e| FeedError::Config { message: e.to_string() })
+    }
+
+    /// The bars of every file, each under its symbol, merged in time order.
+    pub(super) fn bars(&self) -> Result<Vec<crate::bar::Bar>, FeedError> {
+        let time = self.time()?;
+        let mut series = Vec::new();
+        for (file, symbol) in self.sources()? {
+            series.push(crate::feed::load_csv_as(&file, &symbol, CsvLimits::default(), &time)?);
         }
         Ok(crate::feed::merge(series))
     }
+
+    /// The same bars, streamed: each file parsed on its own thread a few
+    /// chunks ahead, so memory stays bounded whatever the files' size.
+    fn stream(&self) -> Result<crate::feed::MergedStream, FeedError> {
+        let time = self.time()?;
+        let streams = self
+            .sources()?
+            .iter()
+            .map(|(file, symbol)| {
+                crate::feed::stream_csv(file, symbol, CsvLimits::default(), &time, STREAM_CHUNK, STREAM_AHEAD)
+            })
+            .collect();
+        Ok(crate::feed::MergedStream::new(streams))
+    }
 }
+
+/// Bars per chunk a reader thread hands over, and chunks it may be ahead:
+/// about 16,384 bars (a few MiB) in flight per file.
+const STREAM_CHUNK: usize = 4096;
+const STREAM_AHEAD: usize = 4;
 
 /// `stratbox sweep`'s arguments (without `merge`).
 #[derive(Debug, clap::Args)]
@@ -240,13 +271,24 @@ pub(super) fn backtest(
     let plugin = runtime.load_named(strategy)?;
     let params = &run.params;
     plugin.resolve_params(params)?;
-    let bars = run.bars()?;
-    let symbol = bars.first().map_or_else(|| "UNKNOWN".to_string(), |b| b.symbol.to_string());
-    let first = bars.first().map_or(0, |b| b.time);
-    let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first))?;
+    // Streamed: parsing runs ahead on other threads and memory stays
+    // bounded; a bad row still ends the run with an error and no report.
+    let mut stream = run.stream()?;
+    let mut batch_now = stream.next_batch(batch)?;
+    let Some(first) = batch_now.first() else {
+        return Err(FeedError::Empty {
+            path: run.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        }
+        .into());
+    };
+    let symbol = first.symbol.to_string();
+    let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first.time))?;
     let BrokerConfig { starting_cash, commission, .. } = broker;
     let mut engine = Engine::new(Box::new(instance), Box::new(PaperBroker::new(commission)), risk, starting_cash);
-    engine.run(&bars, batch)?;
+    while !batch_now.is_empty() {
+        engine.on_bars(&batch_now)?;
+        batch_now = stream.next_batch(batch)?;
+    }
     let report = engine.report(&symbol);
     match run.format {
         Format::Json => writeln!(out, "{}", report.to_json())?,

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use super::FeedError;
 use super::timestamp::{TimeParser, TimeSpec};
-use crate::bar::Bar;
+use crate::bar::{Bar, Millis};
 
 /// Bounds on what a CSV file may contain.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +108,78 @@ pub fn parse_csv(input: impl Read, origin: &str, symbol: &str) -> Result<Vec<Bar
 
 /// [`parse_csv`], with times read as `time` says.
 pub fn parse_csv_as(input: impl Read, origin: &str, symbol: &str, time: &TimeSpec) -> Result<Vec<Bar>, FeedError> {
+    let mut bars: Vec<Bar> = Vec::new();
+    read_rows(input, origin, symbol, time, &mut |bar| {
+        bars.push(bar);
+        true
+    })?;
+    Ok(bars)
+}
+
+/// Reads `path` on a thread of its own and hands its bars over in chunks
+/// of `chunk` through a channel that holds `ahead` chunks: parsing runs
+/// ahead of the engine on another core, and memory stays bounded whatever
+/// the file's size. A bad row ends the stream with its error, after the
+/// bars before it.
+pub fn stream_csv(
+    path: &std::path::Path,
+    symbol: &str,
+    limits: CsvLimits,
+    time: &TimeSpec,
+    chunk: usize,
+    ahead: usize,
+) -> std::sync::mpsc::Receiver<Result<Vec<Bar>, FeedError>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(ahead.max(1));
+    let (path, symbol, time, chunk) = (path.to_path_buf(), symbol.to_string(), time.clone(), chunk.max(1));
+    let spawned = std::thread::Builder::new().name("stratbox-csv".into()).spawn({
+        let tx = tx.clone();
+        move || {
+            let name = path.display().to_string();
+            let opened = std::fs::File::open(&path).map_err(|source| FeedError::Io { path: name.clone(), source });
+            let file = match opened.and_then(|file| {
+                let size = file.metadata().map_err(|source| FeedError::Io { path: name.clone(), source })?.len();
+                if size > limits.max_bytes {
+                    return Err(FeedError::TooLarge { path: name.clone(), size, limit: limits.max_bytes });
+                }
+                Ok(file)
+            }) {
+                Ok(file) => file,
+                Err(error) => {
+                    let _ = tx.send(Err(error));
+                    return;
+                }
+            };
+            let mut pending = Vec::with_capacity(chunk);
+            let read = read_rows(file.take(limits.max_bytes + 1), &name, &symbol, &time, &mut |bar| {
+                pending.push(bar);
+                if pending.len() < chunk {
+                    return true;
+                }
+                // The receiver has gone (the run ended): stop reading.
+                tx.send(Ok(std::mem::replace(&mut pending, Vec::with_capacity(chunk)))).is_ok()
+            });
+            let _ = match read {
+                Ok(_) if pending.is_empty() => Ok(()),
+                Ok(_) => tx.send(Ok(pending)),
+                Err(error) => tx.send(Err(error)),
+            };
+        }
+    });
+    if let Err(source) = spawned {
+        let _ = tx.send(Err(FeedError::Io { path: "a CSV reader thread".into(), source }));
+    }
+    rx
+}
+
+/// Parses rows, checking each, and hands each bar to `emit` until it
+/// answers `false`; returns how many it was handed.
+fn read_rows(
+    input: impl Read,
+    origin: &str,
+    symbol: &str,
+    time: &TimeSpec,
+    emit: &mut dyn FnMut(Bar) -> bool,
+) -> Result<usize, FeedError> {
     let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(input);
     let row_error = |line: u64, message: String| FeedError::Row { path: origin.to_string(), line, message };
 
@@ -132,7 +204,8 @@ pub fn parse_csv_as(input: impl Read, origin: &str, symbol: &str, time: &TimeSpe
     let mut joined = String::new();
 
     let symbol: Arc<str> = Arc::from(symbol);
-    let mut bars: Vec<Bar> = Vec::new();
+    let mut previous: Option<Millis> = None;
+    let mut count = 0;
     let mut record = ::csv::StringRecord::new();
     loop {
         let line = reader.position().line();
@@ -160,25 +233,29 @@ pub fn parse_csv_as(input: impl Read, origin: &str, symbol: &str, time: &TimeSpe
             volume: volume.map_err(|m| row_error(line, m))?,
         };
         check_bar(&bar).map_err(|m| row_error(line, m))?;
-        if let Some(prev) = bars.last()
-            && bar.time <= prev.time
+        if let Some(prev) = previous
+            && bar.time <= prev
         {
-            let what = if bar.time == prev.time { "repeats" } else { "goes back before" };
+            let what = if bar.time == prev { "repeats" } else { "goes back before" };
             return Err(row_error(
                 line,
                 format!(
                     "timestamp {} {what} the previous row's {}",
                     crate::runtime::bounded(times.text(&record, &mut joined)),
-                    crate::bar::format_time(prev.time)
+                    crate::bar::format_time(prev)
                 ),
             ));
         }
-        bars.push(bar);
+        previous = Some(bar.time);
+        count += 1;
+        if !emit(bar) {
+            return Ok(count);
+        }
     }
-    if bars.is_empty() {
+    if count == 0 {
         return Err(FeedError::Empty { path: origin.to_string() });
     }
-    Ok(bars)
+    Ok(count)
 }
 
 fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {

@@ -11,9 +11,9 @@ mod timestamp;
 
 pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
 pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
-pub use self::csv::{CsvLimits, load_csv, load_csv_as, parse_csv, parse_csv_as};
+pub use self::csv::{CsvLimits, load_csv, load_csv_as, parse_csv, parse_csv_as, stream_csv};
 pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
-pub use self::merge::merge;
+pub use self::merge::{Chunks, MergedStream, merge};
 pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
 pub use self::timestamp::{TimeSpec, TimeSpecError};
