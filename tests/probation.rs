@@ -117,7 +117,7 @@ async fn a_build_that_traps_on_its_third_bar_is_rolled_back_and_the_old_one_hear
             (back, last)
         }
     };
-    let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(1), exit_when_done: false };
+    let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(3), exit_when_done: false };
     let host = run_host(config, options, async { stopped.await.unwrap() }, out.clone());
     let (reports, (back, last)) = tokio::join!(host, probe);
     let reports = reports.unwrap();
@@ -163,7 +163,7 @@ async fn ten_swaps_and_a_rollback_under_load_lose_and_repeat_no_input() {
             (done, last)
         }
     };
-    let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(2), exit_when_done: false };
+    let options = RunOptions { listen: Some("127.0.0.1:0".parse().unwrap()), pace_ms: Some(5), exit_when_done: false };
     let host = run_host(config, options, async { stopped.await.unwrap() }, out.clone());
     let (reports, (done, last)) = tokio::join!(host, probe);
     let reports = reports.unwrap();

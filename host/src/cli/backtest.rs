@@ -91,8 +91,7 @@ impl BarsRun {
     }
 
     fn time(&self) -> Result<crate::feed::TimeSpec, FeedError> {
-        crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())
-            .map_err(|e| FeedError::Config { message: e.to_string() })
+        Ok(crate::feed::TimeSpec::new(self.time_format.as_deref(), self.tz.as_deref())?)
     }
 
     /// The bars of every file, each under its symbol, merged in time order.

@@ -126,7 +126,8 @@ pub struct Placed {
     pub replaced: bool,
 }
 
-fn is_instance_name(name: &str) -> bool {
+/// Whether `name` may name an instance: 1 to 64 letters, digits, `-` or `_`.
+pub(super) fn is_instance_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
 }
 

@@ -64,9 +64,7 @@ impl Instances {
     pub async fn add(&self, mut spec: StrategyConfig) -> Result<InstanceState, ControlError> {
         let invalid = |message: &str| ControlError::Invalid { message: message.to_string() };
         let name = spec.name.clone().unwrap_or_default();
-        let name_ok =
-            !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-        if !name_ok {
+        if !super::dropin::is_instance_name(&name) {
             return Err(invalid("a name is 1 to 64 letters, digits, `-` or `_`"));
         }
         if self.contains(&name) {

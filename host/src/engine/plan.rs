@@ -57,7 +57,7 @@ pub(super) fn plan_feed(
         FeedKind::Replay => {
             let (data, symbol) = (feed.data.clone().unwrap_or_default(), feed.symbol.clone().unwrap_or_default());
             let time = crate::feed::TimeSpec::new(feed.time_format.as_deref(), feed.tz.as_deref())
-                .map_err(|e| crate::feed::FeedError::Config { message: e.to_string() })?;
+                .map_err(crate::feed::FeedError::from)?;
             let bars = load_source(&data, &symbol, CsvLimits::default(), &time)?;
             let first_time = bars.first().map_or(0, |b| b.time);
             let description = format!("replaying {data} as {symbol}, {} bars", bars.len());

@@ -45,6 +45,8 @@ pub enum FeedError {
     #[error("invalid feed settings: {message}")]
     Config { message: String },
     #[error(transparent)]
+    Time(#[from] TimeSpecError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
