@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod feed;
+pub mod history;
 pub mod journal;
 pub mod notify;
 pub mod order;

@@ -65,6 +65,7 @@ pub(super) async fn bars(
     if let Some(fault) = intake(&state, "/v2/stocks/bars", &q) {
         return fault;
     }
+    super::bars_pace(&state).await;
     if !authorized(&headers) {
         return unauthorized();
     }

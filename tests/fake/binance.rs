@@ -46,6 +46,7 @@ pub(super) async fn klines(State(state): State<Shared>, Query(q): Query<HashMap<
     if let Some(fault) = intake(&state, "/api/v3/klines", &q) {
         return fault;
     }
+    super::bars_pace(&state).await;
     let s = state.lock().unwrap();
     let Some(rows) = q.get("symbol").and_then(|sym| s.binance_klines.get(sym)) else {
         return error(400, -1121, "Invalid symbol.");
@@ -55,7 +56,10 @@ pub(super) async fn klines(State(state): State<Shared>, Query(q): Query<HashMap<
     if !(1..=1000).contains(&limit) {
         return error(400, -1130, "Invalid data sent for a parameter.");
     }
-    let page: Vec<&Value> = rows.iter().filter(|r| r[0].as_i64().unwrap_or(0) >= start).take(limit).collect();
+    // Both bounds are inclusive and apply to open times.
+    let end: i64 = q.get("endTime").and_then(|t| t.parse().ok()).unwrap_or(i64::MAX);
+    let page: Vec<&Value> =
+        rows.iter().filter(|r| (start..=end).contains(&r[0].as_i64().unwrap_or(0))).take(limit).collect();
     axum::Json(json!(page)).into_response()
 }
 

@@ -28,6 +28,7 @@ pub(super) async fn candles(
     if let Some(fault) = intake(&state, &format!("/trade-api/v2/series/{series}/markets/{ticker}/candlesticks"), &q) {
         return fault;
     }
+    super::bars_pace(&state).await;
     let int = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
     let (Some(start), Some(end), Some(period)) = (int("start_ts"), int("end_ts"), int("period_interval")) else {
         return error(400, "invalid_parameters", "start_ts, end_ts and period_interval are required integers");

@@ -38,6 +38,10 @@ pub struct VenueState {
     /// Kalshi candles per `(series, ticker)`.
     pub kalshi_candles: HashMap<(String, String), Vec<Value>>,
     pub faults: VecDeque<Fault>,
+    /// Queued faults wait until this many requests have been served.
+    pub faults_after: usize,
+    /// How long each bars request takes to answer, as a slow venue's would.
+    pub bars_delay: Option<std::time::Duration>,
     /// Every request's path and query, in order.
     pub requests: Vec<String>,
     /// Alpaca trading: orders as wire JSON, positions, cash.
@@ -170,6 +174,9 @@ fn intake(state: &Shared, path: &str, query: &HashMap<String, String>) -> Option
     let mut pairs: Vec<_> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
     s.requests.push(format!("{path}?{}", pairs.join("&")));
+    if s.requests.len() <= s.faults_after {
+        return None;
+    }
     match s.faults.pop_front()? {
         Fault::Status { code, retry_after } => {
             let mut response = (StatusCode::from_u16(code).unwrap(), "{\"message\":\"injected\"}").into_response();
@@ -179,6 +186,14 @@ fn intake(state: &Shared, path: &str, query: &HashMap<String, String>) -> Option
             Some(response)
         }
         Fault::Malformed => Some((StatusCode::OK, "{\"bars\": [not json").into_response()),
+    }
+}
+
+/// Waits as long as a slow venue takes to answer a bars request.
+async fn bars_pace(state: &Shared) {
+    let delay = state.lock().unwrap().bars_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod backtest;
+mod data;
 
 pub use self::backtest::{BarsRun, SweepArgs};
+pub use self::data::{DataCommand, DownloadArgs};
 
 use crate::bench::{self, BenchError};
 use crate::config::{Config, ConfigError};
@@ -57,6 +59,11 @@ pub enum Command {
         merge: Option<SweepCommand>,
         #[command(flatten)]
         sweep: SweepArgs,
+    },
+    /// Bar files from the venues, for backtests.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
     },
     /// Runs the host until Ctrl-C (default: the embedded demo config).
     Run {
@@ -272,6 +279,10 @@ pub enum CliError {
     Table(#[from] crate::sweep::TableError),
     #[error("cannot use {path}")]
     File { path: String, source: std::io::Error },
+    #[error(transparent)]
+    History(#[from] Box<crate::history::HistoryError>),
+    #[error("cannot set up the HTTP client")]
+    Http(#[source] reqwest::Error),
 }
 
 /// The whole program: parses arguments, sets up logging, runs the command
@@ -323,6 +334,7 @@ pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode
             backtest::merge_sweeps(&tables, &path, sort_by, top, out)
         }
         Command::Sweep { merge: None, sweep } => backtest::sweep(sweep, out),
+        Command::Data { command } => data::data(command, out),
         Command::Run { config, listen, pace_ms, exit_when_done } => {
             let config = match config {
                 Some(path) => Config::load(&path)?,

@@ -14,6 +14,8 @@ use crate::venue::{VenueError, get_ok, json, required};
 
 const VENUE: &str = "alpaca";
 const ENDPOINT: &str = "/v2/stocks/bars";
+/// 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
+const LAST_TIME: Millis = 253_402_300_799_000;
 
 /// Key pair read from `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`, as
 /// Alpaca's own SDKs do.
@@ -178,10 +180,14 @@ impl BarSource for AlpacaBars {
         self.period
     }
 
-    async fn fetch(&self, start: Millis, _now: Millis) -> Result<Vec<Bar>, FeedError> {
+    async fn fetch(&self, start: Millis, end: Millis) -> Result<Vec<Bar>, FeedError> {
         let url = format!("{}{ENDPOINT}", self.config.data_url.trim_end_matches('/'));
         let symbols = self.config.symbols.join(",");
         let start = query_time(start);
+        // Alpaca's `end` includes bars opening at it; the one opening at
+        // `end` has not closed by then, so stop a moment before.
+        // (No `end` at all past what RFC 3339 can write.)
+        let end = (end <= LAST_TIME).then(|| query_time(end.saturating_sub(1)));
         let limit = self.config.page_limit.clamp(1, 10_000).to_string();
         let mut bars = Vec::new();
         let mut token: Option<String> = None;
@@ -194,6 +200,9 @@ impl BarSource for AlpacaBars {
                 ("limit", limit.as_str()),
                 ("feed", self.config.feed.as_str()),
             ];
+            if let Some(end) = &end {
+                query.push(("end", end.as_str()));
+            }
             if let Some(token) = &token {
                 query.push(("page_token", token.as_str()));
             }

@@ -114,7 +114,7 @@ impl BarSource for BinanceKlines {
         self.period
     }
 
-    async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError> {
+    async fn fetch(&self, start: Millis, end: Millis) -> Result<Vec<Bar>, FeedError> {
         let url = format!("{}{ENDPOINT}", self.config.base_url.trim_end_matches('/'));
         let mut bars = Vec::new();
         for symbol in &self.symbols {
@@ -124,16 +124,21 @@ impl BarSource for BinanceKlines {
                     ("symbol", symbol.to_string()),
                     ("interval", self.config.interval.clone()),
                     ("startTime", from.to_string()),
+                    // Inclusive, on open times: the candle opening at `end` is still open.
+                    ("endTime", (end - 1).to_string()),
                     ("limit", PAGE.to_string()),
                 ];
                 let body = get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query)).await?;
                 let rows: Vec<serde_json::Value> = json(VENUE, ENDPOINT, &body)?;
                 let full = rows.len() >= PAGE;
-                let page = parse_klines(&body, symbol, now)?;
+                let page = parse_klines(&body, symbol, end)?;
                 let last = page.last().map(|b| b.time);
                 bars.extend(page);
+                let period = self.period.as_millis() as Millis;
                 match last {
-                    Some(last) if full && last >= from => from = last + 1,
+                    // A full page may have more after it, unless the next
+                    // candle (opening a period after the last) closes after `end`.
+                    Some(last) if full && last >= from && last + 2 * period <= end => from = last + 1,
                     _ => break,
                 }
             }

@@ -141,13 +141,15 @@ impl BarSource for KalshiCandles {
         Duration::from_secs(u64::from(self.config.period_minutes) * 60)
     }
 
-    async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError> {
+    async fn fetch(&self, start: Millis, end: Millis) -> Result<Vec<Bar>, FeedError> {
         let mut bars = Vec::new();
         let period = i64::from(self.config.period_minutes) * 60;
         for (market, ticker) in self.config.markets.iter().zip(&self.symbols) {
             let endpoint = format!("/trade-api/v2/series/{}/markets/{}/candlesticks", market.series, market.ticker);
             let url = format!("{}{endpoint}", self.config.base_url.trim_end_matches('/'));
-            for (from, to) in chunks(start.div_euclid(1000), now.div_euclid(1000), period) {
+            // Candles are keyed by their end: the first one opening at or
+            // after `start` ends a period later.
+            for (from, to) in chunks(start.div_euclid(1000) + period, end.div_euclid(1000), period) {
                 let query = [
                     ("start_ts", from.to_string()),
                     ("end_ts", to.to_string()),

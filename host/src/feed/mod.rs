@@ -16,7 +16,7 @@ pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 pub use self::merge::{Chunks, MergedStream, merge};
 pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
-pub use self::timestamp::{TimeSpec, TimeSpecError};
+pub use self::timestamp::{TimeSpec, TimeSpecError, parse_instant};
 
 /// Parsers of venue answers, exposed for fixture tests.
 pub mod wire {

@@ -27,8 +27,10 @@ pub trait BarSource: Send + Sync {
     /// How long one bar spans.
     fn period(&self) -> Duration;
 
-    /// Bars opening at or after `start`, for every symbol, in any order.
-    async fn fetch(&self, start: Millis, now: Millis) -> Result<Vec<Bar>, FeedError>;
+    /// Bars opening at or after `start` for every symbol, in any order;
+    /// at least those closed by `end` (the live feed passes the time now,
+    /// a download its window's end). Bars past `end` may come too.
+    async fn fetch(&self, start: Millis, end: Millis) -> Result<Vec<Bar>, FeedError>;
 }
 
 /// When and from where to poll.

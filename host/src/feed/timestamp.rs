@@ -60,6 +60,19 @@ impl TimeSpec {
     }
 }
 
+/// One time value, in any layout detection knows, read as UTC: for
+/// command-line times such as `--from 2024-01-02`.
+pub fn parse_instant(text: &str) -> Result<Millis, String> {
+    let text = text.trim();
+    let parser = TimeParser::detect(&TimeSpec::default(), text).ok();
+    parser.and_then(|p| p.parse(text).ok()).ok_or_else(|| {
+        format!(
+            "`{}` is not a date (2024-01-02), a date and time, RFC 3339 or epoch time",
+            crate::runtime::bounded(text)
+        )
+    })
+}
+
 /// How the values of one file are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
