@@ -18,9 +18,9 @@ use crate::runtime::{self, Clock, Runtime};
 /// share.
 #[derive(Debug, clap::Args)]
 pub struct BarsRun {
-    /// CSV with a time column and open, high, low, close and volume; or a
-    /// folder of them. Repeatable: the symbols' bars merge in time order and
-    /// the strategy sees them all.
+    /// CSV (or Parquet: `.parquet`, `.pq`) with a time column and open,
+    /// high, low, close and volume; or a folder of them. Repeatable: the
+    /// symbols' bars merge in time order and the strategy sees them all.
     #[arg(long, required = true)]
     data: Vec<PathBuf>,
     /// The instrument's symbol, with one file; otherwise (and by default)
@@ -53,11 +53,15 @@ impl BarsRun {
                     .map_err(io)?
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+                    .filter(|p| {
+                        p.is_file()
+                            && (p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+                                || crate::feed::is_parquet(p))
+                    })
                     .collect();
                 inside.sort();
                 if inside.is_empty() {
-                    let message = format!("{} holds no .csv file", path.display());
+                    let message = format!("{} holds no .csv or .parquet file", path.display());
                     return Err(FeedError::Config { message });
                 }
                 files.extend(inside);
@@ -99,7 +103,7 @@ impl BarsRun {
         let time = self.time()?;
         let mut series = Vec::new();
         for (file, symbol) in self.sources()? {
-            series.push(crate::feed::load_csv_as(&file, &symbol, CsvLimits::default(), &time)?);
+            series.push(crate::feed::load_bars(&file, &symbol, CsvLimits::default(), &time)?);
         }
         Ok(crate::feed::merge(series))
     }
@@ -112,7 +116,7 @@ impl BarsRun {
             .sources()?
             .iter()
             .map(|(file, symbol)| {
-                crate::feed::stream_csv(file, symbol, CsvLimits::default(), &time, STREAM_CHUNK, STREAM_AHEAD)
+                crate::feed::stream_bars(file, symbol, CsvLimits::default(), &time, STREAM_CHUNK, STREAM_AHEAD)
             })
             .collect();
         Ok(crate::feed::MergedStream::new(streams))

@@ -32,7 +32,7 @@ impl Default for CsvLimits {
 }
 
 /// The names each price and volume column may have.
-const VALUE_COLUMNS: [(&str, &[&str]); 5] = [
+pub(super) const VALUE_COLUMNS: [(&str, &[&str]); 5] = [
     ("open", &["open", "o"]),
     ("high", &["high", "h"]),
     ("low", &["low", "l"]),
@@ -41,7 +41,7 @@ const VALUE_COLUMNS: [(&str, &[&str]); 5] = [
 ];
 
 /// The names a time column may have, in the order they are preferred.
-const TIME_COLUMNS: [&str; 5] = ["timestamp", "datetime", "date", "time", "open_time"];
+pub(super) const TIME_COLUMNS: [&str; 5] = ["timestamp", "datetime", "date", "time", "open_time"];
 
 /// Where a file keeps its time: one column, or a date and a time column.
 enum TimeColumns {
@@ -77,16 +77,38 @@ impl TimeColumns {
 
 /// Reads a CSV file of bars for `symbol`, its time layout detected, in UTC.
 pub fn load_csv(path: &std::path::Path, symbol: &str, limits: CsvLimits) -> Result<Vec<Bar>, FeedError> {
-    load_csv_as(path, symbol, limits, &TimeSpec::default())
+    load_bars(path, symbol, limits, &TimeSpec::default())
 }
 
-/// Reads a CSV file of bars for `symbol`, its times read as `time` says.
-pub fn load_csv_as(
+/// Reads a bar file for `symbol`, its times read as `time` says: Parquet
+/// if its name ends in `.parquet` or `.pq`, CSV otherwise.
+pub fn load_bars(
     path: &std::path::Path,
     symbol: &str,
     limits: CsvLimits,
     time: &TimeSpec,
 ) -> Result<Vec<Bar>, FeedError> {
+    let mut bars: Vec<Bar> = Vec::new();
+    read_file(path, symbol, limits, time, &mut |bar| {
+        bars.push(bar);
+        true
+    })?;
+    Ok(bars)
+}
+
+/// Whether `path` names a Parquet file.
+pub fn is_parquet(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+}
+
+/// Opens `path` within `limits` and reads its bars, in the format its name says.
+fn read_file(
+    path: &std::path::Path,
+    symbol: &str,
+    limits: CsvLimits,
+    time: &TimeSpec,
+    emit: &mut dyn FnMut(Bar) -> bool,
+) -> Result<usize, FeedError> {
     let name = path.display().to_string();
     let io = |source| FeedError::Io { path: name.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -94,8 +116,11 @@ pub fn load_csv_as(
     if size > limits.max_bytes {
         return Err(FeedError::TooLarge { path: name, size, limit: limits.max_bytes });
     }
+    if is_parquet(path) {
+        return super::parquet::read_parquet(file, &name, symbol, time, emit);
+    }
     // `take` guards against a file that grows while it is read.
-    parse_csv_as(file.take(limits.max_bytes + 1), &name, symbol, time)
+    read_rows(file.take(limits.max_bytes + 1), &name, symbol, time, emit)
 }
 
 /// Parses CSV bars from any reader; `origin` names it in errors.
@@ -121,7 +146,7 @@ pub fn parse_csv_as(input: impl Read, origin: &str, symbol: &str, time: &TimeSpe
 /// ahead of the engine on another core, and memory stays bounded whatever
 /// the file's size. A bad row ends the stream with its error, after the
 /// bars before it.
-pub fn stream_csv(
+pub fn stream_bars(
     path: &std::path::Path,
     symbol: &str,
     limits: CsvLimits,
@@ -131,26 +156,11 @@ pub fn stream_csv(
 ) -> std::sync::mpsc::Receiver<Result<Vec<Bar>, FeedError>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(ahead.max(1));
     let (path, symbol, time, chunk) = (path.to_path_buf(), symbol.to_string(), time.clone(), chunk.max(1));
-    let spawned = std::thread::Builder::new().name("stratbox-csv".into()).spawn({
+    let spawned = std::thread::Builder::new().name("stratbox-bars".into()).spawn({
         let tx = tx.clone();
         move || {
-            let name = path.display().to_string();
-            let opened = std::fs::File::open(&path).map_err(|source| FeedError::Io { path: name.clone(), source });
-            let file = match opened.and_then(|file| {
-                let size = file.metadata().map_err(|source| FeedError::Io { path: name.clone(), source })?.len();
-                if size > limits.max_bytes {
-                    return Err(FeedError::TooLarge { path: name.clone(), size, limit: limits.max_bytes });
-                }
-                Ok(file)
-            }) {
-                Ok(file) => file,
-                Err(error) => {
-                    let _ = tx.send(Err(error));
-                    return;
-                }
-            };
             let mut pending = Vec::with_capacity(chunk);
-            let read = read_rows(file.take(limits.max_bytes + 1), &name, &symbol, &time, &mut |bar| {
+            let read = read_file(&path, &symbol, limits, &time, &mut |bar| {
                 pending.push(bar);
                 if pending.len() < chunk {
                     return true;
@@ -166,7 +176,7 @@ pub fn stream_csv(
         }
     });
     if let Err(source) = spawned {
-        let _ = tx.send(Err(FeedError::Io { path: "a CSV reader thread".into(), source }));
+        let _ = tx.send(Err(FeedError::Io { path: "a bar reader thread".into(), source }));
     }
     rx
 }
@@ -258,7 +268,7 @@ fn read_rows(
     Ok(count)
 }
 
-fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {
+pub(super) fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {
     Decimal::from_str_exact(text)
         .or_else(|_| Decimal::from_scientific(text))
         .or_else(|_| Decimal::from_str(text))
@@ -268,7 +278,7 @@ fn parse_number(column: &str, text: &str) -> Result<Decimal, String> {
 /// Largest price or volume accepted, so exact arithmetic on them cannot overflow.
 const MAX_VALUE: Decimal = Decimal::from_parts(0xa4c6_8000, 0x38d7e, 0, false, 0); // 1e15
 
-fn check_bar(bar: &Bar) -> Result<(), String> {
+pub(super) fn check_bar(bar: &Bar) -> Result<(), String> {
     if [bar.open, bar.high, bar.low, bar.close, bar.volume].iter().any(|v| *v > MAX_VALUE) {
         return Err(format!("values above {MAX_VALUE} are not accepted"));
     }

@@ -5,13 +5,14 @@ mod binance;
 mod csv;
 mod kalshi;
 mod merge;
+mod parquet;
 mod poll;
 mod replay;
 mod timestamp;
 
 pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
 pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
-pub use self::csv::{CsvLimits, load_csv, load_csv_as, parse_csv, parse_csv_as, stream_csv};
+pub use self::csv::{CsvLimits, is_parquet, load_bars, load_csv, parse_csv, parse_csv_as, stream_bars};
 pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 pub use self::merge::{Chunks, MergedStream, merge};
 pub use self::poll::{BarSource, PollSchedule, PolledFeed};
@@ -40,6 +41,9 @@ pub enum FeedError {
     Header { path: String, column: &'static str, found: String },
     #[error("{path}, line {line}: {message}")]
     Row { path: String, line: u64, message: String },
+    /// A bad value in a columnar file, which has rows but no lines.
+    #[error("{path}, row {row}: {message}")]
+    Record { path: String, row: u64, message: String },
     #[error(transparent)]
     Venue(#[from] crate::venue::VenueError),
     #[error("invalid feed settings: {message}")]
@@ -93,6 +97,6 @@ pub fn load_source(source: &str, symbol: &str, limits: CsvLimits, time: &TimeSpe
                 })?;
             parse_csv(text.as_bytes(), source, symbol)
         }
-        None => load_csv_as(std::path::Path::new(source), symbol, limits, time),
+        None => load_bars(std::path::Path::new(source), symbol, limits, time),
     }
 }

@@ -45,6 +45,19 @@ pub enum TimeSpecError {
 }
 
 impl TimeSpec {
+    /// A wall-clock time, stored as if UTC (a Parquet timestamp not
+    /// adjusted to UTC, or a date), read in this spec's zone.
+    pub(crate) fn wall_clock_to_utc(&self, millis: Millis) -> Result<Millis, String> {
+        if self.zone == TimeZone::UTC {
+            return Ok(millis);
+        }
+        jiff::Timestamp::from_millisecond(millis)
+            .ok()
+            .and_then(|t| t.to_zoned(TimeZone::UTC).datetime().to_zoned(self.zone.clone()).ok())
+            .map(|z| z.timestamp().as_millisecond())
+            .ok_or_else(|| format!("time {millis} ms cannot be read in the given zone"))
+    }
+
     /// `pattern` (strftime) and `zone` (an IANA name), each optional.
     pub fn new(pattern: Option<&str>, zone: Option<&str>) -> Result<Self, TimeSpecError> {
         if pattern.is_some_and(|p| p.trim().is_empty()) {
