@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
 use super::FeedError;
-use super::csv::{TIME_COLUMNS, VALUE_COLUMNS, check_bar, parse_number};
+use super::csv::{TIME_COLUMNS, VALUE_COLUMNS, check_bar, parse_number, plain_decimal};
 use super::timestamp::{TimeParser, TimeSpec};
 use crate::bar::{Bar, Millis};
 
@@ -133,7 +133,7 @@ impl Column {
             Values::I32(v) => scaled(i128::from(v[i])),
             Values::I64(v) => scaled(i128::from(v[i])),
             Values::F32(v) => Decimal::from_f32(v[i]).ok_or_else(bad),
-            Values::F64(v) => Decimal::from_f64(v[i]).ok_or_else(bad),
+            Values::F64(v) => double(v[i]).ok_or_else(bad),
             Values::Bytes(v) if matches!(self.meaning, Meaning::Decimal { .. }) => scaled(big_endian(v[i].data())?),
             Values::Fixed(v) => scaled(big_endian(v[i].data())?),
             Values::Bytes(v) => parse_number(&self.name, &String::from_utf8_lossy(v[i].data())),
@@ -175,6 +175,22 @@ fn len(values: &Values) -> usize {
         Values::F64(v) => v.len(),
         Values::Bytes(v) => v.len(),
         Values::Fixed(v) => v.len(),
+    }
+}
+
+/// A finite double as the shortest decimal that reads back as it (what
+/// the writer of `4308.1522` meant; `Decimal::from_f64` gives
+/// `4308.152200000001`), an order of magnitude sooner: its shortest text
+/// (ryu) read as a plain decimal.
+fn double(value: f64) -> Option<Decimal> {
+    if !value.is_finite() {
+        return None;
+    }
+    let mut buffer = ryu::Buffer::new();
+    match plain_decimal(buffer.format_finite(value).as_bytes()) {
+        Some(decimal) => Some(decimal.normalize()),
+        // Exponents (below 1e-5 or from 1e16) are rare in bars.
+        None => Decimal::from_f64(value),
     }
 }
 
@@ -292,6 +308,26 @@ mod tests {
         assert_eq!(Decimal::from_f64(0.3).unwrap().to_string(), "0.3");
         assert_eq!(Decimal::from_f32(27.35).unwrap().to_string(), "27.35");
         assert!(Decimal::from_f64(f64::NAN).is_none());
+    }
+
+    /// A double reads as its shortest round-trip text (Rust's `Display`),
+    /// on prices of every size and precision.
+    #[test]
+    fn doubles_read_as_their_shortest_text() {
+        use std::str::FromStr as _;
+        let shortest = |value: f64| Decimal::from_str(&format!("{value}")).ok().map(|d| d.normalize());
+        let mut seed: u64 = 7;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let digits = (seed >> 60) as i32 % 9;
+            let value = ((seed >> 20) % 100_000_000) as f64 / 10f64.powi(digits);
+            assert_eq!(double(value), shortest(value), "{value}");
+        }
+        for value in [0.0, 1e-7, 123.0, 1e16, 0.1 + 0.2, 4308.1522] {
+            assert_eq!(double(value), shortest(value), "{value}");
+        }
+        assert_eq!(double(4308.1522).unwrap().to_string(), "4308.1522");
+        assert_eq!(double(f64::INFINITY), None);
     }
 
     #[test]

@@ -146,6 +146,13 @@ impl TimeParser {
     }
 
     fn read(&self, text: &str) -> Option<Millis> {
+        // Most files are `YYYY-MM-DD[ HH:MM:SS]` in UTC: read those directly.
+        if matches!(self.layout, Layout::Date | Layout::WallClock)
+            && self.zone == TimeZone::UTC
+            && let Some(millis) = utc_civil(text.as_bytes(), matches!(self.layout, Layout::Date))
+        {
+            return Some(millis);
+        }
         let timestamp = match &self.layout {
             Layout::Date => {
                 if text.len() != 10 {
@@ -176,6 +183,46 @@ impl TimeParser {
         };
         Some(timestamp.as_millisecond())
     }
+}
+
+/// `YYYY-MM-DD` (when `date`) or `YYYY-MM-DD HH:MM:SS` (or with a `T`)
+/// as UTC milliseconds, for a valid date and time; `None` for anything else,
+/// which the general parser then reads or refuses.
+fn utc_civil(text: &[u8], date: bool) -> Option<Millis> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = text.get(range)?;
+        digits.iter().try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))
+    };
+    let shape = if date { text.len() == 10 } else { text.len() == 19 && matches!(text[10], b' ' | b'T') };
+    if !shape || text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
+        return None;
+    }
+    let seconds = if date {
+        0
+    } else {
+        if text[13] != b':' || text[16] != b':' {
+            return None;
+        }
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        hour * 3600 + minute * 60 + second
+    };
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar).
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y.div_euclid(400);
+    let of_era = y - era * 400;
+    let of_year = (153 * m + 2) / 5 + day - 1;
+    let of_cycle = of_era * 365 + of_era / 4 - of_era / 100 + of_year;
+    let days = era * 146_097 + of_cycle - 719_468;
+    Some((days * 86_400 + seconds) * 1000)
 }
 
 /// The layout of `first`, if it is one of the common ones.
@@ -232,6 +279,33 @@ fn epoch(text: &str, decimals: u32) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direct reading agrees with jiff's on every day of four centuries
+    /// (leap years and their exceptions) and refuses what jiff refuses.
+    #[test]
+    fn the_direct_utc_reading_agrees_with_jiff() {
+        let mut day = jiff::civil::date(1800, 1, 1);
+        while day.year() < 2200 {
+            let text = format!("{day} 13:07:59");
+            let expected = text.parse::<jiff::civil::DateTime>().unwrap().to_zoned(TimeZone::UTC).unwrap();
+            assert_eq!(utc_civil(text.as_bytes(), false), Some(expected.timestamp().as_millisecond()), "{text}");
+            assert_eq!(
+                utc_civil(day.to_string().as_bytes(), true),
+                Some(expected.timestamp().as_millisecond() - 47_279_000)
+            );
+            day = day.tomorrow().unwrap();
+        }
+        for bad in [
+            "2023-02-29 00:00:00",
+            "2024-13-01 00:00:00",
+            "2024-01-01 24:00:00",
+            "2024-01-01 00:00:60",
+            "2024-01-01x00:00:00",
+            "2024-1-01 00:00:00",
+        ] {
+            assert_eq!(utc_civil(bad.as_bytes(), false), None, "{bad}");
+        }
+    }
 
     fn read(spec: &TimeSpec, first: &str, text: &str) -> Result<Millis, String> {
         TimeParser::detect(spec, first)?.parse(text)
