@@ -265,7 +265,12 @@ impl<'a> Rows<'a> {
             && bar.time <= prev
         {
             let what = if bar.time == prev { "repeats" } else { "goes back before" };
-            let (this, prev) = (crate::bar::format_time(bar.time), crate::bar::format_time(prev));
+            // As written, so the reader finds it in the file.
+            let written = match self.times {
+                TimeColumns::One { at } => field(at).to_string(),
+                TimeColumns::Split { date, time } => format!("{} {}", field(date), field(time)),
+            };
+            let (this, prev) = (crate::runtime::bounded(&written), crate::bar::format_time(prev));
             return Err(bad(format!("timestamp {this} {what} the previous row's {prev}")));
         }
         self.previous = Some(bar.time);
