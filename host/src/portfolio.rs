@@ -188,6 +188,11 @@ impl Portfolio {
         }
     }
 
+    /// Whether any position is open.
+    pub fn is_exposed(&self) -> bool {
+        self.books.iter().any(|b| !b.position.qty.is_zero())
+    }
+
     pub fn equity(&self) -> Decimal {
         self.cash + self.books.iter().map(|b| b.position.qty * b.position.last_price).sum::<Decimal>()
     }

@@ -243,6 +243,42 @@ fn write_sweep(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A progress bar with bars per second, drawn on a terminal once a run
+/// has taken a second; nothing otherwise (or for JSON output).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn start(wanted: bool) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+            let style = indicatif::ProgressStyle::with_template("{spinner} {human_pos} bars, {per_sec}, {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar
+        });
+        Self { bar, started: std::time::Instant::now() }
+    }
+
+    fn advance(&self, bars: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bars as u64);
+            if bar.is_hidden() && self.started.elapsed() >= std::time::Duration::from_secs(1) {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// What a backtest takes from a config file: the risk limits, the broker's
 /// cash and commission, the runtime and the limits. A backtest has per-call
 /// limits but none per minute of wall time: it is meant to run as fast as
@@ -266,8 +302,14 @@ pub(super) fn backtest(
     run: &BarsRun,
     batch: usize,
     config: Option<PathBuf>,
+    report_to: Option<&std::path::Path>,
     out: &mut impl Write,
 ) -> Result<ExitCode, CliError> {
+    if let Some(path) = report_to
+        && !path.extension().is_some_and(|e| ["html", "htm", "svg"].iter().any(|k| e.eq_ignore_ascii_case(k)))
+    {
+        return Err(crate::report::ReportError::Kind { path: path.display().to_string() }.into());
+    }
     let (risk, broker, runtime_section, budget) = backtest_settings(config)?;
     // A backtest must be reproducible: a fault ends it instead of restarting.
     let runtime = Runtime::new(runtime::RuntimeConfig { max_restarts: 0, ..runtime_section.to_runtime(budget) })?;
@@ -288,11 +330,20 @@ pub(super) fn backtest(
     let instance = runtime.instantiate(&plugin, params, Clock::virtual_at(first.time))?;
     let BrokerConfig { starting_cash, commission, .. } = broker;
     let mut engine = Engine::new(Box::new(instance), Box::new(PaperBroker::new(commission)), risk, starting_cash);
+    if report_to.is_some() {
+        engine.record_curve();
+    }
+    let progress = Progress::start(run.format == Format::Text);
     while !batch_now.is_empty() {
         engine.on_bars(&batch_now)?;
+        progress.advance(batch_now.len());
         batch_now = stream.next_batch(batch)?;
     }
-    let report = engine.report(&symbol);
+    progress.finish();
+    let mut report = engine.report(&symbol);
+    if let (Some(path), Some(curve)) = (report_to, engine.curve()) {
+        report.statistics = Some(crate::report::write_report(path, &report, curve)?);
+    }
     match run.format {
         Format::Json => writeln!(out, "{}", report.to_json())?,
         Format::Text => write!(out, "{}", report.to_text())?,

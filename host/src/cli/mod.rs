@@ -50,6 +50,10 @@ pub enum Command {
         /// Takes [risk], [broker] and [runtime] from this config file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also writes a report: `out.html` (charts, statistics and trades
+        /// in one page) or `out.svg` (the charts).
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Backtests every combination of a parameter grid (on every core) and
     /// prints the best; `sweep merge` joins the tables of a sharded sweep.
@@ -281,6 +285,8 @@ pub enum CliError {
     File { path: String, source: std::io::Error },
     #[error(transparent)]
     History(#[from] Box<crate::history::HistoryError>),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("cannot set up the HTTP client")]
     Http(#[source] reqwest::Error),
 }
@@ -327,8 +333,8 @@ pub fn entry() -> ExitCode {
 /// Runs a parsed command, writing results to `out`.
 pub fn run(cli: Cli, out: &mut (impl Write + Send + 'static)) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Backtest { strategy, run, batch, config } => {
-            backtest::backtest(&strategy, &run, batch as usize, config, out)
+        Command::Backtest { strategy, run, batch, config, report } => {
+            backtest::backtest(&strategy, &run, batch as usize, config, report.as_deref(), out)
         }
         Command::Sweep { merge: Some(SweepCommand::Merge { tables, out: path, sort_by, top }), .. } => {
             backtest::merge_sweeps(&tables, &path, sort_by, top, out)

@@ -154,6 +154,8 @@ pub struct Engine {
     events: Box<dyn FnMut(Event) + Send>,
     /// What a swapped-in build on probation was told (see `probation`).
     transcript: Option<probation::Transcript>,
+    /// Equity and exposure bar by bar, for a backtest's report.
+    curve: Option<crate::report::Curve>,
 }
 
 impl Engine {
@@ -185,6 +187,7 @@ impl Engine {
             execution_events: Vec::new(),
             events: Box::new(|_| {}),
             transcript: None,
+            curve: None,
         }
     }
 
@@ -220,6 +223,22 @@ impl Engine {
         self.strategy.as_mut()
     }
 
+    /// Records equity and exposure at every bar from now on, for
+    /// [`Engine::curve`].
+    pub fn record_curve(&mut self) {
+        self.curve.get_or_insert_with(crate::report::Curve::new);
+    }
+
+    pub fn curve(&self) -> Option<&crate::report::Curve> {
+        self.curve.as_ref()
+    }
+
+    fn observe(&mut self, bar: &Bar) {
+        if let Some(curve) = &mut self.curve {
+            curve.observe(bar, self.portfolio.equity(), self.portfolio.is_exposed());
+        }
+    }
+
     /// Runs `bars` through the engine in batches of `batch`.
     pub fn run(&mut self, bars: &[Bar], batch: usize) -> Result<(), EngineError> {
         for chunk in bars.chunks(batch.max(1)) {
@@ -238,6 +257,7 @@ impl Engine {
             self.last_time = bar.time;
             self.match_orders(bar);
             self.portfolio.mark(bar);
+            self.observe(bar);
             while let Some((_, action)) = actions.next_if(|(i, _)| *i == index) {
                 self.apply(action, bar.time);
             }
@@ -256,6 +276,7 @@ impl Engine {
             self.last_time = bar.time;
             self.match_orders(bar);
             self.portfolio.mark(bar);
+            self.observe(bar);
         }
         self.bars += bars.len() as u64;
         if forget {
@@ -603,6 +624,7 @@ impl Engine {
                     final_position: s.position,
                 })
                 .collect(),
+            statistics: None,
         }
     }
 }

@@ -1,12 +1,51 @@
-//! The result of a backtest, for people (text) and for tools (JSON).
+//! The result of a backtest, for people (text), for tools (JSON), and
+//! to look at (`--report`: an HTML page or SVG charts, with statistics).
+
+mod chart;
+mod curve;
+mod html;
+mod stats;
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+pub use self::curve::{Curve, Point};
+pub use self::stats::{Statistics, Trade, statistics, trades};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::bar::format_time;
 use crate::order::{Fill, Side};
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot draw the charts")]
+    Chart(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot write {path}")]
+    Io { path: String, source: std::io::Error },
+    #[error("--report {path}: name a file ending in .html (the page) or .svg (the charts)")]
+    Kind { path: String },
+}
+
+/// Writes `report` to `path`: the whole page for `.html`, the charts for
+/// `.svg`; returns the statistics it shows.
+pub fn write_report(path: &Path, report: &Report, curve: &Curve) -> Result<Statistics, ReportError> {
+    let name = path.display().to_string();
+    let extension = path.extension().map(|e| e.to_ascii_lowercase());
+    let html = match extension.as_ref().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => true,
+        Some("svg") => false,
+        _ => return Err(ReportError::Kind { path: name }),
+    };
+    let (trades, open) = trades(&report.fills);
+    let stats = statistics(curve, &trades, open, report.starting_cash, report.max_drawdown_pct);
+    let svg = chart::charts(curve, &report.fills)?;
+    let text = if html { html::page(report, &stats, &trades, &svg) } else { svg };
+    std::fs::write(path, text).map_err(|source| ReportError::Io { path: name, source })?;
+    Ok(stats)
+}
 
 /// One fill as reported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,6 +108,9 @@ pub struct Report {
     /// Each symbol's part, in the order the symbols were first seen (with
     /// several, `symbol` and `final_position` are the first one's).
     pub symbols: Vec<SymbolReport>,
+    /// With `--report`: returns, ratios and trades (see [`Statistics`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<Statistics>,
 }
 
 /// One symbol's part of a backtest.
