@@ -438,4 +438,15 @@ async fn ctl_uploads_adds_and_reads_the_venue_of_a_live_host() {
     assert_eq!(halted[0]["state"], "halted", "{halted}");
     let resumed = json(&["resume-trading", "alpaca"]);
     assert_eq!(resumed[0]["state"], "active", "{resumed}");
+
+    // The scrape shows the venue's side: orders by outcome, routing time,
+    // fills and the trading state.
+    let scrape = reqwest::get(format!("{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let sample =
+        |prefix: &str| scrape.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(sample("stratbox_orders_total{venue=\"alpaca\",outcome=\"accepted\"} ") >= Some(1.0), "{scrape}");
+    assert!(sample("stratbox_router_request_seconds_count{venue=\"alpaca\"} ") >= Some(1.0), "{scrape}");
+    assert!(sample("stratbox_fills_total{venue=\"alpaca\"} ") >= Some(1.0), "{scrape}");
+    assert_eq!(sample("stratbox_venue_trading_state{venue=\"alpaca\"} "), Some(0.0), "{scrape}");
+    assert!(sample("stratbox_feed_poll_seconds_count{feed=\"alpaca\"} ") >= Some(1.0), "{scrape}");
 }

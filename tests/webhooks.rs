@@ -83,6 +83,7 @@ async fn serve_at(
         instances: Instances::default(),
         token: ApiToken::Open,
         ledger: None,
+        metrics: stratbox::metrics::Metrics::detached(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -550,6 +550,16 @@ impl FeedConfig {
         }
     }
 
+    /// The feed's name in metrics and logs: its kind.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            FeedKind::Replay => "replay",
+            FeedKind::Alpaca => "alpaca",
+            FeedKind::Binance => "binance",
+            FeedKind::Kalshi => "kalshi",
+        }
+    }
+
     /// Checks that the keys the kind needs are there.
     fn validate(&self) -> Result<(), String> {
         let need = |ok: bool, key: &str, what: &str| if ok { Ok(()) } else { Err(format!("key `feed.{key}`: {what}")) };

@@ -96,6 +96,12 @@ impl Journal {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// The count of lines dropped, shared: it can be read after the
+    /// journal (and its writer) are gone, without keeping them alive.
+    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
 }
 
 /// The writer: batches of queued lines into the store, until every handle

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod feed;
 pub mod history;
 pub mod journal;
+pub mod metrics;
 pub mod notify;
 pub mod order;
 pub mod portfolio;

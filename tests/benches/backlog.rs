@@ -61,6 +61,7 @@ async fn run(sync_every: Duration) {
         venue: "alpaca",
         engines: Default::default(),
         sync_every,
+        metrics: stratbox::metrics::Metrics::detached(),
     };
     let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();

@@ -32,6 +32,8 @@ pub struct AppState {
     pub token: ApiToken,
     /// The live venue's orders and fills, when trading one.
     pub ledger: Option<Ledger>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A live venue's records, as the control API reads them.
@@ -44,7 +46,11 @@ pub struct Ledger {
 /// The router, separate from the listener so tests can call it directly.
 pub fn app(state: AppState) -> Router {
     let webhooks = state.webhooks.clone();
-    let router = Router::new().route("/health", get(health)).merge(control::routes(&state)).with_state(state);
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(control::routes(&state))
+        .with_state(state);
     match webhooks {
         Some(intake) => router.merge(
             Router::new()
@@ -73,6 +79,12 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
     }
+}
+
+/// The Prometheus scrape: OpenMetrics text, open like `/health`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let headers = [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")];
+    (headers, state.metrics.render()).into_response()
 }
 
 /// `200` with `"status": "ok"` while every strategy runs and every venue
@@ -110,6 +122,7 @@ mod tests {
             instances: Instances::default(),
             token: ApiToken::Open,
             ledger: None,
+            metrics: crate::metrics::Metrics::detached(),
         }
     }
 

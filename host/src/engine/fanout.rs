@@ -83,11 +83,34 @@ impl FeedTap {
 /// room, and gives the others a moment more, so a strategy running alone
 /// loses nothing. A failed strategy's engine is skipped: it would drain its
 /// queue at once and set a pace no live strategy could keep.
+/// What the feed counts as it delivers.
+pub(super) struct FeedMeter {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub feed: &'static str,
+    /// Whether the bars are the venue's now (not a replay), so their lag
+    /// behind the clock means something.
+    pub live: bool,
+}
+
+impl FeedMeter {
+    fn delivered(&self, batch: &[Bar]) {
+        let labels = crate::metrics::FeedLabels { feed: self.feed.to_string() };
+        self.metrics.feed_bars.get_or_create(&labels).inc_by(batch.len() as u64);
+        if let Some(newest) = batch.iter().map(|b| b.time).max()
+            && self.live
+        {
+            let lag = (crate::bar::now_ms() - newest) as f64 / 1000.0;
+            self.metrics.feed_lag.get_or_create(&labels).set(lag);
+        }
+    }
+}
+
 pub(super) fn spawn_feed(
     mut feed: Box<dyn crate::feed::MarketData>,
     mut alerts: PriceWatch,
     taps: Taps,
     status: Arc<RwLock<HostStatus>>,
+    meter: FeedMeter,
 ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), FeedError>>) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -101,6 +124,7 @@ pub(super) fn spawn_feed(
                 }
             };
             let Some(batch) = batch else { break };
+            meter.delivered(&batch);
             alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
             let inputs: Vec<FeedTap> = taps.read().map(|t| t.clone()).unwrap_or_default();

@@ -40,6 +40,7 @@ pub(super) struct Launcher {
     pub inbox: Option<Arc<Store>>,
     pub policy: InstancePolicy,
     pub symbol: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Launcher {
@@ -59,6 +60,7 @@ impl Launcher {
             dropped: dropped.clone(),
             retired: retired.clone(),
             policy: self.policy,
+            metrics: self.metrics.clone(),
         };
         let thread = spawn_engine(name.clone(), self.symbol.clone(), engine, sha256.clone(), rx, persist, outputs)?;
         if let Ok(mut threads) = self.threads.lock() {

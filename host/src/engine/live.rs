@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::dropin;
-use super::fanout::{Taps, spawn_feed};
+use super::fanout::{FeedMeter, Taps, spawn_feed};
 use super::instances::Instances;
 use super::launcher::{Launcher, Starter};
 use super::output::{Lines, printer};
@@ -28,6 +28,7 @@ use crate::config::{BrokerKind, Config, FeedKind};
 use crate::control::{Command, ControlError, InstanceState};
 use crate::feed::FeedError;
 use crate::journal::Journal;
+use crate::metrics::Metrics;
 use crate::notify::{Notifier, NotifyError};
 use crate::order::{Fill, OrderIntent};
 use crate::report::Report;
@@ -148,24 +149,34 @@ pub async fn run_host(
         }
         None => (None, None),
     };
+    let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
+    let metrics = Metrics::new(status.clone());
+    if let Some(journal) = &journal {
+        metrics.watch_journal(journal.dropped_counter());
+    }
     let notifier = match &store {
         Some(store) if !config.sinks.is_empty() => {
-            Some(Notifier::new(config.sinks.clone(), store.clone(), client.clone())?)
+            metrics.watch_outbox(store.clone(), config.sinks.iter().map(|s| s.name.clone()).collect());
+            Some(Notifier::new(config.sinks.clone(), store.clone(), client.clone())?.with_metrics(metrics.clone()))
         }
         _ => None,
     };
     // Read webhook secrets now: an unset variable stops the start.
     let webhooks = match &store {
         Some(store) if !config.webhooks.is_empty() => {
-            Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone())?))
+            Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone())?.with_metrics(metrics.clone())))
         }
         _ => None,
     };
-    let FeedPlan { mut feed, clock, symbol, description } = plan_feed(&config, &options, &client, store.as_ref())?;
     let venue = match &store {
         Some(store) => plan_venue(&config, &client, store)?,
         None => None,
     };
+    if let Some(v) = &venue {
+        metrics.watch_gate(v.gate.clone());
+    }
+    let FeedPlan { mut feed, clock, symbol, description } =
+        plan_feed(&config, &options, &client, store.as_ref(), &metrics)?;
     if let Some(v) = &venue
         && startup_sync(&v.reconciler, &mut shutdown).await.is_none()
     {
@@ -215,7 +226,6 @@ pub async fn run_host(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| LiveError::Listen { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| LiveError::Listen { addr: listen, source })?;
-    let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let gate_view = venue.as_ref().map(|v| v.gate.clone());
     let instances = Instances::default();
     let api = match &token {
@@ -233,6 +243,7 @@ pub async fn run_host(
                 gate: gate_view,
                 instances: instances.clone(),
                 token,
+                metrics: metrics.clone(),
                 ledger: store
                     .clone()
                     .zip(venue.as_ref().map(|v| v.venue))
@@ -262,6 +273,7 @@ pub async fn run_host(
         inbox: store.clone(),
         policy: config.runtime.instance_policy(),
         symbol: symbol.clone(),
+        metrics: metrics.clone(),
     };
     let mut by_name = HashMap::new();
     for planned in engines {
@@ -301,6 +313,7 @@ pub async fn run_host(
                 venue: v.venue,
                 engines: launcher.lanes.clone().unwrap_or_default(),
                 sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
+                metrics: metrics.clone(),
             };
             Some(tokio::spawn(desk.run(route_rx)))
         }
@@ -309,7 +322,9 @@ pub async fn run_host(
     // Engines end when every sender of their input is gone.
     drop(by_name);
 
-    let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, launcher.taps.clone(), status.clone());
+    let meter =
+        FeedMeter { metrics: metrics.clone(), feed: config.feed.name(), live: config.feed.kind != FeedKind::Replay };
+    let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, launcher.taps.clone(), status.clone(), meter);
     tokio::select! {
         () = &mut shutdown => {
             let _ = stop_feed.send(());

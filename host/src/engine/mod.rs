@@ -156,6 +156,8 @@ pub struct Engine {
     transcript: Option<probation::Transcript>,
     /// Equity and exposure bar by bar, for a backtest's report.
     curve: Option<crate::report::Curve>,
+    /// Where each call into the strategy is timed, and under which name.
+    call_metrics: Option<(Arc<crate::metrics::Metrics>, String)>,
 }
 
 impl Engine {
@@ -188,6 +190,7 @@ impl Engine {
             events: Box::new(|_| {}),
             transcript: None,
             curve: None,
+            call_metrics: None,
         }
     }
 
@@ -201,6 +204,12 @@ impl Engine {
     /// from outside it, webhooks, are not counted).
     pub fn with_order_rate(mut self, per_minute: u64) -> Self {
         self.order_rate = Some((RateLimiter::per_minute(per_minute), per_minute));
+        self
+    }
+
+    /// Times every call into the strategy into `metrics`, as `instance`.
+    pub fn with_call_metrics(mut self, metrics: Arc<crate::metrics::Metrics>, instance: &str) -> Self {
+        self.call_metrics = Some((metrics, instance.to_string()));
         self
     }
 
@@ -251,7 +260,7 @@ impl Engine {
     pub fn on_bars(&mut self, bars: &[Bar]) -> Result<(), EngineError> {
         let Some(last) = bars.last() else { return Ok(()) };
         let heard = || Heard::Bars { bars: bars.to_vec() };
-        let actions = self.call_heard(heard, |s| s.on_bars(bars))?.unwrap_or_default();
+        let actions = self.call_heard("on-bars", heard, |s| s.on_bars(bars))?.unwrap_or_default();
         let mut actions = actions.into_iter().peekable();
         for (index, bar) in bars.iter().enumerate() {
             self.last_time = bar.time;
@@ -316,7 +325,7 @@ impl Engine {
     /// Delivers an external signal to the strategy and applies its actions.
     pub fn on_signal(&mut self, source: &str, payload: &str, time: Millis) -> Result<(), EngineError> {
         let heard = || Heard::Signal { source: source.into(), payload: payload.into(), time };
-        let actions = self.call_heard(heard, |s| s.on_signal(source, payload, time))?.unwrap_or_default();
+        let actions = self.call_heard("on-signal", heard, |s| s.on_signal(source, payload, time))?.unwrap_or_default();
         for action in actions {
             self.apply(action, time);
         }
@@ -327,20 +336,21 @@ impl Engine {
     /// instance like a fault in any call, counted and reported (and a fresh
     /// instance starts a new lifetime), and yields `None`.
     pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
-        self.call(|s| s.save_state())
+        self.call("save-state", |s| s.save_state())
     }
 
     /// [`Engine::call`] for an input the strategy is told: kept in the
     /// transcript while a new build is on probation, with whether it faulted.
     fn call_heard<R>(
         &mut self,
+        callback: &'static str,
         heard: impl FnOnce() -> Heard,
         f: impl FnOnce(&mut dyn Strategy) -> Result<R, StrategyError>,
     ) -> Result<Option<R>, EngineError> {
         if let Some(transcript) = &mut self.transcript {
             transcript.hear(heard());
         }
-        let result = self.call(f);
+        let result = self.call(callback, f);
         if !matches!(result, Ok(Some(_)))
             && let Some(transcript) = &mut self.transcript
         {
@@ -349,14 +359,21 @@ impl Engine {
         result
     }
 
-    /// Calls the strategy; a restart is reported and yields `None`.
+    /// Calls the strategy (its `callback`, as metrics name it); a restart
+    /// is reported and yields `None`.
     fn call<R>(
         &mut self,
+        callback: &'static str,
         f: impl FnOnce(&mut dyn Strategy) -> Result<R, StrategyError>,
     ) -> Result<Option<R>, EngineError> {
         let account = Account { cash: self.portfolio.cash, equity: self.portfolio.equity() };
         self.strategy.set_account(account);
-        match f(self.strategy.as_mut()) {
+        let started = self.call_metrics.as_ref().map(|_| std::time::Instant::now());
+        let result = f(self.strategy.as_mut());
+        if let (Some((metrics, instance)), Some(started)) = (&self.call_metrics, started) {
+            metrics.guest_call(instance, callback, started.elapsed());
+        }
+        match result {
             Ok(result) => Ok(Some(result)),
             Err(error @ StrategyError::Restarted { fresh, .. }) => {
                 if fresh {
@@ -558,7 +575,7 @@ impl Engine {
             fills.retain(|fill| self.is_own(fill.intent_id));
             if !fills.is_empty() {
                 let heard = || Heard::Fills { fills: fills.clone() };
-                for action in self.call_heard(heard, |s| s.on_fills(&fills))?.unwrap_or_default() {
+                for action in self.call_heard("on-fills", heard, |s| s.on_fills(&fills))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }
@@ -569,7 +586,7 @@ impl Engine {
                 .collect();
             if !rejections.is_empty() {
                 let heard = || Heard::Rejects { rejections: rejections.clone() };
-                for action in self.call_heard(heard, |s| s.on_rejects(&rejections))?.unwrap_or_default() {
+                for action in self.call_heard("on-rejects", heard, |s| s.on_rejects(&rejections))?.unwrap_or_default() {
                     self.apply(action, time);
                 }
             }

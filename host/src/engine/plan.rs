@@ -43,6 +43,7 @@ pub(super) fn plan_feed(
     options: &RunOptions,
     client: &reqwest::Client,
     store: Option<&Arc<Store>>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<FeedPlan, LiveError> {
     let feed = &config.feed;
     let needs_store =
@@ -84,7 +85,7 @@ pub(super) fn plan_feed(
             let period = source.period();
             let description = format!("polling Alpaca bars for {}", feed.symbols.join(", "));
             FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
                 clock: Clock::System,
                 symbol: first_symbol(),
                 description,
@@ -102,7 +103,7 @@ pub(super) fn plan_feed(
             let period = source.period();
             let description = format!("polling Binance klines for {}", feed.symbols.join(", "));
             FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
                 clock: Clock::System,
                 symbol: first_symbol(),
                 description,
@@ -124,7 +125,7 @@ pub(super) fn plan_feed(
             let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
             let description = format!("polling Kalshi candlesticks for {symbol}");
             FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period))),
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
                 clock: Clock::System,
                 symbol,
                 description,

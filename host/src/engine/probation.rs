@@ -110,13 +110,18 @@ impl Engine {
                 _ => self.last_time,
             };
             let actions: Vec<Action> = match heard {
-                Heard::Bars { bars } => {
-                    self.call(|s| s.on_bars(&bars))?.unwrap_or_default().into_iter().map(|(_, a)| a).collect()
+                Heard::Bars { bars } => self
+                    .call("on-bars", |s| s.on_bars(&bars))?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+                Heard::Fills { fills } => self.call("on-fills", |s| s.on_fills(&fills))?.unwrap_or_default(),
+                Heard::Rejects { rejections } => {
+                    self.call("on-rejects", |s| s.on_rejects(&rejections))?.unwrap_or_default()
                 }
-                Heard::Fills { fills } => self.call(|s| s.on_fills(&fills))?.unwrap_or_default(),
-                Heard::Rejects { rejections } => self.call(|s| s.on_rejects(&rejections))?.unwrap_or_default(),
                 Heard::Signal { source, payload, time } => {
-                    self.call(|s| s.on_signal(&source, &payload, time))?.unwrap_or_default()
+                    self.call("on-signal", |s| s.on_signal(&source, &payload, time))?.unwrap_or_default()
                 }
             };
             if index >= acted_from {

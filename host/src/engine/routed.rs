@@ -109,6 +109,8 @@ pub struct VenueDesk {
     /// Each strategy's engine, by a lane that never waits on it.
     pub engines: Lanes,
     pub sync_every: Duration,
+    /// Orders by outcome, routing time, fills and corrections.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Each strategy's lane, by name; strategies added while the host runs
@@ -214,6 +216,11 @@ impl VenueDesk {
                 failed.report
             }
         };
+        self.count_fills(report.fills.len());
+        if !report.corrections.is_empty() {
+            let labels = crate::metrics::VenueLabels { venue: self.venue.to_string() };
+            self.metrics.corrections.get_or_create(&labels).inc_by(report.corrections.len() as u64);
+        }
         for record in report.fills {
             let Some((strategy, fill)) = self.fill_for_engine(&record) else { continue };
             let events = vec![ExecutionEvent::Filled { fill }];
@@ -288,6 +295,11 @@ impl VenueDesk {
         Some((strategy, fill))
     }
 
+    fn count_fills(&self, fills: usize) {
+        let labels = crate::metrics::VenueLabels { venue: self.venue.to_string() };
+        self.metrics.fills.get_or_create(&labels).inc_by(fills as u64);
+    }
+
     /// Carries one stored order forward. `Some(true)` if the venue took
     /// it, `Some(false)` if it is settled otherwise (refused, or routed
     /// before), `None` if it is still open-ended: the venue is unreachable
@@ -295,7 +307,20 @@ impl VenueDesk {
     async fn route(&self, record: OrderRecord) -> Option<bool> {
         let strategy = record.strategy.strip_suffix(&format!("@{}", self.venue)).map(str::to_string);
         let (intent_id, symbol) = (record.intent, Arc::<str>::from(record.symbol.as_str()));
-        match self.router.route(record, now_ms()).await {
+        let started = std::time::Instant::now();
+        let routed = self.router.route(record, now_ms()).await;
+        let outcome = match &routed {
+            Ok(Routed::Accepted { .. }) => "accepted",
+            Ok(Routed::AlreadyRouted { .. }) => "already_routed",
+            Ok(Routed::Rejected { .. }) => "rejected",
+            Ok(Routed::Held { .. }) => "held",
+            Err(_) => "unsettled",
+        };
+        self.metrics.order(self.venue, outcome, started.elapsed());
+        if let Ok(Routed::Accepted { fill: Some(_), .. }) = &routed {
+            self.count_fills(1);
+        }
+        match routed {
             Ok(Routed::Accepted { fill, .. }) => {
                 // Executions the answer already reported, recorded by the router.
                 if let Some(record) = fill
@@ -391,6 +416,7 @@ mod tests {
             venue: "scripted",
             engines: Arc::new(std::sync::RwLock::new(HashMap::from([("s".to_string(), Lane::new(tx))]))),
             sync_every: Duration::from_secs(60),
+            metrics: crate::metrics::Metrics::detached(),
         };
         let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);
         let queued = OrderRecord::for_intent("scripted", "s@scripted", ONE, &intent, OrderStatus::Queued, 1);

@@ -42,6 +42,8 @@ pub(super) struct Outputs {
     pub policy: crate::config::InstancePolicy,
     /// Set while the strategy has failed, so the feed skips this engine.
     pub retired: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the engine times its calls into the strategy.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How a live strategy's decisions are kept: after every input, the
@@ -137,14 +139,22 @@ pub(super) fn spawn_engine(
 ) -> Result<std::thread::JoinHandle<Report>, LiveError> {
     let retired = outputs.retired.clone();
     let crate::config::InstancePolicy { on_failure, paused_bars, probation_inputs } = outputs.policy;
-    let Outputs { journal, lines, status, inbox: inbox_store, dropped: bars_dropped_by_feed, subscription, .. } =
-        outputs;
+    let Outputs {
+        journal,
+        lines,
+        status,
+        inbox: inbox_store,
+        dropped: bars_dropped_by_feed,
+        subscription,
+        metrics,
+        ..
+    } = outputs;
     let held_lost = bars_dropped_by_feed.clone();
     let tag = name.clone();
     let event_lines = lines.clone();
     let pending = Pending::default();
     let event_pending = pending.clone();
-    let mut engine = engine.with_events(move |event| {
+    let mut engine = engine.with_call_metrics(metrics, &name).with_events(move |event| {
         event_lines.send(describe(&tag, &event));
         // The journal feeds notifications; trading only queues for it, once
         // the input is handled.

@@ -57,6 +57,7 @@ pub struct PolledFeed<S> {
     /// For the first poll only: deliver again from here, whatever the cursors say.
     rewind: Option<Millis>,
     now: fn() -> Millis,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<S: BarSource> PolledFeed<S> {
@@ -70,7 +71,14 @@ impl<S: BarSource> PolledFeed<S> {
             polled_once: false,
             rewind: None,
             now: now_ms,
+            metrics: None,
         }
+    }
+
+    /// Times each poll into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Persists the cursors of the batch handed out last.
@@ -116,7 +124,13 @@ impl<S: BarSource> PolledFeed<S> {
             .unwrap_or(self.schedule.backfill_from);
         let now = (self.now)();
         let period = self.source.period().as_millis() as i64;
-        let mut bars = self.source.fetch(start, now).await?;
+        let started = std::time::Instant::now();
+        let fetched = self.source.fetch(start, now).await;
+        if let Some(metrics) = &self.metrics {
+            let labels = crate::metrics::FeedLabels { feed: name.clone() };
+            metrics.feed_poll.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        }
+        let mut bars = fetched?;
         bars.retain(|bar| {
             let Some((_, cursor)) = cursors.iter().find(|(s, _)| *s == bar.symbol) else { return false };
             let fresh = cursor.is_none_or(|c| bar.time > c) && bar.time >= self.schedule.backfill_from.min(start);

@@ -107,6 +107,8 @@ pub struct Notifier {
     pub sent: AtomicU64,
     /// Backoff before the second attempt; doubles each time.
     pub base_backoff: Duration,
+    /// Where deliveries are counted per sink.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 fn matches(filters: &[String], kind: &str) -> bool {
@@ -117,6 +119,18 @@ fn matches(filters: &[String], kind: &str) -> bool {
 }
 
 impl Notifier {
+    /// Counts deliveries per sink into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, sink: &str, outcome: crate::metrics::Delivery) {
+        if let Some(metrics) = &self.metrics {
+            metrics.outbox(sink, outcome);
+        }
+    }
+
     /// Sets up every sink; fails on one that can never deliver, such as an
     /// email sink whose password variable is unset, a Twilio sink whose
     /// token variable is unset, or a `url_env` / `secret_env` naming an
@@ -175,6 +189,7 @@ impl Notifier {
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             base_backoff: Duration::from_secs(1),
+            metrics: None,
         })
     }
 
@@ -228,24 +243,29 @@ impl Notifier {
     /// Delivers one sink's due notifications, oldest first.
     async fn deliver_in_order(&self, items: Vec<OutboxItem>, now: Millis) -> Result<(), StoreError> {
         for item in items {
+            use crate::metrics::Delivery;
             let Some(sink) = self.sinks.iter().find(|s| s.name == item.sink) else {
                 self.store.settle_notification(item.id, "dropped", None)?;
+                self.count(&item.sink, Delivery::Dropped);
                 continue;
             };
             if self.disabled.lock().map(|d| d.contains(&sink.name)).unwrap_or(false) {
                 self.store.settle_notification(item.id, "dropped", None)?;
+                self.count(&sink.name, Delivery::Dropped);
                 continue;
             }
             match self.send(sink, &item).await {
                 Outcome::Sent => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
                     self.store.settle_notification(item.id, "sent", None)?;
+                    self.count(&sink.name, Delivery::Sent);
                 }
                 Outcome::Retry { after } => {
                     let wait = after.unwrap_or_else(|| self.backoff(item.attempts as u32 + 1));
                     let until = now + wait.as_millis() as Millis;
                     self.store.settle_notification(item.id, "pending", Some(until))?;
                     self.store.hold_sink(&sink.name, until)?;
+                    self.count(&sink.name, Delivery::Retried);
                     return Ok(());
                 }
                 Outcome::Gone => {
@@ -255,6 +275,7 @@ impl Notifier {
                         disabled.insert(sink.name.clone());
                     }
                     self.store.settle_notification(item.id, "dropped", None)?;
+                    self.count(&sink.name, Delivery::Dropped);
                     let data = serde_json::json!({ "sink": sink.name, "reason": reason });
                     self.store.append_event(now, "sink.disabled", None, &data.to_string())?;
                     tracing::error!(sink = %sink.name, "sink disabled: 410 Gone");
@@ -262,6 +283,7 @@ impl Notifier {
                 Outcome::Drop { status } => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.store.settle_notification(item.id, "dropped", None)?;
+                    self.count(&sink.name, Delivery::Dropped);
                     tracing::warn!(sink = %sink.name, status, kind = %item.kind, "notification dropped");
                 }
             }

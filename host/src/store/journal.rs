@@ -131,6 +131,18 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("reading the outbox"))
     }
 
+    /// How many notifications each sink has waiting, for metrics.
+    pub fn outbox_depths(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT sink, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY sink ORDER BY sink")
+            .map_err(sql("counting the outbox"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+            .map_err(sql("counting the outbox"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("counting the outbox"))
+    }
+
     /// Holds every pending notification of `sink` until `until` at least,
     /// so a sink in backoff waits as a whole, in order.
     pub fn hold_sink(&self, sink: &str, until: Millis) -> Result<(), StoreError> {

@@ -75,6 +75,22 @@ pub struct WebhookIntake {
     pub refused: AtomicU64,
     /// Clock in unix milliseconds; tests fix it.
     pub now: fn() -> Millis,
+    /// Where each request's answer is counted, by route and status.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl WebhookIntake {
+    /// Counts each request's answer into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, route: &str, response: &Response) {
+        if let Some(metrics) = &self.metrics {
+            metrics.webhook(route, response.status().as_u16());
+        }
+    }
 }
 
 fn read_env(lookup: EnvLookup, route: &str, var: &str, what: &'static str) -> Result<String, WebhookError> {
@@ -136,6 +152,7 @@ impl WebhookIntake {
             wake: Arc::new(Notify::new()),
             capacity: INBOX_CAPACITY,
             refused: AtomicU64::new(0),
+            metrics: None,
             now: now_ms,
         })
     }
@@ -315,7 +332,9 @@ pub async fn tradingview(
     Path(route): Path<String>,
     request: Request<Body>,
 ) -> Response {
-    intake.handle(WebhookKind::Tradingview, &route, request).await
+    let response = intake.handle(WebhookKind::Tradingview, &route, request).await;
+    intake.count(&route, &response);
+    response
 }
 
 /// `POST /webhooks/{name}`.
@@ -324,5 +343,7 @@ pub async fn standard(
     Path(name): Path<String>,
     request: Request<Body>,
 ) -> Response {
-    intake.handle(WebhookKind::Standard, &name, request).await
+    let response = intake.handle(WebhookKind::Standard, &name, request).await;
+    intake.count(&name, &response);
+    response
 }
