@@ -351,7 +351,8 @@ async fn ctl_uploads_adds_and_reads_the_venue_of_a_live_host() {
     let out = dir.path().join("out.txt");
     let file = Stdio::from(std::fs::File::create(&out).unwrap());
     let binary = env!("CARGO_BIN_EXE_stratbox-under-test");
-    let _host = HostProcess::spawn_with(binary, &config, file, &[("STRATBOX_API_TOKEN", TOKEN)]);
+    let env = [("STRATBOX_API_TOKEN", TOKEN), ("STRATBOX_LOG_FORMAT", "json"), ("RUST_LOG", "info")];
+    let _host = HostProcess::spawn_with(binary, &config, file, &env);
     let addr = listening_address(&out).await;
     let ctl = |args: &[&str]| {
         let output = std::process::Command::new(binary)
@@ -449,4 +450,13 @@ async fn ctl_uploads_adds_and_reads_the_venue_of_a_live_host() {
     assert!(sample("stratbox_fills_total{venue=\"alpaca\"} ") >= Some(1.0), "{scrape}");
     assert_eq!(sample("stratbox_venue_trading_state{venue=\"alpaca\"} "), Some(0.0), "{scrape}");
     assert!(sample("stratbox_feed_poll_seconds_count{feed=\"alpaca\"} ") >= Some(1.0), "{scrape}");
+
+    // Logs were JSON, one object a line, and each order's lines name the
+    // order and its instance.
+    let log = std::fs::read_to_string(config.with_file_name("host.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let routed = lines.iter().find(|l| l["fields"]["message"] == "order routed").expect("an order was logged");
+    assert_eq!(routed["span"]["instance"], "buyer@alpaca", "{routed}");
+    assert!(routed["span"]["client_order_id"].as_str().is_some_and(|c| !c.is_empty()), "{routed}");
+    assert_eq!(routed["fields"]["outcome"], "accepted", "{routed}");
 }

@@ -24,8 +24,19 @@ use crate::scaffold::{Lang, ScaffoldError};
 #[derive(Debug, Parser)]
 #[command(name = "stratbox", version, about = "A host for sandboxed WebAssembly trading strategies")]
 pub struct Cli {
+    /// How logs on stderr are written: for people (coloured on a
+    /// terminal only) or one JSON object a line, for machines.
+    #[arg(long, global = true, value_enum, env = "STRATBOX_LOG_FORMAT", default_value_t)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -312,7 +323,14 @@ pub fn entry() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => {
+            use std::io::IsTerminal as _;
+            logs.with_ansi(std::io::stderr().is_terminal()).init();
+        }
+        LogFormat::Json => logs.json().init(),
+    }
 
     let mut stdout = std::io::stdout();
     match run(cli, &mut stdout) {

@@ -307,8 +307,15 @@ impl VenueDesk {
     async fn route(&self, record: OrderRecord) -> Option<bool> {
         let strategy = record.strategy.strip_suffix(&format!("@{}", self.venue)).map(str::to_string);
         let (intent_id, symbol) = (record.intent, Arc::<str>::from(record.symbol.as_str()));
+        // Every line logged while the order is routed names it and its instance.
+        let span = tracing::info_span!(
+            "order",
+            client_order_id = %record.client_order_id,
+            instance = %record.strategy,
+            venue = self.venue
+        );
         let started = std::time::Instant::now();
-        let routed = self.router.route(record, now_ms()).await;
+        let routed = tracing::Instrument::instrument(self.router.route(record, now_ms()), span.clone()).await;
         let outcome = match &routed {
             Ok(Routed::Accepted { .. }) => "accepted",
             Ok(Routed::AlreadyRouted { .. }) => "already_routed",
@@ -320,6 +327,7 @@ impl VenueDesk {
         if let Ok(Routed::Accepted { fill: Some(_), .. }) = &routed {
             self.count_fills(1);
         }
+        span.in_scope(|| tracing::info!(outcome, "order routed"));
         match routed {
             Ok(Routed::Accepted { fill, .. }) => {
                 // Executions the answer already reported, recorded by the router.
