@@ -249,30 +249,14 @@ impl<'a> Rows<'a> {
             };
             parser.and_then(|parser| parser.parse(when))
         };
-        let [open, high, low, close, volume] =
-            [0, 1, 2, 3, 4].map(|i| parse_number(VALUE_COLUMNS[i].0, field(self.index[i])));
-        let bar = Bar {
-            symbol: self.symbol.clone(),
-            time: time.map_err(bad)?,
-            open: open.map_err(bad)?,
-            high: high.map_err(bad)?,
-            low: low.map_err(bad)?,
-            close: close.map_err(bad)?,
-            volume: volume.map_err(bad)?,
+        let values = [0, 1, 2, 3, 4].map(|i| parse_number(VALUE_COLUMNS[i].0, field(self.index[i])));
+        let bar = checked_bar(&self.symbol, time.map_err(bad)?, values).map_err(bad)?;
+        // The time as written, so the reader finds it in the file.
+        let written = || match self.times {
+            TimeColumns::One { at } => field(at).to_string(),
+            TimeColumns::Split { date, time } => format!("{} {}", field(date), field(time)),
         };
-        check_bar(&bar).map_err(bad)?;
-        if let Some(prev) = self.previous
-            && bar.time <= prev
-        {
-            let what = if bar.time == prev { "repeats" } else { "goes back before" };
-            // As written, so the reader finds it in the file.
-            let written = match self.times {
-                TimeColumns::One { at } => field(at).to_string(),
-                TimeColumns::Split { date, time } => format!("{} {}", field(date), field(time)),
-            };
-            let (this, prev) = (crate::runtime::bounded(&written), crate::bar::format_time(prev));
-            return Err(bad(format!("timestamp {this} {what} the previous row's {prev}")));
-        }
+        follows(self.previous, bar.time, written).map_err(bad)?;
         self.previous = Some(bar.time);
         Ok(bar)
     }
@@ -423,6 +407,32 @@ pub(super) fn parse_number(column: &str, text: &str) -> Result<Decimal, String> 
         .or_else(|_| Decimal::from_scientific(text))
         .or_else(|_| Decimal::from_str(text))
         .map_err(|_| format!("{column} `{}` is not a decimal number", crate::runtime::bounded(text)))
+}
+
+/// A bar of `symbol` at `time` from its five values (open, high, low,
+/// close, volume), each read or refused, checked as a whole.
+pub(super) fn checked_bar(
+    symbol: &Arc<str>,
+    time: Millis,
+    values: [Result<Decimal, String>; 5],
+) -> Result<Bar, String> {
+    let [open, high, low, close, volume] = values;
+    let bar = Bar { symbol: symbol.clone(), time, open: open?, high: high?, low: low?, close: close?, volume: volume? };
+    check_bar(&bar)?;
+    Ok(bar)
+}
+
+/// Refuses a row whose `time` does not come after the previous row's;
+/// `written` gives the time as the file writes it, for the message.
+pub(super) fn follows(previous: Option<Millis>, time: Millis, written: impl FnOnce() -> String) -> Result<(), String> {
+    match previous {
+        Some(prev) if time <= prev => {
+            let what = if time == prev { "repeats" } else { "goes back before" };
+            let (this, prev) = (crate::runtime::bounded(&written()), crate::bar::format_time(prev));
+            Err(format!("timestamp {this} {what} the previous row's {prev}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `[-]digits[.digits]` of at most 18 digits, as nearly every file writes

@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
 use super::FeedError;
-use super::csv::{TIME_COLUMNS, VALUE_COLUMNS, check_bar, parse_number, plain_decimal};
+use super::csv::{TIME_COLUMNS, VALUE_COLUMNS, checked_bar, follows, parse_number, plain_decimal};
 use super::timestamp::{TimeParser, TimeSpec};
 use crate::bar::{Bar, Millis};
 
@@ -260,28 +260,9 @@ pub(super) fn read_parquet(
             for i in 0..want {
                 let bad = |m: String| fail(row, m);
                 let time = columns[0].time(&batch[0], i, spec, &mut parser).map_err(bad)?;
-                let [open, high, low, close, volume] = [1, 2, 3, 4, 5].map(|c| columns[c].number(&batch[c], i));
-                let bar = Bar {
-                    symbol: symbol.clone(),
-                    time,
-                    open: open.map_err(bad)?,
-                    high: high.map_err(bad)?,
-                    low: low.map_err(bad)?,
-                    close: close.map_err(bad)?,
-                    volume: volume.map_err(bad)?,
-                };
-                check_bar(&bar).map_err(bad)?;
-                if let Some(prev) = previous
-                    && time <= prev
-                {
-                    let what = if time == prev { "repeats" } else { "goes back before" };
-                    let message = format!(
-                        "time {} {what} the previous row's {}",
-                        crate::bar::format_time(time),
-                        crate::bar::format_time(prev)
-                    );
-                    return Err(bad(message));
-                }
+                let values = [1, 2, 3, 4, 5].map(|c| columns[c].number(&batch[c], i));
+                let bar = checked_bar(&symbol, time, values).map_err(bad)?;
+                follows(previous, time, || crate::bar::format_time(time)).map_err(bad)?;
                 previous = Some(time);
                 row += 1;
                 count += 1;
