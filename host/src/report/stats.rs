@@ -79,8 +79,9 @@ pub fn trades(fills: &[FillRecord]) -> (Vec<Trade>, u64) {
             trade.flow -= direction * closing * fill.price + per_unit_fee * closing;
             trade.position += direction * closing;
             qty_left -= closing;
-            if trade.position.is_zero() {
-                let trade = open.remove(fill.symbol.as_str()).expect("just found");
+            if trade.position.is_zero()
+                && let Some(trade) = open.remove(fill.symbol.as_str())
+            {
                 closed.push(Trade {
                     symbol: fill.symbol.clone(),
                     side: trade.side,
