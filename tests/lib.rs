@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use stratbox::cli::{Cli, CliError};
 
+pub mod browser;
 pub mod fake;
 pub mod hostile;
 pub mod output;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use stratbox::api::{ApiToken, AppState, app};
+use stratbox::api::{Access, ApiToken, AppState, Sessions, app};
 use stratbox::config::{Config, EMBEDDED_DEFAULT, WebhookAction, WebhookConfig, WebhookKind};
 use stratbox::engine::{HostStatus, Instances, RunOptions, run_host};
 use stratbox::order::OrderType;
@@ -81,9 +81,12 @@ async fn serve_at(
         gate: None,
         webhooks: Some(intake.clone()),
         instances: Instances::default(),
-        token: ApiToken::Open,
+        access: Access { token: ApiToken::Open, sessions: Sessions::default() },
         ledger: None,
         metrics: stratbox::metrics::Metrics::detached(),
+        tape: Arc::default(),
+        journal: Some(store.clone()),
+        closing: tokio::sync::watch::channel(false).1,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

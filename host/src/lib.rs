@@ -32,5 +32,7 @@ pub mod scaffold;
 pub mod store;
 pub mod strategy;
 pub mod sweep;
+pub mod tally;
+pub mod tape;
 pub mod venue;
 pub mod webhook;

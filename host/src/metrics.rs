@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::engine::HostStatus;
 use crate::risk::{RiskGate, TradingState};
+pub use crate::tally::Delivery;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FeedLabels {
@@ -77,6 +78,8 @@ pub struct Metrics {
     pub outbox_sent: Family<SinkLabels, Counter>,
     pub outbox_retried: Family<SinkLabels, Counter>,
     pub outbox_dropped: Family<SinkLabels, Counter>,
+    /// The same events, kept per edge with their last errors for `/health`.
+    pub tally: Arc<crate::tally::Tally>,
     /// Set once the host knows them: what the scrape reads.
     sources: Arc<Sources>,
 }
@@ -108,6 +111,7 @@ impl Metrics {
             outbox_sent: Family::default(),
             outbox_retried: Family::default(),
             outbox_dropped: Family::default(),
+            tally: Arc::default(),
             sources: Arc::default(),
             registry: Registry::default(),
         };
@@ -148,10 +152,30 @@ impl Metrics {
 
     /// Reports the outbox's depth for each of `sinks` from `store` from now on.
     pub fn watch_outbox(&self, store: Arc<crate::store::Store>, sinks: Vec<String>) {
+        self.tally.expect_sinks(&sinks);
         let _ = self.sources.store.set((store, sinks));
     }
 
-    pub fn outbox(&self, sink: &str, outcome: Delivery) {
+    /// One delivery to `sink`, with what went wrong if it was not sent.
+    /// What the tally holds, with each sink's outbox depth and whether it
+    /// is disabled read from the store.
+    pub fn edges(&self) -> crate::tally::Edges {
+        let mut edges = self.tally.edges();
+        if let Some((store, _)) = self.sources.store.get() {
+            for (sink, depth) in store.outbox_depths().unwrap_or_default() {
+                edges.sinks.entry(sink).or_default().pending = depth;
+            }
+            for (sink, _) in store.disabled_sinks().unwrap_or_default() {
+                if let Some(tally) = edges.sinks.get_mut(&sink) {
+                    tally.disabled = true;
+                }
+            }
+        }
+        edges
+    }
+
+    pub fn outbox(&self, sink: &str, outcome: Delivery, error: Option<&str>) {
+        self.tally.delivery(sink, outcome, error);
         let labels = SinkLabels { sink: sink.to_string() };
         let family = match outcome {
             Delivery::Sent => &self.outbox_sent,
@@ -184,6 +208,7 @@ impl Metrics {
     /// under one label, so strangers cannot grow the series.
     pub fn webhook(&self, route: &str, status: u16) {
         let route = if status == 404 { "(none)" } else { route };
+        self.tally.webhook(route, status);
         self.webhooks.get_or_create(&RouteLabels { route: route.to_string(), status: status.to_string() }).inc();
     }
 }
@@ -192,14 +217,6 @@ impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sources").field("gate", &self.gate.get().is_some()).finish_non_exhaustive()
     }
-}
-
-/// What became of one notification delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    Sent,
-    Retried,
-    Dropped,
 }
 
 /// What `/health` already keeps, encoded at each scrape.

@@ -19,7 +19,8 @@
 //!   an optional body `{"venue": "...", "note": "..."}` (every live venue
 //!   without one): new orders stop, or start again.
 //!
-//! Errors are `{"error": "..."}`: 401 without the token, 404 for an unknown
+//! Errors are `{"error": "..."}`: 401 without the token (or a signed-in
+//! dashboard session), 403 for a request another site's page made, 404 for an unknown
 //! instance or venue, 409 when the request conflicts with the instance's
 //! state or a swap is already in flight, 400 for a malformed body, 413 for
 //! one over 16 KiB (a build: over the runtime's 64 MiB), and 422 for a
@@ -66,7 +67,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_BUILD))
                 .route_layer(middleware::from_fn_with_state(MAX_BUILD, announced_within)),
         )
-        .route_layer(middleware::from_fn_with_state(state.token.clone(), require))
+        .route_layer(middleware::from_fn_with_state(state.access.clone(), require))
 }
 
 /// Refuses a body whose announced length is over `limit` before reading
@@ -215,10 +216,15 @@ async fn orders(
     query: Result<axum::extract::Query<Filter>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Filter { instance, .. } = filter(query)?;
-    let wanted = |name: &str| instance.as_deref().is_none_or(|i| i == name);
+    working_orders(&state, instance.as_deref()).map(Json)
+}
+
+/// The working orders `GET /api/v1/orders` shows.
+pub(super) fn working_orders(state: &AppState, instance: Option<&str>) -> Result<serde_json::Value, AppError> {
+    let wanted = |name: &str| instance.is_none_or(|i| i == name);
     let Some(ledger) = &state.ledger else {
         let mut shown = Vec::new();
-        for (name, book) in paper_books(&state)?.iter().filter(|(name, _)| wanted(name)) {
+        for (name, book) in paper_books(state)?.iter().filter(|(name, _)| wanted(name)) {
             let book = book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             shown.extend(book.working.iter().map(|o| {
                 serde_json::json!({ "order": o.intent_id.id, "instance": name, "symbol": &*o.intent.symbol,
@@ -226,7 +232,7 @@ async fn orders(
                     "type": o.intent.order_type.to_string(), "status": "accepted", "created_ms": o.placed_at })
             }));
         }
-        return Ok(Json(serde_json::json!({ "venue": "paper", "orders": shown })));
+        return Ok(serde_json::json!({ "venue": "paper", "orders": shown }));
     };
     let orders = ledger.store.working_orders(ledger.venue).map_err(store_error)?;
     let shown: Vec<serde_json::Value> = orders
@@ -239,7 +245,7 @@ async fn orders(
                 "status": o.status, "filled_qty": o.filled_qty.to_string(), "created_ms": o.created })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "venue": ledger.venue, "orders": shown })))
+    Ok(serde_json::json!({ "venue": ledger.venue, "orders": shown }))
 }
 
 /// Each paper instance's book, by name.
@@ -255,10 +261,19 @@ async fn fills(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Filter { instance, limit } = filter(query)?;
     let limit = limit.unwrap_or(100).min(1000) as usize;
-    let wanted = |name: &str| instance.as_deref().is_none_or(|i| i == name);
+    recent_fills(&state, instance.as_deref(), limit).map(Json)
+}
+
+/// The latest fills `GET /api/v1/fills` shows, newest first.
+pub(super) fn recent_fills(
+    state: &AppState,
+    instance: Option<&str>,
+    limit: usize,
+) -> Result<serde_json::Value, AppError> {
+    let wanted = |name: &str| instance.is_none_or(|i| i == name);
     let Some(ledger) = &state.ledger else {
         let mut shown: Vec<(i64, serde_json::Value)> = Vec::new();
-        for (name, book) in paper_books(&state)?.iter().filter(|(name, _)| wanted(name)) {
+        for (name, book) in paper_books(state)?.iter().filter(|(name, _)| wanted(name)) {
             let book = book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             shown.extend(book.fills.iter().rev().take(limit).map(|f| {
                 let fill = serde_json::json!({ "order": f.intent_id.id, "instance": name, "symbol": &*f.symbol,
@@ -270,7 +285,7 @@ async fn fills(
         // Newest first across instances (stable: each one's own order kept).
         shown.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
         let shown: Vec<serde_json::Value> = shown.into_iter().take(limit).map(|(_, f)| f).collect();
-        return Ok(Json(serde_json::json!({ "venue": "paper", "fills": shown })));
+        return Ok(serde_json::json!({ "venue": "paper", "fills": shown }));
     };
     let fills = ledger.store.recent_fills(ledger.venue, limit as u32).map_err(store_error)?;
     let shown: Vec<serde_json::Value> = fills
@@ -283,11 +298,16 @@ async fn fills(
                 "price": f.price.to_string(), "commission": f.commission.to_string(), "time_ms": f.time })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "venue": ledger.venue, "fills": shown })))
+    Ok(serde_json::json!({ "venue": ledger.venue, "fills": shown }))
 }
 
 /// `GET /api/v1/positions`: the venue's book, and each instance's own.
 async fn positions(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    books(&state).map(Json)
+}
+
+/// The venue's book and each instance's own, as `GET /api/v1/positions` shows them.
+pub(super) fn books(state: &AppState) -> Result<serde_json::Value, AppError> {
     let venue = match &state.ledger {
         Some(ledger) => {
             let book = ledger.store.positions(ledger.venue).map_err(store_error)?;
@@ -300,8 +320,8 @@ async fn positions(State(state): State<AppState>) -> Result<Json<serde_json::Val
         None => serde_json::Value::Null,
     };
     let instances: serde_json::Map<String, serde_json::Value> =
-        instances(&state)?.into_iter().map(|s| (s.name, serde_json::json!(s.positions))).collect();
-    Ok(Json(serde_json::json!({ "venue": venue, "instances": instances })))
+        instances(state)?.into_iter().map(|s| (s.name, serde_json::json!(s.positions))).collect();
+    Ok(serde_json::json!({ "venue": venue, "instances": instances }))
 }
 
 async fn venues(State(state): State<AppState>) -> Json<Vec<VenueTrading>> {

@@ -4,6 +4,8 @@
 
 mod auth;
 mod control;
+mod dashboard;
+mod session;
 
 use std::sync::{Arc, RwLock};
 
@@ -13,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-pub use self::auth::{ApiToken, AuthError, TOKEN_VARIABLE};
+pub use self::auth::{Access, ApiToken, AuthError, TOKEN_VARIABLE};
+pub use self::session::Sessions;
 use crate::engine::{HostStatus, Instances};
 use crate::risk::{RiskGate, TradingState};
 use crate::webhook::{WebhookIntake, standard_route, tradingview_route};
@@ -28,12 +31,19 @@ pub struct AppState {
     pub gate: Option<RiskGate>,
     /// The running instances, for the control API.
     pub instances: Instances,
-    /// What the control API asks of its callers.
-    pub token: ApiToken,
+    /// What the control API and the dashboard ask of their callers.
+    pub access: Access,
     /// The live venue's orders and fills, when trading one.
     pub ledger: Option<Ledger>,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Prices and PnL over time, for the dashboard's charts.
+    pub tape: Arc<crate::tape::Tape>,
+    /// The store whose journal the dashboard tails, when the host keeps one.
+    pub journal: Option<Arc<crate::store::Store>>,
+    /// Turns true when the host stops: long-lived responses (the
+    /// dashboard's event stream) end then.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A live venue's records, as the control API reads them.
@@ -50,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(control::routes(&state))
+        .merge(dashboard::routes(&state))
         .with_state(state);
     match webhooks {
         Some(intake) => router.merge(
@@ -88,21 +99,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `200` with `"status": "ok"` while every strategy runs and every venue
-/// trades, `"degraded"` once a strategy has failed or a venue is not
-/// active; the body lists each strategy and each venue's trading state.
+/// trades and syncs, `"degraded"` once a strategy has failed, a venue is
+/// not active or its last sync failed; the body lists each strategy, each
+/// venue's trading state and sync, webhook intake per route, deliveries per
+/// sink and each feed, with their last errors.
 async fn health(State(state): State<AppState>) -> Result<Json<HostStatus>, AppError> {
+    host_status(&state).map(Json)
+}
+
+/// What `/health` shows.
+fn host_status(state: &AppState) -> Result<HostStatus, AppError> {
     let mut status = state
         .status
         .read()
         .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable"))?
         .clone();
+    status.edges = state.metrics.edges();
     if let Some(gate) = &state.gate {
         status.venues = gate.venues();
-        if status.venues.iter().any(|v| v.state != TradingState::Active) {
-            status.status = "degraded".into();
-        }
     }
-    Ok(Json(status))
+    let failing = status.edges.sync.values().any(|s| s.state == crate::tally::SyncState::Failing);
+    if failing || status.venues.iter().any(|v| v.state != TradingState::Active) {
+        status.status = "degraded".into();
+    }
+    Ok(status)
 }
 
 #[cfg(test)]
@@ -120,9 +140,12 @@ mod tests {
             webhooks: None,
             gate: None,
             instances: Instances::default(),
-            token: ApiToken::Open,
+            access: Access { token: ApiToken::Open, sessions: Sessions::default() },
             ledger: None,
             metrics: crate::metrics::Metrics::detached(),
+            tape: Arc::default(),
+            journal: None,
+            closing: tokio::sync::watch::channel(false).1,
         }
     }
 

@@ -90,13 +90,20 @@ pub(super) struct FeedMeter {
     /// Whether the bars are the venue's now (not a replay), so their lag
     /// behind the clock means something.
     pub live: bool,
+    /// Where the dashboard's charts are drawn from.
+    pub tape: Arc<crate::tape::Tape>,
 }
 
 impl FeedMeter {
-    fn delivered(&self, batch: &[Bar]) {
+    fn delivered(&self, batch: &[Bar], status: &RwLock<HostStatus>) {
+        self.tape.record(batch, status);
         let labels = crate::metrics::FeedLabels { feed: self.feed.to_string() };
         self.metrics.feed_bars.get_or_create(&labels).inc_by(batch.len() as u64);
-        if let Some(newest) = batch.iter().map(|b| b.time).max()
+        let newest = batch.iter().map(|b| b.time).max();
+        if let Some(newest) = newest {
+            self.metrics.tally.bars(self.feed, newest);
+        }
+        if let Some(newest) = newest
             && self.live
         {
             let lag = (crate::bar::now_ms() - newest) as f64 / 1000.0;
@@ -124,7 +131,7 @@ pub(super) fn spawn_feed(
                 }
             };
             let Some(batch) = batch else { break };
-            meter.delivered(&batch);
+            meter.delivered(&batch, &status);
             alerts.observe(&batch);
             let batch: Arc<[Bar]> = batch.into();
             let inputs: Vec<FeedTap> = taps.read().map(|t| t.clone()).unwrap_or_default();

@@ -21,7 +21,7 @@ use super::plan::{EnginePlanner, FeedPlan, plan_engines, plan_feed, plan_venue, 
 use super::routed::{Lanes, VenueDesk};
 use super::status::HostStatus;
 use super::swap::{Replacement, SwapError, Watched, watch};
-use crate::api::{ApiToken, AppState, Ledger, TOKEN_VARIABLE, app};
+use crate::api::{Access, ApiToken, AppState, Ledger, Sessions, TOKEN_VARIABLE, app};
 use crate::bar::{Bar, Millis, format_time, now_ms};
 use crate::broker::ExecutionEvent;
 use crate::config::{BrokerKind, Config, FeedKind};
@@ -151,6 +151,7 @@ pub async fn run_host(
     };
     let status = Arc::new(RwLock::new(HostStatus { status: "ok".into(), ..HostStatus::default() }));
     let metrics = Metrics::new(status.clone());
+    let tape = Arc::new(crate::tape::Tape::default());
     if let Some(journal) = &journal {
         metrics.watch_journal(journal.dropped_counter());
     }
@@ -164,6 +165,7 @@ pub async fn run_host(
     // Read webhook secrets now: an unset variable stops the start.
     let webhooks = match &store {
         Some(store) if !config.webhooks.is_empty() => {
+            metrics.tally.expect_routes(&config.webhooks.iter().map(|w| w.name.clone()).collect::<Vec<_>>());
             Some(Arc::new(WebhookIntake::new(&config.webhooks, store.clone())?.with_metrics(metrics.clone())))
         }
         _ => None,
@@ -178,7 +180,7 @@ pub async fn run_host(
     let FeedPlan { mut feed, clock, symbol, description } =
         plan_feed(&config, &options, &client, store.as_ref(), &metrics)?;
     if let Some(v) = &venue
-        && startup_sync(&v.reconciler, &mut shutdown).await.is_none()
+        && startup_sync(&v.reconciler, &metrics.tally, &mut shutdown).await.is_none()
     {
         tracing::info!("stopped during the startup sync");
         return Ok(Vec::new());
@@ -233,7 +235,8 @@ pub async fn run_host(
         ApiToken::Bearer { .. } => "control API /api/v1 with a bearer token",
     };
     let dispatch_from = webhooks.as_ref().zip(store.clone()).map(|(w, store)| (store, w.waker()));
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_server, closing_rx) = tokio::sync::watch::channel(false);
+    let server_stopped = closing_rx.clone();
     let server = tokio::spawn(
         axum::serve(
             listener,
@@ -242,8 +245,11 @@ pub async fn run_host(
                 webhooks,
                 gate: gate_view,
                 instances: instances.clone(),
-                token,
+                access: Access { token, sessions: Sessions::default() },
                 metrics: metrics.clone(),
+                tape: tape.clone(),
+                journal: store.clone(),
+                closing: closing_rx,
                 ledger: store
                     .clone()
                     .zip(venue.as_ref().map(|v| v.venue))
@@ -251,8 +257,9 @@ pub async fn run_host(
             })
             .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async {
-            let _ = server_stopped.await;
+        .with_graceful_shutdown(async move {
+            let mut stopped = server_stopped;
+            let _ = stopped.wait_for(|closing| *closing).await;
         })
         .into_future(),
     );
@@ -322,8 +329,12 @@ pub async fn run_host(
     // Engines end when every sender of their input is gone.
     drop(by_name);
 
-    let meter =
-        FeedMeter { metrics: metrics.clone(), feed: config.feed.name(), live: config.feed.kind != FeedKind::Replay };
+    let meter = FeedMeter {
+        metrics: metrics.clone(),
+        feed: config.feed.name(),
+        live: config.feed.kind != FeedKind::Replay,
+        tape: tape.clone(),
+    };
     let (stop_feed, mut feed_task) = spawn_feed(feed, alerts, launcher.taps.clone(), status.clone(), meter);
     tokio::select! {
         () = &mut shutdown => {
@@ -376,7 +387,8 @@ struct Running {
     journal_writer: Option<std::thread::JoinHandle<()>>,
     lines: Lines,
     printer: tokio::task::JoinHandle<()>,
-    stop_server: tokio::sync::oneshot::Sender<()>,
+    /// Stops the listener and ends long-lived responses.
+    stop_server: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -422,12 +434,20 @@ impl Running {
                 tracing::error!("the journal writer did not finish in time");
             }
         }
-        let _ = stop_server.send(());
+        let _ = stop_server.send(true);
         drop(lines);
         let _ = printer.await;
-        match server.await {
-            Ok(Err(source)) => Err(LiveError::Serve { source }),
-            _ => Ok(reports),
+        // Requests in flight get a grace period; a client that holds its
+        // connection open past it does not hold the host.
+        let mut server = server;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(Ok(Err(source))) => Err(LiveError::Serve { source }),
+            Ok(_) => Ok(reports),
+            Err(_) => {
+                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after the stop; closing them");
+                server.abort();
+                Ok(reports)
+            }
         }
     }
 }

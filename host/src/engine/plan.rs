@@ -181,7 +181,11 @@ pub(super) fn plan_venue(
 /// The first sync with the broker, which is the truth: positions are
 /// adopted from it before any strategy starts. Retried with backoff while
 /// the venue cannot be reached; `None` if `shutdown` came first.
-pub(super) async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<Output = ()>) -> Option<()> {
+pub(super) async fn startup_sync(
+    reconciler: &Reconciler,
+    tally: &crate::tally::Tally,
+    shutdown: impl Future<Output = ()>,
+) -> Option<()> {
     tokio::pin!(shutdown);
     let mut wait = Duration::from_millis(200);
     loop {
@@ -189,10 +193,12 @@ pub(super) async fn startup_sync(reconciler: &Reconciler, shutdown: impl Future<
             Ok(report) => {
                 let (fills, corrections) = (report.fills.len(), report.corrections.len());
                 tracing::info!(venue = reconciler.venue(), fills, corrections, "startup sync done");
+                tally.synced(reconciler.venue(), corrections);
                 return Some(());
             }
             Err(failed) => {
                 let error = &failed.source;
+                tally.sync_failed(reconciler.venue(), &error.to_string());
                 if let ReconcileError::Venue(venue_error) = error
                     && venue_error.is_unauthorized()
                 {

@@ -208,11 +208,13 @@ impl VenueDesk {
         let report = match self.reconciler.sync(now_ms()).await {
             Ok(report) => {
                 tracing::debug!(venue = self.venue, fills = report.fills.len(), "synced");
+                self.metrics.tally.synced(self.venue, report.corrections.len());
                 report
             }
             Err(failed) => {
                 let error = &failed.source;
                 tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");
+                self.metrics.tally.sync_failed(self.venue, &error.to_string());
                 failed.report
             }
         };

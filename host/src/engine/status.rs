@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::latency::LatencySummary;
 use crate::control::InstanceState;
 use crate::strategy::Breaches;
+pub use crate::tally::LastError;
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -19,6 +20,10 @@ pub struct HostStatus {
     /// Each live venue's trading state: `active`, `reducing` or `halted`,
     /// with the reason and since when.
     pub venues: Vec<crate::risk::VenueTrading>,
+    /// Webhook intake per route, deliveries per sink, each feed's and each
+    /// venue's sync with their last errors (filled in as `/health` is read).
+    #[serde(flatten)]
+    pub edges: crate::tally::Edges,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -62,13 +67,6 @@ pub struct StrategyStatus {
 pub struct PluginName {
     pub name: String,
     pub version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LastError {
-    pub message: String,
-    /// When it happened, in ms since the epoch.
-    pub at_ms: i64,
 }
 
 impl HostStatus {

@@ -174,10 +174,18 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
                 Err(FeedError::Venue(VenueError::Throttled { venue, retry_after })) => {
                     let wait = retry_after.unwrap_or(self.schedule.every);
                     tracing::warn!(venue, ?wait, "throttled; waiting before the next poll");
+                    if let Some(metrics) = &self.metrics {
+                        metrics.tally.feed_error(self.source.name(), &format!("throttled by {venue}; waited {wait:?}"));
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 // A bad answer is logged and the feed carries on at the next poll.
-                Err(FeedError::Venue(error)) => tracing::error!(%error, "poll failed"),
+                Err(FeedError::Venue(error)) => {
+                    tracing::error!(%error, "poll failed");
+                    if let Some(metrics) = &self.metrics {
+                        metrics.tally.feed_error(self.source.name(), &error.to_string());
+                    }
+                }
                 Err(error) => return Err(error),
             }
         }

@@ -74,15 +74,17 @@ impl Mailer {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(%error, "cannot build an email");
-                return Outcome::Drop { status: 0 };
+                return Outcome::Drop { status: 0, cause: format!("cannot build the email: {error}") };
             }
         };
         match self.transport.send(message).await {
             Ok(_) => Outcome::Sent,
-            Err(error) if error.is_permanent() => Outcome::Drop { status: error.status().map_or(0, u16::from) },
+            Err(error) if error.is_permanent() => {
+                Outcome::Drop { status: error.status().map_or(0, u16::from), cause: format!("SMTP: {error}") }
+            }
             Err(error) => {
                 tracing::warn!(%error, "email not sent yet");
-                Outcome::Retry { after: None }
+                Outcome::Retry { after: None, cause: format!("SMTP: {error}") }
             }
         }
     }

@@ -85,9 +85,16 @@ fn url_sha256(url: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Sent,
-    Retry { after: Option<Duration> },
+    /// Not now: a 429, a 5XX or no answer, `cause` says which.
+    Retry {
+        after: Option<Duration>,
+        cause: String,
+    },
     Gone,
-    Drop { status: u16 },
+    Drop {
+        status: u16,
+        cause: String,
+    },
 }
 
 pub struct Notifier {
@@ -125,9 +132,9 @@ impl Notifier {
         self
     }
 
-    fn count(&self, sink: &str, outcome: crate::metrics::Delivery) {
+    fn count(&self, sink: &str, outcome: crate::metrics::Delivery, error: Option<&str>) {
         if let Some(metrics) = &self.metrics {
-            metrics.outbox(sink, outcome);
+            metrics.outbox(sink, outcome, error);
         }
     }
 
@@ -246,26 +253,26 @@ impl Notifier {
             use crate::metrics::Delivery;
             let Some(sink) = self.sinks.iter().find(|s| s.name == item.sink) else {
                 self.store.settle_notification(item.id, "dropped", None)?;
-                self.count(&item.sink, Delivery::Dropped);
+                self.count(&item.sink, Delivery::Dropped, Some("no such sink is configured"));
                 continue;
             };
             if self.disabled.lock().map(|d| d.contains(&sink.name)).unwrap_or(false) {
                 self.store.settle_notification(item.id, "dropped", None)?;
-                self.count(&sink.name, Delivery::Dropped);
+                self.count(&sink.name, Delivery::Dropped, None);
                 continue;
             }
             match self.send(sink, &item).await {
                 Outcome::Sent => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
                     self.store.settle_notification(item.id, "sent", None)?;
-                    self.count(&sink.name, Delivery::Sent);
+                    self.count(&sink.name, Delivery::Sent, None);
                 }
-                Outcome::Retry { after } => {
+                Outcome::Retry { after, cause } => {
                     let wait = after.unwrap_or_else(|| self.backoff(item.attempts as u32 + 1));
                     let until = now + wait.as_millis() as Millis;
                     self.store.settle_notification(item.id, "pending", Some(until))?;
                     self.store.hold_sink(&sink.name, until)?;
-                    self.count(&sink.name, Delivery::Retried);
+                    self.count(&sink.name, Delivery::Retried, Some(&cause));
                     return Ok(());
                 }
                 Outcome::Gone => {
@@ -275,15 +282,15 @@ impl Notifier {
                         disabled.insert(sink.name.clone());
                     }
                     self.store.settle_notification(item.id, "dropped", None)?;
-                    self.count(&sink.name, Delivery::Dropped);
+                    self.count(&sink.name, Delivery::Dropped, Some(reason));
                     let data = serde_json::json!({ "sink": sink.name, "reason": reason });
                     self.store.append_event(now, "sink.disabled", None, &data.to_string())?;
                     tracing::error!(sink = %sink.name, "sink disabled: 410 Gone");
                 }
-                Outcome::Drop { status } => {
+                Outcome::Drop { status, cause } => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     self.store.settle_notification(item.id, "dropped", None)?;
-                    self.count(&sink.name, Delivery::Dropped);
+                    self.count(&sink.name, Delivery::Dropped, Some(&cause));
                     tracing::warn!(sink = %sink.name, status, kind = %item.kind, "notification dropped");
                 }
             }
@@ -351,7 +358,9 @@ impl Notifier {
                 let timestamp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
-                let Some(secret) = self.keys.get(&sink.name) else { return Outcome::Drop { status: 0 } };
+                let Some(secret) = self.keys.get(&sink.name) else {
+                    return Outcome::Drop { status: 0, cause: "no signing key".into() };
+                };
                 self.client
                     .post(&sink.url)
                     .header("content-type", "application/json")
@@ -378,7 +387,9 @@ impl Notifier {
                     .body(body)
             }
             SinkKind::Email => {
-                let Some(mailer) = self.mailers.get(&sink.name) else { return Outcome::Drop { status: 0 } };
+                let Some(mailer) = self.mailers.get(&sink.name) else {
+                    return Outcome::Drop { status: 0, cause: "no mailer".into() };
+                };
                 let subject = Self::render(sink.subject.as_deref().unwrap_or(DEFAULT_SUBJECT), item);
                 return mailer.send(&subject, text).await;
             }
@@ -390,13 +401,33 @@ impl Notifier {
                 match status {
                     200..=299 => Outcome::Sent,
                     410 => Outcome::Gone,
-                    429 => Outcome::Retry { after: retry_after },
-                    500..=599 => Outcome::Retry { after: retry_after },
-                    _ => Outcome::Drop { status },
+                    429 | 500..=599 => Outcome::Retry { after: retry_after, cause: format!("HTTP {status}") },
+                    _ => Outcome::Drop { status, cause: format!("HTTP {status}") },
                 }
             }
-            Err(_) => Outcome::Retry { after: None },
+            Err(error) => Outcome::Retry { after: None, cause: connection_failure(&error) },
         }
+    }
+}
+
+/// Why a request got no answer, without the sink's URL (it may hold a secret).
+fn connection_failure(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    let mut source = std::error::Error::source(error);
+    let mut cause = None;
+    while let Some(inner) = source {
+        cause = Some(inner.to_string());
+        source = inner.source();
+    }
+    match cause {
+        Some(cause) => format!("{what}: {cause}"),
+        None => what.to_string(),
     }
 }
 

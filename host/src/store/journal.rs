@@ -71,6 +71,22 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("reading the journal"))
     }
 
+    /// The newest `limit` journal lines, oldest first.
+    pub fn latest_events(&self, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, time_ms, kind, venue, data FROM events ORDER BY id DESC LIMIT ?1")
+            .map_err(sql("reading the journal"))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(JournalEntry { id: r.get(0)?, time: r.get(1)?, kind: r.get(2)?, venue: r.get(3)?, data: r.get(4)? })
+            })
+            .map_err(sql("reading the journal"))?;
+        let mut newest: Vec<JournalEntry> = rows.collect::<Result<_, _>>().map_err(sql("reading the journal"))?;
+        newest.reverse();
+        Ok(newest)
+    }
+
     /// The last journal line turned into notifications.
     pub fn notify_cursor(&self) -> Result<i64, StoreError> {
         let conn = self.lock();
