@@ -5,7 +5,7 @@
 'use strict';
 
 const JOURNAL_LINES = 200;
-const FILL_ROWS = 50;
+const FILL_ROWS = 15;
 const SVG = 'http://www.w3.org/2000/svg';
 
 const $ = (selector, root = document) => root.querySelector(selector);

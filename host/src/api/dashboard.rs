@@ -34,7 +34,7 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 /// Journal lines a page is sent when it opens.
 const RECENT: usize = 50;
 
-/// Fills the page marks on its chart (it lists the newest 50).
+/// Fills the page marks on its chart (it lists the newest 15).
 const FILLS: usize = 500;
 
 /// Working orders the page lists.
