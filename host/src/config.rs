@@ -236,6 +236,12 @@ pub struct BrokerConfig {
     pub timeout_ms: u64,
     /// Binance: the asset whose balance is cash.
     pub quote_asset: String,
+    /// Hear order updates as the venue pushes them (Alpaca's
+    /// `trade_updates`), besides syncing every `sync_every_ms`.
+    pub stream: bool,
+    /// The stream's address; by default the `base_url`'s host with
+    /// `ws(s)://` and the venue's stream path.
+    pub stream_url: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -250,6 +256,8 @@ impl Default for BrokerConfig {
             drift_threshold: Decimal::ZERO,
             timeout_ms: 10_000,
             quote_asset: "USDT".into(),
+            stream: true,
+            stream_url: None,
         }
     }
 }

@@ -117,6 +117,22 @@ impl Reconciler {
         }
     }
 
+    /// Settles one order's state as the venue pushed it (a stream update),
+    /// as a sync would settle it when read. An update about an order this
+    /// host did not place is left to the sync, which journals it; one older
+    /// than what is recorded (less filled, or open while the order has
+    /// ended) changes nothing.
+    pub fn apply(&self, remote: &VenueOrder, now: Millis) -> Result<SyncReport, ReconcileError> {
+        let mut report = SyncReport::default();
+        let Some(local) = self.store.order(&remote.client_order_id)? else { return Ok(report) };
+        let stale = remote.filled_qty < local.filled_qty || (local.status.is_final() && !remote.status.is_final());
+        if local.venue != self.venue() || stale {
+            return Ok(report);
+        }
+        self.settle(&local, remote, now, &mut report)?;
+        Ok(report)
+    }
+
     async fn sync_into(&self, now: Millis, report: &mut SyncReport) -> Result<(), ReconcileError> {
         let venue = self.venue();
         // An operator may have halted or resumed the venue from outside.

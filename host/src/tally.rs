@@ -82,6 +82,18 @@ pub struct SyncTally {
     /// Differences found and corrected, since the start.
     pub corrections: u64,
     pub last_error: Option<LastError>,
+    /// The venue's order-update stream, when it has one: `listening` or
+    /// `down`, with its last error.
+    pub stream: Option<StreamState>,
+    pub stream_error: Option<LastError>,
+}
+
+/// Whether a venue's stream is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    Listening,
+    Down,
 }
 
 /// Everything tallied, as `/health` shows it.
@@ -186,6 +198,17 @@ impl Tally {
             tally.state = SyncState::Synced;
             tally.last_sync_ms = Some(now_ms());
             tally.corrections += corrections as u64;
+        });
+    }
+
+    /// `venue`'s stream is listening (no error), or down with `error`.
+    pub fn stream(&self, venue: &str, error: Option<&str>) {
+        self.with(|e| {
+            let tally = e.sync.entry(venue.to_string()).or_default();
+            tally.stream = Some(if error.is_some() { StreamState::Down } else { StreamState::Listening });
+            if let Some(error) = error {
+                tally.stream_error = Some(LastError::now(error));
+            }
         });
     }
 

@@ -62,6 +62,7 @@ async fn run(sync_every: Duration) {
         engines: Default::default(),
         sync_every,
         metrics: stratbox::metrics::Metrics::detached(),
+        updates: None,
     };
     let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();

@@ -196,6 +196,8 @@ pub(super) async fn submit(
             move_position(&mut s.positions, body["symbol"].as_str().unwrap_or_default(), signed, &price);
         }
         s.orders.push(order.clone());
+        let event = if order["status"] == "filled" { "fill" } else { "new" };
+        super::alpaca_stream::push(&mut s, event, &order);
         order
     };
     match fault {
@@ -317,6 +319,8 @@ pub(super) async fn cancel(State(state): State<Shared>, headers: HeaderMap, Path
     match s.orders.iter_mut().find(|o| o["id"] == id.as_str()) {
         Some(order) if !FINAL.contains(&order["status"].as_str().unwrap_or("")) => {
             order["status"] = json!("canceled");
+            let order = order.clone();
+            super::alpaca_stream::push(&mut s, "canceled", &order);
             StatusCode::NO_CONTENT.into_response()
         }
         Some(_) => error(422, 42210000, "order is not cancelable"),
@@ -363,23 +367,32 @@ fn trading_request(s: &mut super::VenueState) -> Option<Response> {
     s.trading_requests += 1;
     while s.fills_due.front().is_some_and(|(due, _)| *due <= s.trading_requests) {
         let Some((_, index)) = s.fills_due.pop_front() else { break };
-        let (Some(price), Some(order)) = (s.auto_fill.clone(), s.orders.get(index).cloned()) else { continue };
-        if FINAL.contains(&order["status"].as_str().unwrap_or("")) {
-            continue;
-        }
-        let qty: Decimal = order["qty"].as_str().unwrap_or("0").parse().unwrap_or_default();
-        let sign = if order["side"] == "sell" { Decimal::NEGATIVE_ONE } else { Decimal::ONE };
-        move_position(&mut s.positions, order["symbol"].as_str().unwrap_or_default(), sign * qty, &price);
-        let order = &mut s.orders[index];
-        order["status"] = json!("filled");
-        order["filled_qty"] = order["qty"].clone();
-        order["filled_avg_price"] = json!(price);
+        let Some(price) = s.auto_fill.clone() else { continue };
+        fill(s, index, &price);
     }
     if s.revoked > 0 {
         s.revoked -= 1;
         return Some(unauthorized());
     }
     None
+}
+
+/// Fills order `index` whole at `price` now, if it is still open, and
+/// tells the stream.
+pub(super) fn fill(s: &mut super::VenueState, index: usize, price: &str) {
+    let Some(order) = s.orders.get(index).cloned() else { return };
+    if FINAL.contains(&order["status"].as_str().unwrap_or("")) {
+        return;
+    }
+    let qty: Decimal = order["qty"].as_str().unwrap_or("0").parse().unwrap_or_default();
+    let sign = if order["side"] == "sell" { Decimal::NEGATIVE_ONE } else { Decimal::ONE };
+    move_position(&mut s.positions, order["symbol"].as_str().unwrap_or_default(), sign * qty, price);
+    let order = &mut s.orders[index];
+    order["status"] = json!("filled");
+    order["filled_qty"] = order["qty"].clone();
+    order["filled_avg_price"] = json!(price);
+    let order = order.clone();
+    super::alpaca_stream::push(s, "fill", &order);
 }
 
 /// Moves the fake's position in `symbol` by `signed` at `price`.
@@ -398,6 +411,33 @@ fn move_position(positions: &mut Vec<Value>, symbol: &str, signed: Decimal, pric
 }
 
 impl super::FakeVenue {
+    /// Fills every open Alpaca order whole at `price` now, as the venue's
+    /// matching would, and tells the stream.
+    pub fn fill_open_orders(&self, price: &str) {
+        let mut s = self.state.lock().unwrap();
+        for index in 0..s.orders.len() {
+            fill(&mut s, index, price);
+        }
+    }
+
+    /// Fills the oldest open Alpaca order whole at `price` now; false if
+    /// none is open.
+    pub fn fill_oldest_open_order(&self, price: &str) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let open = s.orders.iter().position(|o| !FINAL.contains(&o["status"].as_str().unwrap_or("")));
+        open.inspect(|&index| fill(&mut s, index, price)).is_some()
+    }
+
+    /// Closes every trade-updates stream, as a venue restarting would.
+    pub fn drop_streams(&self) {
+        self.state.lock().unwrap().stream_subscribers.clear();
+    }
+
+    /// Sends `bytes` to every listening stream as one message.
+    pub fn push_stream_message(&self, bytes: &[u8]) {
+        super::alpaca_stream::push_raw(&mut self.state.lock().unwrap(), bytes.to_vec());
+    }
+
     /// Puts the Alpaca order with client order id `coid` in `status` with
     /// `filled_qty` filled; only a status the spec lists is allowed.
     pub fn set_alpaca_status(&self, coid: &str, status: &str, filled_qty: &str, avg_price: Option<&str>) {

@@ -5,6 +5,7 @@
 //! the next answers fail.
 
 mod alpaca;
+mod alpaca_stream;
 mod binance;
 mod kalshi;
 
@@ -81,6 +82,13 @@ pub struct VenueState {
     /// Alpaca trading requests served, and orders waiting to fill: `(due, index)`.
     pub trading_requests: usize,
     pub fills_due: VecDeque<(usize, usize)>,
+    /// Alpaca: clients listening to `trade_updates`, each a queue of messages.
+    pub stream_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    /// Alpaca: stream connections opened, and updates sent.
+    pub stream_connections: usize,
+    pub stream_updates_sent: usize,
+    /// Alpaca: answer every stream handshake `unauthorized`.
+    pub stream_refuse: bool,
 }
 
 /// How the next order request goes wrong.
@@ -131,6 +139,7 @@ impl FakeVenue {
             .route("/v2/orders/{id}", axum::routing::delete(alpaca::cancel).get(alpaca::by_id))
             .route("/v2/positions", get(alpaca::positions))
             .route("/v2/account", get(alpaca::account))
+            .route("/stream", get(alpaca_stream::stream))
             .route("/api/v3/exchangeInfo", get(binance::exchange_info))
             .route("/api/v3/time", get(binance::time))
             .route("/api/v3/avgPrice", get(binance::avg_price))

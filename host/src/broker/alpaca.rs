@@ -13,7 +13,7 @@ use crate::feed::AlpacaCredentials;
 use crate::order::{Side, TimeInForce};
 use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, send};
 
-const VENUE: &str = "alpaca";
+pub(super) const VENUE: &str = "alpaca";
 
 pub struct AlpacaBroker {
     client: reqwest::Client,
@@ -23,7 +23,7 @@ pub struct AlpacaBroker {
 }
 
 #[derive(Deserialize)]
-struct WireOrder {
+pub(super) struct WireOrder {
     id: String,
     client_order_id: String,
     symbol: String,
@@ -62,7 +62,7 @@ fn decimal(endpoint: &str, body: &[u8], what: &str, text: &str) -> Result<Decima
     crate::venue::decimal(VENUE, endpoint, body, what, text)
 }
 
-fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrder, VenueError> {
+pub(super) fn order_from_wire(endpoint: &str, body: &[u8], w: WireOrder) -> Result<VenueOrder, VenueError> {
     let side = match w.side.as_str() {
         "buy" => Side::Buy,
         "sell" => Side::Sell,

@@ -1,6 +1,7 @@
 //! Brokers: where approved orders go and fills come from.
 
 mod alpaca;
+mod alpaca_stream;
 mod binance;
 mod binance_filters;
 mod kalshi;
@@ -8,8 +9,10 @@ mod paper;
 #[cfg(test)]
 #[cfg(test)]
 pub(crate) mod scripted;
+pub mod stream;
 
 pub use self::alpaca::AlpacaBroker;
+pub use self::alpaca_stream::AlpacaTradeStream;
 pub use self::binance::{
     BinanceBroker, BinanceCredentials, LotRule, NotionalRule, SymbolFilters, sign as binance_signature,
 };

@@ -321,6 +321,7 @@ pub async fn run_host(
                 engines: launcher.lanes.clone().unwrap_or_default(),
                 sync_every: Duration::from_millis(config.broker.sync_every_ms.max(100)),
                 metrics: metrics.clone(),
+                updates: v.stream.map(|start| start()),
             };
             Some(tokio::spawn(desk.run(route_rx)))
         }

@@ -15,8 +15,10 @@ use super::routed::{RouteOutbox, RouteRequest, RoutedExecution, VenueDesk};
 use super::swap::Setup;
 use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
+use crate::broker::stream::{OrderUpdate, Timings, ws_url};
 use crate::broker::{
-    AlpacaBroker, BinanceBroker, BinanceCredentials, Broker, Execution, KalshiBroker, KalshiCredentials, PaperBroker,
+    AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, Broker, Execution, KalshiBroker,
+    KalshiCredentials, PaperBroker,
 };
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
 use crate::feed::{
@@ -140,7 +142,12 @@ pub(super) struct VenuePlan {
     pub router: Arc<Router>,
     pub reconciler: Arc<Reconciler>,
     pub gate: RiskGate,
+    /// Starts the venue's order-update stream, when it has one and it is on.
+    pub stream: Option<StartStream>,
 }
+
+/// Starts a venue's stream of order updates (once the host is up).
+pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<OrderUpdate> + Send>;
 
 pub(super) fn plan_venue(
     config: &Config,
@@ -148,11 +155,18 @@ pub(super) fn plan_venue(
     store: &Arc<Store>,
 ) -> Result<Option<VenuePlan>, LiveError> {
     let broker_config = &config.broker;
+    let mut stream: Option<StartStream> = None;
     let broker: Arc<dyn Broker> = match broker_config.kind {
         BrokerKind::Paper => return Ok(None),
         BrokerKind::Alpaca => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
-            Arc::new(AlpacaBroker::new(client.clone(), &base, AlpacaCredentials::from_env()?))
+            let credentials = AlpacaCredentials::from_env()?;
+            if broker_config.stream {
+                let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/stream"));
+                let protocol = AlpacaTradeStream::new(url, credentials.clone());
+                stream = Some(Box::new(move || crate::broker::stream::spawn(protocol, Timings::default())));
+            }
+            Arc::new(AlpacaBroker::new(client.clone(), &base, credentials))
         }
         BrokerKind::Binance => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
@@ -175,7 +189,7 @@ pub(super) fn plan_venue(
         RouterConfig { requests_per_minute: broker_config.requests_per_minute, ..RouterConfig::default() };
     let router = Arc::new(Router::new(broker.clone(), store.clone(), router_config).with_gate(gate.clone()));
     let reconciler = Arc::new(Reconciler::new(broker, store.clone(), gate.clone(), broker_config.drift_threshold));
-    Ok(Some(VenuePlan { venue, router, reconciler, gate }))
+    Ok(Some(VenuePlan { venue, router, reconciler, gate, stream }))
 }
 
 /// The first sync with the broker, which is the truth: positions are

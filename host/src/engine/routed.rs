@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::lane::Lane;
 use super::live::EngineInput;
 use crate::bar::now_ms;
+use crate::broker::stream::OrderUpdate;
 use crate::broker::{Execution, ExecutionError, ExecutionEvent};
 use crate::order::{Fill, IntentId, Order, OrderStatus};
 use crate::reconcile::Reconciler;
@@ -111,6 +112,19 @@ pub struct VenueDesk {
     pub sync_every: Duration,
     /// Orders by outcome, routing time, fills and corrections.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The venue's pushed order updates, when it streams them.
+    pub updates: Option<mpsc::Receiver<OrderUpdate>>,
+}
+
+/// The next update of `updates`, or never when there is no stream (or it ended).
+async fn next_update(updates: &mut Option<mpsc::Receiver<OrderUpdate>>) -> OrderUpdate {
+    match updates {
+        Some(updates) => match updates.recv().await {
+            Some(update) => update,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Each strategy's lane, by name; strategies added while the host runs
@@ -134,7 +148,8 @@ impl VenueDesk {
     /// dropped. Dropping it at any await is safe: every order is in the
     /// store, as `queued`, `pending` or `unknown`, before anything is sent,
     /// and the next start carries it on.
-    pub async fn run(self, mut requests: mpsc::UnboundedReceiver<RouteRequest>) {
+    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<RouteRequest>) {
+        let mut updates = self.updates.take();
         self.deliver_missed().await;
         let mut next_sync = tokio::time::Instant::now();
         // Whether the last look at the queue found nothing to send.
@@ -165,6 +180,16 @@ impl VenueDesk {
                         idle = false;
                     }
                     Some(RouteRequest::Cancel { strategy, intent_id }) => self.cancel(&strategy, intent_id).await,
+                },
+                update = next_update(&mut updates) => match update {
+                    // Connected, first or again: a full sync backfills
+                    // whatever the stream missed.
+                    OrderUpdate::Connected => {
+                        self.metrics.tally.stream(self.venue, None);
+                        next_sync = tokio::time::Instant::now();
+                    }
+                    OrderUpdate::Down { error } => self.metrics.tally.stream(self.venue, Some(&error)),
+                    OrderUpdate::Order { order } => self.apply(&order).await,
                 },
             }
         }
@@ -201,6 +226,18 @@ impl VenueDesk {
         self.route(record).await
     }
 
+    /// One order's state as the venue pushed it, settled as a sync would;
+    /// its fill or end goes to its engine at once.
+    async fn apply(&self, order: &crate::broker::VenueOrder) {
+        match self.reconciler.apply(order, now_ms()) {
+            Ok(report) => self.deliver(report).await,
+            Err(error) => {
+                // The next sync reads the same order.
+                tracing::warn!(%error, venue = self.venue, client_order_id = %order.client_order_id, "cannot settle a pushed update");
+            }
+        }
+    }
+
     /// One sync; its fills and ended orders go to their engines, even if
     /// it stopped part way, then the orders the venue turned out not to
     /// have are sent again.
@@ -218,6 +255,13 @@ impl VenueDesk {
                 failed.report
             }
         };
+        self.deliver(report).await;
+    }
+
+    /// Tells the engines what a sync (or a pushed update) found: fills and
+    /// ended orders; then sends again the orders the venue turned out not
+    /// to have.
+    async fn deliver(&self, report: crate::reconcile::SyncReport) {
         self.count_fills(report.fills.len());
         if !report.corrections.is_empty() {
             let labels = crate::metrics::VenueLabels { venue: self.venue.to_string() };
@@ -427,6 +471,7 @@ mod tests {
             engines: Arc::new(std::sync::RwLock::new(HashMap::from([("s".to_string(), Lane::new(tx))]))),
             sync_every: Duration::from_secs(60),
             metrics: crate::metrics::Metrics::detached(),
+            updates: None,
         };
         let intent = OrderIntent::market("AAPL".into(), crate::order::Side::Buy, Decimal::ONE);
         let queued = OrderRecord::for_intent("scripted", "s@scripted", ONE, &intent, OrderStatus::Queued, 1);

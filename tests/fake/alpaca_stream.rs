@@ -1,0 +1,107 @@
+//! Fake Alpaca trade updates: the `trade_updates` stream at `/stream`, as
+//! Alpaca documents it. The client must send `{"action": "auth", "key",
+//! "secret"}` first and `{"action": "listen", "data": {"streams": [...]}}`
+//! next, each within five seconds; updates then come as binary frames, as
+//! the paper API sends them.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{Shared, VenueState};
+
+/// How long the fake waits for each handshake message.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+pub(super) async fn stream(State(state): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| session(state, socket))
+}
+
+async fn receive(socket: &mut WebSocket) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(HANDSHAKE, socket.recv()).await.ok()??.ok()? {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
+            Message::Binary(bytes) => return serde_json::from_slice(&bytes).ok(),
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, value: Value) -> bool {
+    socket.send(Message::Binary(value.to_string().into_bytes().into())).await.is_ok()
+}
+
+async fn session(state: Shared, mut socket: WebSocket) {
+    let refuse = {
+        let mut s = state.lock().unwrap();
+        s.stream_connections += 1;
+        s.stream_refuse
+    };
+    let authorization =
+        |status: &str| json!({"stream": "authorization", "data": {"action": "authenticate", "status": status}});
+    let Some(auth) = receive(&mut socket).await else { return };
+    let good = auth["action"] == "auth" && auth["key"] == "test-key" && auth["secret"] == "test-secret";
+    if refuse || !good {
+        send(&mut socket, authorization("unauthorized")).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
+    send(&mut socket, authorization("authorized")).await;
+    let Some(listen) = receive(&mut socket).await else { return };
+    if listen["action"] != "listen" {
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
+    let asked = listen["data"]["streams"].as_array().cloned().unwrap_or_default();
+    let streams: Vec<&Value> = asked.iter().filter(|s| *s == "trade_updates").collect();
+    send(&mut socket, json!({"stream": "listening", "data": {"streams": streams}})).await;
+    if streams.is_empty() {
+        return;
+    }
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    state.lock().unwrap().stream_subscribers.push(tx);
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(bytes) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        return;
+                    }
+                }
+                // Dropped by the test: the venue closes the stream.
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Tells every listening client that `order` had `event`.
+pub fn push(s: &mut VenueState, event: &str, order: &Value) {
+    let message = json!({
+        "stream": "trade_updates",
+        "data": {
+            "event": event,
+            "execution_id": format!("exec-{}", s.stream_updates_sent + 1),
+            "timestamp": "2026-11-30T15:00:00Z",
+            "order": order,
+        },
+    });
+    push_raw(s, message.to_string().into_bytes());
+}
+
+/// Sends `bytes` as one message to every listening client.
+pub fn push_raw(s: &mut VenueState, bytes: Vec<u8>) {
+    s.stream_updates_sent += 1;
+    s.stream_subscribers.retain(|tx| tx.send(bytes.clone()).is_ok());
+}
