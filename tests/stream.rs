@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stratbox_tests::MISBEHAVE_WASM;
-use stratbox_tests::fake::{FakeVenue, alpaca_bar, alpaca_time};
+use stratbox_tests::fake::{FakeVenue, Fault, alpaca_bar, alpaca_time};
 use stratbox_tests::process::{HostProcess, alpaca_feed, health, listening_address, strategy, write_host_config};
 
 /// A host trading the fake Alpaca with syncs ten minutes apart, so anything
@@ -162,4 +162,122 @@ async fn a_fill_missed_while_the_stream_was_down_is_backfilled_once() {
     })
     .await;
     assert_eq!(fills(&client, &addr).await, 1);
+}
+
+/// A host polling the fake Alpaca's bars every ten minutes and streaming
+/// them, with a strategy that only counts what it sees.
+async fn bar_host(venue: &FakeVenue, dir: &std::path::Path) -> (HostProcess, String) {
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..40 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+    }
+    let feed = alpaca_feed(&venue.url, 50).replace("poll_ms = 50", "poll_ms = 600000");
+    let sections =
+        format!("{feed}[[strategy]]\nname = \"watcher\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n");
+    let config = write_host_config(dir, &sections);
+    let out = dir.join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
+    let addr = listening_address(&out).await;
+    (host, addr)
+}
+
+async fn bars_seen(client: &reqwest::Client, addr: &str) -> u64 {
+    strategy(&health(client, addr).await, "watcher").and_then(|s| s["bars"].as_u64()).unwrap_or(0)
+}
+
+/// Waits until the bar stream listens and the poll that follows its
+/// connection is over (no bar request for half a second).
+async fn bar_stream_synced(venue: &FakeVenue, client: &reqwest::Client, addr: &str) {
+    until("the bar stream", Duration::from_secs(30), async || {
+        health(client, addr).await["feeds"]["alpaca"]["stream"] == "listening"
+    })
+    .await;
+    let mut seen = venue.requests_to("/v2/stocks/bars");
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = venue.requests_to("/v2/stocks/bars");
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
+    let client = reqwest::Client::new();
+    let venue = FakeVenue::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, addr) = bar_host(&venue, dir.path()).await;
+    until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == 40).await;
+    bar_stream_synced(&venue, &client, &addr).await;
+
+    // A new bar comes by the stream: no poll asked for it.
+    let polls = venue.requests_to("/v2/stocks/bars");
+    venue.publish_bar("AAPL", 40, "11");
+    until("the streamed bar", Duration::from_secs(20), async || bars_seen(&client, &addr).await == 41).await;
+    assert_eq!(venue.requests_to("/v2/stocks/bars"), polls, "delivered by the stream alone");
+
+    // The stream goes down and is refused; two bars close meanwhile. Once
+    // it is back, the poll after its connection delivers them, once.
+    venue.state.lock().unwrap().bar_stream_refuse = true;
+    venue.drop_bar_streams();
+    until("the bar stream to be refused", Duration::from_secs(30), async || {
+        let now = health(&client, &addr).await;
+        let error = now["feeds"]["alpaca"]["stream_error"]["message"].as_str().unwrap_or_default().to_string();
+        now["feeds"]["alpaca"]["stream"] == "down" && error.contains("402 auth failed")
+    })
+    .await;
+    venue.publish_bar("AAPL", 41, "12");
+    venue.publish_bar("AAPL", 42, "13");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bars_seen(&client, &addr).await, 41, "neither streamed nor polled yet");
+
+    // It is back, but the poll after its connection fails: until a poll
+    // goes through, a streamed bar may follow a gap (41 and 42), so it
+    // waits for the poll rather than being delivered first.
+    venue.fail_next(Fault::Status { code: 500, retry_after: None });
+    venue.state.lock().unwrap().bar_stream_refuse = false;
+    until("the failed poll after reconnecting", Duration::from_secs(30), async || {
+        let now = health(&client, &addr).await;
+        now["feeds"]["alpaca"]["stream"] == "listening" && now["feeds"]["alpaca"]["last_error"].is_object()
+    })
+    .await;
+    venue.publish_bar("AAPL", 43, "14");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bars_seen(&client, &addr).await, 41, "a streamed bar never jumps a gap");
+
+    // The next connection's poll goes through: 41, 42 and 43, once each.
+    venue.drop_bar_streams();
+    until("the backfilled bars", Duration::from_secs(30), async || bars_seen(&client, &addr).await == 44).await;
+    bar_stream_synced(&venue, &client, &addr).await;
+
+    // Heard again, older, of another symbol, malformed: nothing more.
+    let mut again = alpaca_bar(42, "13");
+    again["T"] = "b".into();
+    again["S"] = "AAPL".into();
+    let mut older = alpaca_bar(30, "1");
+    older["T"] = "b".into();
+    older["S"] = "AAPL".into();
+    let mut other = alpaca_bar(44, "1");
+    other["T"] = "b".into();
+    other["S"] = "MSFT".into();
+    for message in [
+        serde_json::json!([again]).to_string(),
+        serde_json::json!([older]).to_string(),
+        serde_json::json!([other]).to_string(),
+        "[{\"T\":\"b\",\"S\":\"AAPL\"}]".to_string(),
+        "not json".to_string(),
+    ] {
+        venue.push_bar_message(message.as_bytes());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bars_seen(&client, &addr).await, 44);
+    let connections = venue.state.lock().unwrap().bar_stream_connections;
+    venue.publish_bar("AAPL", 44, "15");
+    until("the next streamed bar", Duration::from_secs(20), async || bars_seen(&client, &addr).await == 45).await;
+    assert_eq!(venue.state.lock().unwrap().bar_stream_connections, connections, "bad messages do not drop the stream");
 }

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod scaffold;
 pub mod store;
 pub mod strategy;
+pub mod stream;
 pub mod sweep;
 pub mod tally;
 pub mod tape;

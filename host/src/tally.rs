@@ -58,6 +58,10 @@ pub struct FeedTally {
     /// The time of the newest bar delivered.
     pub last_bar_ms: Option<Millis>,
     pub last_error: Option<LastError>,
+    /// The venue's bar stream, when it has one: `listening` or `down`, with
+    /// its last error.
+    pub stream: Option<StreamState>,
+    pub stream_error: Option<LastError>,
 }
 
 /// Whether the host's view of a venue agrees with the venue's.
@@ -189,6 +193,17 @@ impl Tally {
     /// A poll of `feed` that failed.
     pub fn feed_error(&self, feed: &str, error: &str) {
         self.with(|e| e.feeds.entry(feed.to_string()).or_default().last_error = Some(LastError::now(error)));
+    }
+
+    /// `feed`'s stream is listening (no error), or down with `error`.
+    pub fn feed_stream(&self, feed: &str, error: Option<&str>) {
+        self.with(|e| {
+            let tally = e.feeds.entry(feed.to_string()).or_default();
+            tally.stream = Some(if error.is_some() { StreamState::Down } else { StreamState::Listening });
+            if let Some(error) = error {
+                tally.stream_error = Some(LastError::now(error));
+            }
+        });
     }
 
     /// A sync with `venue` that went through, with the corrections it made.

@@ -428,6 +428,22 @@ impl super::FakeVenue {
         open.inspect(|&index| fill(&mut s, index, price)).is_some()
     }
 
+    /// Publishes a bar of `symbol` at `minute`: REST serves it, and the
+    /// market data stream sends it.
+    pub fn publish_bar(&self, symbol: &str, minute: i64, close: &str) {
+        super::alpaca_stream::publish_bar(&mut self.state.lock().unwrap(), symbol, alpaca_bar(minute, close));
+    }
+
+    /// Sends `bytes` to the market data stream's client as one message.
+    pub fn push_bar_message(&self, bytes: &[u8]) {
+        super::alpaca_stream::push_bars_raw(&mut self.state.lock().unwrap(), bytes.to_vec());
+    }
+
+    /// Closes the market data stream, as a venue restarting would.
+    pub fn drop_bar_streams(&self) {
+        self.state.lock().unwrap().bar_subscribers.clear();
+    }
+
     /// Closes every trade-updates stream, as a venue restarting would.
     pub fn drop_streams(&self) {
         self.state.lock().unwrap().stream_subscribers.clear();

@@ -89,6 +89,12 @@ pub struct VenueState {
     pub stream_updates_sent: usize,
     /// Alpaca: answer every stream handshake `unauthorized`.
     pub stream_refuse: bool,
+    /// Alpaca market data stream: its client, the symbols it subscribed to,
+    /// connections opened, and whether to refuse the key.
+    pub bar_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    pub bar_symbols: Vec<String>,
+    pub bar_stream_connections: usize,
+    pub bar_stream_refuse: bool,
 }
 
 /// How the next order request goes wrong.
@@ -140,6 +146,7 @@ impl FakeVenue {
             .route("/v2/positions", get(alpaca::positions))
             .route("/v2/account", get(alpaca::account))
             .route("/stream", get(alpaca_stream::stream))
+            .route("/v2/{feed}", get(alpaca_stream::bars))
             .route("/api/v3/exchangeInfo", get(binance::exchange_info))
             .route("/api/v3/time", get(binance::time))
             .route("/api/v3/avgPrice", get(binance::avg_price))

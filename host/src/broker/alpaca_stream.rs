@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::VenueOrder;
 use super::alpaca::{VENUE, WireOrder, order_from_wire};
-use super::stream::{Protocol, Socket, StreamError, next_body, send_json};
 use crate::feed::AlpacaCredentials;
+use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
 pub struct AlpacaTradeStream {
     url: String,
@@ -48,6 +48,8 @@ fn envelope(body: &[u8]) -> Result<Envelope, StreamError> {
 }
 
 impl Protocol for AlpacaTradeStream {
+    type Item = VenueOrder;
+
     fn venue(&self) -> &'static str {
         VENUE
     }
@@ -78,7 +80,7 @@ impl Protocol for AlpacaTradeStream {
         Ok(())
     }
 
-    fn updates(&self, message: &[u8]) -> Result<Vec<VenueOrder>, StreamError> {
+    fn items(&self, message: &[u8]) -> Result<Vec<VenueOrder>, StreamError> {
         let envelope = envelope(message)?;
         if envelope.stream != "trade_updates" {
             return Ok(Vec::new());
@@ -107,7 +109,7 @@ mod tests {
             "timestamp":"2026-11-30T15:00:00Z","price":"10.5","qty":"4","position_qty":"4",
             "order":{"id":"o1","client_order_id":"sb-1","symbol":"AAPL","qty":"10","filled_qty":"4",
             "filled_avg_price":"10.5","side":"buy","status":"partially_filled","type":"market"}}}"#;
-        let orders = stream().updates(message).unwrap();
+        let orders = stream().items(message).unwrap();
         assert_eq!(orders.len(), 1);
         let order = &orders[0];
         assert_eq!((order.client_order_id.as_str(), order.side), ("sb-1", Side::Buy));
@@ -117,14 +119,14 @@ mod tests {
     #[test]
     fn other_streams_are_ignored_and_bad_updates_refused() {
         let s = stream();
-        assert!(s.updates(br#"{"stream":"listening","data":{"streams":["trade_updates"]}}"#).unwrap().is_empty());
+        assert!(s.items(br#"{"stream":"listening","data":{"streams":["trade_updates"]}}"#).unwrap().is_empty());
         for bad in [
             &b"not json"[..],
             br#"{"stream":"trade_updates","data":{"event":"fill"}}"#,
             br#"{"stream":"trade_updates","data":{"event":"fill","order":{"id":"o","client_order_id":"c","symbol":"X","side":"up","status":"filled"}}}"#,
             br#"{"stream":"trade_updates","data":{"event":"fill","order":{"id":"o","client_order_id":"c","symbol":"X","side":"buy","status":"filled","filled_qty":"1e999"}}}"#,
         ] {
-            let error = s.updates(bad).unwrap_err();
+            let error = s.items(bad).unwrap_err();
             assert!(matches!(error, StreamError::Malformed { .. }), "{error}");
             assert!(error.to_string().len() < 2_000);
         }

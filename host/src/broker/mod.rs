@@ -9,7 +9,6 @@ mod paper;
 #[cfg(test)]
 #[cfg(test)]
 pub(crate) mod scripted;
-pub mod stream;
 
 pub use self::alpaca::AlpacaBroker;
 pub use self::alpaca_stream::AlpacaTradeStream;

@@ -15,21 +15,22 @@ use super::routed::{RouteOutbox, RouteRequest, RoutedExecution, VenueDesk};
 use super::swap::Setup;
 use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
-use crate::broker::stream::{OrderUpdate, Timings, ws_url};
 use crate::broker::{
     AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, Broker, Execution, KalshiBroker,
     KalshiCredentials, PaperBroker,
 };
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
 use crate::feed::{
-    AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, CsvLimits,
-    KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed, load_source,
+    AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig,
+    CsvLimits, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
+    load_source,
 };
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::risk::RiskGate;
 use crate::router::{Router, RouterConfig};
 use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
+use crate::stream::{Timings, Update, ws_url};
 
 /// Where bars come from, ready to run.
 pub(super) struct FeedPlan {
@@ -85,13 +86,21 @@ pub(super) fn plan_feed(
                 AlpacaCredentials::from_env()?,
             )?;
             let period = source.period();
-            let description = format!("polling Alpaca bars for {}", feed.symbols.join(", "));
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
-                clock: Clock::System,
-                symbol: first_symbol(),
-                description,
+            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
+            // The stream carries minute bars only.
+            let streamed = feed.stream && period == Duration::from_secs(60);
+            if streamed {
+                let url = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
+                    Some(base) => ws_url(base, &format!("/v2/{}", feed.alpaca_feed)),
+                    None => format!("wss://stream.data.alpaca.markets/v2/{}", feed.alpaca_feed),
+                });
+                let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
+                let protocol = AlpacaBarStream::new(url, AlpacaCredentials::from_env()?, symbols);
+                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
             }
+            let how = if streamed { "streaming and polling" } else { "polling" };
+            let description = format!("{how} Alpaca bars for {}", feed.symbols.join(", "));
+            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol: first_symbol(), description }
         }
         FeedKind::Binance => {
             let source = BinanceKlines::new(
@@ -147,7 +156,7 @@ pub(super) struct VenuePlan {
 }
 
 /// Starts a venue's stream of order updates (once the host is up).
-pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<OrderUpdate> + Send>;
+pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<Update<crate::broker::VenueOrder>> + Send>;
 
 pub(super) fn plan_venue(
     config: &Config,
@@ -164,7 +173,7 @@ pub(super) fn plan_venue(
             if broker_config.stream {
                 let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/stream"));
                 let protocol = AlpacaTradeStream::new(url, credentials.clone());
-                stream = Some(Box::new(move || crate::broker::stream::spawn(protocol, Timings::default())));
+                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
             }
             Arc::new(AlpacaBroker::new(client.clone(), &base, credentials))
         }

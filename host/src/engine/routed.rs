@@ -11,12 +11,12 @@ use tokio::sync::mpsc;
 use super::lane::Lane;
 use super::live::EngineInput;
 use crate::bar::now_ms;
-use crate::broker::stream::OrderUpdate;
-use crate::broker::{Execution, ExecutionError, ExecutionEvent};
+use crate::broker::{Execution, ExecutionError, ExecutionEvent, VenueOrder};
 use crate::order::{Fill, IntentId, Order, OrderStatus};
 use crate::reconcile::Reconciler;
 use crate::router::{Routed, Router, client_order_id};
 use crate::store::{FillRecord, OrderRecord, Store};
+use crate::stream::Update;
 
 /// What an engine asks of its venue.
 #[derive(Debug)]
@@ -113,11 +113,11 @@ pub struct VenueDesk {
     /// Orders by outcome, routing time, fills and corrections.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The venue's pushed order updates, when it streams them.
-    pub updates: Option<mpsc::Receiver<OrderUpdate>>,
+    pub updates: Option<mpsc::Receiver<Update<VenueOrder>>>,
 }
 
 /// The next update of `updates`, or never when there is no stream (or it ended).
-async fn next_update(updates: &mut Option<mpsc::Receiver<OrderUpdate>>) -> OrderUpdate {
+async fn next_update(updates: &mut Option<mpsc::Receiver<Update<VenueOrder>>>) -> Update<VenueOrder> {
     match updates {
         Some(updates) => match updates.recv().await {
             Some(update) => update,
@@ -184,12 +184,12 @@ impl VenueDesk {
                 update = next_update(&mut updates) => match update {
                     // Connected, first or again: a full sync backfills
                     // whatever the stream missed.
-                    OrderUpdate::Connected => {
+                    Update::Connected => {
                         self.metrics.tally.stream(self.venue, None);
                         next_sync = tokio::time::Instant::now();
                     }
-                    OrderUpdate::Down { error } => self.metrics.tally.stream(self.venue, Some(&error)),
-                    OrderUpdate::Order { order } => self.apply(&order).await,
+                    Update::Down { error } => self.metrics.tally.stream(self.venue, Some(&error)),
+                    Update::Item { item: order } => self.apply(&order).await,
                 },
             }
         }
@@ -228,7 +228,7 @@ impl VenueDesk {
 
     /// One order's state as the venue pushed it, settled as a sync would;
     /// its fill or end goes to its engine at once.
-    async fn apply(&self, order: &crate::broker::VenueOrder) {
+    async fn apply(&self, order: &VenueOrder) {
         match self.reconciler.apply(order, now_ms()) {
             Ok(report) => self.deliver(report).await,
             Err(error) => {

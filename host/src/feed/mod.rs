@@ -1,6 +1,7 @@
 //! Market data: where bars come from.
 
 mod alpaca;
+mod alpaca_stream;
 mod binance;
 mod csv;
 mod kalshi;
@@ -11,6 +12,7 @@ mod replay;
 mod timestamp;
 
 pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
+pub use self::alpaca_stream::AlpacaBarStream;
 pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
 pub use self::csv::{CsvLimits, is_parquet, load_bars, load_csv, parse_csv, parse_csv_as, stream_bars};
 pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};

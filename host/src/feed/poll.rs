@@ -7,14 +7,20 @@
 //! counts as consumed when the next one is requested, so a crash while a
 //! batch is processed delivers that batch again rather than losing it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use super::{FeedError, MarketData};
 use crate::bar::{Bar, Millis, now_ms};
 use crate::store::Store;
+use crate::stream::Update;
 use crate::venue::VenueError;
+
+/// How long streamed bars of one time wait for the other symbols' bars.
+pub const HOLD: Duration = Duration::from_millis(250);
 
 /// A venue endpoint that returns bars for a time range.
 #[async_trait::async_trait]
@@ -58,6 +64,31 @@ pub struct PolledFeed<S> {
     rewind: Option<Millis>,
     now: fn() -> Millis,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The venue's bar stream, when it has one.
+    live: Option<Live>,
+}
+
+/// A venue's bar stream beside the polls.
+struct Live {
+    updates: mpsc::Receiver<Update<Bar>>,
+    connected: bool,
+    /// Whether a poll has run since the stream last connected: until then a
+    /// streamed bar may follow a gap only a poll can fill, and is left to it.
+    synced: bool,
+    /// The stream has just connected: poll at once.
+    poll_now: bool,
+    /// The newest bar taken per symbol: delivered, queued or held.
+    heard: HashMap<Arc<str>, Millis>,
+    /// Streamed bars by time, held until their time is complete.
+    held: BTreeMap<Millis, Vec<Bar>>,
+    held_since: Option<tokio::time::Instant>,
+}
+
+/// What woke the feed.
+enum Wake {
+    Poll,
+    Update(Option<Update<Bar>>),
+    Release,
 }
 
 impl<S: BarSource> PolledFeed<S> {
@@ -72,7 +103,22 @@ impl<S: BarSource> PolledFeed<S> {
             rewind: None,
             now: now_ms,
             metrics: None,
+            live: None,
         }
+    }
+
+    /// Takes bars the venue pushes on `updates` as well as polling.
+    pub fn with_stream(mut self, updates: mpsc::Receiver<Update<Bar>>) -> Self {
+        self.live = Some(Live {
+            updates,
+            connected: false,
+            synced: false,
+            poll_now: false,
+            heard: HashMap::new(),
+            held: BTreeMap::new(),
+            held_since: None,
+        });
+        self
     }
 
     /// Times each poll into `metrics`.
@@ -91,17 +137,86 @@ impl<S: BarSource> PolledFeed<S> {
         Ok(())
     }
 
-    /// Waits for the next poll time: immediately the first time (backfill),
-    /// then on the next boundary of the period plus the delay.
-    async fn wait_for_poll(&mut self) {
-        if !self.polled_once {
-            self.polled_once = true;
-            return;
+    /// When to poll next: at once the first time (backfill) and after a
+    /// stream connects, then on the next boundary of the period plus the delay.
+    fn next_poll_at(&self) -> tokio::time::Instant {
+        let at_once = tokio::time::Instant::now();
+        if !self.polled_once || self.live.as_ref().is_some_and(|l| l.poll_now) {
+            return at_once;
         }
         let every = self.schedule.every.as_millis().max(1) as i64;
         let now = (self.now)();
         let next = (now.div_euclid(every) + 1) * every + self.schedule.delay.as_millis() as i64;
-        tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
+        at_once + Duration::from_millis((next - now).max(0) as u64)
+    }
+
+    /// Waits for the next poll, stream update or release of held bars.
+    async fn wake(&mut self) -> Wake {
+        let poll_at = self.next_poll_at();
+        let Some(live) = self.live.as_mut() else {
+            tokio::time::sleep_until(poll_at).await;
+            return Wake::Poll;
+        };
+        let release_at = live.held_since.map(|since| since + HOLD);
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(poll_at) => Wake::Poll,
+            () = async { match release_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => Wake::Release,
+            update = live.updates.recv() => Wake::Update(update),
+        }
+    }
+
+    /// Takes one stream update: see the module's documentation.
+    fn take(&mut self, update: Update<Bar>) {
+        let name = self.source.name().to_string();
+        let Some(live) = self.live.as_mut() else { return };
+        match update {
+            Update::Connected => {
+                (live.connected, live.synced, live.poll_now) = (true, false, true);
+                if let Some(metrics) = &self.metrics {
+                    metrics.tally.feed_stream(&name, None);
+                }
+            }
+            Update::Down { error } => {
+                (live.connected, live.synced) = (false, false);
+                if let Some(metrics) = &self.metrics {
+                    metrics.tally.feed_stream(&name, Some(&error));
+                }
+            }
+            Update::Item { item: bar } => {
+                let newer = live.heard.get(&bar.symbol).is_none_or(|&last| bar.time > last);
+                if !live.synced || !newer {
+                    return;
+                }
+                live.heard.insert(bar.symbol.clone(), bar.time);
+                let time = bar.time;
+                live.held.entry(time).or_default().push(bar);
+                live.held_since.get_or_insert_with(tokio::time::Instant::now);
+                // A later bar completes the times before it.
+                self.release(time - 1);
+                let complete = self
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.held.get(&time).is_some_and(|held| held.len() >= self.source.symbols().len()));
+                if complete {
+                    self.release(time);
+                }
+            }
+        }
+    }
+
+    /// Queues the held bars of every time up to `until`, in time order.
+    fn release(&mut self, until: Millis) {
+        let Some(live) = self.live.as_mut() else { return };
+        while let Some(entry) = live.held.first_entry() {
+            if *entry.key() > until {
+                break;
+            }
+            let mut batch = entry.remove();
+            batch.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+            self.ready.push_back(batch);
+        }
+        live.held_since = if live.held.is_empty() { None } else { Some(tokio::time::Instant::now()) };
     }
 
     /// Fetches what is new since the cursors and queues it by timestamp.
@@ -113,8 +228,17 @@ impl<S: BarSource> PolledFeed<S> {
             let cursor = self.store.cursor(&name, symbol)?;
             let cursor = match (cursor, rewind) {
                 (Some(cursor), Some(rewind)) => Some(cursor.min(rewind)),
-                (cursor, _) => cursor,
+                (None, Some(_)) => None,
+                // What the stream delivered, or has queued, is taken too.
+                (cursor, None) => {
+                    let heard = self.live.as_ref().and_then(|l| l.heard.get(symbol).copied());
+                    cursor.max(heard)
+                }
             };
+            if let (Some(live), Some(cursor)) = (self.live.as_mut(), cursor) {
+                let last = live.heard.entry(symbol.clone()).or_insert(cursor);
+                *last = (*last).max(cursor);
+            }
             cursors.push((symbol.clone(), cursor));
         }
         let start = cursors
@@ -139,6 +263,12 @@ impl<S: BarSource> PolledFeed<S> {
         bars.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.symbol.cmp(&b.symbol)));
         // A venue that repeats a bar (overlapping pages) delivers it once.
         bars.dedup_by(|a, b| a.time == b.time && a.symbol == b.symbol);
+        if let Some(live) = self.live.as_mut() {
+            for bar in &bars {
+                let last = live.heard.entry(bar.symbol.clone()).or_insert(bar.time);
+                *last = (*last).max(bar.time);
+            }
+        }
         let mut start = 0;
         while start < bars.len() {
             let time = bars[start].time;
@@ -168,9 +298,37 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
                 self.delivered = Some(batch.clone());
                 return Ok(Some(batch));
             }
-            self.wait_for_poll().await;
+            match self.wake().await {
+                Wake::Poll => {}
+                Wake::Release => {
+                    self.release(Millis::MAX);
+                    continue;
+                }
+                // The stream's task is gone: polling carries on alone.
+                Wake::Update(None) => {
+                    self.live = None;
+                    continue;
+                }
+                Wake::Update(Some(update)) => {
+                    self.take(update);
+                    continue;
+                }
+            }
+            // Held bars go first, so a poll never queues a later time before them.
+            if self.live.as_ref().is_some_and(|l| !l.held.is_empty()) {
+                self.release(Millis::MAX);
+                continue;
+            }
+            self.polled_once = true;
+            if let Some(live) = self.live.as_mut() {
+                live.poll_now = false;
+            }
             match self.poll().await {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(live) = self.live.as_mut() {
+                        live.synced = live.connected;
+                    }
+                }
                 Err(FeedError::Venue(VenueError::Throttled { venue, retry_after })) => {
                     let wait = retry_after.unwrap_or(self.schedule.every);
                     tracing::warn!(venue, ?wait, "throttled; waiting before the next poll");

@@ -1,13 +1,16 @@
-//! Venue streams of order updates: the venue pushes each order's new state
-//! over a WebSocket as it changes, so a fill reaches its strategy without
-//! waiting for the next sync.
+//! Venue streams: a venue pushes what changed over a WebSocket (an
+//! order's new state, a bar as it closes), so the host hears of it without
+//! waiting for its next poll.
 //!
-//! A stream is a shortcut, never the truth. Each update is settled exactly
-//! as a sync settles what it reads (fills keyed by the order's cumulative
-//! filled quantity), so an update heard twice, late or out of order records
-//! nothing new. After every (re)connection the desk runs a full sync, which
-//! backfills whatever happened while the stream was down, and it keeps
-//! syncing on its interval as a safety net.
+//! A stream is a shortcut, never the truth. What it says is taken in
+//! through the same exactly-once rules as what a poll reads (fills keyed by
+//! the order's cumulative filled quantity, bars by each symbol's cursor),
+//! so something heard twice, late or out of order is taken once. After
+//! every (re)connection the host polls at once, which backfills whatever
+//! happened while the stream was down, and it keeps polling on its
+//! interval as a safety net. This module is the part every venue shares:
+//! connecting, the handshake's timeouts, watching for silence and
+//! reconnecting; each venue's [`Protocol`] says what its messages mean.
 //!
 //! The connection is watched: a stream silent for [`Timings::silence`] is
 //! pinged, and one that does not answer within [`Timings::answer`] is
@@ -24,16 +27,14 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::VenueOrder;
-
-/// What a stream tells the desk.
+/// What a stream tells its reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderUpdate {
-    /// Connected and listening, first or again: sync now to backfill.
+pub enum Update<T> {
+    /// Connected and subscribed, first or again: poll now to backfill.
     Connected,
-    /// An order's state, as the venue now reports it.
-    Order { order: VenueOrder },
-    /// Lost; reconnecting. Syncing on the interval carries on meanwhile.
+    /// Something the venue pushed: an order's state, a bar.
+    Item { item: T },
+    /// Lost; reconnecting. Polling on the interval carries on meanwhile.
     Down { error: String },
 }
 
@@ -68,6 +69,9 @@ pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTls
 /// One venue's side of a stream: where it is, how a connection starts, and
 /// what its messages mean.
 pub trait Protocol: Send + Sync + 'static {
+    /// What its messages carry.
+    type Item: Send + 'static;
+
     fn venue(&self) -> &'static str;
 
     /// `ws://` or `wss://`.
@@ -76,8 +80,8 @@ pub trait Protocol: Send + Sync + 'static {
     /// Authenticates and subscribes on a fresh connection.
     fn handshake(&self, socket: &mut Socket, limit: Duration) -> impl Future<Output = Result<(), StreamError>> + Send;
 
-    /// The order updates one message carries (none for a message of no interest).
-    fn updates(&self, message: &[u8]) -> Result<Vec<VenueOrder>, StreamError>;
+    /// The items one message carries (none for a message of no interest).
+    fn items(&self, message: &[u8]) -> Result<Vec<Self::Item>, StreamError>;
 }
 
 /// How a stream waits.
@@ -105,7 +109,7 @@ impl Default for Timings {
     }
 }
 
-/// The largest message read; venues' order updates are a few KiB.
+/// The largest message read; venues' updates are a few KiB.
 const MAX_MESSAGE: usize = 1 << 20;
 
 /// Updates waiting for the desk; past this the stream waits for it.
@@ -113,13 +117,13 @@ const QUEUE: usize = 1024;
 
 /// Starts `protocol`'s stream on its own task; it runs, reconnecting, until
 /// the returned receiver is dropped.
-pub fn spawn<P: Protocol>(protocol: P, timings: Timings) -> mpsc::Receiver<OrderUpdate> {
+pub fn spawn<P: Protocol>(protocol: P, timings: Timings) -> mpsc::Receiver<Update<P::Item>> {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(run(protocol, timings, tx));
     rx
 }
 
-async fn run<P: Protocol>(protocol: P, timings: Timings, tx: mpsc::Sender<OrderUpdate>) {
+async fn run<P: Protocol>(protocol: P, timings: Timings, tx: mpsc::Sender<Update<P::Item>>) {
     let venue = protocol.venue();
     let mut backoff = timings.backoff_min;
     loop {
@@ -135,8 +139,8 @@ async fn run<P: Protocol>(protocol: P, timings: Timings, tx: mpsc::Sender<OrderU
             Ok(()) => return,
             Err(error) => crate::runtime::bounded(&error.to_string()),
         };
-        tracing::warn!(venue, %error, retry_in = ?backoff, "order stream down");
-        if tx.send(OrderUpdate::Down { error }).await.is_err() {
+        tracing::warn!(venue, %error, retry_in = ?backoff, "stream down");
+        if tx.send(Update::Down { error }).await.is_err() {
             return;
         }
         tokio::time::sleep(backoff + jitter(backoff / 4)).await;
@@ -156,7 +160,7 @@ fn jitter(most: Duration) -> Duration {
 async fn session<P: Protocol>(
     protocol: &P,
     timings: Timings,
-    tx: &mpsc::Sender<OrderUpdate>,
+    tx: &mpsc::Sender<Update<P::Item>>,
     listening: &mut bool,
 ) -> Result<(), StreamError> {
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
@@ -167,8 +171,8 @@ async fn session<P: Protocol>(
         .map_err(|source| StreamError::Connect { source })?;
     protocol.handshake(&mut socket, timings.connect).await?;
     *listening = true;
-    tracing::info!(venue = protocol.venue(), "order stream listening");
-    if tx.send(OrderUpdate::Connected).await.is_err() {
+    tracing::info!(venue = protocol.venue(), "stream listening");
+    if tx.send(Update::Connected).await.is_err() {
         return Ok(());
     }
     let mut pinged = false;
@@ -199,16 +203,16 @@ async fn session<P: Protocol>(
             // Pings are answered by the socket itself.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
-        match protocol.updates(body) {
-            Ok(orders) => {
-                for order in orders {
-                    if tx.send(OrderUpdate::Order { order }).await.is_err() {
+        match protocol.items(body) {
+            Ok(items) => {
+                for item in items {
+                    if tx.send(Update::Item { item }).await.is_err() {
                         return Ok(());
                     }
                 }
             }
-            // One bad message is skipped: the next sync reads what it said.
-            Err(error) => tracing::warn!(venue = protocol.venue(), %error, "order stream message skipped"),
+            // One bad message is skipped: the next poll reads what it said.
+            Err(error) => tracing::warn!(venue = protocol.venue(), %error, "stream message skipped"),
         }
     }
 }
