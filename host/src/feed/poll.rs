@@ -353,6 +353,7 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
 
     /// One bar a minute for one symbol, minutes 0 to 9.
     struct Minutes(Vec<Arc<str>>);
@@ -390,6 +391,69 @@ mod tests {
         let mut feed = PolledFeed::new(Minutes(vec!["X".into()]), store.clone(), schedule);
         feed.now = || 3_600_000;
         feed
+    }
+
+    /// Two symbols, minutes 0 to 2 from the venue's bars endpoint.
+    struct Pair;
+
+    #[async_trait::async_trait]
+    impl BarSource for Pair {
+        fn name(&self) -> &str {
+            "pair"
+        }
+        fn symbols(&self) -> &[Arc<str>] {
+            static SYMBOLS: std::sync::LazyLock<[Arc<str>; 2]> = std::sync::LazyLock::new(|| ["X".into(), "Y".into()]);
+            &*SYMBOLS
+        }
+        fn period(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        async fn fetch(&self, start: Millis, _: Millis) -> Result<Vec<Bar>, FeedError> {
+            let bars = self.symbols().iter().flat_map(|s| (0..3).map(|m| bar(s, m)));
+            Ok(bars.filter(|b| b.time >= start).collect())
+        }
+    }
+
+    fn bar(symbol: &Arc<str>, minute: i64) -> Bar {
+        let one = Decimal::ONE;
+        Bar { symbol: symbol.clone(), time: minute * 60_000, open: one, high: one, low: one, close: one, volume: one }
+    }
+
+    fn shape(batch: &[Bar]) -> Vec<String> {
+        batch.iter().map(|b| format!("{}{}", b.symbol, b.time / 60_000)).collect()
+    }
+
+    /// Streamed bars of one time go out together; a time left incomplete
+    /// goes out after the hold; repeats and older bars are dropped.
+    #[tokio::test(start_paused = true)]
+    async fn streamed_bars_are_held_until_their_time_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("f.db")).unwrap());
+        let (tx, rx) = mpsc::channel(16);
+        let schedule = PollSchedule { every: Duration::from_secs(3600), delay: Duration::ZERO, backfill_from: 0 };
+        let mut feed = PolledFeed::new(Pair, store, schedule).with_stream(rx);
+        feed.now = || 600_000;
+        for minute in 0..3 {
+            assert_eq!(shape(&feed.next_batch().await.unwrap().unwrap()), [format!("X{minute}"), format!("Y{minute}")]);
+        }
+        let (x, y): (Arc<str>, Arc<str>) = ("X".into(), "Y".into());
+        tx.send(Update::Connected).await.unwrap();
+        // The poll that follows the connection runs first (it finds nothing
+        // new); then the stream is taken.
+        for update in [
+            Update::Item { item: bar(&x, 3) },
+            Update::Item { item: bar(&y, 3) },
+            Update::Item { item: bar(&x, 3) },
+            Update::Item { item: bar(&y, 1) },
+            Update::Item { item: bar(&x, 4) },
+        ] {
+            tx.send(update).await.unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(shape(&feed.next_batch().await.unwrap().unwrap()), ["X3", "Y3"]);
+        assert_eq!(shape(&feed.next_batch().await.unwrap().unwrap()), ["X4"]);
+        assert!(started.elapsed() >= HOLD, "X4 waited for Y4");
+        assert!(started.elapsed() < Duration::from_secs(60), "and not for the next poll");
     }
 
     /// The cursor moves when a batch is queued to the strategies, before
