@@ -178,7 +178,12 @@ async fn session<P: Protocol>(
     let mut pinged = false;
     loop {
         let wait = if pinged { timings.answer } else { timings.silence };
-        let message = match tokio::time::timeout(wait, socket.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, socket.next()) => next,
+            // Nobody reads any more (the host is stopping): hang up now.
+            () = tx.closed() => return Ok(()),
+        };
+        let message = match next {
             Err(_) if pinged => return Err(StreamError::Silent { silent: timings.silence + timings.answer }),
             Err(_) => {
                 socket
