@@ -257,7 +257,8 @@ async fn an_unknown_symbol_is_a_clear_venue_error() {
         BinanceKlinesConfig { base_url: venue.url.clone(), symbols: vec!["NOPEUSDT".into()], interval: "1m".into() };
     let err = BinanceKlines::new(client(), config).unwrap().fetch(0, i64::MAX).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, FeedError::Venue(VenueError::Status { status: 400, .. })), "{text}");
+    let refused = matches!(err, FeedError::Venue(VenueError::Rejected { status: 400, code: Some(_), .. }));
+    assert!(refused, "{text}");
     assert!(text.contains("binance /api/v3/klines") && text.contains("Invalid symbol"), "{text}");
 }
 

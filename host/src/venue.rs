@@ -95,6 +95,51 @@ impl VenueError {
     }
 }
 
+/// What a venue's error body says, read by that venue's own rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: Option<VenueCode>,
+    /// The venue's text; an excerpt of the body when it has none.
+    pub message: Option<String>,
+    /// What the venue's code means beyond the HTTP status, if anything.
+    pub means: Option<Means>,
+}
+
+/// What a venue error code means, where the HTTP status does not say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Means {
+    /// The key or its signature was refused.
+    Unauthorized,
+    /// Refused for now, without acting on it (e.g. our clock is off).
+    Transient,
+}
+
+/// Maps a non-2XX answer the same way for every venue: a 5XX leaves the
+/// outcome unknown; 401, or a code the venue says means it, is the key
+/// refused; a code that means "not now" may be sent again; anything else is
+/// a final refusal, with the venue's code and text. `read` is the venue's
+/// reading of its error body, given the status.
+pub fn failure(
+    venue: &'static str,
+    endpoint: &str,
+    status: u16,
+    body: &[u8],
+    read: impl FnOnce(u16, &[u8]) -> ErrorBody,
+) -> VenueError {
+    let endpoint = endpoint.to_string();
+    if status >= 500 {
+        return VenueError::Unknown { venue, endpoint, message: format!("HTTP {status}: {}", excerpt(body)) };
+    }
+    let ErrorBody { code, message, means } = read(status, body);
+    let message = message.unwrap_or_else(|| excerpt(body));
+    match means {
+        _ if status == 401 => VenueError::Unauthorized { venue, endpoint, status, message },
+        Some(Means::Unauthorized) => VenueError::Unauthorized { venue, endpoint, status, message },
+        Some(Means::Transient) => VenueError::Transient { venue, endpoint, status, code, message },
+        None => VenueError::Rejected { venue, endpoint, status, code, message },
+    }
+}
+
 /// Cuts a body down for an error message.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT)]).into_owned();
@@ -146,27 +191,17 @@ pub async fn send(
     Ok((status, body))
 }
 
-/// Sends a request whose only good answer is a 2XX, and returns its body.
-/// A 401 is [`VenueError::Unauthorized`].
+/// Sends a request whose only good answer is a 2XX, and returns its body;
+/// any other answer is mapped by [`failure`], with `read` reading the
+/// venue's error body.
 pub async fn get_ok(
     venue: &'static str,
     endpoint: &str,
     request: reqwest::RequestBuilder,
+    read: impl FnOnce(u16, &[u8]) -> ErrorBody,
 ) -> Result<Vec<u8>, VenueError> {
     let (status, body) = send(venue, endpoint, request).await?;
-    if (200..300).contains(&status) {
-        Ok(body)
-    } else if status >= 500 {
-        Err(VenueError::Unknown {
-            venue,
-            endpoint: endpoint.into(),
-            message: format!("HTTP {status}: {}", excerpt(&body)),
-        })
-    } else if status == 401 {
-        Err(VenueError::Unauthorized { venue, endpoint: endpoint.into(), status, message: excerpt(&body) })
-    } else {
-        Err(VenueError::Status { venue, endpoint: endpoint.into(), status, body: excerpt(&body) })
-    }
+    if (200..300).contains(&status) { Ok(body) } else { Err(failure(venue, endpoint, status, &body, read)) }
 }
 
 /// Parses a JSON body, reporting a malformed one with an excerpt.
@@ -219,6 +254,28 @@ pub fn required(var: &'static str, lookup: impl Fn(&str) -> Option<String>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every venue's answers map by one rule; only what its codes mean differs.
+    #[test]
+    fn failures_map_the_same_way_for_every_venue() {
+        let read = |status: u16, body: &[u8]| ErrorBody {
+            code: Some(VenueCode::Number(7)),
+            message: (!body.is_empty()).then(|| "said so".to_string()),
+            means: (status == 418).then_some(Means::Transient),
+        };
+        let unknown = failure("v", "/x", 503, b"oops", read);
+        assert!(matches!(unknown, VenueError::Unknown { .. }), "{unknown}");
+        let key = failure("v", "/x", 401, b"{}", read);
+        assert!(key.is_unauthorized(), "{key}");
+        let refused = failure("v", "/x", 422, b"", read);
+        assert_eq!(refused.to_string(), "v /x refused the request (422, code 7): ");
+        let refused = failure("v", "/x", 400, b"{}", read);
+        assert!(matches!(refused, VenueError::Rejected { status: 400, .. }) && !refused.is_retryable());
+        let later = failure("v", "/x", 418, b"{}", read);
+        assert!(later.is_retryable(), "{later}");
+        let hostile = failure("v", "/x", 400, &vec![b'x'; 1 << 20], |_, _| ErrorBody::default());
+        assert!(hostile.to_string().len() < 1_000, "the body is quoted in part");
+    }
 
     #[test]
     fn encodes_query_values() {

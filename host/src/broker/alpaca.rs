@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::feed::AlpacaCredentials;
 use crate::order::{Side, TimeInForce};
-use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, send};
+use crate::venue::{ErrorBody, VenueCode, VenueError, excerpt, json, percent_encode, send};
 
 pub(super) const VENUE: &str = "alpaca";
 
@@ -119,24 +119,18 @@ fn status_from_wire(status: &str, qty: Decimal, filled: Decimal) -> Option<Order
     })
 }
 
-/// Maps a non-2XX answer: 401 is bad credentials, other 4XX are refusals
-/// (403 is insufficient buying power on the trading API), 5XX leave the
-/// outcome unknown.
+/// Maps a non-2XX answer (see [`crate::venue::failure`]): errors are
+/// `{"code", "message"}` with a numeric code; 403 on the trading API is
+/// insufficient buying power, a refusal like any other 4XX.
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
-    if status >= 500 {
-        return VenueError::Unknown {
-            venue: VENUE,
-            endpoint: endpoint.into(),
-            message: format!("HTTP {status}: {}", excerpt(body)),
-        };
-    }
+    crate::venue::failure(VENUE, endpoint, status, body, error_body)
+}
+
+/// What an Alpaca error body says (trading and market data alike).
+pub(crate) fn error_body(_status: u16, body: &[u8]) -> ErrorBody {
     let wire: Option<WireError> = serde_json::from_slice(body).ok();
-    let message = wire.as_ref().and_then(|w| w.message.clone()).unwrap_or_else(|| excerpt(body));
-    if status == 401 {
-        return VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message };
-    }
-    let code = wire.and_then(|w| w.code).map(VenueCode::Number);
-    VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code, message }
+    let (code, message) = wire.map(|w| (w.code, w.message)).unwrap_or_default();
+    ErrorBody { code: code.map(VenueCode::Number), message, means: None }
 }
 
 /// Rounds to what Alpaca accepts: quantities to 9 decimals (toward zero),

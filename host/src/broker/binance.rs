@@ -23,7 +23,7 @@ use super::binance_filters::parse_filters;
 pub use super::binance_filters::{FILTER_TTL, LotRule, NotionalRule, SymbolFilters};
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side, TimeInForce};
-use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, required, send};
+use crate::venue::{ErrorBody, Means, VenueCode, VenueError, excerpt, json, percent_encode, required, send};
 
 const VENUE: &str = "binance";
 /// How long a signed request stays valid at the venue, in milliseconds.
@@ -106,29 +106,25 @@ fn decimal(endpoint: &str, body: &[u8], what: &str, text: &str) -> Result<Decima
     crate::venue::decimal(VENUE, endpoint, body, what, text)
 }
 
+/// Maps a non-2XX answer (see [`crate::venue::failure`]): errors are
+/// `{"code", "msg"}` with a negative numeric code.
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
-    if status >= 500 {
-        return VenueError::Unknown {
-            venue: VENUE,
-            endpoint: endpoint.into(),
-            message: format!("HTTP {status}: {}", excerpt(body)),
-        };
-    }
+    crate::venue::failure(VENUE, endpoint, status, body, error_body)
+}
+
+/// What a Binance error body says (orders and market data alike).
+pub(crate) fn error_body(_status: u16, body: &[u8]) -> ErrorBody {
     let wire: Option<WireError> = serde_json::from_slice(body).ok();
-    let message = wire.as_ref().and_then(|w| w.msg.clone()).unwrap_or_else(|| excerpt(body));
-    let number = wire.and_then(|w| w.code);
-    let code = number.map(VenueCode::Number);
-    match number {
+    let (code, message) = wire.map(|w| (w.code, w.msg)).unwrap_or_default();
+    let means = match code {
         // -1022 bad signature, -2014 bad key format, -2015 key, IP or
         // permission refused.
-        _ if status == 401 => VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message },
-        Some(-1022 | -2014 | -2015) => {
-            VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message }
-        }
+        Some(-1022 | -2014 | -2015) => Some(Means::Unauthorized),
         // Our timestamp was outside recvWindow: nothing was done.
-        Some(-1021) => VenueError::Transient { venue: VENUE, endpoint: endpoint.into(), status, code, message },
-        _ => VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code, message },
-    }
+        Some(-1021) => Some(Means::Transient),
+        _ => None,
+    };
+    ErrorBody { code: code.map(VenueCode::Number), message, means }
 }
 
 /// The Binance error code in a body, if it has one.

@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side};
-use crate::venue::{VenueCode, VenueError, excerpt, json, percent_encode, required, send};
+use crate::venue::{ErrorBody, Means, VenueCode, VenueError, json, percent_encode, required, send};
 
 const VENUE: &str = "kalshi";
 
@@ -154,30 +154,20 @@ struct BalanceAnswer {
     balance: i64,
 }
 
-/// Maps a non-2XX answer. Errors are `{"error": {"code", "message"}}` with
-/// a symbolic code, kept as [`VenueCode::Name`]. 401 and 403 mean the key or its
-/// signature was refused.
+/// Maps a non-2XX answer (see [`crate::venue::failure`]): errors are
+/// `{"error": {"code", "message"}}` with a symbolic code, kept as
+/// [`VenueCode::Name`].
 fn failure(endpoint: &str, status: u16, body: &[u8]) -> VenueError {
-    if status >= 500 {
-        return VenueError::Unknown {
-            venue: VENUE,
-            endpoint: endpoint.into(),
-            message: format!("HTTP {status}: {}", excerpt(body)),
-        };
-    }
+    crate::venue::failure(VENUE, endpoint, status, body, error_body)
+}
+
+/// What a Kalshi error body says (orders and market data alike); 403, like
+/// 401, is the key or its signature refused.
+pub(crate) fn error_body(status: u16, body: &[u8]) -> ErrorBody {
     let wire: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let text = |key: &str| wire.as_ref().and_then(|w| w["error"][key].as_str().or(w[key].as_str())).map(str::to_string);
-    let message = text("message").unwrap_or_else(|| excerpt(body));
-    if status == 401 || status == 403 {
-        return VenueError::Unauthorized { venue: VENUE, endpoint: endpoint.into(), status, message };
-    }
-    VenueError::Rejected {
-        venue: VENUE,
-        endpoint: endpoint.into(),
-        status,
-        code: text("code").map(VenueCode::name),
-        message,
-    }
+    let means = (status == 403).then_some(Means::Unauthorized);
+    ErrorBody { code: text("code").map(VenueCode::name), message: text("message"), means }
 }
 
 fn malformed(endpoint: &str, message: String) -> VenueError {

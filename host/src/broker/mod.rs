@@ -11,10 +11,13 @@ mod paper;
 pub(crate) mod scripted;
 
 pub use self::alpaca::AlpacaBroker;
+pub(crate) use self::alpaca::error_body as alpaca_error_body;
 pub use self::alpaca_stream::AlpacaTradeStream;
+pub(crate) use self::binance::error_body as binance_error_body;
 pub use self::binance::{
     BinanceBroker, BinanceCredentials, LotRule, NotionalRule, SymbolFilters, sign as binance_signature,
 };
+pub(crate) use self::kalshi::error_body as kalshi_error_body;
 pub use self::kalshi::{KalshiBroker, KalshiCredentials};
 pub use self::paper::{Commission, PaperBroker};
 pub use crate::feed::AlpacaCredentials;

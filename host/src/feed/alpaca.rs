@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::FeedError;
 use super::poll::BarSource;
 use crate::bar::{Bar, Millis, format_time};
-use crate::venue::{VenueError, get_ok, json, required};
+use crate::venue::{ErrorBody, Means, VenueError, get_ok, json, required};
 
 const VENUE: &str = "alpaca";
 const ENDPOINT: &str = "/v2/stocks/bars";
@@ -212,13 +212,12 @@ impl BarSource for AlpacaBars {
                 .query(&query)
                 .header("APCA-API-KEY-ID", &self.credentials.key_id)
                 .header("APCA-API-SECRET-KEY", &self.credentials.secret_key);
-            let body = get_ok(VENUE, ENDPOINT, request).await.map_err(|e| match e {
+            let body = get_ok(VENUE, ENDPOINT, request, |status, body| ErrorBody {
                 // The data API answers 403 for keys without access to the feed.
-                VenueError::Status { venue, endpoint, status: 403, body } => {
-                    VenueError::Unauthorized { venue, endpoint, status: 403, message: body }
-                }
-                other => other,
-            })?;
+                means: (status == 403).then_some(Means::Unauthorized),
+                ..crate::broker::alpaca_error_body(status, body)
+            })
+            .await?;
             let (page, next) = parse_page(&body, &self.symbols)?;
             bars.extend(page);
             match next {

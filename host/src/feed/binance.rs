@@ -128,7 +128,9 @@ impl BarSource for BinanceKlines {
                     ("endTime", (end - 1).to_string()),
                     ("limit", PAGE.to_string()),
                 ];
-                let body = get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query)).await?;
+                let body =
+                    get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query), crate::broker::binance_error_body)
+                        .await?;
                 let rows: Vec<serde_json::Value> = json(VENUE, ENDPOINT, &body)?;
                 let full = rows.len() >= PAGE;
                 let page = parse_klines(&body, symbol, end)?;

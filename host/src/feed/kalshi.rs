@@ -155,7 +155,9 @@ impl BarSource for KalshiCandles {
                     ("end_ts", to.to_string()),
                     ("period_interval", self.config.period_minutes.to_string()),
                 ];
-                let body = get_ok(VENUE, &endpoint, self.client.get(&url).query(&query)).await?;
+                let body =
+                    get_ok(VENUE, &endpoint, self.client.get(&url).query(&query), crate::broker::kalshi_error_body)
+                        .await?;
                 bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
             }
         }
