@@ -36,4 +36,5 @@ pub mod sweep;
 pub mod tally;
 pub mod tape;
 pub mod venue;
+pub mod venues;
 pub mod webhook;

@@ -1,26 +1,16 @@
-//! Brokers: where approved orders go and fills come from.
+//! Brokers: where approved orders go and fills come from. The venues'
+//! brokers live with the rest of each venue, in [`crate::venues`].
 
-mod alpaca;
-mod alpaca_stream;
-mod binance;
-mod binance_filters;
-mod kalshi;
 mod paper;
-#[cfg(test)]
 #[cfg(test)]
 pub(crate) mod scripted;
 
-pub use self::alpaca::AlpacaBroker;
-pub(crate) use self::alpaca::error_body as alpaca_error_body;
-pub use self::alpaca_stream::AlpacaTradeStream;
-pub(crate) use self::binance::error_body as binance_error_body;
-pub use self::binance::{
+pub use self::paper::{Commission, PaperBroker};
+pub use crate::venues::alpaca::{AlpacaBroker, AlpacaCredentials, AlpacaTradeStream};
+pub use crate::venues::binance::{
     BinanceBroker, BinanceCredentials, LotRule, NotionalRule, SymbolFilters, sign as binance_signature,
 };
-pub(crate) use self::kalshi::error_body as kalshi_error_body;
-pub use self::kalshi::{KalshiBroker, KalshiCredentials};
-pub use self::paper::{Commission, PaperBroker};
-pub use crate::feed::AlpacaCredentials;
+pub use crate::venues::kalshi::{KalshiBroker, KalshiCredentials};
 
 use rust_decimal::Decimal;
 

@@ -1,31 +1,26 @@
 //! Market data: where bars come from.
 
-mod alpaca;
-mod alpaca_stream;
-mod binance;
 mod csv;
-mod kalshi;
 mod merge;
 mod parquet;
 mod poll;
 mod replay;
 mod timestamp;
 
-pub use self::alpaca::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
-pub use self::alpaca_stream::AlpacaBarStream;
-pub use self::binance::{BinanceKlines, BinanceKlinesConfig};
 pub use self::csv::{CsvLimits, is_parquet, load_bars, load_csv, parse_csv, parse_csv_as, stream_bars};
-pub use self::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 pub use self::merge::{Chunks, MergedStream, merge};
 pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
 pub use self::timestamp::{TimeSpec, TimeSpecError, parse_instant};
+pub use crate::venues::alpaca::{AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
+pub use crate::venues::binance::{BinanceKlines, BinanceKlinesConfig};
+pub use crate::venues::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 
 /// Parsers of venue answers, exposed for fixture tests.
 pub mod wire {
-    pub use super::alpaca::parse_page as alpaca_bars;
-    pub use super::binance::parse_klines as binance_klines;
-    pub use super::kalshi::parse_candles as kalshi_candles;
+    pub use crate::venues::alpaca::parse_page as alpaca_bars;
+    pub use crate::venues::binance::parse_klines as binance_klines;
+    pub use crate::venues::kalshi::parse_candles as kalshi_candles;
 }
 
 use crate::bar::Bar;

@@ -12,9 +12,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::FeedError;
-use super::poll::BarSource;
 use crate::bar::{Bar, Millis};
+use crate::feed::{BarSource, FeedError};
 use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "kalshi";
@@ -156,8 +155,7 @@ impl BarSource for KalshiCandles {
                     ("period_interval", self.config.period_minutes.to_string()),
                 ];
                 let body =
-                    get_ok(VENUE, &endpoint, self.client.get(&url).query(&query), crate::broker::kalshi_error_body)
-                        .await?;
+                    get_ok(VENUE, &endpoint, self.client.get(&url).query(&query), super::orders::error_body).await?;
                 bars.extend(parse_candles(&body, ticker, self.period(), &endpoint)?);
             }
         }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use super::AlpacaCredentials;
 use crate::bar::{Bar, Millis};
-use crate::feed::AlpacaCredentials;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
 const VENUE: &str = "alpaca";

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::VenueOrder;
-use super::alpaca::{VENUE, WireOrder, order_from_wire};
-use crate::feed::AlpacaCredentials;
+use super::AlpacaCredentials;
+use super::orders::{VENUE, WireOrder, order_from_wire};
+use crate::broker::VenueOrder;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
 pub struct AlpacaTradeStream {

@@ -19,7 +19,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
+use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side};
 use crate::venue::{ErrorBody, Means, VenueCode, VenueError, json, percent_encode, required, send};
 

@@ -7,9 +7,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::FeedError;
-use super::poll::BarSource;
 use crate::bar::{Bar, Millis, format_time};
+use crate::feed::{BarSource, FeedError};
 use crate::venue::{ErrorBody, Means, VenueError, get_ok, json, required};
 
 const VENUE: &str = "alpaca";
@@ -215,7 +214,7 @@ impl BarSource for AlpacaBars {
             let body = get_ok(VENUE, ENDPOINT, request, |status, body| ErrorBody {
                 // The data API answers 403 for keys without access to the feed.
                 means: (status == 403).then_some(Means::Unauthorized),
-                ..crate::broker::alpaca_error_body(status, body)
+                ..super::orders::error_body(status, body)
             })
             .await?;
             let (page, next) = parse_page(&body, &self.symbols)?;

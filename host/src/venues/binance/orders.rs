@@ -19,9 +19,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::binance_filters::parse_filters;
-pub use super::binance_filters::{FILTER_TTL, LotRule, NotionalRule, SymbolFilters};
-use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
+use super::filters::parse_filters;
+pub use super::filters::{FILTER_TTL, LotRule, NotionalRule, SymbolFilters};
+use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side, TimeInForce};
 use crate::venue::{ErrorBody, Means, VenueCode, VenueError, excerpt, json, percent_encode, required, send};
 

@@ -8,8 +8,8 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Deserialize;
 
-use super::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
-use crate::feed::AlpacaCredentials;
+use super::AlpacaCredentials;
+use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{Side, TimeInForce};
 use crate::venue::{ErrorBody, VenueCode, VenueError, excerpt, json, percent_encode, send};
 

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use super::FeedError;
-use super::poll::BarSource;
 use crate::bar::{Bar, Millis};
+use crate::feed::{BarSource, FeedError};
 use crate::venue::{VenueError, get_ok, json};
 
 const VENUE: &str = "binance";
@@ -129,8 +128,7 @@ impl BarSource for BinanceKlines {
                     ("limit", PAGE.to_string()),
                 ];
                 let body =
-                    get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query), crate::broker::binance_error_body)
-                        .await?;
+                    get_ok(VENUE, ENDPOINT, self.client.get(&url).query(&query), super::orders::error_body).await?;
                 let rows: Vec<serde_json::Value> = json(VENUE, ENDPOINT, &body)?;
                 let full = rows.len() >= PAGE;
                 let page = parse_klines(&body, symbol, end)?;

@@ -1,0 +1,13 @@
+//! Alpaca: stock bars (`data.alpaca.markets`, polled and streamed) and the
+//! trading API (`paper-api.alpaca.markets` or `api.alpaca.markets`, with
+//! its trade updates stream). One key pair signs all of it.
+
+mod bar_stream;
+mod bars;
+mod orders;
+mod trade_stream;
+
+pub use self::bar_stream::AlpacaBarStream;
+pub use self::bars::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, parse_page, query_time};
+pub use self::orders::{AlpacaBroker, round_for_alpaca};
+pub use self::trade_stream::AlpacaTradeStream;
