@@ -6,7 +6,7 @@
 //! `timestamp` is on the venue's clock: its offset from ours is measured
 //! with `GET /api/v3/time`. Errors are `{"code", "msg"}`; a 5XX means the
 //! outcome is unknown. Orders are rounded to and checked against the
-//! symbol's filters from `exchangeInfo` (see `binance_filters`), which are
+//! symbol's filters from `exchangeInfo` (see `filters`), which are
 //! fetched again after [`FILTER_TTL`] or a filter failure (-1013). Stop
 //! orders go as `STOP_LOSS` (with `stopPrice`) and stop-limits as
 //! `STOP_LOSS_LIMIT` (with `stopPrice`, `price` and `timeInForce`).
