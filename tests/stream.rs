@@ -281,3 +281,67 @@ async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
     until("the next streamed bar", Duration::from_secs(20), async || bars_seen(&client, &addr).await == 45).await;
     assert_eq!(venue.state.lock().unwrap().bar_stream_connections, connections, "bad messages do not drop the stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_klines_stream_once_closed_and_are_backfilled_after_a_drop() {
+    const KLINES: i64 = 30;
+    let client = reqwest::Client::new();
+    let venue = FakeVenue::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = (now / 60_000 - KLINES - 5) * 60_000;
+    let kline = |i: i64| {
+        let open = start + i * 60_000;
+        serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
+    };
+    venue.state.lock().unwrap().binance_klines.insert("BTCUSDT".into(), (0..KLINES).map(kline).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let sections = format!(
+        "[feed]\nkind = \"binance\"\nbase_url = \"{url}\"\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1m\"\n\
+         poll_ms = 600000\ndelay_ms = 0\nbackfill_minutes = 60\n\n\
+         [[strategy]]\nname = \"watcher\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n",
+        url = venue.url,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let _host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
+    let addr = listening_address(&out).await;
+    until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == KLINES as u64).await;
+    until("the kline stream", Duration::from_secs(30), async || {
+        health(&client, &addr).await["feeds"]["binance"]["stream"] == "listening"
+    })
+    .await;
+    let mut polls = venue.requests_to("/api/v3/klines");
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = venue.requests_to("/api/v3/klines");
+        if now == polls {
+            break;
+        }
+        polls = now;
+    }
+
+    // Streamed, open and then closed: taken once, closed, with no poll.
+    venue.publish_kline("BTCUSDT", kline(KLINES));
+    until("the streamed kline", Duration::from_secs(20), async || bars_seen(&client, &addr).await == 31).await;
+    assert_eq!(venue.requests_to("/api/v3/klines"), polls, "delivered by the stream alone");
+
+    // Binance closes the connection (as it does after 24 hours) and a kline
+    // closes before the host is back: the poll after reconnecting brings it.
+    venue.drop_kline_streams();
+    venue.publish_kline("BTCUSDT", kline(KLINES + 1));
+    until("the backfilled kline", Duration::from_secs(30), async || bars_seen(&client, &addr).await == 32).await;
+    assert!(venue.state.lock().unwrap().kline_stream_connections >= 2);
+    assert!(venue.requests_to("/api/v3/klines") > polls, "the reconnection polled");
+
+    // The same kline again, and garbage: nothing more.
+    let name = "btcusdt@kline_1m";
+    for message in [b"{\"stream\":1}".to_vec(), b"not json".to_vec()] {
+        venue.push_kline_message(name, &message);
+    }
+    let again = kline(KLINES + 1);
+    venue.state.lock().unwrap().binance_klines.get_mut("BTCUSDT").unwrap().pop();
+    venue.publish_kline("BTCUSDT", again);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bars_seen(&client, &addr).await, 32);
+}

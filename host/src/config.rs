@@ -322,13 +322,14 @@ pub struct FeedConfig {
     /// resume from the stored cursors).
     #[serde(default = "default_backfill")]
     pub backfill_minutes: u64,
-    /// Alpaca, `1Min` bars: hear each bar as it closes over the market
-    /// data stream as well as polling (the polls become the safety net).
+    /// Alpaca (`1Min` bars) and Binance: hear each bar as it closes over
+    /// the venue's stream as well as polling (the polls become the safety net).
     #[serde(default = "default_stream")]
     pub stream: bool,
     /// The bar stream's address; by default Alpaca's
-    /// `wss://stream.data.alpaca.markets/v2/{alpaca_feed}`, or the
-    /// `base_url`'s host with `ws(s)://` when that is set.
+    /// `wss://stream.data.alpaca.markets/v2/{alpaca_feed}` or Binance's
+    /// `wss://stream.binance.com:9443`, or the `base_url`'s host with
+    /// `ws(s)://` when that is set.
     pub stream_url: Option<String>,
 }
 

@@ -7,6 +7,7 @@
 mod alpaca;
 mod alpaca_stream;
 mod binance;
+mod binance_stream;
 mod kalshi;
 
 use std::collections::{HashMap, VecDeque};
@@ -95,6 +96,10 @@ pub struct VenueState {
     pub bar_symbols: Vec<String>,
     pub bar_stream_connections: usize,
     pub bar_stream_refuse: bool,
+    /// Binance kline streams: each client's stream names and queue, and
+    /// connections opened.
+    pub kline_subscribers: Vec<(Vec<String>, tokio::sync::mpsc::UnboundedSender<Vec<u8>>)>,
+    pub kline_stream_connections: usize,
 }
 
 /// How the next order request goes wrong.
@@ -145,7 +150,7 @@ impl FakeVenue {
             .route("/v2/orders/{id}", axum::routing::delete(alpaca::cancel).get(alpaca::by_id))
             .route("/v2/positions", get(alpaca::positions))
             .route("/v2/account", get(alpaca::account))
-            .route("/stream", get(alpaca_stream::stream))
+            .route("/stream", get(stream))
             .route("/v2/{feed}", get(alpaca_stream::bars))
             .route("/api/v3/exchangeInfo", get(binance::exchange_info))
             .route("/api/v3/time", get(binance::time))
@@ -181,6 +186,37 @@ impl FakeVenue {
     /// How many requests went to `path` (query excluded).
     pub fn requests_to(&self, path: &str) -> usize {
         self.requests().iter().filter(|r| r.split('?').next() == Some(path) || r.ends_with(&format!(" {path}"))).count()
+    }
+}
+
+/// `/stream`: Binance's combined kline streams when `streams` is asked for,
+/// else Alpaca's trade updates.
+async fn stream(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    match binance_stream::streams(&query) {
+        Some(streams) => upgrade.on_upgrade(move |socket| binance_stream::session(state, streams, socket)),
+        None => alpaca_stream::stream(axum::extract::State(state), upgrade).await,
+    }
+}
+
+impl FakeVenue {
+    /// Publishes a 12-element REST kline of `symbol` (1m): REST serves it,
+    /// and the kline stream sends it open, then closed.
+    pub fn publish_kline(&self, symbol: &str, row: Value) {
+        binance_stream::publish(&mut self.state.lock().unwrap(), symbol, "1m", row);
+    }
+
+    /// Closes every kline stream, as Binance does after 24 hours.
+    pub fn drop_kline_streams(&self) {
+        self.state.lock().unwrap().kline_subscribers.clear();
+    }
+
+    /// Sends `bytes` to every client of kline stream `name`.
+    pub fn push_kline_message(&self, name: &str, bytes: &[u8]) {
+        binance_stream::push(&mut self.state.lock().unwrap(), name, bytes.to_vec());
     }
 }
 

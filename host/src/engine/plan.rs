@@ -21,9 +21,9 @@ use crate::broker::{
 };
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
 use crate::feed::{
-    AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig,
-    CsvLimits, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule, PolledFeed, ReplayFeed,
-    load_source,
+    AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlineStream, BinanceKlines,
+    BinanceKlinesConfig, CsvLimits, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule,
+    PolledFeed, ReplayFeed, load_source,
 };
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::risk::RiskGate;
@@ -112,13 +112,20 @@ pub(super) fn plan_feed(
                 },
             )?;
             let period = source.period();
-            let description = format!("polling Binance klines for {}", feed.symbols.join(", "));
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
-                clock: Clock::System,
-                symbol: first_symbol(),
-                description,
+            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
+            if feed.stream {
+                let base = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
+                    Some(base) => ws_url(base, ""),
+                    None => "wss://stream.binance.com:9443".into(),
+                });
+                let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
+                let interval = feed.timeframe.as_deref().unwrap_or("1m");
+                let protocol = BinanceKlineStream::new(&base, symbols, interval);
+                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
             }
+            let how = if feed.stream { "streaming and polling" } else { "polling" };
+            let description = format!("{how} Binance klines for {}", feed.symbols.join(", "));
+            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol: first_symbol(), description }
         }
         FeedKind::Kalshi => {
             let minutes = feed.timeframe.as_deref().unwrap_or("1").parse().map_err(|_| LiveError::Setup {

@@ -13,7 +13,7 @@ pub use self::poll::{BarSource, PollSchedule, PolledFeed};
 pub use self::replay::ReplayFeed;
 pub use self::timestamp::{TimeSpec, TimeSpecError, parse_instant};
 pub use crate::venues::alpaca::{AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials};
-pub use crate::venues::binance::{BinanceKlines, BinanceKlinesConfig};
+pub use crate::venues::binance::{BinanceKlineStream, BinanceKlines, BinanceKlinesConfig};
 pub use crate::venues::kalshi::{KalshiCandles, KalshiCandlesConfig, KalshiMarket};
 
 /// Parsers of venue answers, exposed for fixture tests.
