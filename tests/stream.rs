@@ -345,3 +345,59 @@ async fn binance_klines_stream_once_closed_and_are_backfilled_after_a_drop() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bars_seen(&client, &addr).await, 32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_execution_reports_bring_fills_before_any_sync() {
+    use stratbox_tests::fake::BINANCE_SECRET;
+    const KLINES: i64 = 10;
+    let client = reqwest::Client::new();
+    let venue = FakeVenue::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = (now / 60_000 - KLINES - 2) * 60_000;
+    {
+        let rows = (0..KLINES)
+            .map(|i| {
+                let open = start + i * 60_000;
+                serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
+            })
+            .collect();
+        let mut s = venue.state.lock().unwrap();
+        s.binance_klines.insert("BTCUSDT".into(), rows);
+        s.binance_balances = vec![("USDT".into(), "100000".into())];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A buy stop at 200, far above the market: it waits at the venue.
+    let sections = format!(
+        "[feed]\nkind = \"binance\"\nbase_url = \"{url}\"\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1m\"\n\
+         poll_ms = 600000\ndelay_ms = 0\nbackfill_minutes = 60\n\n\
+         [broker]\nkind = \"binance\"\nbase_url = \"{url}\"\nsync_every_ms = 600000\n\n\
+         [risk]\nallowed_symbols = [\"BTCUSDT\"]\n\n\
+         [[strategy]]\nname = \"buyer\"\nplugin = {MISBEHAVE_WASM:?}\n\
+         params = {{ mode = \"stop\", price = 200, at = \"{at}\" }}\n",
+        url = venue.url,
+        at = start + 5 * 60_000,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let env = [("BINANCE_API_KEY", "fake-binance-key"), ("BINANCE_API_SECRET", BINANCE_SECRET)];
+    let _host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file, &env);
+    let addr = listening_address(&out).await;
+    until("the stop to wait at the venue", Duration::from_secs(60), async || {
+        venue.state.lock().unwrap().binance_orders.len() == 1
+    })
+    .await;
+    until("the user data stream", Duration::from_secs(30), async || {
+        health(&client, &addr).await["sync"]["binance"]["stream"] == "listening"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fills(&client, &addr).await, 0);
+
+    venue.fill_binance_open_orders();
+    let took = until("the reported fill", Duration::from_secs(20), async || fills(&client, &addr).await == 1).await;
+    assert!(took < Duration::from_secs(20), "syncs are ten minutes apart: {took:?}");
+    let now = health(&client, &addr).await;
+    assert_eq!(strategy(&now, "buyer").unwrap()["positions"]["BTCUSDT"], "1", "{now:#}");
+    assert_eq!(venue.state.lock().unwrap().user_stream_connections, 1);
+}

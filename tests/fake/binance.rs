@@ -130,6 +130,15 @@ fn check_filters(
     Ok(())
 }
 
+/// A spot fill of `qty` at `price` moves the base asset and the quote asset.
+pub(super) fn fill_balances(s: &mut super::VenueState, order: &Value, qty: Decimal, price: Decimal) {
+    let symbol = order["symbol"].as_str().unwrap_or_default().to_string();
+    let base = symbol.strip_suffix("USDT").unwrap_or(&symbol).to_string();
+    let signed = if order["side"] == "BUY" { qty } else { -qty };
+    move_balance(&mut s.binance_balances, &base, signed);
+    move_balance(&mut s.binance_balances, "USDT", -signed * price);
+}
+
 /// One handler for every signed endpoint: checks the key, the HMAC over the
 /// query string and the timestamp against this fake's clock, then serves by
 /// method and path.
@@ -230,13 +239,9 @@ pub(super) async fn signed(
             });
             s.binance_orders.push(order.clone());
             if market {
-                // A spot fill moves the base asset and the quote asset.
-                let symbol = param("symbol");
-                let base = symbol.strip_suffix("USDT").unwrap_or(&symbol).to_string();
-                let signed = if param("side") == "BUY" { qty } else { -qty };
-                move_balance(&mut s.binance_balances, &base, signed);
-                move_balance(&mut s.binance_balances, "USDT", -signed * fill);
+                fill_balances(&mut s, &order, qty, fill);
             }
+            super::binance_stream::report(&mut s, &order);
             if matches!(fault, Some(OrderFault::AcceptThen500)) {
                 return error(500, -1000, "An unknown error occurred while processing the request.");
             }
@@ -258,7 +263,9 @@ pub(super) async fn signed(
             match s.binance_orders.iter_mut().find(|o| o["orderId"] == id) {
                 Some(order) if order["status"] == "NEW" => {
                     order["status"] = json!("CANCELED");
-                    axum::Json(order.clone()).into_response()
+                    let order = order.clone();
+                    super::binance_stream::report(&mut s, &order);
+                    axum::Json(order).into_response()
                 }
                 _ => error(400, -2011, "Unknown order sent."),
             }

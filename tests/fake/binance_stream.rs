@@ -72,3 +72,88 @@ pub fn push(s: &mut VenueState, name: &str, bytes: Vec<u8>) {
 pub(super) fn streams(query: &HashMap<String, String>) -> Option<String> {
     query.get("streams").cloned()
 }
+
+/// The WebSocket API at `/ws-api/v3`, for the user data stream: the first
+/// request must be `userDataStream.subscribe.signature` with the fake's key
+/// signed as a REST request is, within `recvWindow` of the fake's clock;
+/// execution reports then follow every change to an order.
+pub(super) async fn user_data(state: Shared, mut socket: WebSocket) {
+    let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv()).await
+    else {
+        return;
+    };
+    let request: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+    let params = &request["params"];
+    let (key, timestamp) = (params["apiKey"].as_str().unwrap_or_default(), params["timestamp"].as_i64().unwrap_or(0));
+    let payload = format!("apiKey={key}&timestamp={timestamp}");
+    let signed =
+        params["signature"].as_str() == Some(&stratbox::broker::binance_signature(super::BINANCE_SECRET, &payload));
+    let skew = state.lock().unwrap().binance_clock_skew_ms;
+    let server = super::now_ms() + skew;
+    let refusal = if request["method"] != "userDataStream.subscribe.signature" {
+        Some((400, -1100, "Unknown method."))
+    } else if key.is_empty() || !signed {
+        Some((401, -1022, "Signature for this request is not valid."))
+    } else if !(timestamp < server + 1000 && server - timestamp <= 5000) {
+        Some((400, -1021, "Timestamp for this request is outside of the recvWindow."))
+    } else {
+        None
+    };
+    let answer = match refusal {
+        Some((status, code, msg)) => {
+            json!({"id": request["id"], "status": status, "error": {"code": code, "msg": msg}})
+        }
+        None => json!({"id": request["id"], "status": 200, "result": {"subscriptionId": 0}, "rateLimits": []}),
+    };
+    let _ = socket.send(Message::Text(answer.to_string().into())).await;
+    if refusal.is_some() {
+        return;
+    }
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    {
+        let mut s = state.lock().unwrap();
+        s.user_stream_connections += 1;
+        s.user_subscribers.push(tx);
+    }
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Tells the user data stream's clients that `order` (as `GET
+/// /api/v3/order` shows it) changed; a cancel carries the cancel request's
+/// id in `c` and the order's in `C`, as Binance sends them.
+pub fn report(s: &mut VenueState, order: &Value) {
+    let canceled = order["status"] == "CANCELED";
+    let (c, original) = if canceled {
+        (json!(format!("cancel-{}", order["orderId"])), order["clientOrderId"].clone())
+    } else {
+        (order["clientOrderId"].clone(), json!(""))
+    };
+    let event = json!({"e": "executionReport", "E": super::now_ms(), "s": order["symbol"], "c": c,
+        "S": order["side"], "o": order["type"], "f": "GTC", "q": order["origQty"], "p": order["price"],
+        "P": order["stopPrice"], "x": if canceled { "CANCELED" } else { "TRADE" }, "X": order["status"],
+        "r": "NONE", "i": order["orderId"], "l": "0", "z": order["executedQty"], "L": "0", "n": "0", "N": null,
+        "T": super::now_ms(), "t": -1, "w": true, "m": false, "O": 0, "Z": order["cummulativeQuoteQty"],
+        "Y": "0", "Q": "0", "C": original});
+    let message = json!({"subscriptionId": 0, "event": event}).to_string().into_bytes();
+    s.user_subscribers.retain(|tx| tx.send(message.clone()).is_ok());
+}

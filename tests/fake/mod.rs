@@ -100,6 +100,9 @@ pub struct VenueState {
     /// connections opened.
     pub kline_subscribers: Vec<(Vec<String>, tokio::sync::mpsc::UnboundedSender<Vec<u8>>)>,
     pub kline_stream_connections: usize,
+    /// Binance user data stream: its clients, and connections subscribed.
+    pub user_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    pub user_stream_connections: usize,
 }
 
 /// How the next order request goes wrong.
@@ -151,6 +154,15 @@ impl FakeVenue {
             .route("/v2/positions", get(alpaca::positions))
             .route("/v2/account", get(alpaca::account))
             .route("/stream", get(stream))
+            .route(
+                "/ws-api/v3",
+                get(
+                    |axum::extract::State(state): axum::extract::State<Shared>,
+                     upgrade: axum::extract::ws::WebSocketUpgrade| async move {
+                        upgrade.on_upgrade(move |socket| binance_stream::user_data(state, socket))
+                    },
+                ),
+            )
             .route("/v2/{feed}", get(alpaca_stream::bars))
             .route("/api/v3/exchangeInfo", get(binance::exchange_info))
             .route("/api/v3/time", get(binance::time))
@@ -207,6 +219,26 @@ impl FakeVenue {
     /// and the kline stream sends it open, then closed.
     pub fn publish_kline(&self, symbol: &str, row: Value) {
         binance_stream::publish(&mut self.state.lock().unwrap(), symbol, "1m", row);
+    }
+
+    /// Fills every open Binance order whole at the fake's price now, and
+    /// reports it on the user data stream.
+    pub fn fill_binance_open_orders(&self) {
+        let mut s = self.state.lock().unwrap();
+        let fill: rust_decimal::Decimal = BINANCE_FILL_PRICE.parse().unwrap();
+        for index in 0..s.binance_orders.len() {
+            if s.binance_orders[index]["status"] != "NEW" {
+                continue;
+            }
+            let order = &mut s.binance_orders[index];
+            let qty: rust_decimal::Decimal = order["origQty"].as_str().unwrap_or("0").parse().unwrap_or_default();
+            order["status"] = serde_json::json!("FILLED");
+            order["executedQty"] = serde_json::json!(qty.to_string());
+            order["cummulativeQuoteQty"] = serde_json::json!((qty * fill).to_string());
+            let order = order.clone();
+            binance::fill_balances(&mut s, &order, qty, fill);
+            binance_stream::report(&mut s, &order);
+        }
     }
 
     /// Closes every kline stream, as Binance does after 24 hours.

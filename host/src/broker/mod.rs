@@ -8,7 +8,8 @@ pub(crate) mod scripted;
 pub use self::paper::{Commission, PaperBroker};
 pub use crate::venues::alpaca::{AlpacaBroker, AlpacaCredentials, AlpacaTradeStream};
 pub use crate::venues::binance::{
-    BinanceBroker, BinanceCredentials, LotRule, NotionalRule, SymbolFilters, sign as binance_signature,
+    BinanceBroker, BinanceCredentials, BinanceUserStream, LotRule, NotionalRule, SymbolFilters,
+    sign as binance_signature,
 };
 pub use crate::venues::kalshi::{KalshiBroker, KalshiCredentials};
 

@@ -16,8 +16,8 @@ use super::swap::Setup;
 use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
 use crate::broker::{
-    AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, Broker, Execution, KalshiBroker,
-    KalshiCredentials, PaperBroker,
+    AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, BinanceUserStream, Broker, Execution,
+    KalshiBroker, KalshiCredentials, PaperBroker,
 };
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
 use crate::feed::{
@@ -186,12 +186,16 @@ pub(super) fn plan_venue(
         }
         BrokerKind::Binance => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
-            Arc::new(BinanceBroker::new(
-                client.clone(),
-                &base,
-                BinanceCredentials::from_env()?,
-                &broker_config.quote_asset,
-            ))
+            let credentials = BinanceCredentials::from_env()?;
+            if broker_config.stream {
+                let url = broker_config.stream_url.clone().unwrap_or_else(|| match &broker_config.base_url {
+                    Some(base) => ws_url(base, "/ws-api/v3"),
+                    None => "wss://ws-api.binance.com:443/ws-api/v3".into(),
+                });
+                let protocol = BinanceUserStream::new(url, credentials.clone());
+                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
+            }
+            Arc::new(BinanceBroker::new(client.clone(), &base, credentials, &broker_config.quote_asset))
         }
         BrokerKind::Kalshi => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());

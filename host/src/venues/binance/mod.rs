@@ -1,12 +1,14 @@
-//! Binance spot: klines (polled and streamed) and orders, signed with
-//! HMAC-SHA256, with each symbol's trading filters checked before an order
-//! is sent.
+//! Binance spot: klines (polled and streamed) and orders (with their
+//! execution reports streamed), signed with HMAC-SHA256, with each symbol's
+//! trading filters checked before an order is sent.
 
 mod filters;
 mod kline_stream;
 mod klines;
 mod orders;
+mod user_stream;
 
 pub use self::kline_stream::BinanceKlineStream;
 pub use self::klines::{BinanceKlines, BinanceKlinesConfig, parse_klines};
 pub use self::orders::{BinanceBroker, BinanceCredentials, FILTER_TTL, LotRule, NotionalRule, SymbolFilters, sign};
+pub use self::user_stream::BinanceUserStream;
