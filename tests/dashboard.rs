@@ -65,22 +65,9 @@ async fn in_chromium_an_operator_signs_in_sees_fills_pauses_and_swaps() {
     std::fs::write(&build_path, &build).unwrap();
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard_check.py");
-    let mut check = std::process::Command::new("python3");
-    check
-        .arg(&script)
-        .args(["--url", &addr, "--token", TOKEN, "--instance", "sma"])
-        .arg("--swap-wasm")
-        .arg(&build_path)
-        .arg("--screenshot")
-        .arg(&screenshot)
-        .arg("--chromium")
-        .arg(&chromium)
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let output = tokio::task::spawn_blocking(move || check.output()).await.unwrap().expect("python3 runs");
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser check failed:\n{said}");
-    for step in ["fills appear", "screenshot"] {
+    let said =
+        browser_check(&chromium, &addr, &["--token", TOKEN, "--instance", "sma"], &build_path, &screenshot).await;
+    for step in ["login form shown", "token not in document.cookie", "fills appear", "pause", "screenshot"] {
         assert!(said.contains(step), "{said}");
     }
 
@@ -95,6 +82,77 @@ async fn in_chromium_an_operator_signs_in_sees_fills_pauses_and_swaps() {
 
     host.signal("TERM");
     assert!(host.wait_for_exit(Duration::from_secs(30)).is_some_and(|s| s.success()));
+}
+
+/// Runs `dashboard_check.py` against `addr` with `args`; panics with what it
+/// said if it fails, else returns it.
+async fn browser_check(
+    chromium: &std::path::Path,
+    addr: &str,
+    args: &[&str],
+    build: &std::path::Path,
+    screenshot: &std::path::Path,
+) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard_check.py");
+    let mut check = std::process::Command::new("python3");
+    check
+        .arg(&script)
+        .args(["--url", addr])
+        .args(args)
+        .arg("--swap-wasm")
+        .arg(build)
+        .arg("--screenshot")
+        .arg(screenshot)
+        .arg("--chromium")
+        .arg(chromium)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = tokio::task::spawn_blocking(move || check.output()).await.unwrap().expect("python3 runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser check failed:\n{said}");
+    said
+}
+
+/// With no token on loopback, the page is open; against a live venue (a
+/// fake Alpaca) its buttons halt and resume trading, and a build uploaded
+/// from the page replaces a strategy trading there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_an_open_page_halts_and_resumes_a_live_venue() {
+    use stratbox_tests::MISBEHAVE_WASM;
+    use stratbox_tests::fake::{FakeVenue, alpaca_bar};
+    let chromium = stratbox_tests::browser::chromium().expect("a browser for the test");
+    let venue = FakeVenue::start().await;
+    {
+        let mut s = venue.state.lock().unwrap();
+        for minute in 0..40 {
+            s.alpaca_bars.push(("AAPL".into(), alpaca_bar(minute, "10")));
+        }
+        s.auto_fill = Some("10".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("buyer.wasm");
+    std::fs::copy(MISBEHAVE_WASM, &plugin).unwrap();
+    let sections = format!(
+        "{feed}[broker]\nkind = \"alpaca\"\nbase_url = \"{url}\"\nsync_every_ms = 200\n\n\
+         [risk]\nmax_position = 1000\n\n\
+         [[strategy]]\nname = \"buyer\"\nplugin = {plugin:?}\nparams = {{ mode = \"buy\" }}\n",
+        feed = stratbox_tests::process::alpaca_feed(&venue.url, 50),
+        url = venue.url,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let _host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
+    let addr = listening_address(&out).await;
+    let build = with_custom_section(&std::fs::read(MISBEHAVE_WASM).unwrap(), "stratbox-test", b"from the page");
+    let build_path = dir.path().join("buyer-next.wasm");
+    std::fs::write(&build_path, &build).unwrap();
+    let screenshot = dir.path().join("venue.png");
+    let args = ["--instance", "buyer", "--venue", "alpaca"];
+    let said = browser_check(&chromium, &addr, &args, &build_path, &screenshot).await;
+    for step in ["fills appear", "halt", "venue resume", "screenshot"] {
+        assert!(said.contains(step), "{said}");
+    }
+    assert!(!said.contains("login form"), "no token, no sign-in: {said}");
 }
 
 fn hex(bytes: &[u8]) -> String {

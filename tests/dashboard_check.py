@@ -250,6 +250,29 @@ def api_get(args, name):
         return json.load(r)
 
 
+def venue_state(args, venue):
+    """The trading state GET /api/v1/venues gives `venue`."""
+    req = urllib.request.Request(f"{args.url}/api/v1/venues")
+    if args.token:
+        req.add_header("Authorization", "Bearer " + args.token)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return next((v["state"] for v in json.load(r) if v["venue"] == venue), None)
+
+
+def wait_venue(args, venue, want, timeout):
+    deadline, got = time.monotonic() + timeout, None
+    while True:
+        try:
+            got = venue_state(args, venue)
+        except (OSError, ValueError) as e:
+            got = f"<{e}>"
+        if got == want:
+            return
+        if time.monotonic() > deadline:
+            raise Fail(f"API state of venue {venue} is {got!r}, expected {want!r} within {timeout}s")
+        time.sleep(0.2)
+
+
 def wait_api(args, field, want, timeout):
     """Poll GET /api/v1/instances/NAME until its `field` equals `want`."""
     deadline, got = time.monotonic() + timeout, None
@@ -330,6 +353,19 @@ def run_checks(b, args, rec, digest):
     wait_until(b, f"{cell('state')} === 'running'", "the state cell to say 'running' after resume")
     print("ok: resume")
 
+    if args.venue:  # halt and resume a live venue from its row
+        vrow = f"#venues tbody tr[data-venue={json.dumps(args.venue)}]"
+        vcell = lambda f: f"document.querySelector({json.dumps(vrow + ' [data-field=' + f + ']')})?.textContent.trim()"
+        wait_until(b, f"{vcell('trading')} === 'active'", f"venue {args.venue} to show 'active'")
+        click(b, vrow + " button[data-action=halt]", "halt button")
+        wait_venue(args, args.venue, "halted", 30)
+        wait_until(b, f"{vcell('trading')} === 'halted'", "the venue's trading cell to say 'halted'")
+        print("ok: halt")
+        click(b, vrow + " button[data-action=resume]", "venue resume button")
+        wait_venue(args, args.venue, "active", 30)
+        wait_until(b, f"{vcell('trading')} === 'active'", "the venue's trading cell to say 'active' again")
+        print("ok: venue resume")
+
     # Step 6: hot-swap the wasm through the row's file input.
     old = api_get(args, args.instance).get("sha256")
     if old == digest:
@@ -365,6 +401,7 @@ def main():
     ap.add_argument("--token", help="log in through the form with this token")
     ap.add_argument("--timeout", type=float, default=60, help="seconds per wait (default 60)")
     ap.add_argument("--chromium", default=CHROMIUM, help="the browser to drive")
+    ap.add_argument("--venue", help="also halt and resume this live venue from the page")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress lines in order when piped
     args.url = args.url.rstrip("/")
