@@ -401,3 +401,62 @@ async fn binance_execution_reports_bring_fills_before_any_sync() {
     assert_eq!(strategy(&now, "buyer").unwrap()["positions"]["BTCUSDT"], "1", "{now:#}");
     assert_eq!(venue.state.lock().unwrap().user_stream_connections, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kalshi_fills_pushed_on_the_websocket_are_read_and_settled_before_any_sync() {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let client = reqwest::Client::new();
+    let venue = FakeVenue::start().await;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    {
+        let mut s = venue.state.lock().unwrap();
+        s.kalshi_public_key = Some(key.to_public_key());
+        s.kalshi_balance = 1_000_000;
+        // The book is empty: a market order rests until the test fills it.
+        s.kalshi_rest_market = true;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("kalshi.pem");
+    std::fs::write(&pem, key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().as_bytes()).unwrap();
+    // Five closed one-minute candles of one market; the strategy buys one
+    // contract on each.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let candles = (1..=5)
+        .map(|i| {
+            let end = (now / 60 - 10 + i) * 60;
+            serde_json::json!({"end_period_ts": end, "volume": i, "price": {"open": 40, "high": 50, "low": 30, "close": 45}})
+        })
+        .collect();
+    venue.state.lock().unwrap().kalshi_candles.insert(("KXTEST".into(), "KXTEST-1".into()), candles);
+    let sections = format!(
+        "[feed]\nkind = \"kalshi\"\nbase_url = \"{url}\"\ntimeframe = \"1\"\npoll_ms = 600000\ndelay_ms = 0\n\
+         backfill_minutes = 60\nmarkets = [{{ series = \"KXTEST\", ticker = \"KXTEST-1\" }}]\n\n\
+         [broker]\nkind = \"kalshi\"\nbase_url = \"{url}\"\nsync_every_ms = 600000\n\n\
+         [risk]\nmax_position = 100\nallowed_symbols = [\"KXTEST-1\"]\n\n\
+         [[strategy]]\nname = \"buyer\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"buy\" }}\n",
+        url = venue.url,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let out = dir.path().join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let env = [("KALSHI_API_KEY_ID", "fake-key-id"), ("KALSHI_PRIVATE_KEY_PATH", pem.to_str().unwrap())];
+    let _host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file, &env);
+    let addr = listening_address(&out).await;
+    until("the orders to rest at the venue", Duration::from_secs(60), async || {
+        venue.state.lock().unwrap().kalshi_orders.iter().filter(|o| o["status"] == "resting").count() == 5
+    })
+    .await;
+    until("the fill stream", Duration::from_secs(30), async || {
+        health(&client, &addr).await["sync"]["kalshi"]["stream"] == "listening"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fills(&client, &addr).await, 0);
+
+    venue.fill_kalshi_resting();
+    let took = until("the pushed fills", Duration::from_secs(20), async || fills(&client, &addr).await == 5).await;
+    assert!(took < Duration::from_secs(20), "syncs are ten minutes apart: {took:?}");
+    let now = health(&client, &addr).await;
+    assert_eq!(strategy(&now, "buyer").unwrap()["positions"]["KXTEST-1"], "5", "{now:#}");
+    assert_eq!(venue.state.lock().unwrap().fill_stream_connections, 1);
+}

@@ -237,8 +237,8 @@ pub struct BrokerConfig {
     /// Binance: the asset whose balance is cash.
     pub quote_asset: String,
     /// Hear order updates as the venue pushes them (Alpaca's
-    /// `trade_updates`, Binance's user data stream), besides syncing every
-    /// `sync_every_ms`.
+    /// `trade_updates`, Binance's user data stream, Kalshi's fills), besides
+    /// syncing every `sync_every_ms`.
     pub stream: bool,
     /// The stream's address; by default the venue's, or the `base_url`'s
     /// host with `ws(s)://` and the venue's stream path when that is set.

@@ -133,6 +133,14 @@ impl Reconciler {
         Ok(report)
     }
 
+    /// Settles an order the venue says changed, reading its state first.
+    pub async fn refresh(&self, symbol: &str, venue_order_id: &str, now: Millis) -> Result<SyncReport, ReconcileError> {
+        match self.broker.order_by_venue_id(symbol, venue_order_id).await? {
+            Some(remote) => self.apply(&remote, now),
+            None => Ok(SyncReport::default()),
+        }
+    }
+
     async fn sync_into(&self, now: Millis, report: &mut SyncReport) -> Result<(), ReconcileError> {
         let venue = self.venue();
         // An operator may have halted or resumed the venue from outside.

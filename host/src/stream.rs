@@ -77,6 +77,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// `ws://` or `wss://`.
     fn url(&self) -> &str;
 
+    /// The opening request: the URL, and any headers the venue signs it with.
+    fn request(&self) -> Result<tungstenite::handshake::client::Request, StreamError> {
+        use tungstenite::client::IntoClientRequest as _;
+        self.url().into_client_request().map_err(|source| StreamError::Connect { source })
+    }
+
     /// Authenticates and subscribes on a fresh connection.
     fn handshake(&self, socket: &mut Socket, limit: Duration) -> impl Future<Output = Result<(), StreamError>> + Send;
 
@@ -164,7 +170,7 @@ async fn session<P: Protocol>(
     listening: &mut bool,
 ) -> Result<(), StreamError> {
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
-    let connect = tokio_tungstenite::connect_async_with_config(protocol.url(), Some(config), true);
+    let connect = tokio_tungstenite::connect_async_with_config(protocol.request()?, Some(config), true);
     let (mut socket, _) = tokio::time::timeout(timings.connect, connect)
         .await
         .map_err(|_| StreamError::Timeout { what: "connection", limit: timings.connect })?

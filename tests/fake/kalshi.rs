@@ -143,7 +143,7 @@ pub(super) async fn trade(
                 return error(409, "order_already_exists", "an order with this client_order_id exists");
             }
             let count = request["count"].as_i64().unwrap_or(0);
-            let market = request["type"] == "market";
+            let market = request["type"] == "market" && !s.kalshi_rest_market;
             // A market order's yes_price is its cap, not what it paid.
             let yes_price = request.get("yes_price").and_then(Value::as_i64).unwrap_or(99);
             let cost = if market { count * KALSHI_FILL_CENTS } else { 0 };
@@ -207,6 +207,106 @@ impl super::FakeVenue {
             s.kalshi_orders.push(json!({"order_id": id, "client_order_id": format!("other-{id}"), "ticker": ticker,
                 "side": "yes", "action": "buy", "type": "limit", "status": "resting", "count": 1, "fill_count": 0,
                 "remaining_count": 1, "yes_price": 10, "taker_fill_cost": 0, "maker_fill_cost": 0}));
+        }
+    }
+}
+
+/// The WebSocket API at `/trade-api/ws/v2`: the opening request must be
+/// signed as a REST request is (over `timestamp + "GET" + path`); the first
+/// command must subscribe to `fill`; each fill of an order then follows as
+/// `{"type": "fill", "msg": {...}}`.
+pub(super) async fn websocket(
+    State(state): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use base64::Engine as _;
+    use rsa::signature::Verifier as _;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (timestamp, signature) = (header("kalshi-access-timestamp"), header("kalshi-access-signature"));
+    let Some(public) = state.lock().unwrap().kalshi_public_key.clone() else {
+        return error(500, "no_key", "fake has no key");
+    };
+    let verified = base64::engine::general_purpose::STANDARD
+        .decode(&signature)
+        .ok()
+        .and_then(|bytes| rsa::pss::Signature::try_from(bytes.as_slice()).ok())
+        .is_some_and(|sig| {
+            let message = format!("{timestamp}GET{}", uri.path());
+            rsa::pss::VerifyingKey::<sha2::Sha256>::new(public).verify(message.as_bytes(), &sig).is_ok()
+        });
+    if header("kalshi-access-key").is_empty() || !verified {
+        return error(401, "authentication_error", "invalid signature");
+    }
+    upgrade.on_upgrade(move |socket| fills(state, socket))
+}
+
+async fn fills(state: Shared, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv()).await
+    else {
+        return;
+    };
+    let command: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+    let wants_fills = command["params"]["channels"].as_array().is_some_and(|c| c.iter().any(|c| c == "fill"));
+    if command["cmd"] != "subscribe" || !wants_fills {
+        let refusal = json!({"id": command["id"], "type": "error", "msg": {"code": 8, "msg": "Unknown channel name"}});
+        let _ = socket.send(Message::Text(refusal.to_string().into())).await;
+        return;
+    }
+    let subscribed = json!({"id": command["id"], "type": "subscribed", "msg": {"channel": "fill", "sid": 1}});
+    let _ = socket.send(Message::Text(subscribed.to_string().into())).await;
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    {
+        let mut s = state.lock().unwrap();
+        s.fill_stream_connections += 1;
+        s.fill_subscribers.push(tx);
+    }
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+impl super::FakeVenue {
+    /// Fills every resting Kalshi order whole at the fake's price now, and
+    /// sends each fill on the WebSocket.
+    pub fn fill_kalshi_resting(&self) {
+        let mut s = self.state.lock().unwrap();
+        let mut messages = Vec::new();
+        for order in s.kalshi_orders.iter_mut().filter(|o| o["status"] == "resting") {
+            let count = order["count"].as_i64().unwrap_or(0);
+            let cost = count * KALSHI_FILL_CENTS;
+            order["status"] = json!("executed");
+            order["fill_count"] = json!(count);
+            order["fill_count_fp"] = json!(format!("{count}.00"));
+            order["remaining_count"] = json!(0);
+            order["taker_fill_cost"] = json!(cost);
+            order["taker_fill_cost_dollars"] = json!(dollars(cost));
+            order["taker_fees"] = json!(count);
+            let fill = json!({"type": "fill", "sid": 1, "msg": {"trade_id": format!("t-{}", order["order_id"]),
+                "order_id": order["order_id"], "market_ticker": order["ticker"], "is_taker": true,
+                "side": order["side"], "yes_price": KALSHI_FILL_CENTS, "count": count, "action": order["action"],
+                "ts": 1_700_000_000}});
+            messages.push(fill.to_string().into_bytes());
+        }
+        for message in messages {
+            s.fill_subscribers.retain(|tx| tx.send(message.clone()).is_ok());
         }
     }
 }

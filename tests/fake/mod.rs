@@ -103,6 +103,11 @@ pub struct VenueState {
     /// Binance user data stream: its clients, and connections subscribed.
     pub user_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     pub user_stream_connections: usize,
+    /// Kalshi fill stream: its clients, and connections subscribed.
+    pub fill_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    pub fill_stream_connections: usize,
+    /// Kalshi: market orders rest (an empty book) instead of executing at once.
+    pub kalshi_rest_market: bool,
 }
 
 /// How the next order request goes wrong.
@@ -154,6 +159,7 @@ impl FakeVenue {
             .route("/v2/positions", get(alpaca::positions))
             .route("/v2/account", get(alpaca::account))
             .route("/stream", get(stream))
+            .route("/trade-api/ws/v2", get(kalshi::websocket))
             .route(
                 "/ws-api/v3",
                 get(

@@ -11,7 +11,7 @@ pub use crate::venues::binance::{
     BinanceBroker, BinanceCredentials, BinanceUserStream, LotRule, NotionalRule, SymbolFilters,
     sign as binance_signature,
 };
-pub use crate::venues::kalshi::{KalshiBroker, KalshiCredentials};
+pub use crate::venues::kalshi::{KalshiBroker, KalshiCredentials, KalshiFillStream};
 
 use rust_decimal::Decimal;
 
@@ -48,6 +48,16 @@ pub struct VenueOrder {
 }
 
 /// A position as the venue holds it; `qty` is negative when short.
+/// What a venue's stream says of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderNews {
+    /// Its whole state now (Alpaca's trade updates, Binance's execution
+    /// reports).
+    State { order: VenueOrder },
+    /// It changed (a Kalshi fill): ask the venue for its state.
+    Changed { symbol: String, venue_order_id: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VenuePosition {
     pub symbol: String,

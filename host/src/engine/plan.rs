@@ -17,7 +17,7 @@ use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
 use crate::broker::{
     AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, BinanceUserStream, Broker, Execution,
-    KalshiBroker, KalshiCredentials, PaperBroker,
+    KalshiBroker, KalshiCredentials, KalshiFillStream, PaperBroker,
 };
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
 use crate::feed::{
@@ -163,7 +163,7 @@ pub(super) struct VenuePlan {
 }
 
 /// Starts a venue's stream of order updates (once the host is up).
-pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<Update<crate::broker::VenueOrder>> + Send>;
+pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<Update<crate::broker::OrderNews>> + Send>;
 
 pub(super) fn plan_venue(
     config: &Config,
@@ -199,7 +199,13 @@ pub(super) fn plan_venue(
         }
         BrokerKind::Kalshi => {
             let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
-            Arc::new(KalshiBroker::new(client.clone(), &base, KalshiCredentials::from_env()?))
+            let credentials = KalshiCredentials::from_env()?;
+            if broker_config.stream {
+                let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/trade-api/ws/v2"));
+                let protocol = KalshiFillStream::new(url, credentials.clone());
+                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
+            }
+            Arc::new(KalshiBroker::new(client.clone(), &base, credentials))
         }
     };
     let venue = broker.venue();

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::lane::Lane;
 use super::live::EngineInput;
 use crate::bar::now_ms;
-use crate::broker::{Execution, ExecutionError, ExecutionEvent, VenueOrder};
+use crate::broker::{Execution, ExecutionError, ExecutionEvent, OrderNews};
 use crate::order::{Fill, IntentId, Order, OrderStatus};
 use crate::reconcile::Reconciler;
 use crate::router::{Routed, Router, client_order_id};
@@ -113,11 +113,11 @@ pub struct VenueDesk {
     /// Orders by outcome, routing time, fills and corrections.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The venue's pushed order updates, when it streams them.
-    pub updates: Option<mpsc::Receiver<Update<VenueOrder>>>,
+    pub updates: Option<mpsc::Receiver<Update<OrderNews>>>,
 }
 
 /// The next update of `updates`, or never when there is no stream (or it ended).
-async fn next_update(updates: &mut Option<mpsc::Receiver<Update<VenueOrder>>>) -> Update<VenueOrder> {
+async fn next_update(updates: &mut Option<mpsc::Receiver<Update<OrderNews>>>) -> Update<OrderNews> {
     match updates {
         Some(updates) => match updates.recv().await {
             Some(update) => update,
@@ -189,7 +189,7 @@ impl VenueDesk {
                         next_sync = tokio::time::Instant::now();
                     }
                     Update::Down { error } => self.metrics.tally.stream(self.venue, Some(&error)),
-                    Update::Item { item: order } => self.apply(&order).await,
+                    Update::Item { item } => self.apply(item).await,
                 },
             }
         }
@@ -226,15 +226,19 @@ impl VenueDesk {
         self.route(record).await
     }
 
-    /// One order's state as the venue pushed it, settled as a sync would;
-    /// its fill or end goes to its engine at once.
-    async fn apply(&self, order: &VenueOrder) {
-        match self.reconciler.apply(order, now_ms()) {
-            Ok(report) => self.deliver(report).await,
-            Err(error) => {
-                // The next sync reads the same order.
-                tracing::warn!(%error, venue = self.venue, client_order_id = %order.client_order_id, "cannot settle a pushed update");
+    /// What the venue pushed about an order, settled as a sync would settle
+    /// that order; its fill or end goes to its engine at once.
+    async fn apply(&self, news: OrderNews) {
+        let settled = match &news {
+            OrderNews::State { order } => self.reconciler.apply(order, now_ms()),
+            OrderNews::Changed { symbol, venue_order_id } => {
+                self.reconciler.refresh(symbol, venue_order_id, now_ms()).await
             }
+        };
+        match settled {
+            Ok(report) => self.deliver(report).await,
+            // The next sync reads the same order.
+            Err(error) => tracing::warn!(%error, venue = self.venue, ?news, "cannot settle a pushed update"),
         }
     }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::AlpacaCredentials;
 use super::orders::{VENUE, WireOrder, order_from_wire};
-use crate::broker::VenueOrder;
+use crate::broker::OrderNews;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
 pub struct AlpacaTradeStream {
@@ -48,7 +48,7 @@ fn envelope(body: &[u8]) -> Result<Envelope, StreamError> {
 }
 
 impl Protocol for AlpacaTradeStream {
-    type Item = VenueOrder;
+    type Item = OrderNews;
 
     fn venue(&self) -> &'static str {
         VENUE
@@ -80,7 +80,7 @@ impl Protocol for AlpacaTradeStream {
         Ok(())
     }
 
-    fn items(&self, message: &[u8]) -> Result<Vec<VenueOrder>, StreamError> {
+    fn items(&self, message: &[u8]) -> Result<Vec<OrderNews>, StreamError> {
         let envelope = envelope(message)?;
         if envelope.stream != "trade_updates" {
             return Ok(Vec::new());
@@ -89,7 +89,7 @@ impl Protocol for AlpacaTradeStream {
             .map_err(|e| StreamError::Malformed { message: format!("a trade update: {e}") })?;
         let order = order_from_wire("trade_updates", message, update.order)
             .map_err(|e| StreamError::Malformed { message: e.to_string() })?;
-        Ok(vec![order])
+        Ok(vec![OrderNews::State { order }])
     }
 }
 
@@ -109,9 +109,8 @@ mod tests {
             "timestamp":"2026-11-30T15:00:00Z","price":"10.5","qty":"4","position_qty":"4",
             "order":{"id":"o1","client_order_id":"sb-1","symbol":"AAPL","qty":"10","filled_qty":"4",
             "filled_avg_price":"10.5","side":"buy","status":"partially_filled","type":"market"}}}"#;
-        let orders = stream().items(message).unwrap();
-        assert_eq!(orders.len(), 1);
-        let order = &orders[0];
+        let news = stream().items(message).unwrap();
+        let [OrderNews::State { order }] = news.as_slice() else { panic!("{news:?}") };
         assert_eq!((order.client_order_id.as_str(), order.side), ("sb-1", Side::Buy));
         assert_eq!((order.filled_qty, order.status), (4.into(), OrderStatus::PartiallyFilled));
     }

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::orders::{BinanceCredentials, sign};
-use crate::broker::{OrderStatus, VenueOrder};
+use crate::broker::{OrderNews, OrderStatus, VenueOrder};
 use crate::order::Side;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
@@ -97,7 +97,7 @@ fn order(report: ExecutionReport) -> Result<VenueOrder, StreamError> {
 }
 
 impl Protocol for BinanceUserStream {
-    type Item = VenueOrder;
+    type Item = OrderNews;
 
     fn venue(&self) -> &'static str {
         VENUE
@@ -132,13 +132,13 @@ impl Protocol for BinanceUserStream {
         Err(StreamError::Refused { message: crate::runtime::bounded(&message) })
     }
 
-    fn items(&self, message: &[u8]) -> Result<Vec<VenueOrder>, StreamError> {
+    fn items(&self, message: &[u8]) -> Result<Vec<OrderNews>, StreamError> {
         let message: Message = serde_json::from_slice(message)
             .map_err(|e| malformed(format!("{e}: {}", crate::venue::excerpt(message))))?;
         let Some(event) = message.event.filter(|e| e["e"] == "executionReport") else { return Ok(Vec::new()) };
         let report: ExecutionReport =
             serde_json::from_value(event).map_err(|e| malformed(format!("an execution report: {e}")))?;
-        Ok(vec![order(report)?])
+        Ok(vec![OrderNews::State { order: order(report)? }])
     }
 }
 
@@ -163,14 +163,17 @@ mod tests {
 
     #[test]
     fn execution_reports_read_as_the_order_they_describe() {
-        let orders = stream().items(&report("PARTIALLY_FILLED", "sb-1", "", "0.2", "20.2")).unwrap();
-        let order = &orders[0];
+        let state = |news: Vec<OrderNews>| match news.as_slice() {
+            [OrderNews::State { order }] => order.clone(),
+            other => panic!("{other:?}"),
+        };
+        let order = &state(stream().items(&report("PARTIALLY_FILLED", "sb-1", "", "0.2", "20.2")).unwrap());
         assert_eq!((order.client_order_id.as_str(), order.venue_order_id.as_str()), ("sb-1", "42"));
         assert_eq!((order.status, order.filled_qty), (OrderStatus::PartiallyFilled, "0.2".parse().unwrap()));
         assert_eq!(order.filled_avg_price, Some("101".parse().unwrap()));
         // A cancel names the cancel request in `c`, the order in `C`.
-        let canceled = stream().items(&report("CANCELED", "cancel-9", "sb-1", "0", "0")).unwrap();
-        assert_eq!((canceled[0].client_order_id.as_str(), canceled[0].filled_avg_price), ("sb-1", None));
+        let canceled = state(stream().items(&report("CANCELED", "cancel-9", "sb-1", "0", "0")).unwrap());
+        assert_eq!((canceled.client_order_id.as_str(), canceled.filled_avg_price), ("sb-1", None));
     }
 
     #[test]
