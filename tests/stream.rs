@@ -282,18 +282,28 @@ async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
     assert_eq!(venue.state.lock().unwrap().bar_stream_connections, connections, "bad messages do not drop the stream");
 }
 
+/// Kline `i` of BTCUSDT from `start`, as Binance's REST answers it.
+fn kline(start: i64, i: i64) -> Value {
+    let open = start + i * 60_000;
+    serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
+}
+
+/// Serves `n` closed one-minute klines of BTCUSDT ending a few minutes ago;
+/// returns the first's open time.
+fn binance_klines(venue: &FakeVenue, n: i64) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = (now / 60_000 - n - 5) * 60_000;
+    venue.state.lock().unwrap().binance_klines.insert("BTCUSDT".into(), (0..n).map(|i| kline(start, i)).collect());
+    start
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_klines_stream_once_closed_and_are_backfilled_after_a_drop() {
     const KLINES: i64 = 30;
     let client = reqwest::Client::new();
     let venue = FakeVenue::start().await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let start = (now / 60_000 - KLINES - 5) * 60_000;
-    let kline = |i: i64| {
-        let open = start + i * 60_000;
-        serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
-    };
-    venue.state.lock().unwrap().binance_klines.insert("BTCUSDT".into(), (0..KLINES).map(kline).collect());
+    let start = binance_klines(&venue, KLINES);
+    let kline = |i: i64| kline(start, i);
     let dir = tempfile::tempdir().unwrap();
     let sections = format!(
         "[feed]\nkind = \"binance\"\nbase_url = \"{url}\"\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1m\"\n\
@@ -352,19 +362,8 @@ async fn binance_execution_reports_bring_fills_before_any_sync() {
     const KLINES: i64 = 10;
     let client = reqwest::Client::new();
     let venue = FakeVenue::start().await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let start = (now / 60_000 - KLINES - 2) * 60_000;
-    {
-        let rows = (0..KLINES)
-            .map(|i| {
-                let open = start + i * 60_000;
-                serde_json::json!([open, "100", "101", "99", "100.5", "10", open + 59_999, "15", 3, "5", "7", "0"])
-            })
-            .collect();
-        let mut s = venue.state.lock().unwrap();
-        s.binance_klines.insert("BTCUSDT".into(), rows);
-        s.binance_balances = vec![("USDT".into(), "100000".into())];
-    }
+    let start = binance_klines(&venue, KLINES);
+    venue.state.lock().unwrap().binance_balances = vec![("USDT".into(), "100000".into())];
     let dir = tempfile::tempdir().unwrap();
     // A buy stop at 200, far above the market: it waits at the venue.
     let sections = format!(

@@ -62,28 +62,9 @@ async fn session(state: Shared, mut socket: WebSocket) {
     if streams.is_empty() {
         return;
     }
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     state.lock().unwrap().stream_subscribers.push(tx);
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(bytes) => {
-                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
-                        return;
-                    }
-                }
-                // Dropped by the test: the venue closes the stream.
-                None => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    super::forward(socket, updates, super::Frames::Binary).await;
 }
 
 /// Tells every listening client that `order` had `event`.
@@ -158,32 +139,13 @@ async fn bar_session(state: Shared, feed: String, mut socket: WebSocket) {
     let answer = json!([{"T": "subscription", "trades": [], "quotes": [], "bars": bars, "updatedBars": updated,
         "dailyBars": [], "statuses": [], "lulds": [], "corrections": [], "cancelErrors": []}]);
     send_text(&mut socket, answer).await;
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     {
         let mut s = state.lock().unwrap();
         s.bar_subscribers.push(tx);
         s.bar_symbols = bars.iter().filter_map(|b| b.as_str().map(str::to_string)).collect();
     }
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    super::forward(socket, updates, super::Frames::Text).await;
 }
 
 /// Sends `bytes` as one message to the bar stream's client, if any.

@@ -21,32 +21,13 @@ pub(super) async fn session(state: Shared, streams: String, mut socket: WebSocke
         let _ = socket.send(Message::Close(None)).await;
         return;
     }
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     {
         let mut s = state.lock().unwrap();
         s.kline_stream_connections += 1;
         s.kline_subscribers.push((names, tx));
     }
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    super::forward(socket, updates, super::Frames::Text).await;
 }
 
 /// Publishes `row` (a 12-element REST kline) of `symbol` at `interval`: the
@@ -110,32 +91,13 @@ pub(super) async fn user_data(state: Shared, mut socket: WebSocket) {
     if refusal.is_some() {
         return;
     }
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     {
         let mut s = state.lock().unwrap();
         s.user_stream_connections += 1;
         s.user_subscribers.push(tx);
     }
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    super::forward(socket, updates, super::Frames::Text).await;
 }
 
 /// Tells the user data stream's clients that `order` (as `GET

@@ -258,29 +258,13 @@ async fn fills(state: Shared, mut socket: axum::extract::ws::WebSocket) {
     }
     let subscribed = json!({"id": command["id"], "type": "subscribed", "msg": {"channel": "fill", "sid": 1}});
     let _ = socket.send(Message::Text(subscribed.to_string().into())).await;
-    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     {
         let mut s = state.lock().unwrap();
         s.fill_stream_connections += 1;
         s.fill_subscribers.push(tx);
     }
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                }
-                None => return,
-            },
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    super::forward(socket, updates, super::Frames::Text).await;
 }
 
 impl super::FakeVenue {

@@ -258,6 +258,47 @@ impl FakeVenue {
     }
 }
 
+/// How a fake stream frames its messages.
+#[derive(Clone, Copy)]
+pub(super) enum Frames {
+    Text,
+    /// As Alpaca's paper trade updates come.
+    Binary,
+}
+
+/// Sends a client every message queued for it, until the test drops its
+/// queue (the venue closes the stream) or the client leaves.
+pub(super) async fn forward(
+    mut socket: axum::extract::ws::WebSocket,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    frames: Frames,
+) {
+    use axum::extract::ws::Message;
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(bytes) => {
+                    let message = match frames {
+                        Frames::Binary => Message::Binary(bytes.into()),
+                        Frames::Text => Message::Text(String::from_utf8_lossy(&bytes).into_owned().into()),
+                    };
+                    if socket.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 /// Records the request and applies a queued fault, if any.
 fn intake(state: &Shared, path: &str, query: &HashMap<String, String>) -> Option<Response> {
     let mut s = state.lock().unwrap();
