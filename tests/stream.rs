@@ -377,28 +377,47 @@ async fn binance_execution_reports_bring_fills_before_any_sync() {
         at = start + 5 * 60_000,
     );
     let config = write_host_config(dir.path(), &sections);
-    let out = dir.path().join("out.txt");
-    let file = Stdio::from(std::fs::File::create(&out).unwrap());
     let env = [("BINANCE_API_KEY", "fake-binance-key"), ("BINANCE_API_SECRET", BINANCE_SECRET)];
-    let _host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file, &env);
-    let addr = listening_address(&out).await;
+    let (_host, addr) = spawn(dir.path(), &config, &env).await;
     until("the stop to wait at the venue", Duration::from_secs(60), async || {
         venue.state.lock().unwrap().binance_orders.len() == 1
     })
     .await;
-    until("the user data stream", Duration::from_secs(30), async || {
-        health(&client, &addr).await["sync"]["binance"]["stream"] == "listening"
+    fills_arrive_by_the_stream(&client, &addr, "binance", || venue.fill_binance_open_orders(), ("BTCUSDT", 1)).await;
+    assert_eq!(venue.state.lock().unwrap().user_stream_connections, 1);
+}
+
+/// Starts the real binary on `config` with `env`; returns it and its address.
+async fn spawn(dir: &std::path::Path, config: &std::path::Path, env: &[(&str, &str)]) -> (HostProcess, String) {
+    let out = dir.join("out.txt");
+    let file = Stdio::from(std::fs::File::create(&out).unwrap());
+    let host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), config, file, env);
+    let addr = listening_address(&out).await;
+    (host, addr)
+}
+
+/// Once `venue`'s order stream listens, `fill` fills the orders waiting at
+/// the venue; the buyer must hear all of them (and hold `position` of
+/// `symbol`) long before the next sync, ten minutes away.
+async fn fills_arrive_by_the_stream(
+    client: &reqwest::Client,
+    addr: &str,
+    venue: &str,
+    fill: impl FnOnce(),
+    (symbol, position): (&str, u64),
+) {
+    until("the order stream", Duration::from_secs(30), async || {
+        health(client, addr).await["sync"][venue]["stream"] == "listening"
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(fills(&client, &addr).await, 0);
-
-    venue.fill_binance_open_orders();
-    let took = until("the reported fill", Duration::from_secs(20), async || fills(&client, &addr).await == 1).await;
+    assert_eq!(fills(client, addr).await, 0);
+    fill();
+    let heard = async || fills(client, addr).await == position;
+    let took = until("the pushed fills", Duration::from_secs(20), heard).await;
     assert!(took < Duration::from_secs(20), "syncs are ten minutes apart: {took:?}");
-    let now = health(&client, &addr).await;
-    assert_eq!(strategy(&now, "buyer").unwrap()["positions"]["BTCUSDT"], "1", "{now:#}");
-    assert_eq!(venue.state.lock().unwrap().user_stream_connections, 1);
+    let now = health(client, addr).await;
+    assert_eq!(strategy(&now, "buyer").unwrap()["positions"][symbol], position.to_string(), "{now:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,26 +455,12 @@ async fn kalshi_fills_pushed_on_the_websocket_are_read_and_settled_before_any_sy
         url = venue.url,
     );
     let config = write_host_config(dir.path(), &sections);
-    let out = dir.path().join("out.txt");
-    let file = Stdio::from(std::fs::File::create(&out).unwrap());
     let env = [("KALSHI_API_KEY_ID", "fake-key-id"), ("KALSHI_PRIVATE_KEY_PATH", pem.to_str().unwrap())];
-    let _host = HostProcess::spawn_with(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file, &env);
-    let addr = listening_address(&out).await;
+    let (_host, addr) = spawn(dir.path(), &config, &env).await;
     until("the orders to rest at the venue", Duration::from_secs(60), async || {
         venue.state.lock().unwrap().kalshi_orders.iter().filter(|o| o["status"] == "resting").count() == 5
     })
     .await;
-    until("the fill stream", Duration::from_secs(30), async || {
-        health(&client, &addr).await["sync"]["kalshi"]["stream"] == "listening"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(fills(&client, &addr).await, 0);
-
-    venue.fill_kalshi_resting();
-    let took = until("the pushed fills", Duration::from_secs(20), async || fills(&client, &addr).await == 5).await;
-    assert!(took < Duration::from_secs(20), "syncs are ten minutes apart: {took:?}");
-    let now = health(&client, &addr).await;
-    assert_eq!(strategy(&now, "buyer").unwrap()["positions"]["KXTEST-1"], "5", "{now:#}");
+    fills_arrive_by_the_stream(&client, &addr, "kalshi", || venue.fill_kalshi_resting(), ("KXTEST-1", 5)).await;
     assert_eq!(venue.state.lock().unwrap().fill_stream_connections, 1);
 }
