@@ -168,7 +168,8 @@ function renderVenues(host) {
     set(row, 'venue', v.venue);
     set(row, 'trading', v.state, v.state);
     set(row, 'reason', v.reason ? JSON.stringify(v.reason) : '');
-    set(row, 'sync', sync.state || 'pending', sync.state || 'pending');
+    const stream = sync.stream ? ` · stream ${sync.stream}` : '';
+    set(row, 'sync', `${sync.state || 'pending'}${stream}`, sync.state || 'pending');
     set(row, 'last-sync', time(sync.last_sync_ms));
     set(row, 'error', sync.last_error ? `${time(sync.last_error.at_ms)} ${sync.last_error.message}` : '', 'error');
   }
@@ -202,7 +203,8 @@ function renderEdges(host) {
     cell(t.last_error ? `${time(t.last_error.at_ms)} ${t.last_error.message}` : '', 'error'),
   ]);
   fill('feeds', Object.entries(host.feeds), ([feed, t]) => [
-    feed, time(t.last_bar_ms), cell(t.last_error ? `${time(t.last_error.at_ms)} ${t.last_error.message}` : '', 'error'),
+    feed, time(t.last_bar_ms), cell(t.stream || 'polled', t.stream || ''),
+    cell(t.last_error ? `${time(t.last_error.at_ms)} ${t.last_error.message}` : '', 'error'),
   ]);
 }
 
