@@ -16,8 +16,9 @@
 //! pinged, and one that does not answer within [`Timings::answer`] is
 //! treated as down. A lost stream is reconnected with exponential backoff
 //! (with jitter) between [`Timings::backoff_min`] and
-//! [`Timings::backoff_max`], reset once a connection is listening again, so
-//! a venue that refuses connections is not hammered.
+//! [`Timings::backoff_max`], reset once a connection has stayed up for 30
+//! seconds, so a venue that refuses or drops connections is not hammered
+//! (Binance allows 300 connections in 5 minutes per address).
 
 use std::future::Future;
 use std::time::Duration;
@@ -118,6 +119,9 @@ impl Default for Timings {
 /// The largest message read; venues' updates are a few KiB.
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// How long a connection must stay up for the backoff to start over.
+const STEADY: Duration = Duration::from_secs(30);
+
 /// Updates waiting for the desk; past this the stream waits for it.
 const QUEUE: usize = 1024;
 
@@ -134,11 +138,14 @@ async fn run<P: Protocol>(protocol: P, timings: Timings, tx: mpsc::Sender<Update
     let mut backoff = timings.backoff_min;
     loop {
         let mut listening = false;
+        let started = tokio::time::Instant::now();
         let ended = session(&protocol, timings, &tx, &mut listening).await;
         if tx.is_closed() {
             return;
         }
-        if listening {
+        // Only a connection that stayed up resets the backoff: a venue that
+        // accepts and drops at once is not reconnected to twice a second.
+        if listening && started.elapsed() >= STEADY {
             backoff = timings.backoff_min;
         }
         let error = match ended {
