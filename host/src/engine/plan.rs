@@ -31,6 +31,7 @@ use crate::router::{Router, RouterConfig};
 use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
 use crate::stream::{Timings, Update, ws_url};
+use crate::venues::{alpaca, binance, kalshi};
 
 /// Where bars come from, ready to run.
 pub(super) struct FeedPlan {
@@ -77,7 +78,7 @@ pub(super) fn plan_feed(
             let source = AlpacaBars::new(
                 client.clone(),
                 AlpacaBarsConfig {
-                    data_url: feed.base_url.clone().unwrap_or_else(|| "https://data.alpaca.markets".into()),
+                    data_url: feed.base_url.clone().unwrap_or_else(|| alpaca::DATA_URL.into()),
                     symbols: feed.symbols.clone(),
                     timeframe: feed.timeframe.clone().unwrap_or_else(|| "1Min".into()),
                     feed: feed.alpaca_feed.clone(),
@@ -92,7 +93,7 @@ pub(super) fn plan_feed(
             if streamed {
                 let url = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
                     Some(base) => ws_url(base, &format!("/v2/{}", feed.alpaca_feed)),
-                    None => format!("wss://stream.data.alpaca.markets/v2/{}", feed.alpaca_feed),
+                    None => format!("{}/v2/{}", alpaca::DATA_STREAM_URL, feed.alpaca_feed),
                 });
                 let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
                 let protocol = AlpacaBarStream::new(url, AlpacaCredentials::from_env()?, symbols);
@@ -106,7 +107,7 @@ pub(super) fn plan_feed(
             let source = BinanceKlines::new(
                 client.clone(),
                 BinanceKlinesConfig {
-                    base_url: feed.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into()),
+                    base_url: feed.base_url.clone().unwrap_or_else(|| binance::REST_URL.into()),
                     symbols: feed.symbols.clone(),
                     interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
                 },
@@ -116,7 +117,7 @@ pub(super) fn plan_feed(
             if feed.stream {
                 let base = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
                     Some(base) => ws_url(base, ""),
-                    None => "wss://stream.binance.com:9443".into(),
+                    None => binance::STREAM_URL.into(),
                 });
                 let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
                 let interval = feed.timeframe.as_deref().unwrap_or("1m");
@@ -136,7 +137,7 @@ pub(super) fn plan_feed(
                 .iter()
                 .map(|m| KalshiMarket { series: m.series.clone(), ticker: m.ticker.clone() })
                 .collect();
-            let base_url = feed.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            let base_url = feed.base_url.clone().unwrap_or_else(|| kalshi::REST_URL.into());
             let source =
                 KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
             let period = source.period();
@@ -175,7 +176,7 @@ pub(super) fn plan_venue(
     let broker: Arc<dyn Broker> = match broker_config.kind {
         BrokerKind::Paper => return Ok(None),
         BrokerKind::Alpaca => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://paper-api.alpaca.markets".into());
+            let base = broker_config.base_url.clone().unwrap_or_else(|| alpaca::TRADING_URL.into());
             let credentials = AlpacaCredentials::from_env()?;
             if broker_config.stream {
                 let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/stream"));
@@ -185,12 +186,12 @@ pub(super) fn plan_venue(
             Arc::new(AlpacaBroker::new(client.clone(), &base, credentials))
         }
         BrokerKind::Binance => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.binance.com".into());
+            let base = broker_config.base_url.clone().unwrap_or_else(|| binance::REST_URL.into());
             let credentials = BinanceCredentials::from_env()?;
             if broker_config.stream {
                 let url = broker_config.stream_url.clone().unwrap_or_else(|| match &broker_config.base_url {
                     Some(base) => ws_url(base, "/ws-api/v3"),
-                    None => "wss://ws-api.binance.com:443/ws-api/v3".into(),
+                    None => binance::WS_API_URL.into(),
                 });
                 let protocol = BinanceUserStream::new(url, credentials.clone());
                 stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
@@ -198,7 +199,7 @@ pub(super) fn plan_venue(
             Arc::new(BinanceBroker::new(client.clone(), &base, credentials, &broker_config.quote_asset))
         }
         BrokerKind::Kalshi => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| "https://api.elections.kalshi.com".into());
+            let base = broker_config.base_url.clone().unwrap_or_else(|| kalshi::REST_URL.into());
             let credentials = KalshiCredentials::from_env()?;
             if broker_config.stream {
                 let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/trade-api/ws/v2"));

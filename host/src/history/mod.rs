@@ -51,9 +51,9 @@ impl HistoryVenue {
 
     fn default_url(self) -> &'static str {
         match self {
-            HistoryVenue::Alpaca => "https://data.alpaca.markets",
-            HistoryVenue::Binance => "https://api.binance.com",
-            HistoryVenue::Kalshi => "https://api.elections.kalshi.com",
+            HistoryVenue::Alpaca => crate::venues::alpaca::DATA_URL,
+            HistoryVenue::Binance => crate::venues::binance::REST_URL,
+            HistoryVenue::Kalshi => crate::venues::kalshi::REST_URL,
         }
     }
 

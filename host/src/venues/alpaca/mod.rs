@@ -2,6 +2,13 @@
 //! trading API (`paper-api.alpaca.markets` or `api.alpaca.markets`, with
 //! its trade updates stream). One key pair signs all of it.
 
+/// Market data, REST.
+pub const DATA_URL: &str = "https://data.alpaca.markets";
+/// Paper trading, REST (its trade updates are at `/stream` on the same host).
+pub const TRADING_URL: &str = "https://paper-api.alpaca.markets";
+/// The market data stream, before `/v2/{iex|sip}`.
+pub const DATA_STREAM_URL: &str = "wss://stream.data.alpaca.markets";
+
 mod bar_stream;
 mod bars;
 mod orders;

@@ -1,6 +1,9 @@
 //! Kalshi: market candlesticks (polled) and orders on event contracts (with
 //! their fills streamed), signed with RSA-PSS.
 
+/// REST (its WebSocket API is at `/trade-api/ws/v2` on the same host).
+pub const REST_URL: &str = "https://api.elections.kalshi.com";
+
 mod candles;
 mod fill_stream;
 mod orders;
