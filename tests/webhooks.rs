@@ -87,6 +87,7 @@ async fn serve_at(
         tape: Arc::default(),
         journal: Some(store.clone()),
         closing: tokio::sync::watch::channel(false).1,
+        snapshots: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

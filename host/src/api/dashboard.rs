@@ -10,10 +10,12 @@
 //! - `GET /api/v1/dashboard`: everything the page shows, as JSON.
 //! - `GET /api/v1/events`: the same, pushed as server-sent events: a
 //!   `snapshot` event whenever it changed (checked every
-//!   [`PUSH_EVERY`]), and a `journal` event with each batch of new journal
-//!   lines. Streams end when the host stops.
+//!   [`PUSH_EVERY`]; one snapshot is built per tick and shared by every open
+//!   page), and a `journal` event with each batch of new journal lines.
+//!   Streams end when the host stops.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Form, State};
@@ -171,12 +173,36 @@ async fn dashboard(State(state): State<AppState>) -> Result<Json<serde_json::Val
     snapshot(&state).map(Json)
 }
 
+/// The latest snapshot's text, shared by every open page: however many
+/// pages are open, the host reads the store and builds it once a tick.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    latest: std::sync::Mutex<Option<(tokio::time::Instant, Arc<str>)>>,
+}
+
+impl Snapshots {
+    /// The snapshot of `state`, built anew when the one kept is older than
+    /// most of a tick.
+    fn get(&self, state: &AppState) -> Result<Arc<str>, AppError> {
+        let mut latest = self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, text)) = latest.as_ref()
+            && at.elapsed() < PUSH_EVERY * 4 / 5
+        {
+            return Ok(text.clone());
+        }
+        let text: Arc<str> = snapshot(state)?.to_string().into();
+        *latest = Some((tokio::time::Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
+
 /// What one stream has sent so far.
 struct Cursor {
     state: AppState,
     /// Turns true when the host stops.
     closing: tokio::sync::watch::Receiver<bool>,
-    last: String,
+    /// The snapshot sent last.
+    last: Arc<str>,
     journal_after: Option<i64>,
     first: bool,
 }
@@ -212,12 +238,12 @@ impl Cursor {
                 .collect();
             events.push(Event::default().event("journal").data(serde_json::Value::from(lines).to_string()));
         }
-        if let Ok(snapshot) = snapshot(&self.state) {
-            let text = snapshot.to_string();
-            if text != self.last {
-                events.push(Event::default().event("snapshot").data(&text));
-                self.last = text;
-            }
+        if let Ok(text) = self.state.snapshots.get(&self.state)
+            && !Arc::ptr_eq(&text, &self.last)
+            && *text != *self.last
+        {
+            events.push(Event::default().event("snapshot").data(&*text));
+            self.last = text;
         }
         self.first = false;
         events
@@ -227,7 +253,7 @@ impl Cursor {
 /// `GET /api/v1/events`: see the module's documentation.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
     let closing = state.closing.clone();
-    let cursor = Cursor { state, closing, last: String::new(), journal_after: None, first: true };
+    let cursor = Cursor { state, closing, last: Arc::from(""), journal_after: None, first: true };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         loop {
             if !cursor.first {

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 pub use self::auth::{Access, ApiToken, AuthError, TOKEN_VARIABLE};
+pub use self::dashboard::Snapshots;
 pub use self::session::Sessions;
 use crate::engine::{HostStatus, Instances};
 use crate::risk::{RiskGate, TradingState};
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Turns true when the host stops: long-lived responses (the
     /// dashboard's event stream) end then.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The dashboard's latest snapshot, shared by its open pages.
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// A live venue's records, as the control API reads them.
@@ -146,6 +149,7 @@ mod tests {
             tape: Arc::default(),
             journal: None,
             closing: tokio::sync::watch::channel(false).1,
+            snapshots: Arc::default(),
         }
     }
 

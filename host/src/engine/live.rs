@@ -250,6 +250,7 @@ pub async fn run_host(
                 tape: tape.clone(),
                 journal: store.clone(),
                 closing: closing_rx,
+                snapshots: Arc::default(),
                 ledger: store
                     .clone()
                     .zip(venue.as_ref().map(|v| v.venue))

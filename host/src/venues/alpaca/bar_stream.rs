@@ -19,11 +19,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rust_decimal::Decimal;
-use serde::Deserialize;
-
 use super::AlpacaCredentials;
-use crate::bar::{Bar, Millis};
+use super::bars::{WireBar, bar_from_wire};
+use crate::bar::Bar;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
 
 const VENUE: &str = "alpaca";
@@ -38,23 +36,6 @@ impl AlpacaBarStream {
     pub fn new(url: String, credentials: AlpacaCredentials, symbols: Vec<Arc<str>>) -> Self {
         Self { url, credentials, symbols }
     }
-}
-
-#[derive(Deserialize)]
-struct StreamBar {
-    #[serde(rename = "S")]
-    symbol: String,
-    t: String,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    o: Decimal,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    h: Decimal,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    l: Decimal,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    c: Decimal,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    v: Decimal,
 }
 
 fn malformed(message: String) -> StreamError {
@@ -133,24 +114,13 @@ impl Protocol for AlpacaBarStream {
         for (kind, element) in elements(message)? {
             match kind.as_str() {
                 "b" => {
-                    let wire: StreamBar =
-                        serde_json::from_value(element).map_err(|e| malformed(format!("a bar: {e}")))?;
+                    // A stream bar is a page's bar with its symbol in `S`.
+                    let name = element.get("S").and_then(|s| s.as_str()).unwrap_or_default();
                     // Share the configured symbol's allocation; ignore others.
-                    let Some(symbol) = self.symbols.iter().find(|s| ***s == *wire.symbol) else { continue };
-                    let time = time::OffsetDateTime::parse(&wire.t, &time::format_description::well_known::Rfc3339)
-                        .map_err(|_| malformed(format!("bar time `{}` is not RFC 3339", wire.t)))?;
-                    if wire.v.is_sign_negative() && !wire.v.is_zero() {
-                        return Err(malformed(format!("bar volume {} is negative", wire.v)));
-                    }
-                    bars.push(Bar {
-                        symbol: symbol.clone(),
-                        time: (time.unix_timestamp_nanos() / 1_000_000) as Millis,
-                        open: wire.o,
-                        high: wire.h,
-                        low: wire.l,
-                        close: wire.c,
-                        volume: wire.v,
-                    });
+                    let Some(symbol) = self.symbols.iter().find(|s| ***s == *name).cloned() else { continue };
+                    let wire: WireBar =
+                        serde_json::from_value(element).map_err(|e| malformed(format!("a bar: {e}")))?;
+                    bars.push(bar_from_wire(&symbol, wire).map_err(malformed)?);
                 }
                 "u" => tracing::debug!(venue = VENUE, "an updated bar, after its bar was delivered: not delivered"),
                 "error" => {

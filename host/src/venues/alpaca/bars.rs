@@ -100,8 +100,9 @@ struct Page {
     next_page_token: Option<String>,
 }
 
+/// A bar as Alpaca writes it, in a page of bars and on the stream alike.
 #[derive(Deserialize)]
-struct WireBar {
+pub(super) struct WireBar {
     t: String,
     #[serde(with = "rust_decimal::serde::arbitrary_precision")]
     o: Decimal,
@@ -134,35 +135,32 @@ pub fn parse_page(body: &[u8], symbols: &[Arc<str>]) -> Result<(Vec<Bar>, Option
             continue;
         };
         for w in wire {
-            let time =
-                time::OffsetDateTime::parse(&w.t, &time::format_description::well_known::Rfc3339).map_err(|_| {
-                    FeedError::from(VenueError::Malformed {
-                        venue: VENUE,
-                        endpoint: ENDPOINT.into(),
-                        body: w.t.clone(),
-                        message: "bar time is not RFC 3339".into(),
-                    })
-                })?;
-            if w.v.is_sign_negative() && !w.v.is_zero() {
-                return Err(FeedError::from(VenueError::Malformed {
-                    venue: VENUE,
-                    endpoint: ENDPOINT.into(),
-                    body: w.t.clone(),
-                    message: format!("bar volume {} is negative", w.v),
-                }));
-            }
-            bars.push(Bar {
-                symbol: symbol.clone(),
-                time: (time.unix_timestamp_nanos() / 1_000_000) as Millis,
-                open: w.o,
-                high: w.h,
-                low: w.l,
-                close: w.c,
-                volume: w.v,
-            });
+            let at = w.t.clone();
+            let bar = bar_from_wire(symbol, w).map_err(|message| {
+                FeedError::from(VenueError::Malformed { venue: VENUE, endpoint: ENDPOINT.into(), body: at, message })
+            })?;
+            bars.push(bar);
         }
     }
     Ok((bars, page.next_page_token.filter(|t| !t.is_empty())))
+}
+
+/// `w` as a bar of `symbol`; what is wrong with it otherwise.
+pub(super) fn bar_from_wire(symbol: &Arc<str>, w: WireBar) -> Result<Bar, String> {
+    let time = time::OffsetDateTime::parse(&w.t, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("bar time `{}` is not RFC 3339", crate::runtime::bounded(&w.t)))?;
+    if w.v.is_sign_negative() && !w.v.is_zero() {
+        return Err(format!("bar volume {} is negative", w.v));
+    }
+    Ok(Bar {
+        symbol: symbol.clone(),
+        time: (time.unix_timestamp_nanos() / 1_000_000) as Millis,
+        open: w.o,
+        high: w.h,
+        low: w.l,
+        close: w.c,
+        volume: w.v,
+    })
 }
 
 #[async_trait::async_trait]
