@@ -290,9 +290,11 @@ async fn open_pages_push_changes_and_never_hold_the_host_past_sigterm() {
     let stopped = Instant::now();
     let status = tokio::task::spawn_blocking(move || host.wait_for_exit(Duration::from_secs(30))).await.unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    // Under the host's 10 s backstop for connections left open: the streams
-    // ended because the host told them to.
-    assert!(stopped.elapsed() < Duration::from_secs(8), "{:?}", stopped.elapsed());
+    // The streams ended because the host told them to, not by its 10 s
+    // backstop for connections left open (which logs a warning).
+    let log = std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+    assert!(!log.contains("connections still open"), "the backstop closed the pages:\n{log}");
+    assert!(stopped.elapsed() < Duration::from_secs(30), "{:?}", stopped.elapsed());
     streams.push(first);
     for mut stream in streams {
         let ended =

@@ -41,15 +41,15 @@ async fn fills(client: &reqwest::Client, addr: &str) -> u64 {
     strategy(&health(client, addr).await, "buyer").and_then(|s| s["fills"].as_u64()).unwrap_or(0)
 }
 
-/// Waits for the buyer's order to be working at the venue, and for the sync
-/// that follows an accepted order to be over.
+/// Waits for the buyer's order to be working at the venue, and for a sync
+/// since it was taken (positions, the order, the account: several trading
+/// reads): after that the next sync is ten minutes away.
 async fn order_working(venue: &FakeVenue) {
-    let started = Instant::now();
-    while venue.state.lock().unwrap().orders.len() != 1 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the buyer never ordered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    until("the buyer's order and a sync after it", Duration::from_secs(60), async || {
+        let s = venue.state.lock().unwrap();
+        s.orders.len() == 1 && s.trading_requests >= s.order_taken_at + 3
+    })
+    .await;
 }
 
 async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
@@ -188,22 +188,13 @@ async fn bars_seen(client: &reqwest::Client, addr: &str) -> u64 {
     strategy(&health(client, addr).await, "watcher").and_then(|s| s["bars"].as_u64()).unwrap_or(0)
 }
 
-/// Waits until the bar stream listens and the poll that follows its
-/// connection is over (no bar request for half a second).
-async fn bar_stream_synced(venue: &FakeVenue, client: &reqwest::Client, addr: &str) {
-    until("the bar stream", Duration::from_secs(30), async || {
+/// Waits until the bar stream listens: connected, and trusted since the
+/// poll that followed its connection went through.
+async fn bar_stream_synced(client: &reqwest::Client, addr: &str) {
+    until("the bar stream", Duration::from_secs(60), async || {
         health(client, addr).await["feeds"]["alpaca"]["stream"] == "listening"
     })
     .await;
-    let mut seen = venue.requests_to("/v2/stocks/bars");
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = venue.requests_to("/v2/stocks/bars");
-        if now == seen {
-            return;
-        }
-        seen = now;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +204,7 @@ async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
     let dir = tempfile::tempdir().unwrap();
     let (_host, addr) = bar_host(&venue, dir.path()).await;
     until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == 40).await;
-    bar_stream_synced(&venue, &client, &addr).await;
+    bar_stream_synced(&client, &addr).await;
 
     // A new bar comes by the stream: no poll asked for it.
     let polls = venue.requests_to("/v2/stocks/bars");
@@ -241,11 +232,11 @@ async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
     // waits for the poll rather than being delivered first.
     venue.fail_next(Fault::Status { code: 500, retry_after: None });
     venue.state.lock().unwrap().bar_stream_refuse = false;
-    until("the failed poll after reconnecting", Duration::from_secs(30), async || {
-        let now = health(&client, &addr).await;
-        now["feeds"]["alpaca"]["stream"] == "listening" && now["feeds"]["alpaca"]["last_error"].is_object()
+    until("the failed poll after reconnecting", Duration::from_secs(60), async || {
+        health(&client, &addr).await["feeds"]["alpaca"]["last_error"].is_object()
     })
     .await;
+    assert_eq!(health(&client, &addr).await["feeds"]["alpaca"]["stream"], "down", "not trusted before a poll");
     venue.publish_bar("AAPL", 43, "14");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(bars_seen(&client, &addr).await, 41, "a streamed bar never jumps a gap");
@@ -253,7 +244,7 @@ async fn streamed_bars_arrive_between_polls_once_and_gaps_are_backfilled() {
     // The next connection's poll goes through: 41, 42 and 43, once each.
     venue.drop_bar_streams();
     until("the backfilled bars", Duration::from_secs(30), async || bars_seen(&client, &addr).await == 44).await;
-    bar_stream_synced(&venue, &client, &addr).await;
+    bar_stream_synced(&client, &addr).await;
 
     // Heard again, older, of another symbol, malformed: nothing more.
     let mut again = alpaca_bar(42, "13");
@@ -317,19 +308,11 @@ async fn binance_klines_stream_once_closed_and_are_backfilled_after_a_drop() {
     let _host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
     let addr = listening_address(&out).await;
     until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == KLINES as u64).await;
-    until("the kline stream", Duration::from_secs(30), async || {
+    until("the kline stream", Duration::from_secs(60), async || {
         health(&client, &addr).await["feeds"]["binance"]["stream"] == "listening"
     })
     .await;
-    let mut polls = venue.requests_to("/api/v3/klines");
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = venue.requests_to("/api/v3/klines");
-        if now == polls {
-            break;
-        }
-        polls = now;
-    }
+    let polls = venue.requests_to("/api/v3/klines");
 
     // Streamed, open and then closed: taken once, closed, with no poll.
     venue.publish_kline("BTCUSDT", kline(KLINES));
@@ -410,6 +393,8 @@ async fn fills_arrive_by_the_stream(
         health(client, addr).await["sync"][venue]["stream"] == "listening"
     })
     .await;
+    // The sync that follows an accepted order is 200 ms behind it; one that
+    // lands after `fill` would only make the fill come sooner, never fail.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(fills(client, addr).await, 0);
     fill();

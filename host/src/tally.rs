@@ -58,8 +58,9 @@ pub struct FeedTally {
     /// The time of the newest bar delivered.
     pub last_bar_ms: Option<Millis>,
     pub last_error: Option<LastError>,
-    /// The venue's bar stream, when it has one: `listening` or `down`, with
-    /// its last error.
+    /// The venue's bar stream, when it has one: `listening` (connected, and
+    /// trusted since the poll that followed went through) or `down`, with its
+    /// last error.
     pub stream: Option<StreamState>,
     pub stream_error: Option<LastError>,
 }
@@ -86,8 +87,9 @@ pub struct SyncTally {
     /// Differences found and corrected, since the start.
     pub corrections: u64,
     pub last_error: Option<LastError>,
-    /// The venue's order-update stream, when it has one: `listening` or
-    /// `down`, with its last error.
+    /// The venue's order-update stream, when it has one: `listening`
+    /// (connected, and backfilled by the sync that followed) or `down`, with
+    /// its last error.
     pub stream: Option<StreamState>,
     pub stream_error: Option<LastError>,
 }

@@ -146,6 +146,7 @@ pub(super) async fn submit(
             return refused;
         }
         s.order_posts += 1;
+        s.order_taken_at = s.trading_requests;
         s.requests.push("POST /v2/orders".into());
         s.order_faults.pop_front()
     };

@@ -82,6 +82,9 @@ pub struct VenueState {
     pub fill_after_requests: Option<usize>,
     /// Alpaca trading requests served, and orders waiting to fill: `(due, index)`.
     pub trading_requests: usize,
+    /// Alpaca: `trading_requests` when the latest order was taken; a sync
+    /// since then has read more.
+    pub order_taken_at: usize,
     pub fills_due: VecDeque<(usize, usize)>,
     /// Alpaca: clients listening to `trade_updates`, each a queue of messages.
     pub stream_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,

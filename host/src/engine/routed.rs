@@ -154,9 +154,14 @@ impl VenueDesk {
         let mut next_sync = tokio::time::Instant::now();
         // Whether the last look at the queue found nothing to send.
         let mut idle = false;
+        // The stream (re)connected and the sync that backfills it is due: it
+        // is reported listening once that sync went through.
+        let mut backfill = false;
         loop {
             if tokio::time::Instant::now() >= next_sync {
-                self.sync_round().await;
+                if self.sync_round().await && std::mem::take(&mut backfill) {
+                    self.metrics.tally.stream(self.venue, None);
+                }
                 next_sync = tokio::time::Instant::now() + self.sync_every;
                 idle = false;
             }
@@ -185,7 +190,7 @@ impl VenueDesk {
                     // Connected, first or again: a full sync backfills
                     // whatever the stream missed.
                     Update::Connected => {
-                        self.metrics.tally.stream(self.venue, None);
+                        backfill = true;
                         next_sync = tokio::time::Instant::now();
                     }
                     Update::Down { error } => self.metrics.tally.stream(self.venue, Some(&error)),
@@ -245,21 +250,23 @@ impl VenueDesk {
     /// One sync; its fills and ended orders go to their engines, even if
     /// it stopped part way, then the orders the venue turned out not to
     /// have are sent again.
-    async fn sync_round(&self) {
-        let report = match self.reconciler.sync(now_ms()).await {
+    /// Whether it went through.
+    async fn sync_round(&self) -> bool {
+        let (report, synced) = match self.reconciler.sync(now_ms()).await {
             Ok(report) => {
                 tracing::debug!(venue = self.venue, fills = report.fills.len(), "synced");
                 self.metrics.tally.synced(self.venue, report.corrections.len());
-                report
+                (report, true)
             }
             Err(failed) => {
                 let error = &failed.source;
                 tracing::warn!(%error, venue = self.venue, "sync failed; retrying at the next interval");
                 self.metrics.tally.sync_failed(self.venue, &error.to_string());
-                failed.report
+                (failed.report, false)
             }
         };
         self.deliver(report).await;
+        synced
     }
 
     /// Tells the engines what a sync (or a pushed update) found: fills and

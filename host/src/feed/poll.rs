@@ -168,19 +168,14 @@ impl<S: BarSource> PolledFeed<S> {
 
     /// Takes one stream update: see the module's documentation.
     fn take(&mut self, update: Update<Bar>) {
-        let name = self.source.name().to_string();
         let Some(live) = self.live.as_mut() else { return };
         match update {
-            Update::Connected => {
-                (live.connected, live.synced, live.poll_now) = (true, false, true);
-                if let Some(metrics) = &self.metrics {
-                    metrics.tally.feed_stream(&name, None);
-                }
-            }
+            // Reported as listening once the poll that follows has gone through.
+            Update::Connected => (live.connected, live.synced, live.poll_now) = (true, false, true),
             Update::Down { error } => {
                 (live.connected, live.synced) = (false, false);
                 if let Some(metrics) = &self.metrics {
-                    metrics.tally.feed_stream(&name, Some(&error));
+                    metrics.tally.feed_stream(self.source.name(), Some(&error));
                 }
             }
             Update::Item { item: bar } => {
@@ -325,8 +320,14 @@ impl<S: BarSource> MarketData for PolledFeed<S> {
             }
             match self.poll().await {
                 Ok(()) => {
-                    if let Some(live) = self.live.as_mut() {
-                        live.synced = live.connected;
+                    if let Some(live) = self.live.as_mut()
+                        && live.connected
+                        && !live.synced
+                    {
+                        live.synced = true;
+                        if let Some(metrics) = &self.metrics {
+                            metrics.tally.feed_stream(self.source.name(), None);
+                        }
                     }
                 }
                 Err(FeedError::Venue(VenueError::Throttled { venue, retry_after })) => {
