@@ -28,12 +28,7 @@ async fn host(venue: &FakeVenue, dir: &std::path::Path, stream: bool) -> (HostPr
         url = venue.url,
         at = alpaca_time(5),
     );
-    let config = write_host_config(dir, &sections);
-    let out = dir.join("out.txt");
-    let file = Stdio::from(std::fs::File::create(&out).unwrap());
-    let host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
-    let addr = listening_address(&out).await;
-    (host, addr)
+    spawn(dir, &write_host_config(dir, &sections), &[]).await
 }
 
 /// Fills the buyer has heard of, by `/health`.
@@ -176,12 +171,7 @@ async fn bar_host(venue: &FakeVenue, dir: &std::path::Path) -> (HostProcess, Str
     let feed = alpaca_feed(&venue.url, 50).replace("poll_ms = 50", "poll_ms = 600000");
     let sections =
         format!("{feed}[[strategy]]\nname = \"watcher\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n");
-    let config = write_host_config(dir, &sections);
-    let out = dir.join("out.txt");
-    let file = Stdio::from(std::fs::File::create(&out).unwrap());
-    let host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
-    let addr = listening_address(&out).await;
-    (host, addr)
+    spawn(dir, &write_host_config(dir, &sections), &[]).await
 }
 
 async fn bars_seen(client: &reqwest::Client, addr: &str) -> u64 {
@@ -302,11 +292,7 @@ async fn binance_klines_stream_once_closed_and_are_backfilled_after_a_drop() {
          [[strategy]]\nname = \"watcher\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n",
         url = venue.url,
     );
-    let config = write_host_config(dir.path(), &sections);
-    let out = dir.path().join("out.txt");
-    let file = Stdio::from(std::fs::File::create(&out).unwrap());
-    let _host = HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, file);
-    let addr = listening_address(&out).await;
+    let (_host, addr) = spawn(dir.path(), &write_host_config(dir.path(), &sections), &[]).await;
     until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == KLINES as u64).await;
     until("the kline stream", Duration::from_secs(60), async || {
         health(&client, &addr).await["feeds"]["binance"]["stream"] == "listening"
