@@ -62,6 +62,8 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     #[serde(default, rename = "price_alert")]
     pub price_alerts: Vec<PriceAlert>,
+    /// Interactive Brokers' gateway, when the broker or the feed is `ibkr`.
+    pub ibkr: Option<crate::venues::ibkr::IbkrConfig>,
 }
 
 /// A price level whose crossing (by a bar's close) raises `price.crossed`.
@@ -214,6 +216,8 @@ pub enum BrokerKind {
     Binance,
     /// Kalshi, signed with `KALSHI_API_KEY_ID` and the key at `KALSHI_PRIVATE_KEY_PATH`.
     Kalshi,
+    /// Interactive Brokers, through the Client Portal gateway in `[ibkr]`.
+    Ibkr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -275,6 +279,8 @@ pub enum FeedKind {
     Binance,
     /// Kalshi market candlesticks, polled.
     Kalshi,
+    /// Interactive Brokers bars, polled through the gateway in `[ibkr]`.
+    Ibkr,
 }
 
 /// A Kalshi market: its series and ticker, both part of the URL.
@@ -492,6 +498,25 @@ impl Config {
                 return Err(invalid(format!("strategy `{name}`: symbol `{stray}` is not one the feed polls")));
             }
         }
+        let uses_ibkr = config.broker.kind == BrokerKind::Ibkr || config.feed.kind == FeedKind::Ibkr;
+        match &config.ibkr {
+            None if uses_ibkr => {
+                return Err(invalid(
+                    "section `[ibkr]`: the `ibkr` broker and feed need the gateway and account".into(),
+                ));
+            }
+            Some(ibkr) if uses_ibkr => {
+                if let Some(problem) = ibkr.problem() {
+                    return Err(invalid(problem));
+                }
+                if (config.broker.kind == BrokerKind::Ibkr && config.broker.base_url.is_some())
+                    || (config.feed.kind == FeedKind::Ibkr && config.feed.base_url.is_some())
+                {
+                    return Err(invalid("key `base_url`: the gateway's address is `ibkr.gateway`".into()));
+                }
+            }
+            _ => {}
+        }
         if config.broker.kind != BrokerKind::Paper && config.feed.kind == FeedKind::Replay {
             return Err(invalid("key `broker.kind`: a venue broker needs a live feed, not a replay".into()));
         }
@@ -579,6 +604,7 @@ impl FeedConfig {
             FeedKind::Alpaca => "alpaca",
             FeedKind::Binance => "binance",
             FeedKind::Kalshi => "kalshi",
+            FeedKind::Ibkr => "ibkr",
         }
     }
 
@@ -590,7 +616,7 @@ impl FeedConfig {
                 need(self.data.is_some(), "data", "a replay needs a CSV path or bundled:SYMBOL")?;
                 need(self.symbol.is_some(), "symbol", "a replay needs the symbol its data holds")
             }
-            FeedKind::Alpaca | FeedKind::Binance => {
+            FeedKind::Alpaca | FeedKind::Binance | FeedKind::Ibkr => {
                 need(!self.symbols.is_empty(), "symbols", "list at least one symbol")
             }
             FeedKind::Kalshi => need(!self.markets.is_empty(), "markets", "list at least one { series, ticker }"),

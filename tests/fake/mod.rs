@@ -8,6 +8,7 @@ mod alpaca;
 mod alpaca_stream;
 mod binance;
 mod binance_stream;
+mod ibkr;
 mod kalshi;
 
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use self::alpaca::{ALPACA_ORDER_STATUSES, alpaca_bar, alpaca_time};
 pub use self::binance::{BINANCE_FILL_PRICE, BINANCE_SECRET, binance_default_filters};
+pub use self::ibkr::{FakeGateway, IBKR_ACCOUNT};
 pub use self::kalshi::{KALSHI_FILL_CENTS, KALSHI_MAX_CANDLES};
 
 /// A way to fail the next request.

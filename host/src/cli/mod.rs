@@ -206,7 +206,7 @@ pub enum PluginCommand {
 pub enum VenueCommand {
     /// Halts new orders on a venue until `resume`.
     Halt {
-        /// `alpaca`, `binance` or `kalshi`.
+        /// `alpaca`, `binance`, `kalshi` or `ibkr`.
         venue: String,
         #[arg(long)]
         config: PathBuf,
@@ -228,8 +228,7 @@ fn venue_command(command: VenueCommand, out: &mut impl Write) -> Result<ExitCode
         VenueCommand::Halt { venue, config, note } => (venue, config, Some(note)),
         VenueCommand::Resume { venue, config } => (venue, config, None),
     };
-    let known = ["alpaca", "binance", "kalshi"];
-    if !known.contains(&venue.as_str()) {
+    if !crate::venues::NAMES.contains(&venue.as_str()) {
         return Err(CliError::UnknownVenue { venue: venue.clone() });
     }
     let config = Config::load(&config)?;
@@ -276,7 +275,7 @@ pub enum CliError {
     Tokio(std::io::Error),
     #[error("cannot listen for Ctrl-C and SIGTERM")]
     Signal(#[source] std::io::Error),
-    #[error("unknown venue `{venue}`: expected alpaca, binance or kalshi")]
+    #[error("unknown venue `{venue}`: expected one of {}", crate::venues::NAMES.join(", "))]
     UnknownVenue { venue: String },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -17,7 +17,7 @@ use super::fanout::{FeedMeter, Taps, spawn_feed};
 use super::instances::Instances;
 use super::launcher::{Launcher, Starter};
 use super::output::{Lines, printer};
-use super::plan::{EnginePlanner, FeedPlan, plan_engines, plan_feed, plan_venue, startup_sync};
+use super::plan::{Connections, EnginePlanner, FeedPlan, plan_engines, plan_feed, plan_venue, startup_sync};
 use super::routed::{Lanes, VenueDesk};
 use super::status::HostStatus;
 use super::swap::{Replacement, SwapError, Watched, watch};
@@ -136,11 +136,9 @@ pub async fn run_host(
         ..config.runtime.to_runtime(config.budget())
     };
     let runtime = Arc::new(Runtime::new(runtime_config)?);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.broker.timeout_ms.max(1)))
-        .build()
-        .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
     let store = if live { Some(Arc::new(Store::open(std::path::Path::new(&config.store.path))?)) } else { None };
+    let connections = Connections::new(&config, store.as_ref())?;
+    let client = connections.client.clone();
     let (journal, journal_writer) = match &store {
         Some(store) => {
             let (journal, writer) = Journal::start(store.clone(), JOURNAL_QUEUE)
@@ -171,14 +169,14 @@ pub async fn run_host(
         _ => None,
     };
     let venue = match &store {
-        Some(store) => plan_venue(&config, &client, store)?,
+        Some(store) => plan_venue(&config, &connections, store)?,
         None => None,
     };
     if let Some(v) = &venue {
         metrics.watch_gate(v.gate.clone());
     }
     let FeedPlan { mut feed, clock, symbol, description } =
-        plan_feed(&config, &options, &client, store.as_ref(), &metrics)?;
+        plan_feed(&config, &options, &connections, store.as_ref(), &metrics)?;
     if let Some(v) = &venue
         && startup_sync(&v.reconciler, &metrics.tally, &mut shutdown).await.is_none()
     {

@@ -31,7 +31,41 @@ use crate::router::{Router, RouterConfig};
 use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
 use crate::stream::{Timings, Update, ws_url};
+use crate::venues::ibkr::{IbkrBroker, IbkrGateway, IbkrHistory};
 use crate::venues::{alpaca, binance, kalshi};
+
+/// What the venues are reached through: one HTTP client for all, and the
+/// Interactive Brokers gateway session, which its broker and feed share.
+pub(super) struct Connections {
+    pub client: reqwest::Client,
+    pub ibkr: Option<Arc<IbkrGateway>>,
+}
+
+impl Connections {
+    pub fn new(config: &Config, store: Option<&Arc<Store>>) -> Result<Self, LiveError> {
+        let timeout = Duration::from_millis(config.broker.timeout_ms.max(1));
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
+        let uses_ibkr = config.broker.kind == BrokerKind::Ibkr || config.feed.kind == FeedKind::Ibkr;
+        let ibkr = match (&config.ibkr, store) {
+            (Some(ibkr), Some(store)) if uses_ibkr => {
+                let gateway = IbkrGateway::new(ibkr.clone(), timeout, store.clone())
+                    .map_err(|e| LiveError::Setup { message: format!("ibkr: {e}") })?;
+                Some(Arc::new(gateway))
+            }
+            _ => None,
+        };
+        Ok(Self { client, ibkr })
+    }
+
+    fn ibkr(&self) -> Result<Arc<IbkrGateway>, LiveError> {
+        self.ibkr
+            .clone()
+            .ok_or_else(|| LiveError::Setup { message: "the `ibkr` venue needs an `[ibkr]` section".into() })
+    }
+}
 
 /// Where bars come from, ready to run.
 pub(super) struct FeedPlan {
@@ -45,11 +79,12 @@ pub(super) struct FeedPlan {
 pub(super) fn plan_feed(
     config: &Config,
     options: &RunOptions,
-    client: &reqwest::Client,
+    connections: &Connections,
     store: Option<&Arc<Store>>,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<FeedPlan, LiveError> {
     let feed = &config.feed;
+    let client = &connections.client;
     let needs_store =
         || store.cloned().ok_or_else(|| LiveError::Setup { message: "a polled feed needs the store".into() });
     let schedule = |period: Duration| PollSchedule {
@@ -150,6 +185,18 @@ pub(super) fn plan_feed(
                 description,
             }
         }
+        FeedKind::Ibkr => {
+            let bar = feed.timeframe.as_deref().unwrap_or("1min");
+            let source = IbkrHistory::new(connections.ibkr()?, &feed.symbols, bar)?;
+            let period = source.period();
+            let description = format!("polling Interactive Brokers {bar} bars for {}", feed.symbols.join(", "));
+            FeedPlan {
+                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
+                clock: Clock::System,
+                symbol: first_symbol(),
+                description,
+            }
+        }
     })
 }
 
@@ -168,10 +215,11 @@ pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<Update<crate::b
 
 pub(super) fn plan_venue(
     config: &Config,
-    client: &reqwest::Client,
+    connections: &Connections,
     store: &Arc<Store>,
 ) -> Result<Option<VenuePlan>, LiveError> {
     let broker_config = &config.broker;
+    let client = &connections.client;
     let mut stream: Option<StartStream> = None;
     let broker: Arc<dyn Broker> = match broker_config.kind {
         BrokerKind::Paper => return Ok(None),
@@ -208,6 +256,8 @@ pub(super) fn plan_venue(
             }
             Arc::new(KalshiBroker::new(client.clone(), &base, credentials))
         }
+        // Polled only: the gateway's WebSocket is not used (yet).
+        BrokerKind::Ibkr => Arc::new(IbkrBroker::new(connections.ibkr()?)),
     };
     let venue = broker.venue();
     // A halt recorded by an earlier run is still in force.

@@ -9,6 +9,7 @@
 //! text, never as floating point.
 
 mod checkpoint;
+mod contracts;
 mod journal;
 mod ledger;
 mod order_type;

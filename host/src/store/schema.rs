@@ -135,4 +135,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 10: the stop price of a stop or stop-limit order (a
     // stop-limit's limit is in `limit_price`, as a limit order's is).
     "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
+    // 11: a venue's own id for each symbol it was asked about (Interactive
+    // Brokers' `conid`), so a restart does not search for it again.
+    "CREATE TABLE venue_contracts (
+        venue TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        contract TEXT NOT NULL,
+        PRIMARY KEY (venue, symbol)
+    );",
 ];

@@ -7,6 +7,10 @@
 //! ([`crate::feed::BarSource`], [`crate::broker::Broker`],
 //! [`crate::stream::Protocol`]); the rest of the host sees only those.
 
+/// Every venue's name, as its config kind, store rows and metrics say it.
+pub const NAMES: [&str; 4] = ["alpaca", "binance", "kalshi", "ibkr"];
+
 pub mod alpaca;
 pub mod binance;
+pub mod ibkr;
 pub mod kalshi;
