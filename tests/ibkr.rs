@@ -298,3 +298,45 @@ async fn the_host_polls_bars_trades_and_halts_through_the_gateway() {
     until("trading to resume", &|h| h["venues"][0]["state"] == "active").await;
     assert_eq!(setup.fake.order_posts(), 1, "one order, placed once");
 }
+
+#[tokio::test]
+async fn under_every_fault_each_order_is_placed_once_and_each_fill_recorded_once() {
+    use stratbox_tests::fake::Fault;
+    let setup = Setup::new().await;
+    // Answers that hang past this are lost.
+    let gateway = Arc::new(IbkrGateway::new(setup.config(), Duration::from_millis(500), setup.store.clone()).unwrap());
+    let broker: Arc<dyn Broker> = Arc::new(IbkrBroker::new(gateway));
+    let gate = RiskGate::persistent(setup.store.clone(), &["ibkr"]).unwrap();
+    let reconciler = Reconciler::new(broker.clone(), setup.store.clone(), gate.clone(), Decimal::ONE_HUNDRED);
+    let router = setup.router(broker.clone(), gate);
+    let faults = [
+        OrderFault::AcceptThenDrop,
+        OrderFault::AcceptThen500,
+        OrderFault::AcceptThenHang(Duration::from_secs(2)),
+        OrderFault::Status { code: 503, retry_after: None },
+        OrderFault::Status { code: 429, retry_after: Some(0) },
+    ];
+    let placed = faults.len();
+    for (n, fault) in faults.into_iter().enumerate() {
+        setup.fake.fail_next_order(fault.clone());
+        let routed = router.submit("s@ibkr", OrderRef::new(1, n as u64 + 1), &intent(2, limit("100")), 1).await;
+        assert!(matches!(routed, Ok(Routed::Accepted { .. })), "{fault:?}: {routed:?}");
+        assert_eq!(setup.fake.live_orders().len(), n + 1, "{fault:?} placed the order once");
+    }
+    // Reads fail, then succeed; fills are recorded once however often read.
+    setup.fake.fill_part_of_open_orders("1", "99");
+    setup.fake.fail_next(Fault::Status { code: 500, retry_after: None });
+    assert!(reconciler.sync(2).await.is_err());
+    // Twice: the first lands on the cache invalidation, whose answer is not read.
+    setup.fake.fail_next(Fault::Malformed);
+    setup.fake.fail_next(Fault::Malformed);
+    assert!(reconciler.sync(2).await.is_err());
+    let first = reconciler.sync(3).await.unwrap();
+    setup.fake.fill_open_orders("101");
+    let second = reconciler.sync(4).await.unwrap();
+    let third = reconciler.sync(5).await.unwrap();
+    assert_eq!((first.fills.len(), second.fills.len(), third.fills.len()), (placed, placed, 0));
+    let bought: Decimal = first.fills.iter().chain(&second.fills).map(|f| f.qty).sum();
+    assert_eq!(bought, Decimal::from(2 * placed as i64));
+    assert!(third.corrections.is_empty(), "{third:?}");
+}
