@@ -435,3 +435,56 @@ async fn kalshi_fills_pushed_on_the_websocket_are_read_and_settled_before_any_sy
     fills_arrive_by_the_stream(&client, &addr, "kalshi", || venue.fill_kalshi_resting(), ("KXTEST-1", 5)).await;
     assert_eq!(venue.state.lock().unwrap().fill_stream_connections, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kalshi_bars_built_from_streamed_trades_arrive_between_polls_once() {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let client = reqwest::Client::new();
+    let venue = FakeVenue::start().await;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    venue.state.lock().unwrap().kalshi_public_key = Some(key.to_public_key());
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("kalshi.pem");
+    std::fs::write(&pem, key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().as_bytes()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // Three traded minutes, long closed, for the backfill.
+    for minute in 1..=3 {
+        venue.publish_kalshi_trade("KXTEST", "KXTEST-1", 40 + minute, 1, (now() / 60 - 10 + minute) * 60 + 5);
+    }
+    let sections = format!(
+        "[feed]\nkind = \"kalshi\"\nbase_url = \"{url}\"\ntimeframe = \"1\"\npoll_ms = 600000\ndelay_ms = 0\n\
+         backfill_minutes = 60\nmarkets = [{{ series = \"KXTEST\", ticker = \"KXTEST-1\" }}]\n\n\
+         [[strategy]]\nname = \"watcher\"\nplugin = {MISBEHAVE_WASM:?}\nparams = {{ mode = \"ok\" }}\n",
+        url = venue.url,
+    );
+    let config = write_host_config(dir.path(), &sections);
+    let env = [("KALSHI_API_KEY_ID", "fake-key-id"), ("KALSHI_PRIVATE_KEY_PATH", pem.to_str().unwrap())];
+    let (_host, addr) = spawn(dir.path(), &config, &env).await;
+    until("the backfill", Duration::from_secs(60), async || bars_seen(&client, &addr).await == 3).await;
+    let listening = async || health(&client, &addr).await["feeds"]["kalshi"]["stream"] == "listening";
+    until("the trade stream", Duration::from_secs(60), listening).await;
+
+    // Trades of the first minute the stream heard whole (it subscribed
+    // before now), then one of the next minute, which closes it.
+    let minute = (now() + 3) / 60 * 60 + 60;
+    let polls = venue.requests_to("/trade-api/v2/series/KXTEST/markets/KXTEST-1/candlesticks");
+    for (cents, second) in [(41, 1), (47, 20), (38, 40)] {
+        venue.publish_kalshi_trade("KXTEST", "KXTEST-1", cents, 2, minute + second);
+    }
+    assert_eq!(bars_seen(&client, &addr).await, 3, "the minute is still open");
+    venue.publish_kalshi_trade("KXTEST", "KXTEST-1", 44, 1, minute + 61);
+    let took = until("the streamed bar", Duration::from_secs(20), async || bars_seen(&client, &addr).await == 4).await;
+    assert!(took < Duration::from_secs(20), "the next poll is ten minutes away: {took:?}");
+    let candles = "/trade-api/v2/series/KXTEST/markets/KXTEST-1/candlesticks";
+    assert_eq!(venue.requests_to(candles), polls, "no poll brought it");
+
+    // The stream drops and comes back, trusted again once the poll that
+    // follows its reconnection went through; nothing is delivered twice.
+    venue.drop_kalshi_trade_streams();
+    until("the reconnection", Duration::from_secs(60), async || {
+        venue.state.lock().unwrap().trade_stream_connections == 2
+    })
+    .await;
+    until("the stream again", Duration::from_secs(60), listening).await;
+    assert_eq!(bars_seen(&client, &addr).await, 4, "delivered once");
+}

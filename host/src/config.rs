@@ -329,8 +329,9 @@ pub struct FeedConfig {
     /// resume from the stored cursors).
     #[serde(default = "default_backfill")]
     pub backfill_minutes: u64,
-    /// Alpaca (`1Min` bars) and Binance: hear each bar as it closes over
-    /// the venue's stream as well as polling (the polls become the safety net).
+    /// Alpaca (`1Min` bars), Binance and Kalshi (with a key): hear each bar
+    /// as it closes over the venue's stream as well as polling (the polls
+    /// become the safety net). Kalshi's bars are built from its streamed trades.
     #[serde(default = "default_stream")]
     pub stream: bool,
     /// The bar stream's address; by default Alpaca's

@@ -250,21 +250,76 @@ async fn fills(state: Shared, mut socket: axum::extract::ws::WebSocket) {
         return;
     };
     let command: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-    let wants_fills = command["params"]["channels"].as_array().is_some_and(|c| c.iter().any(|c| c == "fill"));
-    if command["cmd"] != "subscribe" || !wants_fills {
+    let channels: Vec<&str> = command["params"]["channels"]
+        .as_array()
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let channel = match channels.as_slice() {
+        ["fill"] => "fill",
+        ["trade"] => "trade",
+        _ => "",
+    };
+    if command["cmd"] != "subscribe" || channel.is_empty() {
         let refusal = json!({"id": command["id"], "type": "error", "msg": {"code": 8, "msg": "Unknown channel name"}});
         let _ = socket.send(Message::Text(refusal.to_string().into())).await;
         return;
     }
-    let subscribed = json!({"id": command["id"], "type": "subscribed", "msg": {"channel": "fill", "sid": 1}});
+    // The trade channel takes the markets to hear; without any, every market.
+    let tickers: Vec<String> = command["params"]["market_tickers"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let subscribed = json!({"id": command["id"], "type": "subscribed", "msg": {"channel": channel, "sid": 1}});
     let _ = socket.send(Message::Text(subscribed.to_string().into())).await;
     let (tx, updates) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     {
         let mut s = state.lock().unwrap();
-        s.fill_stream_connections += 1;
-        s.fill_subscribers.push(tx);
+        if channel == "fill" {
+            s.fill_stream_connections += 1;
+            s.fill_subscribers.push(tx);
+        } else {
+            s.trade_stream_connections += 1;
+            s.trade_subscribers.push((tickers, tx));
+        }
     }
     super::forward(socket, updates, super::Frames::Text).await;
+}
+
+impl super::FakeVenue {
+    /// A trade in Kalshi market `ticker` of `series` at `cents` a YES
+    /// contract, at `ts` (seconds): it goes into that minute's REST candle
+    /// and out on the trade channel to every client hearing the market.
+    pub fn publish_kalshi_trade(&self, series: &str, ticker: &str, cents: i64, count: i64, ts: i64) {
+        let mut s = self.state.lock().unwrap();
+        let end = (ts.div_euclid(60) + 1) * 60;
+        let candles = s.kalshi_candles.entry((series.to_string(), ticker.to_string())).or_default();
+        match candles.iter_mut().find(|c| c["end_period_ts"] == end) {
+            Some(candle) => {
+                let price = &mut candle["price"];
+                price["high"] = json!(price["high"].as_i64().unwrap_or(cents).max(cents));
+                price["low"] = json!(price["low"].as_i64().unwrap_or(cents).min(cents));
+                price["close"] = json!(cents);
+                candle["volume"] = json!(candle["volume"].as_i64().unwrap_or(0) + count);
+            }
+            None => {
+                candles.push(json!({"end_period_ts": end, "volume": count,
+                    "price": {"open": cents, "high": cents, "low": cents, "close": cents}}));
+                candles.sort_by_key(|c| c["end_period_ts"].as_i64());
+            }
+        }
+        let trade = json!({"type": "trade", "sid": 1, "msg": {"trade_id": format!("t-{ts}-{cents}"),
+            "market_ticker": ticker, "yes_price": cents, "yes_price_dollars": dollars(cents), "no_price": 100 - cents,
+            "count": count, "count_fp": format!("{count}.00"), "taker_side": "yes", "ts": ts}});
+        let bytes = trade.to_string().into_bytes();
+        s.trade_subscribers.retain(|(tickers, tx)| {
+            !(tickers.is_empty() || tickers.iter().any(|t| t == ticker)) || tx.send(bytes.clone()).is_ok()
+        });
+    }
+
+    /// Closes every trade stream, as a venue restarting would.
+    pub fn drop_kalshi_trade_streams(&self) {
+        self.state.lock().unwrap().trade_subscribers.clear();
+    }
 }
 
 impl super::FakeVenue {

@@ -111,6 +111,10 @@ pub struct VenueState {
     /// Kalshi fill stream: its clients, and connections subscribed.
     pub fill_subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     pub fill_stream_connections: usize,
+    /// Kalshi trade channel: each client's markets (every market when
+    /// empty) and queue, and connections subscribed.
+    pub trade_subscribers: Vec<(Vec<String>, tokio::sync::mpsc::UnboundedSender<Vec<u8>>)>,
+    pub trade_stream_connections: usize,
     /// Kalshi: market orders rest (an empty book) instead of executing at once.
     pub kalshi_rest_market: bool,
 }

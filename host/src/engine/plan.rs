@@ -32,6 +32,7 @@ use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
 use crate::stream::{Timings, Update, ws_url};
 use crate::venues::ibkr::{IbkrBroker, IbkrGateway, IbkrHistory};
+use crate::venues::kalshi::KalshiTradeStream;
 use crate::venues::{alpaca, binance, kalshi};
 
 /// What the venues are reached through: one HTTP client for all, and the
@@ -177,13 +178,28 @@ pub(super) fn plan_feed(
                 KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
             let period = source.period();
             let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
-            let description = format!("polling Kalshi candlesticks for {symbol}");
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
-                clock: Clock::System,
-                symbol,
-                description,
+            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
+            // Kalshi's WebSocket needs a key, which the candles do not.
+            let credentials = match KalshiCredentials::from_env() {
+                Ok(credentials) => Some(credentials),
+                Err(error) if feed.stream => {
+                    tracing::warn!(%error, "no Kalshi key: candles are polled, not built from streamed trades");
+                    None
+                }
+                Err(_) => None,
+            };
+            let streamed = feed.stream && credentials.is_some();
+            if let Some(credentials) = credentials.filter(|_| feed.stream) {
+                let url = feed.stream_url.clone().unwrap_or_else(|| {
+                    ws_url(feed.base_url.as_deref().unwrap_or(kalshi::REST_URL), "/trade-api/ws/v2")
+                });
+                let tickers = feed.markets.iter().map(|m| Arc::from(m.ticker.as_str())).collect();
+                let protocol = KalshiTradeStream::new(url, credentials, tickers, period);
+                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
             }
+            let how = if streamed { "streaming trades and polling candlesticks" } else { "polling candlesticks" };
+            let description = format!("{how} of Kalshi {symbol}");
+            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol, description }
         }
         FeedKind::Ibkr => {
             let bar = feed.timeframe.as_deref().unwrap_or("1min");

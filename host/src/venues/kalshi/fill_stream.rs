@@ -48,19 +48,7 @@ impl Protocol for KalshiFillStream {
     }
 
     fn request(&self) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, StreamError> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-        let mut request = self.url.as_str().into_client_request().map_err(|source| StreamError::Connect { source })?;
-        let timestamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let signature = self.credentials.sign(timestamp, "GET", PATH);
-        let header = |value: &str| {
-            value.parse().map_err(|_| StreamError::Refused { message: "a credential is not a valid header".into() })
-        };
-        let headers = request.headers_mut();
-        headers.insert("KALSHI-ACCESS-KEY", header(&self.credentials.key_id)?);
-        headers.insert("KALSHI-ACCESS-TIMESTAMP", header(&timestamp.to_string())?);
-        headers.insert("KALSHI-ACCESS-SIGNATURE", header(&signature)?);
-        Ok(request)
+        self.credentials.stream_request(&self.url, PATH)
     }
 
     async fn handshake(&self, socket: &mut Socket, limit: Duration) -> Result<(), StreamError> {
