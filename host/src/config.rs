@@ -17,6 +17,7 @@ use crate::engine::PluginsConfig;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
 use crate::runtime::{Budget, CompileLimits, Compiler, LimitsSection, RuntimeConfig};
+pub use crate::venues::Venue;
 pub use crate::webhook::{WebhookAction, WebhookConfig, WebhookKind};
 
 /// The configuration `stratbox run` uses when given none.
@@ -203,21 +204,28 @@ impl RuntimeSection {
     }
 }
 
-/// Which broker executes orders.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Which broker executes orders: `paper` (simulated fills against the
+/// feed's bars) or a venue by name (see [`Venue`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BrokerKind {
-    /// Simulated fills against the feed's bars.
     #[default]
     Paper,
-    /// Alpaca's trading API (paper or live, by `base_url`).
-    Alpaca,
-    /// Binance spot, signed with `BINANCE_API_KEY` / `BINANCE_API_SECRET`.
-    Binance,
-    /// Kalshi, signed with `KALSHI_API_KEY_ID` and the key at `KALSHI_PRIVATE_KEY_PATH`.
-    Kalshi,
-    /// Interactive Brokers, through the Client Portal gateway in `[ibkr]`.
-    Ibkr,
+    Venue(Venue),
+}
+
+impl<'de> Deserialize<'de> for BrokerKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match (name.as_str(), Venue::from_name(&name)) {
+            ("paper", _) => Ok(BrokerKind::Paper),
+            (_, Some(venue)) => Ok(BrokerKind::Venue(venue)),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown broker `{}`: expected paper, {}",
+                crate::runtime::bounded(&name),
+                Venue::names()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -267,20 +275,27 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Where bars come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Where bars come from: `replay` (recorded bars played back as if live)
+/// or a venue by name (see [`Venue`]), polled and, where it streams, streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedKind {
-    /// Recorded bars played back as if live.
     Replay,
-    /// Alpaca stock bars, polled.
-    Alpaca,
-    /// Binance spot klines, polled.
-    Binance,
-    /// Kalshi market candlesticks, polled.
-    Kalshi,
-    /// Interactive Brokers bars, polled through the gateway in `[ibkr]`.
-    Ibkr,
+    Venue(Venue),
+}
+
+impl<'de> Deserialize<'de> for FeedKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match (name.as_str(), Venue::from_name(&name)) {
+            ("replay", _) => Ok(FeedKind::Replay),
+            (_, Some(venue)) => Ok(FeedKind::Venue(venue)),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown feed `{}`: expected replay, {}",
+                crate::runtime::bounded(&name),
+                Venue::names()
+            ))),
+        }
+    }
 }
 
 /// A Kalshi market: its series and ticker, both part of the URL.
@@ -499,7 +514,9 @@ impl Config {
                 return Err(invalid(format!("strategy `{name}`: symbol `{stray}` is not one the feed polls")));
             }
         }
-        let uses_ibkr = config.broker.kind == BrokerKind::Ibkr || config.feed.kind == FeedKind::Ibkr;
+        let on_ibkr = Venue::Ibkr;
+        let uses_ibkr =
+            config.broker.kind == BrokerKind::Venue(on_ibkr) || config.feed.kind == FeedKind::Venue(on_ibkr);
         match &config.ibkr {
             None if uses_ibkr => {
                 return Err(invalid(
@@ -510,8 +527,8 @@ impl Config {
                 if let Some(problem) = ibkr.problem() {
                     return Err(invalid(problem));
                 }
-                if (config.broker.kind == BrokerKind::Ibkr && config.broker.base_url.is_some())
-                    || (config.feed.kind == FeedKind::Ibkr && config.feed.base_url.is_some())
+                if (config.broker.kind == BrokerKind::Venue(on_ibkr) && config.broker.base_url.is_some())
+                    || (config.feed.kind == FeedKind::Venue(on_ibkr) && config.feed.base_url.is_some())
                 {
                     return Err(invalid("key `base_url`: the gateway's address is `ibkr.gateway`".into()));
                 }
@@ -593,8 +610,9 @@ impl FeedConfig {
     pub fn symbols(&self) -> Vec<String> {
         match self.kind {
             FeedKind::Replay => self.symbol.iter().cloned().collect(),
-            FeedKind::Kalshi => self.markets.iter().map(|m| m.ticker.clone()).collect(),
-            _ => self.symbols.clone(),
+            // Kalshi names its markets by ticker.
+            FeedKind::Venue(_) if !self.markets.is_empty() => self.markets.iter().map(|m| m.ticker.clone()).collect(),
+            FeedKind::Venue(_) => self.symbols.clone(),
         }
     }
 
@@ -602,10 +620,7 @@ impl FeedConfig {
     pub fn name(&self) -> &'static str {
         match self.kind {
             FeedKind::Replay => "replay",
-            FeedKind::Alpaca => "alpaca",
-            FeedKind::Binance => "binance",
-            FeedKind::Kalshi => "kalshi",
-            FeedKind::Ibkr => "ibkr",
+            FeedKind::Venue(venue) => venue.name(),
         }
     }
 
@@ -617,12 +632,14 @@ impl FeedConfig {
                 need(self.data.is_some(), "data", "a replay needs a CSV path or bundled:SYMBOL")?;
                 need(self.symbol.is_some(), "symbol", "a replay needs the symbol its data holds")
             }
-            FeedKind::Alpaca | FeedKind::Binance | FeedKind::Ibkr => {
-                need(!self.symbols.is_empty(), "symbols", "list at least one symbol")
-            }
-            FeedKind::Kalshi => need(!self.markets.is_empty(), "markets", "list at least one { series, ticker }"),
+            FeedKind::Venue(venue) => venue.check_feed(self),
         }
     }
+}
+
+/// The check of a venue whose feed names its symbols in `symbols`.
+pub(crate) fn need_symbols(feed: &FeedConfig) -> Result<(), String> {
+    if feed.symbols.is_empty() { Err("key `feed.symbols`: list at least one symbol".into()) } else { Ok(()) }
 }
 
 /// Deserializes TOML, naming the dotted key and line of any error.

@@ -228,7 +228,7 @@ fn venue_command(command: VenueCommand, out: &mut impl Write) -> Result<ExitCode
         VenueCommand::Halt { venue, config, note } => (venue, config, Some(note)),
         VenueCommand::Resume { venue, config } => (venue, config, None),
     };
-    if !crate::venues::NAMES.contains(&venue.as_str()) {
+    if crate::venues::Venue::from_name(&venue).is_none() {
         return Err(CliError::UnknownVenue { venue: venue.clone() });
     }
     let config = Config::load(&config)?;
@@ -275,7 +275,7 @@ pub enum CliError {
     Tokio(std::io::Error),
     #[error("cannot listen for Ctrl-C and SIGTERM")]
     Signal(#[source] std::io::Error),
-    #[error("unknown venue `{venue}`: expected one of {}", crate::venues::NAMES.join(", "))]
+    #[error("unknown venue `{venue}`: expected one of {}", crate::venues::Venue::names())]
     UnknownVenue { venue: String },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

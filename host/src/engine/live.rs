@@ -65,6 +65,8 @@ pub enum LiveError {
     DropIn(#[from] super::DropInError),
     #[error("{message}")]
     Setup { message: String },
+    #[error(transparent)]
+    VenueSetup(#[from] crate::venues::SetupError),
     #[error("symbol `{symbol}` is not one the feed polls")]
     UnknownSymbol { symbol: String },
 }
@@ -175,8 +177,7 @@ pub async fn run_host(
     if let Some(v) = &venue {
         metrics.watch_gate(v.gate.clone());
     }
-    let FeedPlan { mut feed, clock, symbol, description } =
-        plan_feed(&config, &options, &connections, store.as_ref(), &metrics)?;
+    let FeedPlan { mut feed, clock, symbol, description } = plan_feed(&config, &options, &connections, &metrics)?;
     if let Some(v) = &venue
         && startup_sync(&v.reconciler, &metrics.tally, &mut shutdown).await.is_none()
     {

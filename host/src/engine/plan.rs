@@ -15,58 +15,16 @@ use super::routed::{RouteOutbox, RouteRequest, RoutedExecution, VenueDesk};
 use super::swap::Setup;
 use super::worker::Persist;
 use crate::bar::{Millis, now_ms};
-use crate::broker::{
-    AlpacaBroker, AlpacaTradeStream, BinanceBroker, BinanceCredentials, BinanceUserStream, Broker, Execution,
-    KalshiBroker, KalshiCredentials, KalshiFillStream, PaperBroker,
-};
+use crate::broker::{Execution, PaperBroker};
 use crate::config::{BrokerConfig, BrokerKind, Config, FeedKind, StrategyConfig};
-use crate::feed::{
-    AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlineStream, BinanceKlines,
-    BinanceKlinesConfig, CsvLimits, KalshiCandles, KalshiCandlesConfig, KalshiMarket, MarketData, PollSchedule,
-    PolledFeed, ReplayFeed, load_source,
-};
+use crate::feed::{CsvLimits, MarketData, PollSchedule, ReplayFeed, load_source};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::risk::RiskGate;
 use crate::router::{Router, RouterConfig};
 use crate::runtime::{Budget, Clock, Runtime};
 use crate::store::Store;
-use crate::stream::{Timings, Update, ws_url};
-use crate::venues::ibkr::{IbkrBroker, IbkrGateway, IbkrHistory};
-use crate::venues::kalshi::KalshiTradeStream;
-use crate::venues::{alpaca, binance, kalshi};
-
-/// What the venues are reached through: one HTTP client for all, and the
-/// Interactive Brokers gateway session, which its broker and feed share.
-pub(super) struct Connections {
-    pub client: reqwest::Client,
-    pub ibkr: Option<Arc<IbkrGateway>>,
-}
-
-impl Connections {
-    pub fn new(config: &Config, store: Option<&Arc<Store>>) -> Result<Self, LiveError> {
-        let timeout = Duration::from_millis(config.broker.timeout_ms.max(1));
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| LiveError::Setup { message: format!("cannot build the HTTP client: {e}") })?;
-        let uses_ibkr = config.broker.kind == BrokerKind::Ibkr || config.feed.kind == FeedKind::Ibkr;
-        let ibkr = match (&config.ibkr, store) {
-            (Some(ibkr), Some(store)) if uses_ibkr => {
-                let gateway = IbkrGateway::new(ibkr.clone(), timeout, store.clone())
-                    .map_err(|e| LiveError::Setup { message: format!("ibkr: {e}") })?;
-                Some(Arc::new(gateway))
-            }
-            _ => None,
-        };
-        Ok(Self { client, ibkr })
-    }
-
-    fn ibkr(&self) -> Result<Arc<IbkrGateway>, LiveError> {
-        self.ibkr
-            .clone()
-            .ok_or_else(|| LiveError::Setup { message: "the `ibkr` venue needs an `[ibkr]` section".into() })
-    }
-}
+pub(super) use crate::venues::Connections;
+use crate::venues::{BrokerSetup, FeedSetup, PlannedBroker, PlannedFeed, StartStream};
 
 /// Where bars come from, ready to run.
 pub(super) struct FeedPlan {
@@ -81,19 +39,14 @@ pub(super) fn plan_feed(
     config: &Config,
     options: &RunOptions,
     connections: &Connections,
-    store: Option<&Arc<Store>>,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<FeedPlan, LiveError> {
     let feed = &config.feed;
-    let client = &connections.client;
-    let needs_store =
-        || store.cloned().ok_or_else(|| LiveError::Setup { message: "a polled feed needs the store".into() });
     let schedule = |period: Duration| PollSchedule {
         every: feed.poll_ms.map_or(period, Duration::from_millis),
         delay: Duration::from_millis(feed.delay_ms),
         backfill_from: now_ms() - (feed.backfill_minutes as i64) * 60_000,
     };
-    let first_symbol = || feed.symbols.first().cloned().unwrap_or_default();
     Ok(match feed.kind {
         FeedKind::Replay => {
             let (data, symbol) = (feed.data.clone().unwrap_or_default(), feed.symbol.clone().unwrap_or_default());
@@ -110,108 +63,11 @@ pub(super) fn plan_feed(
                 description,
             }
         }
-        FeedKind::Alpaca => {
-            let source = AlpacaBars::new(
-                client.clone(),
-                AlpacaBarsConfig {
-                    data_url: feed.base_url.clone().unwrap_or_else(|| alpaca::DATA_URL.into()),
-                    symbols: feed.symbols.clone(),
-                    timeframe: feed.timeframe.clone().unwrap_or_else(|| "1Min".into()),
-                    feed: feed.alpaca_feed.clone(),
-                    page_limit: 10_000,
-                },
-                AlpacaCredentials::from_env()?,
-            )?;
-            let period = source.period();
-            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
-            // The stream carries minute bars only.
-            let streamed = feed.stream && period == Duration::from_secs(60);
-            if streamed {
-                let url = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
-                    Some(base) => ws_url(base, &format!("/v2/{}", feed.alpaca_feed)),
-                    None => format!("{}/v2/{}", alpaca::DATA_STREAM_URL, feed.alpaca_feed),
-                });
-                let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
-                let protocol = AlpacaBarStream::new(url, AlpacaCredentials::from_env()?, symbols);
-                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
-            }
-            let how = if streamed { "streaming and polling" } else { "polling" };
-            let description = format!("{how} Alpaca bars for {}", feed.symbols.join(", "));
-            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol: first_symbol(), description }
-        }
-        FeedKind::Binance => {
-            let source = BinanceKlines::new(
-                client.clone(),
-                BinanceKlinesConfig {
-                    base_url: feed.base_url.clone().unwrap_or_else(|| binance::REST_URL.into()),
-                    symbols: feed.symbols.clone(),
-                    interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
-                },
-            )?;
-            let period = source.period();
-            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
-            if feed.stream {
-                let base = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
-                    Some(base) => ws_url(base, ""),
-                    None => binance::STREAM_URL.into(),
-                });
-                let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
-                let interval = feed.timeframe.as_deref().unwrap_or("1m");
-                let protocol = BinanceKlineStream::new(&base, symbols, interval);
-                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
-            }
-            let how = if feed.stream { "streaming and polling" } else { "polling" };
-            let description = format!("{how} Binance klines for {}", feed.symbols.join(", "));
-            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol: first_symbol(), description }
-        }
-        FeedKind::Kalshi => {
-            let minutes = feed.timeframe.as_deref().unwrap_or("1").parse().map_err(|_| LiveError::Setup {
-                message: "key `feed.timeframe`: Kalshi takes minutes per candle: 1, 60 or 1440".into(),
-            })?;
-            let markets = feed
-                .markets
-                .iter()
-                .map(|m| KalshiMarket { series: m.series.clone(), ticker: m.ticker.clone() })
-                .collect();
-            let base_url = feed.base_url.clone().unwrap_or_else(|| kalshi::REST_URL.into());
-            let source =
-                KalshiCandles::new(client.clone(), KalshiCandlesConfig { base_url, markets, period_minutes: minutes })?;
-            let period = source.period();
-            let symbol = feed.markets.first().map(|m| m.ticker.clone()).unwrap_or_default();
-            let mut polled = PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone());
-            // Kalshi's WebSocket needs a key, which the candles do not.
-            let credentials = match KalshiCredentials::from_env() {
-                Ok(credentials) => Some(credentials),
-                Err(error) if feed.stream => {
-                    tracing::warn!(%error, "no Kalshi key: candles are polled, not built from streamed trades");
-                    None
-                }
-                Err(_) => None,
-            };
-            let streamed = feed.stream && credentials.is_some();
-            if let Some(credentials) = credentials.filter(|_| feed.stream) {
-                let url = feed.stream_url.clone().unwrap_or_else(|| {
-                    ws_url(feed.base_url.as_deref().unwrap_or(kalshi::REST_URL), "/trade-api/ws/v2")
-                });
-                let tickers = feed.markets.iter().map(|m| Arc::from(m.ticker.as_str())).collect();
-                let protocol = KalshiTradeStream::new(url, credentials, tickers, period);
-                polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
-            }
-            let how = if streamed { "streaming trades and polling candlesticks" } else { "polling candlesticks" };
-            let description = format!("{how} of Kalshi {symbol}");
-            FeedPlan { feed: Box::new(polled), clock: Clock::System, symbol, description }
-        }
-        FeedKind::Ibkr => {
-            let bar = feed.timeframe.as_deref().unwrap_or("1min");
-            let source = IbkrHistory::new(connections.ibkr()?, &feed.symbols, bar)?;
-            let period = source.period();
-            let description = format!("polling Interactive Brokers {bar} bars for {}", feed.symbols.join(", "));
-            FeedPlan {
-                feed: Box::new(PolledFeed::new(source, needs_store()?, schedule(period)).with_metrics(metrics.clone())),
-                clock: Clock::System,
-                symbol: first_symbol(),
-                description,
-            }
+        FeedKind::Venue(venue) => {
+            let setup = FeedSetup { feed, connections, metrics, schedule: &schedule };
+            let PlannedFeed { feed: planned, description } = venue.plan_feed(&setup)?;
+            let symbol = config.feed.symbols().first().cloned().unwrap_or_default();
+            FeedPlan { feed: planned, clock: Clock::System, symbol, description }
         }
     })
 }
@@ -226,55 +82,17 @@ pub(super) struct VenuePlan {
     pub stream: Option<StartStream>,
 }
 
-/// Starts a venue's stream of order updates (once the host is up).
-pub(super) type StartStream = Box<dyn FnOnce() -> mpsc::Receiver<Update<crate::broker::OrderNews>> + Send>;
-
 pub(super) fn plan_venue(
     config: &Config,
     connections: &Connections,
     store: &Arc<Store>,
 ) -> Result<Option<VenuePlan>, LiveError> {
     let broker_config = &config.broker;
-    let client = &connections.client;
-    let mut stream: Option<StartStream> = None;
-    let broker: Arc<dyn Broker> = match broker_config.kind {
+    let venue = match broker_config.kind {
         BrokerKind::Paper => return Ok(None),
-        BrokerKind::Alpaca => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| alpaca::TRADING_URL.into());
-            let credentials = AlpacaCredentials::from_env()?;
-            if broker_config.stream {
-                let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/stream"));
-                let protocol = AlpacaTradeStream::new(url, credentials.clone());
-                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
-            }
-            Arc::new(AlpacaBroker::new(client.clone(), &base, credentials))
-        }
-        BrokerKind::Binance => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| binance::REST_URL.into());
-            let credentials = BinanceCredentials::from_env()?;
-            if broker_config.stream {
-                let url = broker_config.stream_url.clone().unwrap_or_else(|| match &broker_config.base_url {
-                    Some(base) => ws_url(base, "/ws-api/v3"),
-                    None => binance::WS_API_URL.into(),
-                });
-                let protocol = BinanceUserStream::new(url, credentials.clone());
-                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
-            }
-            Arc::new(BinanceBroker::new(client.clone(), &base, credentials, &broker_config.quote_asset))
-        }
-        BrokerKind::Kalshi => {
-            let base = broker_config.base_url.clone().unwrap_or_else(|| kalshi::REST_URL.into());
-            let credentials = KalshiCredentials::from_env()?;
-            if broker_config.stream {
-                let url = broker_config.stream_url.clone().unwrap_or_else(|| ws_url(&base, "/trade-api/ws/v2"));
-                let protocol = KalshiFillStream::new(url, credentials.clone());
-                stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
-            }
-            Arc::new(KalshiBroker::new(client.clone(), &base, credentials))
-        }
-        // Polled only: the gateway's WebSocket is not used (yet).
-        BrokerKind::Ibkr => Arc::new(IbkrBroker::new(connections.ibkr()?)),
+        BrokerKind::Venue(venue) => venue,
     };
+    let PlannedBroker { broker, stream } = venue.plan_broker(&BrokerSetup { broker: broker_config, connections })?;
     let venue = broker.venue();
     // A halt recorded by an earlier run is still in force.
     let gate = RiskGate::persistent(store.clone(), &[venue])?;

@@ -13,6 +13,7 @@ mod bar_stream;
 mod bars;
 mod orders;
 mod trade_stream;
+pub(crate) mod plan;
 
 pub use self::bar_stream::AlpacaBarStream;
 pub use self::bars::{AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, parse_page, query_time};

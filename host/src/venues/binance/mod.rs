@@ -14,6 +14,7 @@ mod kline_stream;
 mod klines;
 mod orders;
 mod user_stream;
+pub(crate) mod plan;
 
 pub use self::kline_stream::BinanceKlineStream;
 pub use self::klines::{BinanceKlines, BinanceKlinesConfig, parse_klines};

@@ -19,8 +19,9 @@ mod gateway;
 mod history;
 mod orders;
 mod wire;
+pub(crate) mod plan;
 
 pub use self::config::IbkrConfig;
-pub use self::gateway::IbkrGateway;
+pub use self::gateway::{GatewaySetupError, IbkrGateway};
 pub use self::history::{IbkrHistory, bar_size};
 pub use self::orders::IbkrBroker;

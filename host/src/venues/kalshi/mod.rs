@@ -9,6 +9,7 @@ mod candles;
 mod fill_stream;
 mod orders;
 mod trade_stream;
+pub(crate) mod plan;
 
 pub use self::candles::{KalshiCandles, KalshiCandlesConfig, KalshiMarket, parse_candles};
 pub use self::fill_stream::KalshiFillStream;

@@ -1,0 +1,60 @@
+//! Binance spot from the config: klines polled and streamed, orders signed
+//! with the key pair, execution reports over the WebSocket API.
+
+use std::sync::Arc;
+
+use super::{BinanceBroker, BinanceCredentials, BinanceKlineStream, BinanceKlines, BinanceKlinesConfig, BinanceUserStream};
+use crate::config::FeedConfig;
+use crate::feed::{BarSource as _, PolledFeed};
+use crate::stream::{Timings, ws_url};
+use crate::venues::{BrokerSetup, FeedSetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url};
+
+pub(crate) fn check_feed(feed: &FeedConfig) -> Result<(), String> {
+    crate::config::need_symbols(feed)
+}
+
+pub(crate) fn feed(setup: &FeedSetup<'_>) -> Result<PlannedFeed, SetupError> {
+    let feed = setup.feed;
+    let source = BinanceKlines::new(
+        setup.connections.client.clone(),
+        BinanceKlinesConfig {
+            base_url: base_url(&feed.base_url, super::REST_URL),
+            symbols: feed.symbols.clone(),
+            interval: feed.timeframe.clone().unwrap_or_else(|| "1m".into()),
+        },
+    )?;
+    let period = source.period();
+    let store = setup.connections.store(Venue::Binance)?;
+    let mut polled = PolledFeed::new(source, store, (setup.schedule)(period)).with_metrics(setup.metrics.clone());
+    if feed.stream {
+        let base = feed.stream_url.clone().unwrap_or_else(|| match &feed.base_url {
+            Some(base) => ws_url(base, ""),
+            None => super::STREAM_URL.into(),
+        });
+        let symbols = feed.symbols.iter().map(|s| Arc::from(s.as_str())).collect();
+        let interval = feed.timeframe.as_deref().unwrap_or("1m");
+        let protocol = BinanceKlineStream::new(&base, symbols, interval);
+        polled = polled.with_stream(crate::stream::spawn(protocol, Timings::default()));
+    }
+    let how = if feed.stream { "streaming and polling" } else { "polling" };
+    let description = format!("{how} Binance klines for {}", feed.symbols.join(", "));
+    Ok(PlannedFeed { feed: Box::new(polled), description })
+}
+
+pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupError> {
+    let config = setup.broker;
+    let base = base_url(&config.base_url, super::REST_URL);
+    let credentials = BinanceCredentials::from_env()?;
+    let mut stream: Option<crate::venues::StartStream> = None;
+    if config.stream {
+        let url = config.stream_url.clone().unwrap_or_else(|| match &config.base_url {
+            Some(base) => ws_url(base, "/ws-api/v3"),
+            None => super::WS_API_URL.into(),
+        });
+        let protocol = BinanceUserStream::new(url, credentials.clone());
+        stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
+    }
+    let client = setup.connections.client.clone();
+    let broker = Arc::new(BinanceBroker::new(client, &base, credentials, &config.quote_asset));
+    Ok(PlannedBroker { broker, stream })
+}
