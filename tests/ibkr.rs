@@ -340,3 +340,37 @@ async fn under_every_fault_each_order_is_placed_once_and_each_fill_recorded_once
     assert_eq!(bought, Decimal::from(2 * placed as i64));
     assert!(third.corrections.is_empty(), "{third:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_comes_between_a_question_and_its_reply() {
+    use stratbox::feed::BarSource as _;
+    use stratbox::venues::ibkr::IbkrHistory;
+    // The gateway drops an unanswered question at the next other request;
+    // the feed polls the same gateway all the while.
+    let setup = Setup::new().await;
+    let gateway = setup.gateway(setup.config());
+    let router = setup.router(Arc::new(IbkrBroker::new(gateway.clone())), RiskGate::default());
+    let history = Arc::new(IbkrHistory::new(gateway, &["AAPL".to_string()], "1min").unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (history, stop) = (history.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut polls = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+                history.fetch(now as i64 - 600_000, now as i64).await.unwrap();
+                polls += 1;
+            }
+            polls
+        })
+    };
+    for n in 1..=10 {
+        setup.fake.ask_next_order("o163", "The following order exceeds the price percentage limit");
+        let placed = router.submit("s@ibkr", OrderRef::new(1, n), &intent(1, limit("999")), n as i64).await.unwrap();
+        assert!(matches!(placed, Routed::Accepted { .. }), "{placed:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(poller.await.unwrap() > 10, "the feed kept polling");
+    assert_eq!(setup.fake.order_posts(), 10, "no question was dropped, so no order was sent again");
+    assert_eq!(setup.fake.replies().len(), 10);
+}

@@ -29,6 +29,10 @@ pub struct IbkrGateway {
     base: String,
     pub(super) config: IbkrConfig,
     session: tokio::sync::Mutex<Session>,
+    /// Taken shared by every request and alone by an order placement with
+    /// its questions: the gateway drops an unanswered question at the next
+    /// other request, so nothing may come between a question and its reply.
+    turn: tokio::sync::RwLock<()>,
     pub(super) contracts: Contracts,
 }
 
@@ -115,6 +119,7 @@ impl IbkrGateway {
             base: config.gateway.trim_end_matches('/').to_string(),
             config,
             session: tokio::sync::Mutex::default(),
+            turn: tokio::sync::RwLock::default(),
             contracts,
         })
     }
@@ -127,6 +132,24 @@ impl IbkrGateway {
     /// and body of any answer (throttles become errors). A 401 ends the
     /// session as far as the host knows: the next call checks it again.
     pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, Vec<u8>), VenueError> {
+        let _turn = self.turn.read().await;
+        self.call_in_turn(method, path, query, body).await
+    }
+
+    /// The gateway to this caller alone until the guard is dropped; make
+    /// requests meanwhile with [`Self::call_in_turn`].
+    pub(super) async fn alone(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.turn.write().await
+    }
+
+    /// [`Self::call`] for a caller that holds its turn (see [`Self::alone`]).
+    pub(super) async fn call_in_turn(
         &self,
         method: reqwest::Method,
         path: &str,

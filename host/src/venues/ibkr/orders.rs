@@ -302,7 +302,7 @@ impl IbkrBroker {
                     let verdict = serde_json::json!({ "confirmed": confirmed });
                     if !confirmed {
                         // Declined so the gateway drops it; the order is refused either way.
-                        if let Err(error) = self.gateway.call(reqwest::Method::POST, &reply, &[], Some(&verdict)).await
+                        if let Err(error) = self.gateway.call_in_turn(reqwest::Method::POST, &reply, &[], Some(&verdict)).await
                         {
                             tracing::warn!(venue = VENUE, %error, "could not decline a question");
                         }
@@ -313,7 +313,8 @@ impl IbkrBroker {
                         )));
                     }
                     tracing::info!(venue = VENUE, ids = %message_ids.join(","), question = %text, client_order_id = %order.client_order_id, "confirming the gateway's question");
-                    (status, body) = self.gateway.call(reqwest::Method::POST, &reply, &[], Some(&verdict)).await?;
+                    (status, body) =
+                        self.gateway.call_in_turn(reqwest::Method::POST, &reply, &[], Some(&verdict)).await?;
                     endpoint = "/iserver/reply".into();
                 }
             }
@@ -375,7 +376,9 @@ impl Broker for IbkrBroker {
         let conid: i64 = conid.parse().map_err(|_| malformed("contract cache", &[], format!("conid `{conid}`")))?;
         let body = serde_json::json!({ "orders": [self.wire_order(order, conid)?] });
         let path = self.orders_path();
-        let (status, answer) = self.gateway.call(reqwest::Method::POST, &path, &[], Some(&body)).await?;
+        // Nothing else reaches the gateway until its questions are answered.
+        let _alone = self.gateway.alone().await;
+        let (status, answer) = self.gateway.call_in_turn(reqwest::Method::POST, &path, &[], Some(&body)).await?;
         self.settle_placement(order, status, answer).await
     }
 
