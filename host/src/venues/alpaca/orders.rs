@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::AlpacaCredentials;
 use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{Side, TimeInForce};
-use crate::venue::{ErrorBody, VenueCode, VenueError, excerpt, json, percent_encode, send};
+use crate::venue::{ErrorBody, VenueCode, VenueError, excerpt, json, path_segment, send};
 
 pub(super) const VENUE: &str = "alpaca";
 
@@ -216,7 +216,7 @@ impl Broker for AlpacaBroker {
     }
 
     async fn order_by_venue_id(&self, _symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let endpoint = format!("/v2/orders/{}", percent_encode(venue_order_id));
+        let endpoint = format!("/v2/orders/{}", path_segment(venue_order_id));
         let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::GET, &endpoint)).await?;
         match status {
             404 => Ok(None),
@@ -226,7 +226,7 @@ impl Broker for AlpacaBroker {
     }
 
     async fn cancel(&self, _symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
-        let endpoint = format!("/v2/orders/{}", percent_encode(venue_order_id));
+        let endpoint = format!("/v2/orders/{}", path_segment(venue_order_id));
         let (status, body) = send(VENUE, &endpoint, self.request(reqwest::Method::DELETE, &endpoint)).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(failure(&endpoint, status, &body)) }
     }

@@ -23,7 +23,7 @@ use super::filters::parse_filters;
 pub use super::filters::{FILTER_TTL, LotRule, NotionalRule, SymbolFilters};
 use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side, TimeInForce};
-use crate::venue::{ErrorBody, Means, VenueCode, VenueError, excerpt, json, percent_encode, required, send};
+use crate::venue::{ErrorBody, Means, VenueCode, VenueError, excerpt, json, required, send};
 
 const VENUE: &str = "binance";
 /// How long a signed request stays valid at the venue, in milliseconds.
@@ -251,12 +251,16 @@ impl BinanceBroker {
     ) -> Result<(u16, Vec<u8>), VenueError> {
         let now = i64::try_from((self.now)()).unwrap_or(i64::MAX);
         let timestamp = now.saturating_add(self.offset().unwrap_or(0)).max(0);
-        let mut query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
-        query.push(format!("recvWindow={RECV_WINDOW}"));
-        query.push(format!("timestamp={timestamp}"));
-        let query = query.join("&");
-        let signature = sign(&self.credentials.secret, &query);
-        let url = format!("{}{endpoint}?{query}&signature={signature}", self.base_url);
+        let mut url = reqwest::Url::parse(&format!("{}{endpoint}", self.base_url)).map_err(|e| {
+            VenueError::Unreachable { venue: VENUE, endpoint: endpoint.into(), message: format!("bad URL: {e}") }
+        })?;
+        // Signed as sent: the form-encoded query, then its signature.
+        url.query_pairs_mut()
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+            .append_pair("recvWindow", &RECV_WINDOW.to_string())
+            .append_pair("timestamp", &timestamp.to_string());
+        let signature = sign(&self.credentials.secret, url.query().unwrap_or_default());
+        url.query_pairs_mut().append_pair("signature", &signature);
         let request = self.client.request(method, url).header("X-MBX-APIKEY", &self.credentials.api_key);
         send(VENUE, endpoint, request).await
     }

@@ -298,7 +298,7 @@ impl IbkrBroker {
                     let text = crate::runtime::bounded(&message.join(" "));
                     let confirmed = !message_ids.is_empty()
                         && message_ids.iter().all(|m| self.gateway.config.confirm.iter().any(|c| c == m));
-                    let reply = format!("/iserver/reply/{}", crate::venue::percent_encode(&id));
+                    let reply = format!("/iserver/reply/{}", crate::venue::path_segment(&id));
                     let verdict = serde_json::json!({ "confirmed": confirmed });
                     if !confirmed {
                         // Declined so the gateway drops it; the order is refused either way.
@@ -390,7 +390,7 @@ impl Broker for IbkrBroker {
     }
 
     async fn order_by_venue_id(&self, _symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let path = format!("/iserver/account/order/status/{}", crate::venue::percent_encode(venue_order_id));
+        let path = format!("/iserver/account/order/status/{}", crate::venue::path_segment(venue_order_id));
         let endpoint = "/iserver/account/order/status";
         let (status, body) = self.gateway.call(reqwest::Method::GET, &path, &[], None).await?;
         if status == 404 {
@@ -422,7 +422,7 @@ impl Broker for IbkrBroker {
         let path = format!(
             "/iserver/account/{}/order/{}",
             self.gateway.account(),
-            crate::venue::percent_encode(venue_order_id)
+            crate::venue::path_segment(venue_order_id)
         );
         let (status, body) = self.gateway.call(reqwest::Method::DELETE, &path, &[], None).await?;
         if !(200..300).contains(&status) {

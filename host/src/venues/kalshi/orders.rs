@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side};
-use crate::venue::{ErrorBody, Means, VenueCode, VenueError, json, percent_encode, required, send};
+use crate::venue::{ErrorBody, Means, VenueCode, VenueError, json, path_segment, required, send};
 
 const VENUE: &str = "kalshi";
 
@@ -300,10 +300,13 @@ impl KalshiBroker {
         self
     }
 
+    /// Sends a signed request for `path` (the signature covers the path,
+    /// not the query).
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
+        query: &[(&str, String)],
         body: Option<serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), VenueError> {
         let timestamp =
@@ -315,55 +318,59 @@ impl KalshiBroker {
             .header("KALSHI-ACCESS-KEY", &self.credentials.key_id)
             .header("KALSHI-ACCESS-TIMESTAMP", timestamp.to_string())
             .header("KALSHI-ACCESS-SIGNATURE", signature);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
-        send(VENUE, path.split('?').next().unwrap_or(path), request).await
+        send(VENUE, path, request).await
     }
 
-    /// Reads a list page by page, following `cursor` until the venue
-    /// returns none, and hands each page to `each`; it returns `true` to
-    /// stop early. Past the page limit it fails rather than return a part.
+    /// Reads the list at `path` (filtered by `filter`) page by page,
+    /// following `cursor` until the venue returns none, and hands each page
+    /// to `each`; it returns `true` to stop early. Past the page limit it
+    /// fails rather than return a part.
     async fn paged<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
+        filter: &[(&str, String)],
         cursor_of: impl Fn(&T) -> Option<String>,
         mut each: impl FnMut(T) -> Result<bool, VenueError>,
     ) -> Result<(), VenueError> {
-        let endpoint = path.split('?').next().unwrap_or(path);
-        let separator = if path.contains('?') { '&' } else { '?' };
         let mut cursor: Option<String> = None;
         for _ in 0..self.max_pages {
-            let mut url = format!("{path}{separator}limit={PAGE_LIMIT}");
+            let mut query = filter.to_vec();
+            query.push(("limit", PAGE_LIMIT.to_string()));
             if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={}", percent_encode(c)));
+                query.push(("cursor", c.clone()));
             }
-            let (status, body) = self.call(reqwest::Method::GET, &url, None).await?;
+            let (status, body) = self.call(reqwest::Method::GET, path, &query, None).await?;
             if !(200..300).contains(&status) {
-                return Err(failure(endpoint, status, &body));
+                return Err(failure(path, status, &body));
             }
-            let page: T = json(VENUE, endpoint, &body)?;
+            let page: T = json(VENUE, path, &body)?;
             let next = cursor_of(&page).filter(|c| !c.is_empty());
             if each(page)? {
                 return Ok(());
             }
             match next {
                 Some(next) if cursor.as_ref() != Some(&next) => cursor = Some(next),
-                Some(_) => return Err(malformed(endpoint, "the venue repeated a page cursor".into())),
+                Some(_) => return Err(malformed(path, "the venue repeated a page cursor".into())),
                 None => return Ok(()),
             }
         }
         Err(VenueError::Unknown {
             venue: VENUE,
-            endpoint: endpoint.into(),
+            endpoint: path.into(),
             message: format!("gave up after {} pages; the list was not read to its end", self.max_pages),
         })
     }
 
     /// The order with this venue order id (`GET /portfolio/orders/{order_id}`).
     pub async fn order_by_id(&self, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let path = format!("/trade-api/v2/portfolio/orders/{}", percent_encode(venue_order_id));
-        let (status, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        let path = format!("/trade-api/v2/portfolio/orders/{}", path_segment(venue_order_id));
+        let (status, body) = self.call(reqwest::Method::GET, &path, &[], None).await?;
         match status {
             404 => Ok(None),
             200..=299 => order_from_wire(&path, json::<OrderAnswer>(VENUE, &path, &body)?.order).map(Some),
@@ -417,7 +424,7 @@ impl Broker for KalshiBroker {
             payload["type"] = "limit".into();
             payload["yes_price"] = cents.into();
         }
-        let (status, body) = self.call(reqwest::Method::POST, path, Some(payload)).await?;
+        let (status, body) = self.call(reqwest::Method::POST, path, &[], Some(payload)).await?;
         if !(200..300).contains(&status) {
             return Err(failure(path, status, &body));
         }
@@ -429,10 +436,10 @@ impl Broker for KalshiBroker {
     /// venue's id is known. A scan that cannot finish is an error, never
     /// "not found", which would let a caller give up on a live order.
     async fn order_by_client_id(&self, symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let path = format!("/trade-api/v2/portfolio/orders?ticker={}", percent_encode(symbol));
         let mut found = None;
         self.paged(
-            &path,
+            "/trade-api/v2/portfolio/orders",
+            &[("ticker", symbol.to_string())],
             |page: &OrdersAnswer| page.cursor.clone(),
             |page| {
                 found = page.orders.into_iter().find(|o| o.client_order_id == client_order_id);
@@ -448,16 +455,16 @@ impl Broker for KalshiBroker {
     }
 
     async fn cancel(&self, _symbol: &str, venue_order_id: &str) -> Result<(), VenueError> {
-        let path = format!("/trade-api/v2/portfolio/orders/{}", percent_encode(venue_order_id));
-        let (status, body) = self.call(reqwest::Method::DELETE, &path, None).await?;
+        let path = format!("/trade-api/v2/portfolio/orders/{}", path_segment(venue_order_id));
+        let (status, body) = self.call(reqwest::Method::DELETE, &path, &[], None).await?;
         if (200..300).contains(&status) { Ok(()) } else { Err(failure(&path, status, &body)) }
     }
 
     async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
-        let path = "/trade-api/v2/portfolio/orders?status=resting";
         let mut orders = Vec::new();
         self.paged(
-            path,
+            "/trade-api/v2/portfolio/orders",
+            &[("status", "resting".to_string())],
             |page: &OrdersAnswer| page.cursor.clone(),
             |page| {
                 for o in page.orders {
@@ -475,6 +482,7 @@ impl Broker for KalshiBroker {
         let mut positions = Vec::new();
         self.paged(
             "/trade-api/v2/portfolio/positions",
+            &[],
             |page: &PositionsAnswer| page.cursor.clone(),
             |page| {
                 for p in page.market_positions {
@@ -494,7 +502,7 @@ impl Broker for KalshiBroker {
 
     async fn account(&self) -> Result<VenueAccount, VenueError> {
         let path = "/trade-api/v2/portfolio/balance";
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
+        let (status, body) = self.call(reqwest::Method::GET, path, &[], None).await?;
         if !(200..300).contains(&status) {
             return Err(failure(path, status, &body));
         }
