@@ -332,7 +332,13 @@ async fn binance_execution_reports_bring_fills_before_any_sync() {
     let client = reqwest::Client::new();
     let venue = FakeVenue::start().await;
     let start = binance_klines(&venue, KLINES);
-    venue.state.lock().unwrap().binance_balances = vec![("USDT".into(), "100000".into())];
+    {
+        let mut s = venue.state.lock().unwrap();
+        s.binance_balances = vec![("USDT".into(), "100000".into())];
+        // The venue's clock is well ahead: the stream's signed subscription
+        // must use the offset the broker measured, as its requests do.
+        s.binance_clock_skew_ms = 30_000;
+    }
     let dir = tempfile::tempdir().unwrap();
     // A buy stop at 200, far above the market: it waits at the venue.
     let sections = format!(

@@ -18,5 +18,7 @@ pub(crate) mod plan;
 
 pub use self::kline_stream::BinanceKlineStream;
 pub use self::klines::{BinanceKlines, BinanceKlinesConfig, parse_klines};
-pub use self::orders::{BinanceBroker, BinanceCredentials, FILTER_TTL, LotRule, NotionalRule, SymbolFilters, sign};
+pub use self::orders::{
+    BinanceBroker, BinanceCredentials, FILTER_TTL, LotRule, NotionalRule, SymbolFilters, VenueClock, sign,
+};
 pub use self::user_stream::BinanceUserStream;

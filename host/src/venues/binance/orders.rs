@@ -12,6 +12,7 @@
 //! `STOP_LOSS_LIMIT` (with `stopPrice`, `price` and `timeInForce`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -59,8 +60,30 @@ pub struct BinanceBroker {
     now: fn() -> u64,
     /// The venue's clock minus ours, in ms: measured with `GET /api/v3/time`
     /// before the first signed request and again when one is refused as
-    /// outside `recvWindow` (-1021).
-    clock_offset: std::sync::Mutex<Option<i64>>,
+    /// outside `recvWindow` (-1021); the user data stream signs with it too.
+    clock: Arc<VenueClock>,
+}
+
+/// How far the venue's clock is from ours, once measured.
+#[derive(Debug, Default)]
+pub struct VenueClock {
+    offset: std::sync::Mutex<Option<i64>>,
+}
+
+impl VenueClock {
+    pub fn offset(&self) -> Option<i64> {
+        *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, offset: i64) {
+        *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(offset);
+    }
+
+    /// The time now on the venue's clock (ours until it is measured), in ms.
+    pub fn now_ms(&self) -> i64 {
+        let local = i64::try_from(system_ms()).unwrap_or(i64::MAX);
+        local.saturating_add(self.offset().unwrap_or(0)).max(0)
+    }
 }
 
 fn system_ms() -> u64 {
@@ -185,8 +208,13 @@ impl BinanceBroker {
             filters: tokio::sync::Mutex::new(HashMap::new()),
             filter_ttl: FILTER_TTL,
             now: system_ms,
-            clock_offset: std::sync::Mutex::new(None),
+            clock: Arc::default(),
         }
+    }
+
+    /// The venue's clock as this broker measures it, for others that sign.
+    pub fn clock(&self) -> Arc<VenueClock> {
+        self.clock.clone()
     }
 
     /// Sets how long fetched filters are trusted (default [`FILTER_TTL`]).
@@ -196,7 +224,7 @@ impl BinanceBroker {
     }
 
     fn offset(&self) -> Option<i64> {
-        *self.clock_offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.clock.offset()
     }
 
     /// Measures the venue's clock against ours with `GET /api/v3/time`,
@@ -217,7 +245,7 @@ impl BinanceBroker {
         let server = json::<ServerTime>(VENUE, endpoint, &body)?.server_time;
         let local = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX);
         let offset = server.saturating_sub(local);
-        *self.clock_offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(offset);
+        self.clock.set(offset);
         Ok(offset)
     }
 

@@ -45,16 +45,17 @@ pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupErro
     let config = setup.broker;
     let base = base_url(&config.base_url, super::REST_URL);
     let credentials = BinanceCredentials::from_env()?;
+    let client = setup.connections.client.clone();
+    let broker = BinanceBroker::new(client, &base, credentials.clone(), &config.quote_asset);
     let mut stream: Option<crate::venues::StartStream> = None;
     if config.stream {
         let url = config.stream_url.clone().unwrap_or_else(|| match &config.base_url {
             Some(base) => ws_url(base, "/ws-api/v3"),
             None => super::WS_API_URL.into(),
         });
-        let protocol = BinanceUserStream::new(url, credentials.clone());
+        let protocol = BinanceUserStream::new(url, credentials, broker.clock());
         stream = Some(Box::new(move || crate::stream::spawn(protocol, Timings::default())));
     }
-    let client = setup.connections.client.clone();
-    let broker = Arc::new(BinanceBroker::new(client, &base, credentials, &config.quote_asset));
+    let broker = Arc::new(broker);
     Ok(PlannedBroker { broker, stream })
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::orders::{BinanceCredentials, sign};
+use std::sync::Arc;
+
+use super::orders::{BinanceCredentials, VenueClock, sign};
 use crate::broker::{OrderNews, OrderStatus, VenueOrder};
 use crate::order::Side;
 use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
@@ -27,11 +29,14 @@ const VENUE: &str = "binance";
 pub struct BinanceUserStream {
     url: String,
     credentials: BinanceCredentials,
+    clock: Arc<VenueClock>,
 }
 
 impl BinanceUserStream {
-    pub fn new(url: String, credentials: BinanceCredentials) -> Self {
-        Self { url, credentials }
+    /// The stream at `url`, its subscription timestamped on `clock`, which
+    /// the broker keeps measured.
+    pub fn new(url: String, credentials: BinanceCredentials, clock: Arc<VenueClock>) -> Self {
+        Self { url, credentials, clock }
     }
 }
 
@@ -108,8 +113,7 @@ impl Protocol for BinanceUserStream {
     }
 
     async fn handshake(&self, socket: &mut Socket, limit: Duration) -> Result<(), StreamError> {
-        let timestamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let timestamp = self.clock.now_ms();
         let payload = format!("apiKey={}&timestamp={timestamp}", self.credentials.api_key);
         let request = serde_json::json!({
             "id": "stratbox-user-stream",
@@ -148,7 +152,7 @@ mod tests {
 
     fn stream() -> BinanceUserStream {
         let credentials = BinanceCredentials { api_key: "k".into(), secret: "s".into() };
-        BinanceUserStream::new("ws://127.0.0.1:1/ws-api/v3".into(), credentials)
+        BinanceUserStream::new("ws://127.0.0.1:1/ws-api/v3".into(), credentials, Arc::default())
     }
 
     fn report(status: &str, c: &str, original: &str, z: &str, quote: &str) -> Vec<u8> {
