@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{CliError, Format};
-use crate::history::{self, DownloadRequest, HistoryVenue};
+use crate::history::{self, DownloadRequest, Venue};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {
@@ -17,8 +17,9 @@ pub enum DataCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct DownloadArgs {
-    #[arg(long, value_enum)]
-    venue: HistoryVenue,
+    /// `alpaca`, `binance` or `kalshi`.
+    #[arg(long, value_parser = venue)]
+    venue: Venue,
     /// Comma-separated, e.g. `AAPL,MSFT`; Kalshi takes tickers, or
     /// `SERIES:TICKER` when the series is not the ticker's first part.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -47,6 +48,10 @@ pub struct DownloadArgs {
     requests_per_minute: Option<u32>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+}
+
+fn venue(name: &str) -> Result<Venue, String> {
+    Venue::from_name(name).ok_or_else(|| format!("expected one of {}", Venue::names()))
 }
 
 pub(super) fn data(command: DataCommand, out: &mut impl Write) -> Result<ExitCode, CliError> {

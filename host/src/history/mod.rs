@@ -20,70 +20,21 @@ use serde::Serialize;
 use self::file::BarFile;
 use self::manifest::{Entry, Manifest};
 use crate::bar::{Bar, Millis, format_time, now_ms};
-use crate::feed::{
-    AlpacaBars, AlpacaBarsConfig, AlpacaCredentials, BarSource, BinanceKlines, BinanceKlinesConfig, FeedError,
-    KalshiCandles, KalshiCandlesConfig, KalshiMarket,
-};
+use crate::feed::{BarSource, FeedError};
 use crate::rate_limit::RateLimiter;
 use crate::venue::VenueError;
+pub use crate::venues::Venue;
+use crate::venues::{HistorySetup, SetupError};
 
 /// Failures in a row before the download gives up.
 const MAX_RETRIES: u32 = 8;
 /// The longest wait a Retry-After may impose before the download gives up.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// A venue whose history can be downloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HistoryVenue {
-    Alpaca,
-    Binance,
-    Kalshi,
-}
-
-impl HistoryVenue {
-    fn name(self) -> &'static str {
-        match self {
-            HistoryVenue::Alpaca => "alpaca",
-            HistoryVenue::Binance => "binance",
-            HistoryVenue::Kalshi => "kalshi",
-        }
-    }
-
-    fn default_url(self) -> &'static str {
-        match self {
-            HistoryVenue::Alpaca => crate::venues::alpaca::DATA_URL,
-            HistoryVenue::Binance => crate::venues::binance::REST_URL,
-            HistoryVenue::Kalshi => crate::venues::kalshi::REST_URL,
-        }
-    }
-
-    /// Requests a minute by default: Alpaca's free plan allows 200;
-    /// klines weigh 2 of Binance's 6,000 a minute; Kalshi's basic tier
-    /// reads 20 a second. Each default keeps well inside.
-    fn default_per_minute(self) -> u32 {
-        match self {
-            HistoryVenue::Alpaca => 180,
-            HistoryVenue::Binance => 1_200,
-            HistoryVenue::Kalshi => 600,
-        }
-    }
-
-    /// Most bars one request returns. A window spans one period less, so
-    /// that it and the bar straddling its end fit in one request: a kill
-    /// or a retry redoes one request at most.
-    fn page(self) -> i64 {
-        match self {
-            HistoryVenue::Alpaca => 10_000,
-            HistoryVenue::Binance => 1_000,
-            HistoryVenue::Kalshi => 5_000,
-        }
-    }
-}
-
 /// What to download.
 #[derive(Debug, Clone)]
 pub struct DownloadRequest {
-    pub venue: HistoryVenue,
+    pub venue: Venue,
     pub symbols: Vec<String>,
     /// `1m`, `5m`, `15m`, `1h` or `1d` (each venue's own spelling works too).
     pub timeframe: String,
@@ -180,45 +131,17 @@ fn source_for(
     symbol: &str,
     client: &reqwest::Client,
 ) -> Result<Box<dyn BarSource>, FeedError> {
-    let url = request.base_url.clone().unwrap_or_else(|| request.venue.default_url().into());
-    Ok(match request.venue {
-        HistoryVenue::Alpaca => {
-            let timeframe = match timeframe.minutes {
-                1 => "1Min",
-                5 => "5Min",
-                15 => "15Min",
-                60 => "1Hour",
-                _ => "1Day",
-            };
-            let config = AlpacaBarsConfig {
-                data_url: url,
-                symbols: vec![symbol.to_string()],
-                timeframe: timeframe.into(),
-                feed: request.alpaca_feed.clone(),
-                page_limit: 10_000,
-            };
-            Box::new(AlpacaBars::new(client.clone(), config, AlpacaCredentials::from_env()?)?)
-        }
-        HistoryVenue::Binance => {
-            let config = BinanceKlinesConfig {
-                base_url: url,
-                symbols: vec![symbol.to_string()],
-                interval: timeframe.label().into(),
-            };
-            Box::new(BinanceKlines::new(client.clone(), config)?)
-        }
-        HistoryVenue::Kalshi => {
-            // `SERIES:TICKER`, or a ticker whose series is the part before
-            // its first dash, as Kalshi names them.
-            let (series, ticker) = match symbol.split_once(':') {
-                Some((series, ticker)) => (series, ticker),
-                None => (symbol.split('-').next().unwrap_or(symbol), symbol),
-            };
-            let market = KalshiMarket { series: series.into(), ticker: ticker.into() };
-            let config =
-                KalshiCandlesConfig { base_url: url, markets: vec![market], period_minutes: timeframe.minutes };
-            Box::new(KalshiCandles::new(client.clone(), config)?)
-        }
+    let setup = HistorySetup {
+        client,
+        base_url: request.base_url.as_deref(),
+        symbol,
+        minutes: timeframe.minutes,
+        alpaca_feed: &request.alpaca_feed,
+    };
+    request.venue.history(&setup).map_err(|error| match error {
+        SetupError::Feed(error) => error,
+        SetupError::Venue(error) => error.into(),
+        other => FeedError::Config { message: other.to_string() },
     })
 }
 
@@ -265,7 +188,7 @@ pub async fn download(request: &DownloadRequest, client: &reqwest::Client) -> Re
     std::fs::create_dir_all(&request.out)
         .map_err(|source| HistoryError::Io { path: request.out.display().to_string(), source })?;
     let mut manifest = Manifest::load(&request.out)?;
-    let per_minute = request.requests_per_minute.unwrap_or(request.venue.default_per_minute());
+    let per_minute = request.requests_per_minute.unwrap_or(request.venue.history_limits().per_minute);
     let limiter = RateLimiter::new(per_minute);
     let bar = progress_bar(request.progress);
     let mut reports = Vec::new();
@@ -347,7 +270,7 @@ impl Job<'_> {
         let mut added = 0;
         let mut from = start;
         while from < self.to {
-            let end = from.saturating_add((self.request.venue.page() - 1) * period).min(self.to);
+            let end = from.saturating_add((self.request.venue.history_limits().page - 1) * period).min(self.to);
             let mut bars = self.fetch(source, from, end).await?;
             let after = file.last();
             bars.retain(|b| b.time >= from && b.time < end && after.is_none_or(|last| b.time > last));

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::broker::{Broker, OrderNews};
 use crate::config::{BrokerConfig, Config, FeedConfig};
-use crate::feed::{FeedError, MarketData, PollSchedule};
+use crate::feed::{BarSource, FeedError, MarketData, PollSchedule};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stream::Update;
@@ -62,6 +62,20 @@ macro_rules! venues {
             pub(crate) fn plan_broker(self, setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupError> {
                 match self {
                     $(Venue::$variant => $module::plan::broker(setup),)+
+                }
+            }
+
+            /// How fast and in what windows `data download` may read it.
+            pub(crate) fn history_limits(self) -> HistoryLimits {
+                match self {
+                    $(Venue::$variant => $module::plan::HISTORY,)+
+                }
+            }
+
+            /// A reader of one symbol's past bars, for `data download`.
+            pub(crate) fn history(self, setup: &HistorySetup<'_>) -> Result<Box<dyn BarSource>, SetupError> {
+                match self {
+                    $(Venue::$variant => $module::plan::history(setup),)+
                 }
             }
         }
@@ -187,4 +201,25 @@ pub(crate) struct PlannedBroker {
 /// Where a venue's REST API is: the configured `base_url`, else its own.
 pub(crate) fn base_url(configured: &Option<String>, default: &str) -> String {
     configured.clone().unwrap_or_else(|| default.to_string())
+}
+
+/// What one `data download` of a symbol is planned from.
+pub(crate) struct HistorySetup<'a> {
+    pub client: &'a reqwest::Client,
+    /// The venue's market-data API, when not its own.
+    pub base_url: Option<&'a str>,
+    pub symbol: &'a str,
+    /// Minutes per bar: 1, 5, 15, 60 or 1440.
+    pub minutes: u32,
+    /// Alpaca: `iex` or `sip`.
+    pub alpaca_feed: &'a str,
+}
+
+/// How `data download` paces a venue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistoryLimits {
+    /// Requests a minute, well inside the venue's published limit.
+    pub per_minute: u32,
+    /// Most bars one request returns.
+    pub page: i64,
 }

@@ -8,7 +8,9 @@ use super::{AlpacaBarStream, AlpacaBars, AlpacaBarsConfig, AlpacaBroker, AlpacaC
 use crate::config::FeedConfig;
 use crate::feed::{BarSource as _, PolledFeed};
 use crate::stream::{Timings, ws_url};
-use crate::venues::{BrokerSetup, FeedSetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url};
+use crate::venues::{
+    BrokerSetup, FeedSetup, HistoryLimits, HistorySetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url,
+};
 
 pub(crate) fn check_feed(feed: &FeedConfig) -> Result<(), String> {
     crate::config::need_symbols(feed)
@@ -57,4 +59,25 @@ pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupErro
     }
     let broker = Arc::new(AlpacaBroker::new(setup.connections.client.clone(), &base, credentials));
     Ok(PlannedBroker { broker, stream })
+}
+
+/// The free plan allows 200 requests a minute; a page holds 10,000 bars.
+pub(crate) const HISTORY: HistoryLimits = HistoryLimits { per_minute: 180, page: 10_000 };
+
+pub(crate) fn history(setup: &HistorySetup<'_>) -> Result<Box<dyn crate::feed::BarSource>, SetupError> {
+    let timeframe = match setup.minutes {
+        1 => "1Min",
+        5 => "5Min",
+        15 => "15Min",
+        60 => "1Hour",
+        _ => "1Day",
+    };
+    let config = AlpacaBarsConfig {
+        data_url: setup.base_url.unwrap_or(super::DATA_URL).to_string(),
+        symbols: vec![setup.symbol.to_string()],
+        timeframe: timeframe.into(),
+        feed: setup.alpaca_feed.to_string(),
+        page_limit: 10_000,
+    };
+    Ok(Box::new(AlpacaBars::new(setup.client.clone(), config, AlpacaCredentials::from_env()?)?))
 }

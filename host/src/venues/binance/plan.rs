@@ -7,7 +7,9 @@ use super::{BinanceBroker, BinanceCredentials, BinanceKlineStream, BinanceKlines
 use crate::config::FeedConfig;
 use crate::feed::{BarSource as _, PolledFeed};
 use crate::stream::{Timings, ws_url};
-use crate::venues::{BrokerSetup, FeedSetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url};
+use crate::venues::{
+    BrokerSetup, FeedSetup, HistoryLimits, HistorySetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url,
+};
 
 pub(crate) fn check_feed(feed: &FeedConfig) -> Result<(), String> {
     crate::config::need_symbols(feed)
@@ -58,4 +60,23 @@ pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupErro
     }
     let broker = Arc::new(broker);
     Ok(PlannedBroker { broker, stream })
+}
+
+/// Klines weigh 2 of the 6,000 a minute; a page holds 1,000.
+pub(crate) const HISTORY: HistoryLimits = HistoryLimits { per_minute: 1_200, page: 1_000 };
+
+pub(crate) fn history(setup: &HistorySetup<'_>) -> Result<Box<dyn crate::feed::BarSource>, SetupError> {
+    let interval = match setup.minutes {
+        1 => "1m",
+        5 => "5m",
+        15 => "15m",
+        60 => "1h",
+        _ => "1d",
+    };
+    let config = BinanceKlinesConfig {
+        base_url: setup.base_url.unwrap_or(super::REST_URL).to_string(),
+        symbols: vec![setup.symbol.to_string()],
+        interval: interval.into(),
+    };
+    Ok(Box::new(BinanceKlines::new(setup.client.clone(), config)?))
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use super::{IbkrBroker, IbkrGateway, IbkrHistory};
 use crate::config::FeedConfig;
 use crate::feed::{BarSource as _, PolledFeed};
-use crate::venues::{BrokerSetup, Connections, FeedSetup, PlannedBroker, PlannedFeed, SetupError, Venue};
+use crate::venues::{
+    BrokerSetup, Connections, FeedSetup, HistoryLimits, HistorySetup, PlannedBroker, PlannedFeed, SetupError, Venue,
+};
 
 pub(crate) fn check_feed(feed: &FeedConfig) -> Result<(), String> {
     crate::config::need_symbols(feed)
@@ -37,4 +39,16 @@ pub(crate) fn feed(setup: &FeedSetup<'_>) -> Result<PlannedFeed, SetupError> {
 /// Polled only: the gateway's WebSocket is not used (yet).
 pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupError> {
     Ok(PlannedBroker { broker: Arc::new(IbkrBroker::new(gateway(setup.connections)?)), stream: None })
+}
+
+/// The gateway allows 5 history requests at once and 10 a second overall.
+pub(crate) const HISTORY: HistoryLimits = HistoryLimits { per_minute: 300, page: 1_000 };
+
+/// Downloads go through a logged-in gateway and its `[ibkr]` section,
+/// which `data download` does not take.
+pub(crate) fn history(_: &HistorySetup<'_>) -> Result<Box<dyn crate::feed::BarSource>, SetupError> {
+    Err(SetupError::Config {
+        venue: Venue::Ibkr,
+        message: "`data download` cannot reach the Client Portal gateway yet; run the host with an ibkr feed".into(),
+    })
 }

@@ -8,7 +8,9 @@ use super::KalshiTradeStream;
 use crate::config::FeedConfig;
 use crate::feed::{BarSource as _, PolledFeed};
 use crate::stream::{Timings, ws_url};
-use crate::venues::{BrokerSetup, FeedSetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url};
+use crate::venues::{
+    BrokerSetup, FeedSetup, HistoryLimits, HistorySetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url,
+};
 
 /// The WebSocket API's path, on the REST host.
 const STREAM_PATH: &str = "/trade-api/ws/v2";
@@ -67,4 +69,24 @@ pub(crate) fn broker(setup: &BrokerSetup<'_>) -> Result<PlannedBroker, SetupErro
     }
     let broker = Arc::new(KalshiBroker::new(setup.connections.client.clone(), &base, credentials));
     Ok(PlannedBroker { broker, stream })
+}
+
+/// The basic tier reads 20 a second; a request returns 5,000 candles.
+pub(crate) const HISTORY: HistoryLimits = HistoryLimits { per_minute: 600, page: 5_000 };
+
+/// A symbol is `SERIES:TICKER`, or a ticker whose series is the part
+/// before its first dash, as Kalshi names them.
+pub(crate) fn history(setup: &HistorySetup<'_>) -> Result<Box<dyn crate::feed::BarSource>, SetupError> {
+    let symbol = setup.symbol;
+    let (series, ticker) = match symbol.split_once(':') {
+        Some((series, ticker)) => (series, ticker),
+        None => (symbol.split('-').next().unwrap_or(symbol), symbol),
+    };
+    let market = KalshiMarket { series: series.into(), ticker: ticker.into() };
+    let config = KalshiCandlesConfig {
+        base_url: setup.base_url.unwrap_or(super::REST_URL).to_string(),
+        markets: vec![market],
+        period_minutes: setup.minutes,
+    };
+    Ok(Box::new(KalshiCandles::new(setup.client.clone(), config)?))
 }
