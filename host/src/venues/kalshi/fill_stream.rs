@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use super::orders::KalshiCredentials;
 use crate::broker::OrderNews;
-use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
+use super::socket::{self, malformed};
+use crate::stream::{Protocol, Socket, StreamError};
 
 const VENUE: &str = "kalshi";
-
-/// The path the opening request signs.
-const PATH: &str = "/trade-api/ws/v2";
 
 pub struct KalshiFillStream {
     url: String,
@@ -30,10 +28,6 @@ impl KalshiFillStream {
     pub fn new(url: String, credentials: KalshiCredentials) -> Self {
         Self { url, credentials }
     }
-}
-
-fn malformed(message: String) -> StreamError {
-    StreamError::Malformed { message: crate::runtime::bounded(&message) }
 }
 
 impl Protocol for KalshiFillStream {
@@ -48,23 +42,11 @@ impl Protocol for KalshiFillStream {
     }
 
     fn request(&self) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, StreamError> {
-        self.credentials.stream_request(&self.url, PATH)
+        socket::request(&self.credentials, &self.url)
     }
 
     async fn handshake(&self, socket: &mut Socket, limit: Duration) -> Result<(), StreamError> {
-        let subscribe = serde_json::json!({ "id": 1, "cmd": "subscribe", "params": { "channels": ["fill"] } });
-        send_json(socket, &subscribe).await?;
-        let answer = next_body(socket, limit, "subscription").await?;
-        let answer: serde_json::Value = serde_json::from_slice(&answer)
-            .map_err(|e| malformed(format!("{e}: {}", crate::venue::excerpt(&answer))))?;
-        match answer["type"].as_str() {
-            Some("subscribed") if answer["msg"]["channel"] == "fill" => Ok(()),
-            _ => {
-                let message =
-                    format!("{} {}", answer["msg"]["code"], answer["msg"]["msg"].as_str().unwrap_or_default());
-                Err(StreamError::Refused { message: crate::runtime::bounded(&message) })
-            }
-        }
+        socket::subscribe(socket, limit, "fill", serde_json::json!({})).await
     }
 
     fn items(&self, message: &[u8]) -> Result<Vec<OrderNews>, StreamError> {

@@ -8,6 +8,7 @@ pub const REST_URL: &str = "https://api.elections.kalshi.com";
 mod candles;
 mod fill_stream;
 mod orders;
+mod socket;
 mod trade_stream;
 pub(crate) mod plan;
 

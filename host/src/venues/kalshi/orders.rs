@@ -72,31 +72,6 @@ impl KalshiCredentials {
     }
 }
 
-impl KalshiCredentials {
-    /// The opening request of a WebSocket at `url`, signed as a `GET` of
-    /// `path` is.
-    pub(crate) fn stream_request(
-        &self,
-        url: &str,
-        path: &str,
-    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, crate::stream::StreamError> {
-        use crate::stream::StreamError;
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-        let mut request = url.into_client_request().map_err(|source| StreamError::Connect { source })?;
-        let timestamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let signature = self.sign(timestamp, "GET", path);
-        let header = |value: &str| {
-            value.parse().map_err(|_| StreamError::Refused { message: "a credential is not a valid header".into() })
-        };
-        let headers = request.headers_mut();
-        headers.insert("KALSHI-ACCESS-KEY", header(&self.key_id)?);
-        headers.insert("KALSHI-ACCESS-TIMESTAMP", header(&timestamp.to_string())?);
-        headers.insert("KALSHI-ACCESS-SIGNATURE", header(&signature)?);
-        Ok(request)
-    }
-}
-
 pub struct KalshiBroker {
     client: reqwest::Client,
     base_url: String,

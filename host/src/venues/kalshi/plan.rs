@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use super::{KalshiBroker, KalshiCandles, KalshiCandlesConfig, KalshiCredentials, KalshiFillStream, KalshiMarket};
-use super::KalshiTradeStream;
+use super::socket::PATH as STREAM_PATH;
+use super::{
+    KalshiBroker, KalshiCandles, KalshiCandlesConfig, KalshiCredentials, KalshiFillStream, KalshiMarket,
+    KalshiTradeStream,
+};
 use crate::config::FeedConfig;
 use crate::feed::{BarSource as _, PolledFeed};
 use crate::stream::{Timings, ws_url};
 use crate::venues::{
     BrokerSetup, FeedSetup, HistoryLimits, HistorySetup, PlannedBroker, PlannedFeed, SetupError, Venue, base_url,
 };
-
-/// The WebSocket API's path, on the REST host.
-const STREAM_PATH: &str = "/trade-api/ws/v2";
 
 pub(crate) fn check_feed(feed: &FeedConfig) -> Result<(), String> {
     if feed.markets.is_empty() {

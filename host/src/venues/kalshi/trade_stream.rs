@@ -22,10 +22,10 @@ use serde::Deserialize;
 
 use super::orders::KalshiCredentials;
 use crate::bar::{Bar, Millis, now_ms};
-use crate::stream::{Protocol, Socket, StreamError, next_body, send_json};
+use super::socket::{self, malformed};
+use crate::stream::{Protocol, Socket, StreamError};
 
 const VENUE: &str = "kalshi";
-const PATH: &str = "/trade-api/ws/v2";
 /// How far the venue's clock may be ahead of ours.
 const CLOCK_MARGIN: Millis = 2_000;
 
@@ -58,10 +58,6 @@ struct Trade {
     count_fp: Option<String>,
     /// Seconds since the epoch.
     ts: i64,
-}
-
-fn malformed(message: String) -> StreamError {
-    StreamError::Malformed { message: crate::runtime::bounded(&message) }
 }
 
 impl KalshiTradeStream {
@@ -147,31 +143,14 @@ impl Protocol for KalshiTradeStream {
     }
 
     fn request(&self) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, StreamError> {
-        self.credentials.stream_request(&self.url, PATH)
+        socket::request(&self.credentials, &self.url)
     }
 
     async fn handshake(&self, socket: &mut Socket, limit: Duration) -> Result<(), StreamError> {
         let tickers: Vec<&str> = self.tickers.iter().map(|t| &**t).collect();
-        let subscribe = serde_json::json!({
-            "id": 1,
-            "cmd": "subscribe",
-            "params": { "channels": ["trade"], "market_tickers": tickers },
-        });
-        send_json(socket, &subscribe).await?;
-        let answer = next_body(socket, limit, "subscription").await?;
-        let answer: serde_json::Value = serde_json::from_slice(&answer)
-            .map_err(|e| malformed(format!("{e}: {}", crate::venue::excerpt(&answer))))?;
-        match answer["type"].as_str() {
-            Some("subscribed") if answer["msg"]["channel"] == "trade" => {
-                self.restart(now_ms());
-                Ok(())
-            }
-            _ => {
-                let message =
-                    format!("{} {}", answer["msg"]["code"], answer["msg"]["msg"].as_str().unwrap_or_default());
-                Err(StreamError::Refused { message: crate::runtime::bounded(&message) })
-            }
-        }
+        socket::subscribe(socket, limit, "trade", serde_json::json!({ "market_tickers": tickers })).await?;
+        self.restart(now_ms());
+        Ok(())
     }
 
     fn items(&self, message: &[u8]) -> Result<Vec<Bar>, StreamError> {
