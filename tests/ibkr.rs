@@ -374,3 +374,79 @@ async fn nothing_comes_between_a_question_and_its_reply() {
     assert_eq!(setup.fake.order_posts(), 10, "no question was dropped, so no order was sent again");
     assert_eq!(setup.fake.replies().len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_mid_run_places_every_order_once_through_the_gateway() {
+    use stratbox_tests::process::wait_until;
+    const BARS: i64 = 40;
+    let setup = Setup::new().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let first = (now / 60_000 - BARS - 1) * 60_000;
+    // A zig-zag that crosses every few bars, published a bar at a time.
+    let closes = ["10", "12", "14", "16", "14", "12", "10", "8"];
+    let publish = |i: i64| {
+        let close = closes[(i % 8) as usize];
+        setup.fake.publish_bar(AAPL, first + i * 60_000, close, close, close, close, "100");
+    };
+    (0..8).for_each(publish);
+    let sections = format!(
+        "[feed]\nkind = \"ibkr\"\nsymbols = [\"AAPL\"]\ntimeframe = \"1min\"\npoll_ms = 40\ndelay_ms = 0\n\
+         backfill_minutes = 60\n\n[broker]\nkind = \"ibkr\"\nsync_every_ms = 100\ndrift_threshold = \"100\"\n\
+         timeout_ms = 2000\n\n[ibkr]\ngateway = \"{gateway}\"\naccount = \"{IBKR_ACCOUNT}\"\n\
+         trust_loopback_gateway = true\n\n\
+         [[strategy]]\nname = \"sma\"\nplugin = \"sma-crossover\"\nparams = {{ fast = 2, slow = 4, qty = 1 }}\n",
+        gateway = setup.fake.url,
+    );
+    let config = write_host_config(setup.dir.path(), &sections);
+    let spawn = || HostProcess::spawn(env!("CARGO_BIN_EXE_stratbox-under-test"), &config, std::process::Stdio::null());
+    let fill = || setup.fake.fill_open_orders("12");
+
+    // First run: bars appear one at a time, orders fill as they come; it
+    // is killed once it has traded.
+    let mut host = spawn();
+    let mut shown = 8;
+    wait_until("the first orders", Duration::from_secs(120), || {
+        if shown < 24 {
+            publish(shown);
+            shown += 1;
+        }
+        fill();
+        setup.fake.order_posts() >= 3
+    })
+    .await;
+    host.kill();
+    let before = setup.fake.order_posts();
+
+    // Second run: the rest.
+    let mut host = spawn();
+    (shown..BARS).for_each(publish);
+    let store = Store::open(&setup.dir.path().join("host.db")).unwrap();
+    wait_until("every bar, order and fill", Duration::from_secs(120), || {
+        fill();
+        let done =
+            store.strategy_state("sma@ibkr").ok().flatten().is_some_and(|s| s.last_bar == first + (BARS - 1) * 60_000);
+        let idle = store.queued_orders("ibkr").is_ok_and(|q| q.is_empty())
+            && store.open_orders("ibkr").is_ok_and(|o| o.is_empty());
+        done && idle
+    })
+    .await;
+    host.kill();
+
+    let live = setup.fake.live_orders();
+    assert!(live.len() > before, "the second run traded too");
+    assert_eq!(setup.fake.order_posts(), live.len(), "every order was placed exactly once: {live:#?}");
+    let mut refs: Vec<&str> = live.iter().map(|o| o["order_ref"].as_str().unwrap()).collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!(refs.len(), live.len(), "one cOID per order");
+    let held: Decimal = live
+        .iter()
+        .map(|o| {
+            let qty: Decimal = o["filledQuantity"].to_string().parse().unwrap();
+            if o["side"] == "BUY" { qty } else { -qty }
+        })
+        .sum();
+    let local: Decimal = store.positions("ibkr").unwrap().iter().map(|p| p.qty).sum();
+    assert_eq!(local, held, "the host's position is the gateway's");
+    assert!(held <= Decimal::ONE, "long-only, one lot: the restarted strategy did not buy twice");
+}
