@@ -34,6 +34,9 @@ impl Setup {
     async fn new() -> Self {
         let fake = FakeGateway::start(true).await;
         fake.add_contract("AAPL", AAPL);
+        // IBKR allows a read of the live orders every 5 s; most tests pace
+        // both sides faster (one keeps the real pace).
+        fake.set_live_orders_pace(Duration::from_millis(100));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).unwrap();
         let store = Arc::new(Store::open(&dir.path().join("ibkr.db")).unwrap());
@@ -47,6 +50,7 @@ impl Setup {
             ca_file: Some(self.dir.path().join("ca.pem").display().to_string()),
             confirm: vec!["o163".into()],
             tickle_every_ms: 1_000,
+            orders_every_ms: 100,
             ..IbkrConfig::default()
         }
     }
@@ -115,7 +119,10 @@ async fn the_gateway_certificate_is_trusted_only_as_configured() {
 #[tokio::test]
 async fn orders_carry_the_client_id_and_a_lost_answer_is_found_not_resent() {
     let setup = Setup::new().await;
-    let router = setup.router(setup.broker(), RiskGate::default());
+    // At IBKR's own pace for the live orders, on both sides.
+    setup.fake.set_live_orders_pace(Duration::from_secs(5));
+    let paced = IbkrConfig { orders_every_ms: 5_000, ..setup.config() };
+    let router = setup.router(Arc::new(IbkrBroker::new(setup.gateway(paced))), RiskGate::default());
 
     let placed = router.submit("s@ibkr", OrderRef::new(1, 1), &intent(10, limit("150.25")), 1).await.unwrap();
     let Routed::Accepted { order, .. } = placed else { panic!("{placed:?}") };
@@ -263,7 +270,7 @@ async fn the_host_polls_bars_trades_and_halts_through_the_gateway() {
         "[feed]\nkind = \"ibkr\"\nsymbols = [\"AAPL\"]\ntimeframe = \"1min\"\npoll_ms = 200\ndelay_ms = 0\n\
          backfill_minutes = 60\n\n[broker]\nkind = \"ibkr\"\nsync_every_ms = 300\n\n\
          [ibkr]\ngateway = \"{gateway}\"\naccount = \"{IBKR_ACCOUNT}\"\ntrust_loopback_gateway = true\n\
-         tickle_every_ms = 1000\n\n\
+         tickle_every_ms = 1000\norders_every_ms = 100\n\n\
          [[strategy]]\nname = \"buyer\"\nplugin = {plugin:?}\nparams = {{ mode = \"buy\", at = \"{at}\" }}\n",
         gateway = setup.fake.url,
         plugin = stratbox_tests::MISBEHAVE_WASM,
@@ -393,7 +400,7 @@ async fn a_host_killed_mid_run_places_every_order_once_through_the_gateway() {
         "[feed]\nkind = \"ibkr\"\nsymbols = [\"AAPL\"]\ntimeframe = \"1min\"\npoll_ms = 40\ndelay_ms = 0\n\
          backfill_minutes = 60\n\n[broker]\nkind = \"ibkr\"\nsync_every_ms = 100\ndrift_threshold = \"100\"\n\
          timeout_ms = 2000\n\n[ibkr]\ngateway = \"{gateway}\"\naccount = \"{IBKR_ACCOUNT}\"\n\
-         trust_loopback_gateway = true\n\n\
+         trust_loopback_gateway = true\norders_every_ms = 100\n\n\
          [[strategy]]\nname = \"sma\"\nplugin = \"sma-crossover\"\nparams = {{ fast = 2, slow = 4, qty = 1 }}\n",
         gateway = setup.fake.url,
     );
@@ -449,4 +456,45 @@ async fn a_host_killed_mid_run_places_every_order_once_through_the_gateway() {
     let local: Decimal = store.positions("ibkr").unwrap().iter().map(|p| p.qty).sum();
     assert_eq!(local, held, "the host's position is the gateway's");
     assert!(held <= Decimal::ONE, "long-only, one lot: the restarted strategy did not buy twice");
+}
+
+#[tokio::test]
+async fn an_order_that_ended_in_an_earlier_session_is_read_from_its_executions() {
+    let setup = Setup::new().await;
+    let broker = setup.broker();
+    let gate = RiskGate::persistent(setup.store.clone(), &["ibkr"]).unwrap();
+    let reconciler = Reconciler::new(broker.clone(), setup.store.clone(), gate.clone(), Decimal::ONE_HUNDRED);
+    let router = setup.router(broker.clone(), gate);
+    let placed = router.submit("s@ibkr", OrderRef::new(1, 1), &intent(10, limit("150")), 1).await.unwrap();
+    let Routed::Accepted { order, .. } = placed else { panic!("{placed:?}") };
+    // It fills in two parts while the host is not looking; then the
+    // gateway's day ends: the order's status answers 503 and the live
+    // orders no longer list it.
+    setup.fake.fill_part_of_open_orders("4", "149");
+    setup.fake.fill_open_orders("151");
+    setup.fake.new_session();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = reconciler.sync(2).await.unwrap();
+    assert_eq!(report.fills.len(), 1, "{report:?}");
+    let fill = &report.fills[0];
+    assert_eq!((fill.qty, fill.price), (Decimal::TEN, "150.2".parse().unwrap()), "4 at 149 and 6 at 151");
+    let stored = setup.store.order(&order.client_order_id).unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Filled);
+    assert_eq!(stored.venue_order_id.as_deref(), Some(order.venue_order_id.as_str()), "its id is kept");
+    assert!(reconciler.sync(3).await.unwrap().fills.is_empty(), "recorded once");
+    // A lookup before a resend finds it the same way: it is not sent again.
+    let found = broker.order_by_client_id("AAPL", &order.client_order_id).await.unwrap();
+    assert_eq!(found.map(|o| o.filled_qty), Some(Decimal::TEN));
+    // Fractions of a share never leave.
+    let fraction = OrderRequest {
+        client_order_id: "f".into(),
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        qty: "0.5".parse().unwrap(),
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Day,
+    };
+    let err = broker.submit(&fraction).await.unwrap_err();
+    assert!(err.to_string().contains("whole number of shares"), "{err}");
+    assert_eq!(setup.fake.order_posts(), 1);
 }

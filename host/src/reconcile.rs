@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use crate::bar::Millis;
-use crate::broker::{Broker, VenueOrder, VenuePosition};
+use crate::broker::{Broker, OrderKey, VenueOrder, VenuePosition};
 use crate::order::OrderStatus;
 use crate::risk::{HaltReason, RiskGate};
 use crate::store::{FillRecord, OrderRecord, PositionRecord, Store, StoreError};
@@ -147,12 +147,12 @@ impl Reconciler {
         self.gate.reload(venue)?;
         let before = self.broker.positions().await?;
         for local in self.store.open_orders(venue)? {
-            // One request by the venue's id once it is known; a lookup by
-            // client order id may have to scan (Kalshi).
-            let remote = match &local.venue_order_id {
-                Some(id) => self.broker.order_by_venue_id(&local.symbol, id).await?,
-                None => self.broker.order_by_client_id(&local.symbol, &local.client_order_id).await?,
+            let key = OrderKey {
+                symbol: &local.symbol,
+                client_order_id: &local.client_order_id,
+                venue_order_id: local.venue_order_id.as_deref(),
             };
+            let remote = self.broker.lookup(&key).await?;
             match remote {
                 Some(remote) => self.settle(&local, &remote, now, report)?,
                 // Never sent, or sent and lost on the way: send it again.

@@ -71,6 +71,14 @@ pub struct VenueAccount {
     pub buying_power: Decimal,
 }
 
+/// An order the host placed, as the host knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderKey<'a> {
+    pub symbol: &'a str,
+    pub client_order_id: &'a str,
+    pub venue_order_id: Option<&'a str>,
+}
+
 /// A venue's order API, as the router and the sync loop use it.
 #[async_trait::async_trait]
 pub trait Broker: Send + Sync {
@@ -96,6 +104,17 @@ pub trait Broker: Send + Sync {
             status: 501,
             body: "this broker cannot look orders up by venue order id".into(),
         })
+    }
+
+    /// The order as the venue has it now, for a sync: one request by the
+    /// venue's id once it is known (a lookup by client order id may have
+    /// to scan). A venue that can forget ids (IBKR, after a session
+    /// reset) falls back to what else it keeps.
+    async fn lookup(&self, key: &OrderKey<'_>) -> Result<Option<VenueOrder>, VenueError> {
+        match key.venue_order_id {
+            Some(id) => self.order_by_venue_id(key.symbol, id).await,
+            None => self.order_by_client_id(key.symbol, key.client_order_id).await,
+        }
     }
 
     async fn cancel(&self, symbol: &str, venue_order_id: &str) -> Result<(), VenueError>;

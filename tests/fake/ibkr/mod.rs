@@ -27,7 +27,7 @@ mod market;
 mod orders;
 
 use self::market::{history, search};
-use self::orders::{confirm, live_order, live_orders, order_status, place, position, summary};
+use self::orders::{confirm, live_order, live_orders, order_status, place, position, summary, trades};
 
 /// The one (paper) account the fake's user may trade.
 pub const IBKR_ACCOUNT: &str = "DU1234567";
@@ -64,6 +64,18 @@ impl Order {
     fn working(&self) -> bool {
         matches!(self.status, "Submitted" | "PreSubmitted")
     }
+}
+
+/// One execution of an order.
+struct Execution {
+    id: u64,
+    coid: Option<String>,
+    conid: i64,
+    symbol: String,
+    side: String,
+    size: Decimal,
+    price: Decimal,
+    time_ms: i64,
 }
 
 /// An order held behind its confirmation questions.
@@ -103,6 +115,11 @@ struct Gateway {
     /// The portfolio's cached positions, as served until invalidated:
     /// "the portfolio positions are cached"; fills do not refresh them.
     positions_served: Option<Vec<Value>>,
+    /// Every execution, as `/iserver/account/trades` reports them.
+    executions: Vec<Execution>,
+    /// "/iserver/account/orders: 1 req/5 secs"; faster reads are refused 429.
+    live_orders_pace: std::time::Duration,
+    last_live_read: Option<std::time::Instant>,
     cash: Decimal,
     faults: VecDeque<Fault>,
     order_faults: VecDeque<OrderFault>,
@@ -136,6 +153,7 @@ impl FakeGateway {
             session: 1,
             next_id: 1_700_000_001,
             cash: Decimal::from(100_000),
+            live_orders_pace: std::time::Duration::from_secs(5),
             ..Gateway::default()
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
@@ -228,6 +246,17 @@ impl FakeGateway {
             if q <= Decimal::ZERO {
                 continue;
             }
+            let id = g.executions.len() as u64 + 1;
+            g.executions.push(Execution {
+                id,
+                coid: o.coid.clone(),
+                conid: o.conid,
+                symbol: o.symbol.clone(),
+                side: o.side.clone(),
+                size: q,
+                price,
+                time_ms: now_ms(),
+            });
             o.avg = (o.avg * o.filled + price * q) / (o.filled + q);
             o.filled += q;
             o.status = if o.filled == o.qty { "Filled" } else { "Submitted" };
@@ -262,6 +291,18 @@ impl FakeGateway {
     /// which then waits for the placement after.
     pub fn fail_next_order(&self, fault: OrderFault) {
         self.gw().order_faults.push_back(fault);
+    }
+
+    /// How often the live orders may be read (IBKR's 5 s by default).
+    pub fn set_live_orders_pace(&self, pace: std::time::Duration) {
+        self.gw().live_orders_pace = pace;
+    }
+
+    /// A new day at the gateway: orders that finished are forgotten by the
+    /// live orders and the order status, as after a session reset.
+    pub fn new_session(&self) {
+        self.set_authenticated(false);
+        self.set_authenticated(true);
     }
 
     pub fn set_cash(&self, usd: &str) {
@@ -464,7 +505,18 @@ fn dispatch(g: &mut Gateway, method: &Method, segs: &[&str], q: &HashMap<String,
         ("GET", ["iserver", "marketdata", "history"]) => history(g, q),
         ("POST", ["iserver", "account", account, "orders"]) => return place(g, account, body),
         ("POST", ["iserver", "reply", reply_id]) => return confirm(g, reply_id, body),
+        ("GET", ["iserver", "account", "trades"]) => {
+            if let Some(refusal) = accounts_first(g.accounts_read, "/iserver/accounts") {
+                return refusal.into();
+            }
+            trades(g, q)
+        }
         ("GET", ["iserver", "account", "orders"]) => {
+            let now = std::time::Instant::now();
+            if g.last_live_read.is_some_and(|last| now.duration_since(last) < g.live_orders_pace) {
+                return error(429, "Too Many Requests").into();
+            }
+            g.last_live_read = Some(now);
             if let Some(refusal) = accounts_first(g.accounts_read, "/iserver/accounts") {
                 return refusal.into();
             }

@@ -329,3 +329,36 @@ pub(super) fn summary(g: &Gateway) -> Value {
         "netliquidation": entry(g.cash + stock), "equitywithloanvalue": entry(g.cash + stock),
         "grosspositionvalue": entry(gross)})
 }
+
+/// `/iserver/account/trades`: the executions of the current day and up to
+/// six before (`days`, 1 to 7). Each carries `order_ref` (the cOID) when one
+/// was sent; the docs list no order id.
+pub(super) fn trades(g: &Gateway, q: &HashMap<String, String>) -> Response {
+    let days = match q.get("days").map(|d| d.parse::<i64>()) {
+        None => 1,
+        Some(Ok(days)) if (1..=7).contains(&days) => days,
+        Some(_) => return error(400, "days must be 1 to 7"),
+    };
+    let since = now_ms() - days * 86_400_000;
+    let rows: Vec<Value> = g
+        .executions
+        .iter()
+        .filter(|e| e.time_ms >= since)
+        .map(|e| {
+            let side = if e.side == "BUY" { "B" } else { "S" };
+            let mut row = json!({"execution_id": format!("0000e0d5.{:08x}.01.01", e.id), "symbol": e.symbol,
+                "supports_tax_opt": "1", "side": side, "order_description": format!("{} {} @ {}", if side == "B" { "Bot" } else { "Sold" }, e.size, e.price),
+                "trade_time": utc(e.time_ms, false), "trade_time_r": e.time_ms, "size": num(e.size),
+                "price": e.price.to_string(), "submitter": "user", "exchange": "ISLAND", "commission": "1.0",
+                "net_amount": num(e.size * e.price), "account": IBKR_ACCOUNT, "accountCode": IBKR_ACCOUNT,
+                "company_name": e.symbol, "contract_description_1": e.symbol, "sec_type": "STK",
+                "listing_exchange": "NASDAQ.NMS", "conid": e.conid, "conidEx": e.conid.to_string(),
+                "clearing_id": "IB", "clearing_name": "IB", "liquidation_trade": "0", "is_event_trading": "0"});
+            if let Some(coid) = &e.coid {
+                row["order_ref"] = json!(coid);
+            }
+            row
+        })
+        .collect();
+    json(200, Value::Array(rows))
+}

@@ -25,8 +25,9 @@ pub struct IbkrConfig {
     /// (e.g. `o163`, a price away from the market). Any other question
     /// refuses the order, and the refusal names the question.
     pub confirm: Vec<String>,
-    /// The security type symbols are searched as (`STK`, `FUT`, `CASH`…).
-    pub sec_type: String,
+    /// The listing exchange a searched stock must have (the search's
+    /// `description`, e.g. `NASDAQ`); the first stock listing otherwise.
+    pub exchange: Option<String>,
     /// Contract ids to use without searching, by symbol.
     pub conids: BTreeMap<String, i64>,
     /// Time between `/tickle` calls that keep the session alive (and
@@ -34,6 +35,9 @@ pub struct IbkrConfig {
     pub tickle_every_ms: u64,
     /// Bars from outside regular trading hours too.
     pub outside_rth: bool,
+    /// Least time between reads of the live orders: IBKR allows one
+    /// every 5 s, and an address that reads faster is shut out for minutes.
+    pub orders_every_ms: u64,
 }
 
 impl Default for IbkrConfig {
@@ -44,10 +48,11 @@ impl Default for IbkrConfig {
             ca_file: None,
             trust_loopback_gateway: false,
             confirm: Vec::new(),
-            sec_type: "STK".into(),
+            exchange: None,
             conids: BTreeMap::new(),
             tickle_every_ms: 60_000,
             outside_rth: false,
+            orders_every_ms: 5_000,
         }
     }
 }

@@ -12,6 +12,9 @@ use super::wire::{VENUE, error_text, failure, malformed};
 use crate::store::Store;
 use crate::venue::{VenueError, json};
 
+/// The security type searched for.
+const STOCK: &str = "STK";
+
 pub(crate) struct Contracts {
     store: Arc<Store>,
     /// Symbol → id, for every symbol resolved or pinned.
@@ -24,6 +27,9 @@ struct Hit {
     conid: String,
     #[serde(default)]
     symbol: Option<String>,
+    /// The listing exchange, for a stock.
+    #[serde(default)]
+    description: Option<String>,
     #[serde(default)]
     sections: Vec<Section>,
 }
@@ -59,8 +65,10 @@ impl Contracts {
 
 impl IbkrGateway {
     /// The contract id of `symbol`: pinned, stored, or searched for (and
-    /// then stored). The first hit listing the configured security type
-    /// for exactly that symbol wins, as IBKR lists the primary listing first.
+    /// then stored). Stocks only: the first hit listing `STK` for exactly
+    /// that symbol (on `exchange`, when configured) wins, as IBKR lists the
+    /// primary listing first. Futures would need more than a search (their
+    /// search hit is the index) and more order fields.
     pub(crate) async fn conid(&self, symbol: &str) -> Result<String, VenueError> {
         if let Some(id) = self.contracts.known(symbol) {
             return Ok(id);
@@ -70,8 +78,8 @@ impl IbkrGateway {
             return Ok(id);
         }
         let endpoint = "/iserver/secdef/search";
-        let sec_type = &self.config.sec_type;
-        let query = [("symbol", symbol.to_string()), ("secType", sec_type.clone())];
+        let sec_type = STOCK;
+        let query = [("symbol", symbol.to_string()), ("secType", sec_type.to_string())];
         let (status, body) = self.call(reqwest::Method::GET, endpoint, &query, None).await?;
         if !(200..300).contains(&status) {
             return Err(failure(endpoint, status, &body));
@@ -92,9 +100,11 @@ impl IbkrGateway {
             return Err(not_found(Some(said)));
         }
         let hits: Vec<Hit> = json(VENUE, endpoint, &body)?;
+        let exchange = self.config.exchange.as_deref();
         let hit = hits.into_iter().find(|hit| {
             hit.symbol.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(symbol))
                 && hit.sections.iter().any(|s| s.sec_type.eq_ignore_ascii_case(sec_type))
+                && exchange.is_none_or(|want| hit.description.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(want)))
         });
         let Some(hit) = hit else { return Err(not_found(None)) };
         if hit.conid == "0" {

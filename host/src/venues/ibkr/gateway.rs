@@ -33,6 +33,8 @@ pub struct IbkrGateway {
     /// its questions: the gateway drops an unanswered question at the next
     /// other request, so nothing may come between a question and its reply.
     turn: tokio::sync::RwLock<()>,
+    /// When the live orders were last read: at most one read a pace.
+    orders_read: tokio::sync::Mutex<Option<Instant>>,
     pub(super) contracts: Contracts,
 }
 
@@ -70,7 +72,20 @@ struct AuthStatus {
 struct Accounts {
     #[serde(default)]
     accounts: Vec<String>,
+    #[serde(default, rename = "selectedAccount")]
+    selected: Option<String>,
 }
+
+/// The live orders list (`/iserver/account/orders`).
+#[derive(Deserialize)]
+pub(super) struct LiveOrders<T> {
+    #[serde(default = "Vec::new")]
+    pub orders: Vec<T>,
+    #[serde(default)]
+    pub snapshot: Option<bool>,
+}
+
+const LIVE_ORDERS: &str = "/iserver/account/orders";
 
 #[derive(Deserialize)]
 struct PortfolioAccount {
@@ -120,6 +135,7 @@ impl IbkrGateway {
             config,
             session: tokio::sync::Mutex::default(),
             turn: tokio::sync::RwLock::default(),
+            orders_read: tokio::sync::Mutex::default(),
             contracts,
         })
     }
@@ -146,6 +162,66 @@ impl IbkrGateway {
     /// requests meanwhile with [`Self::call_in_turn`].
     pub(super) async fn alone(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
         self.turn.write().await
+    }
+
+    /// Answers a question of the order placed just before, holding the
+    /// turn: sent as it is, since even the session check (a tickle, the
+    /// account reads of a new session) would make the gateway drop it.
+    pub(super) async fn reply_in_turn(
+        &self,
+        reply_id: &str,
+        confirmed: bool,
+    ) -> Result<(u16, Vec<u8>), VenueError> {
+        let path = format!("/iserver/reply/{}", crate::venue::path_segment(reply_id));
+        let verdict = serde_json::json!({ "confirmed": confirmed });
+        let answer = self.send_raw(reqwest::Method::POST, &path, &[], Some(&verdict)).await?;
+        if answer.0 == 401 {
+            *self.session.lock().await = Session::default();
+        }
+        Ok(answer)
+    }
+
+    /// The live orders: those working, and those that ended in this
+    /// session. Read at most once every `orders_every_ms` (the gateway's
+    /// limit), so a caller may wait; a list the gateway is still loading
+    /// (`"snapshot": false`) is read again after the pace, and never taken
+    /// for "no orders".
+    pub(super) async fn live_orders<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, VenueError> {
+        for _ in 0..3 {
+            let (status, body) = {
+                let _turn = self.turn.read().await;
+                self.ready().await?;
+                self.read_live_orders().await?
+            };
+            if status == 401 {
+                *self.session.lock().await = Session::default();
+            }
+            if !(200..300).contains(&status) {
+                return Err(failure(LIVE_ORDERS, status, &body));
+            }
+            let list: LiveOrders<T> = json(VENUE, LIVE_ORDERS, &body)?;
+            if list.snapshot != Some(false) {
+                return Ok(list.orders);
+            }
+        }
+        Err(VenueError::Unknown {
+            venue: VENUE,
+            endpoint: LIVE_ORDERS.into(),
+            message: "the gateway is still loading its orders (snapshot: false); read again later".into(),
+        })
+    }
+
+    /// One paced read of the live orders: its status and body.
+    async fn read_live_orders(&self) -> Result<(u16, Vec<u8>), VenueError> {
+        let mut last = self.orders_read.lock().await;
+        let pace = Duration::from_millis(self.config.orders_every_ms);
+        if let Some(at) = *last {
+            tokio::time::sleep_until((at + pace).into()).await;
+        }
+        let answer = self.send_raw(reqwest::Method::GET, LIVE_ORDERS, &[], None).await;
+        // Counted from the answer, so the gateway sees the pace however long it took.
+        *last = Some(Instant::now());
+        answer
     }
 
     /// [`Self::call`] for a caller that holds its turn (see [`Self::alone`]).
@@ -261,6 +337,14 @@ impl IbkrGateway {
             };
             return Err(VenueError::Rejected { venue: VENUE, endpoint: endpoint.into(), status, code: None, message });
         }
+        if accounts.selected.as_deref().is_some_and(|selected| selected != self.config.account) {
+            // Live orders and trades are the selected account's.
+            let select = serde_json::json!({ "acctId": self.config.account });
+            let (status, body) = self.send_raw(reqwest::Method::POST, "/iserver/account", &[], Some(&select)).await?;
+            if !(200..300).contains(&status) {
+                return Err(failure("/iserver/account", status, &body));
+            }
+        }
         let endpoint = "/portfolio/accounts";
         let (status, body) = self.send_raw(reqwest::Method::GET, endpoint, &[], None).await?;
         if !(200..300).contains(&status) {
@@ -276,6 +360,13 @@ impl IbkrGateway {
                 message: format!("account {} is not in the portfolio's accounts", self.config.account),
             });
         }
-        Ok(())
+        // The live orders want a first read in a new session, which may
+        // come back empty; the answer is left, the next read is the one.
+        // Refused as too soon (another process read them just before), it
+        // has done its part all the same.
+        match self.read_live_orders().await {
+            Ok(_) | Err(VenueError::Throttled { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }

@@ -69,17 +69,19 @@ struct History {
     volume_factor: Option<Decimal>,
 }
 
+/// A bar; an empty window is answered with a placeholder without `t`.
 #[derive(Deserialize)]
 struct WireBar {
-    t: Millis,
-    #[serde(deserialize_with = "super::wire::decimal")]
-    o: Decimal,
-    #[serde(deserialize_with = "super::wire::decimal")]
-    h: Decimal,
-    #[serde(deserialize_with = "super::wire::decimal")]
-    l: Decimal,
-    #[serde(deserialize_with = "super::wire::decimal")]
-    c: Decimal,
+    #[serde(default)]
+    t: Option<Millis>,
+    #[serde(default, deserialize_with = "super::wire::decimal_opt")]
+    o: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::wire::decimal_opt")]
+    h: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::wire::decimal_opt")]
+    l: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::wire::decimal_opt")]
+    c: Option<Decimal>,
     #[serde(default, deserialize_with = "super::wire::decimal_opt")]
     v: Option<Decimal>,
 }
@@ -99,7 +101,8 @@ impl IbkrHistory {
 
     /// The pieces `[start, end)` is read in, latest first, each as
     /// `(end, period)`: under a day's bars a piece spans at most 8 hours
-    /// (at most 480 bars); daily bars go by whole days, 1,000 at most.
+    /// (at most 480 bars), in minutes for minute bars only, as the
+    /// endpoint's step sizes allow; daily bars go by whole days, 1,000 at most.
     fn pieces(&self, start: Millis, end: Millis) -> Vec<(Millis, String)> {
         let mut pieces = Vec::new();
         let mut to = end;
@@ -108,7 +111,8 @@ impl IbkrHistory {
             let (span, period) = if self.bar_ms >= DAY {
                 let days = ceil_div(span, DAY).min(1000);
                 (days * DAY, format!("{days}d"))
-            } else if span <= 30 * MINUTE {
+            } else if span <= 30 * MINUTE && self.bar_ms == MINUTE {
+                // Minute periods take minute bars only (the step-size table).
                 let minutes = ceil_div(span, MINUTE).max(1);
                 (minutes * MINUTE, format!("{minutes}min"))
             } else {
@@ -154,22 +158,18 @@ impl IbkrHistory {
             }
             let factor = history.volume_factor.filter(|f| *f > Decimal::ZERO).unwrap_or(Decimal::ONE);
             for w in history.data {
-                if w.t < start {
+                let Some(time) = w.t else { continue };
+                if time < start {
                     continue;
                 }
+                let (Some(open), Some(high), Some(low), Some(close)) = (w.o, w.h, w.l, w.c) else {
+                    return Err(malformed(ENDPOINT, &body, format!("bar at {time} lacks a price")).into());
+                };
                 let volume = w.v.unwrap_or_default();
-                if (volume.is_sign_negative() && !volume.is_zero()) || w.l > w.h {
-                    return Err(malformed(ENDPOINT, &body, format!("bar at {} is impossible", w.t)).into());
+                if (volume.is_sign_negative() && !volume.is_zero()) || low > high {
+                    return Err(malformed(ENDPOINT, &body, format!("bar at {time} is impossible")).into());
                 }
-                bars.push(Bar {
-                    symbol: symbol.clone(),
-                    time: w.t,
-                    open: w.o,
-                    high: w.h,
-                    low: w.l,
-                    close: w.c,
-                    volume: volume * factor,
-                });
+                bars.push(Bar { symbol: symbol.clone(), time, open, high, low, close, volume: volume * factor });
             }
         }
         Ok(bars)
@@ -222,6 +222,15 @@ impl BarSource for IbkrHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_window_answers_a_placeholder_bar() {
+        let answer: History =
+            serde_json::from_str(r#"{"symbol":"AAPL","points":0,"data":[{"o":0.0,"c":0.0,"h":0.0,"l":0.0,"v":0.0}]}"#)
+                .unwrap();
+        assert_eq!(answer.data.len(), 1);
+        assert!(answer.data[0].t.is_none());
+    }
 
     #[test]
     fn gateway_times_are_utc_in_its_own_format() {

@@ -11,7 +11,6 @@
 //! loading it: that is never read as "no orders".
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -19,14 +18,12 @@ use serde_json::Value;
 
 use super::gateway::IbkrGateway;
 use super::wire::{VENUE, error_text, failure, malformed};
-use crate::broker::{Broker, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
+use crate::broker::{Broker, OrderKey, OrderRequest, OrderStatus, VenueAccount, VenueOrder, VenuePosition};
 use crate::order::{OrderType, Side, TimeInForce};
 use crate::venue::{VenueError, json};
 
 /// Most questions answered for one order before giving up on it.
 const MAX_QUESTIONS: usize = 8;
-/// Positions per page of `/portfolio/{accountId}/positions/{pageId}`.
-const POSITIONS_PAGE: usize = 100;
 const MAX_POSITION_PAGES: usize = 100;
 
 pub struct IbkrBroker {
@@ -79,14 +76,6 @@ enum Placement {
     },
 }
 
-#[derive(Deserialize)]
-struct LiveOrders {
-    #[serde(default)]
-    orders: Vec<LiveOrder>,
-    #[serde(default)]
-    snapshot: Option<bool>,
-}
-
 /// An order as the live orders list writes it.
 #[derive(Deserialize)]
 struct LiveOrder {
@@ -108,6 +97,22 @@ struct LiveOrder {
     remaining: Option<Decimal>,
     #[serde(default, rename = "avgPrice", deserialize_with = "super::wire::decimal_opt")]
     avg_price: Option<Decimal>,
+}
+
+/// One execution (`/iserver/account/trades`).
+#[derive(Deserialize)]
+struct Execution {
+    #[serde(default)]
+    order_ref: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
+    #[serde(default, deserialize_with = "super::wire::id_opt")]
+    conid: Option<String>,
+    side: String,
+    #[serde(deserialize_with = "super::wire::decimal")]
+    size: Decimal,
+    #[serde(deserialize_with = "super::wire::decimal")]
+    price: Decimal,
 }
 
 /// One order's status (`/iserver/account/order/status/{orderId}`).
@@ -227,8 +232,9 @@ impl IbkrBroker {
                 return Err(refuse("the Client Portal API has no fill-or-kill orders: refused before sending".into()));
             }
         };
-        if order.qty <= Decimal::ZERO {
-            return Err(refuse(format!("quantity {} is not positive", order.qty)));
+        if order.qty <= Decimal::ZERO || !order.qty.fract().is_zero() {
+            let message = format!("quantity {} is not a whole number of shares (the API takes no fractions)", order.qty);
+            return Err(refuse(message));
         }
         Ok(WireOrderRequest {
             account: self.gateway.account(),
@@ -298,11 +304,9 @@ impl IbkrBroker {
                     let text = crate::runtime::bounded(&message.join(" "));
                     let confirmed = !message_ids.is_empty()
                         && message_ids.iter().all(|m| self.gateway.config.confirm.iter().any(|c| c == m));
-                    let reply = format!("/iserver/reply/{}", crate::venue::path_segment(&id));
-                    let verdict = serde_json::json!({ "confirmed": confirmed });
                     if !confirmed {
                         // Declined so the gateway drops it; the order is refused either way.
-                        if let Err(error) = self.gateway.call_in_turn(reqwest::Method::POST, &reply, &[], Some(&verdict)).await
+                        if let Err(error) = self.gateway.reply_in_turn(&id, false).await
                         {
                             tracing::warn!(venue = VENUE, %error, "could not decline a question");
                         }
@@ -313,8 +317,7 @@ impl IbkrBroker {
                         )));
                     }
                     tracing::info!(venue = VENUE, ids = %message_ids.join(","), question = %text, client_order_id = %order.client_order_id, "confirming the gateway's question");
-                    (status, body) =
-                        self.gateway.call_in_turn(reqwest::Method::POST, &reply, &[], Some(&verdict)).await?;
+                    (status, body) = self.gateway.reply_in_turn(&id, true).await?;
                     endpoint = "/iserver/reply".into();
                 }
             }
@@ -326,23 +329,64 @@ impl IbkrBroker {
         })
     }
 
-    /// The live orders list, read again if the gateway is still loading it.
-    async fn live_orders(&self) -> Result<Vec<LiveOrder>, VenueError> {
-        let endpoint = "/iserver/account/orders";
-        for attempt in 0..2 {
-            let list: LiveOrders = self.gateway.get(endpoint, endpoint, &[]).await?;
-            if list.snapshot != Some(false) {
-                return Ok(list.orders);
-            }
-            if attempt == 0 {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+    /// What the executions of the last seven days say of the order with
+    /// `client_order_id` (`order_ref`), which the live orders no longer
+    /// list: it ended in an earlier session. Its fills are exact; whether
+    /// its rest was canceled is not said, and it is read as ended.
+    async fn ended_elsewhere(&self, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let endpoint = "/iserver/account/trades";
+        let trades: Vec<Execution> = self.gateway.get(endpoint, endpoint, &[("days", "7".to_string())]).await?;
+        let mine: Vec<Execution> =
+            trades.into_iter().filter(|t| t.order_ref.as_deref() == Some(client_order_id)).collect();
+        let Some(first) = mine.first() else { return Ok(None) };
+        let side = side_from_wire(endpoint, &first.side)?;
+        let symbol = self.symbol_for(first.conid.as_deref(), first.symbol.as_deref());
+        let filled: Decimal = mine.iter().map(|t| t.size).sum();
+        let cost: Decimal = mine.iter().map(|t| t.size * t.price).sum();
+        if filled <= Decimal::ZERO {
+            return Err(malformed(endpoint, &[], format!("executions of {client_order_id} add up to {filled}")));
         }
-        Err(VenueError::Unknown {
-            venue: VENUE,
-            endpoint: endpoint.into(),
-            message: "the gateway is still loading its orders (snapshot: false); read again later".into(),
-        })
+        Ok(Some(VenueOrder {
+            venue_order_id: String::new(),
+            client_order_id: client_order_id.to_string(),
+            symbol,
+            side,
+            qty: filled,
+            filled_qty: filled,
+            filled_avg_price: Some(cost / filled),
+            status: OrderStatus::Filled,
+        }))
+    }
+
+    /// One order's status; `None` when the gateway no longer has it
+    /// (a 503 for an order that ended before this session, as documented).
+    async fn status_of(&self, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let path = format!("/iserver/account/order/status/{}", crate::venue::path_segment(venue_order_id));
+        let endpoint = "/iserver/account/order/status";
+        let (status, body) = self.gateway.call(reqwest::Method::GET, &path, &[], None).await?;
+        if status == 404 || status == 503 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(failure(endpoint, status, &body));
+        }
+        if let Some(said) = error_text(&body) {
+            // Not "absent": the gateway may not say so for an order it has.
+            return Err(VenueError::Status { venue: VENUE, endpoint: endpoint.into(), status, body: said });
+        }
+        let state: OrderState = json(VENUE, endpoint, &body)?;
+        let filled = state.cum_fill.unwrap_or_default();
+        let qty = state.total_size.unwrap_or(filled);
+        Ok(Some(VenueOrder {
+            status: status_from_wire(endpoint, &state.order_status, filled, qty)?,
+            symbol: self.symbol_for(state.conid.as_deref(), state.symbol.as_deref()),
+            side: side_from_wire(endpoint, &state.side)?,
+            venue_order_id: state.order_id,
+            client_order_id: state.order_ref.unwrap_or_default(),
+            qty,
+            filled_qty: filled,
+            filled_avg_price: state.average_price.filter(|_| filled > Decimal::ZERO),
+        }))
     }
 
     fn read_live(&self, o: LiveOrder) -> Result<VenueOrder, VenueError> {
@@ -382,39 +426,47 @@ impl Broker for IbkrBroker {
         self.settle_placement(order, status, answer).await
     }
 
-    /// Scans the live orders for `order_ref`. They hold the orders of the
-    /// gateway's session day and every order still working.
+    /// Scans the live orders for `order_ref`: every order still working and
+    /// those that ended in this session. One that ended earlier is read
+    /// from its executions (`/iserver/account/trades`, seven days back), so
+    /// an order filled yesterday is never taken for absent and sent again.
     async fn order_by_client_id(&self, _symbol: &str, client_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let found = self.live_orders().await?.into_iter().find(|o| o.order_ref.as_deref() == Some(client_order_id));
-        found.map(|o| self.read_live(o)).transpose()
+        let live: Vec<LiveOrder> = self.gateway.live_orders().await?;
+        match live.into_iter().find(|o| o.order_ref.as_deref() == Some(client_order_id)) {
+            Some(found) => self.read_live(found).map(Some),
+            None => self.ended_elsewhere(client_order_id).await,
+        }
     }
 
+    /// By the order's status. An order the gateway no longer has (it ended
+    /// before this session) is an error here, never `None`: only its
+    /// client order id can find it now (see [`Broker::lookup`]).
     async fn order_by_venue_id(&self, _symbol: &str, venue_order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
-        let path = format!("/iserver/account/order/status/{}", crate::venue::path_segment(venue_order_id));
-        let endpoint = "/iserver/account/order/status";
-        let (status, body) = self.gateway.call(reqwest::Method::GET, &path, &[], None).await?;
-        if status == 404 {
-            return Ok(None);
+        match self.status_of(venue_order_id).await? {
+            Some(order) => Ok(Some(order)),
+            None => Err(VenueError::Unknown {
+                venue: VENUE,
+                endpoint: "/iserver/account/order/status".into(),
+                message: format!("the gateway no longer has order {venue_order_id}; look it up by its cOID"),
+            }),
         }
-        if !(200..300).contains(&status) {
-            return Err(failure(endpoint, status, &body));
+    }
+
+    async fn lookup(&self, key: &OrderKey<'_>) -> Result<Option<VenueOrder>, VenueError> {
+        if let Some(id) = key.venue_order_id
+            && let Some(order) = self.status_of(id).await?
+        {
+            return Ok(Some(order));
         }
-        if let Some(said) = error_text(&body) {
-            // Not "absent": the gateway may not say so for an order it has.
-            return Err(VenueError::Status { venue: VENUE, endpoint: endpoint.into(), status, body: said });
-        }
-        let state: OrderState = json(VENUE, endpoint, &body)?;
-        let filled = state.cum_fill.unwrap_or_default();
-        let qty = state.total_size.unwrap_or(filled);
-        Ok(Some(VenueOrder {
-            status: status_from_wire(endpoint, &state.order_status, filled, qty)?,
-            symbol: self.symbol_for(state.conid.as_deref(), state.symbol.as_deref()),
-            side: side_from_wire(endpoint, &state.side)?,
-            venue_order_id: state.order_id,
-            client_order_id: state.order_ref.unwrap_or_default(),
-            qty,
-            filled_qty: filled,
-            filled_avg_price: state.average_price.filter(|_| filled > Decimal::ZERO),
+        let found = self.order_by_client_id(key.symbol, key.client_order_id).await?;
+        // What the executions say carries no order id: keep the known one.
+        Ok(found.map(|mut order| {
+            if order.venue_order_id.is_empty()
+                && let Some(id) = key.venue_order_id
+            {
+                order.venue_order_id = id.to_string();
+            }
+            order
         }))
     }
 
@@ -436,7 +488,8 @@ impl Broker for IbkrBroker {
 
     async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
         let mut open = Vec::new();
-        for o in self.live_orders().await? {
+        let live: Vec<LiveOrder> = self.gateway.live_orders().await?;
+        for o in live {
             let order = self.read_live(o)?;
             if order.status.is_open() {
                 open.push(order);
@@ -459,7 +512,8 @@ impl Broker for IbkrBroker {
         for page in 0..MAX_POSITION_PAGES {
             let path = format!("/portfolio/{account}/positions/{page}");
             let wire: Vec<WirePosition> = self.gateway.get(&path, endpoint, &[]).await?;
-            let last = wire.len() < POSITIONS_PAGE;
+            // Pages hold 100 (30 in older gateways): only an empty one ends the list.
+            let last = wire.is_empty();
             for p in wire {
                 if p.position.is_zero() {
                     continue;
