@@ -44,7 +44,13 @@ struct Session {
     checked: Option<Instant>,
     /// The gateway's session id at that check.
     id: Option<String>,
+    /// When the accounts were last read for it.
+    prepared: Option<Instant>,
 }
+
+/// How long a prepared session is trusted: the gateway resets its
+/// brokerage side nightly, which the session id may not show.
+const PREPARED_FOR: Duration = Duration::from_secs(3600);
 
 #[derive(Deserialize)]
 struct Tickle {
@@ -309,11 +315,13 @@ impl IbkrGateway {
             });
         }
         let same_session = session.checked.is_some() && tickle.session.is_some() && session.id == tickle.session;
-        if !same_session {
+        let mut prepared = session.prepared.filter(|at| same_session && at.elapsed() < PREPARED_FOR);
+        if prepared.is_none() {
             self.prepare().await?;
             tracing::info!(venue = VENUE, account = %self.config.account, "gateway session ready");
+            prepared = Some(Instant::now());
         }
-        *session = Session { checked: Some(Instant::now()), id: tickle.session };
+        *session = Session { checked: Some(Instant::now()), id: tickle.session, prepared };
         Ok(())
     }
 
