@@ -7,21 +7,25 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::broker::Commission;
 use crate::engine::PluginsConfig;
 use crate::notify::SinkConfig;
 use crate::risk::RiskLimits;
-use crate::runtime::{Budget, CompileLimits, Compiler, LimitsSection, RuntimeConfig};
+use crate::runtime::{Budget, LimitsSection};
+mod market;
+mod runtime;
+
+pub(crate) use self::market::need_symbols;
+pub use self::market::{BrokerConfig, BrokerKind, FeedConfig, FeedKind, MarketConfig};
+pub use self::runtime::{FailurePolicy, InstancePolicy, PausedBars, RuntimeSection};
 pub use crate::venues::Venue;
 pub use crate::webhook::{WebhookAction, WebhookConfig, WebhookKind};
 
 /// The configuration `stratbox run` uses when given none.
-pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../default.toml");
 
 /// Largest config file accepted, in bytes.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -91,287 +95,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Sandbox limits; see [`RuntimeConfig`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuntimeSection {
-    pub max_restarts: u32,
-    /// The window `max_restarts` counts faults in, in seconds.
-    pub fault_window_secs: u64,
-    pub restart_backoff_ms: u64,
-    /// How often plugin files are checked for a new build to hot-swap, in
-    /// ms; 0 turns hot swap off.
-    pub watch_ms: u64,
-    /// Wall time one plugin's compilation may take, in its own process.
-    pub compile_timeout_ms: u64,
-    /// Address space the compiling process may use, in MiB.
-    pub compile_memory_mib: u64,
-    /// What happens to a quarantined strategy's open orders.
-    pub on_failure: FailurePolicy,
-    /// What a paused strategy's bars do.
-    pub paused_bars: PausedBars,
-    /// Inputs a swapped-in build must handle without a fault before the
-    /// build it replaced is let go; 0 turns rollback off.
-    pub probation_inputs: u32,
-    /// Instances that may exist at once, counting the builds a probation
-    /// keeps and restarts in flight (sizes the pooling allocator).
-    pub max_instances: u32,
-    /// Where compiled plugins are kept; by default `compiled/` beside the
-    /// store when the host keeps one, and nowhere otherwise. `""` turns it off.
-    pub compile_cache: Option<String>,
-}
-
-/// How the host runs every strategy instance, from `[runtime]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InstancePolicy {
-    pub on_failure: FailurePolicy,
-    pub paused_bars: PausedBars,
-    pub probation_inputs: u32,
-}
-
-/// What happens to the bars of a strategy an operator has paused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PausedBars {
-    /// They play past it: its orders fill and its book follows the market,
-    /// but it never sees them (the default).
-    #[default]
-    Skip,
-    /// The instance is frozen: its bars wait, in order, with its other
-    /// inputs, and it sees every one on resume (up to 10,000 batches; past
-    /// that the oldest are dropped and counted).
-    Queue,
-}
-
-/// What happens to the open orders of a strategy that is quarantined
-/// (marked failed) or removed: they must not trade on without it, unless
-/// asked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailurePolicy {
-    /// Cancel them (the default).
-    #[default]
-    Cancel,
-    /// Leave them working at the venue.
-    Leave,
-    /// Cancel them, then close the strategy's positions with market
-    /// orders placed from outside it (as a webhook order is).
-    Flatten,
-}
-
-impl Default for RuntimeSection {
-    fn default() -> Self {
-        let d = RuntimeConfig::default();
-        Self {
-            max_restarts: d.max_restarts,
-            fault_window_secs: d.fault_window.as_secs(),
-            restart_backoff_ms: d.restart_backoff.as_millis() as u64,
-            watch_ms: 1000,
-            compile_timeout_ms: CompileLimits::default().wall.as_millis() as u64,
-            compile_memory_mib: CompileLimits::default().memory >> 20,
-            on_failure: FailurePolicy::default(),
-            paused_bars: PausedBars::default(),
-            probation_inputs: crate::engine::PROBATION_INPUTS,
-            max_instances: RuntimeConfig::default().max_instances,
-            compile_cache: None,
-        }
-    }
-}
-
-impl RuntimeSection {
-    pub fn instance_policy(&self) -> InstancePolicy {
-        InstancePolicy {
-            on_failure: self.on_failure,
-            paused_bars: self.paused_bars,
-            probation_inputs: self.probation_inputs,
-        }
-    }
-
-    /// The runtime, with `budget` as every instance's default.
-    pub fn to_runtime(&self, budget: Budget) -> RuntimeConfig {
-        RuntimeConfig {
-            budget,
-            max_instances: self.max_instances.clamp(1, 10_000),
-            max_restarts: self.max_restarts,
-            fault_window: Duration::from_secs(self.fault_window_secs),
-            restart_backoff: Duration::from_millis(self.restart_backoff_ms),
-            compiler: Compiler::for_this_process(CompileLimits {
-                wall: Duration::from_millis(self.compile_timeout_ms.max(1)),
-                memory: self.compile_memory_mib.clamp(64, 1 << 20) << 20,
-            }),
-            ..RuntimeConfig::default()
-        }
-    }
-}
-
-/// Which broker executes orders: `paper` (simulated fills against the
-/// feed's bars) or a venue by name (see [`Venue`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum BrokerKind {
-    #[default]
-    Paper,
-    Venue(Venue),
-}
-
-impl<'de> Deserialize<'de> for BrokerKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        match (name.as_str(), Venue::from_name(&name)) {
-            ("paper", _) => Ok(BrokerKind::Paper),
-            (_, Some(venue)) => Ok(BrokerKind::Venue(venue)),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown broker `{}`: expected paper, {}",
-                crate::runtime::bounded(&name),
-                Venue::names()
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    pub kind: BrokerKind,
-    /// Cash the paper account starts with. Write money as strings
-    /// (`"0.0005"`) to keep it exact; TOML floats are binary.
-    pub starting_cash: Decimal,
-    pub commission: Commission,
-    /// A venue's trading API; defaults to Alpaca's paper API.
-    pub base_url: Option<String>,
-    /// Client-side limit on order requests.
-    pub requests_per_minute: u32,
-    /// Time between reconciliations with the broker.
-    pub sync_every_ms: u64,
-    /// Unexplained position drift (summed absolute quantity) that halts the venue.
-    pub drift_threshold: Decimal,
-    /// Time allowed for one request.
-    pub timeout_ms: u64,
-    /// Binance: the asset whose balance is cash.
-    pub quote_asset: String,
-    /// Hear order updates as the venue pushes them (Alpaca's
-    /// `trade_updates`, Binance's user data stream, Kalshi's fills), besides
-    /// syncing every `sync_every_ms`.
-    pub stream: bool,
-    /// The stream's address; by default the venue's, or the `base_url`'s
-    /// host with `ws(s)://` and the venue's stream path when that is set.
-    pub stream_url: Option<String>,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            kind: BrokerKind::Paper,
-            starting_cash: Decimal::from(100_000),
-            commission: Commission::default(),
-            base_url: None,
-            requests_per_minute: 200,
-            sync_every_ms: 5_000,
-            drift_threshold: Decimal::ZERO,
-            timeout_ms: 10_000,
-            quote_asset: "USDT".into(),
-            stream: true,
-            stream_url: None,
-        }
-    }
-}
-
-/// Where bars come from: `replay` (recorded bars played back as if live)
-/// or a venue by name (see [`Venue`]), polled and, where it streams, streamed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedKind {
-    Replay,
-    Venue(Venue),
-}
-
-impl<'de> Deserialize<'de> for FeedKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        match (name.as_str(), Venue::from_name(&name)) {
-            ("replay", _) => Ok(FeedKind::Replay),
-            (_, Some(venue)) => Ok(FeedKind::Venue(venue)),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown feed `{}`: expected replay, {}",
-                crate::runtime::bounded(&name),
-                Venue::names()
-            ))),
-        }
-    }
-}
-
-/// A Kalshi market: its series and ticker, both part of the URL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarketConfig {
-    pub series: String,
-    pub ticker: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedConfig {
-    pub kind: FeedKind,
-    /// Replay: a CSV path, or `bundled:SYMBOL` for data shipped in the binary.
-    pub data: Option<String>,
-    /// Replay: the symbol the CSV holds.
-    pub symbol: Option<String>,
-    /// Replay: milliseconds between bars.
-    #[serde(default = "default_pace")]
-    pub pace_ms: u64,
-    /// Replay: how the CSV writes its times, as a strftime pattern;
-    /// detected when left out.
-    pub time_format: Option<String>,
-    /// Replay: the IANA zone of the CSV's wall-clock times (UTC if left out).
-    pub tz: Option<String>,
-    /// Venues: the market-data API; each venue has a default.
-    pub base_url: Option<String>,
-    /// Alpaca and Binance: the symbols to poll.
-    #[serde(default)]
-    pub symbols: Vec<String>,
-    /// Kalshi: the markets to poll.
-    #[serde(default)]
-    pub markets: Vec<MarketConfig>,
-    /// Bar length: Alpaca `1Min`, Binance `1m`, Kalshi minutes (`1`, `60`, `1440`).
-    pub timeframe: Option<String>,
-    /// Alpaca: `iex` (free) or `sip`.
-    #[serde(default = "default_alpaca_feed")]
-    pub alpaca_feed: String,
-    /// Time between polls; defaults to the bar length.
-    pub poll_ms: Option<u64>,
-    /// Wait after each bar close before polling, so the venue has published.
-    #[serde(default = "default_delay")]
-    pub delay_ms: u64,
-    /// How far back to backfill on the very first start (later starts
-    /// resume from the stored cursors).
-    #[serde(default = "default_backfill")]
-    pub backfill_minutes: u64,
-    /// Alpaca (`1Min` bars), Binance and Kalshi (with a key): hear each bar
-    /// as it closes over the venue's stream as well as polling (the polls
-    /// become the safety net). Kalshi's bars are built from its streamed trades.
-    #[serde(default = "default_stream")]
-    pub stream: bool,
-    /// The bar stream's address; by default Alpaca's
-    /// `wss://stream.data.alpaca.markets/v2/{alpaca_feed}` or Binance's
-    /// `wss://stream.binance.com:9443`, or the `base_url`'s host with
-    /// `ws(s)://` when that is set.
-    pub stream_url: Option<String>,
-}
-
-fn default_stream() -> bool {
-    true
-}
-
-fn default_alpaca_feed() -> String {
-    "iex".into()
-}
-
-fn default_delay() -> u64 {
-    2_000
-}
-
-fn default_backfill() -> u64 {
-    60
-}
-
 /// The SQLite file for orders, fills, positions, cursors and the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -383,10 +106,6 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self { path: "stratbox.db".into() }
     }
-}
-
-fn default_pace() -> u64 {
-    25
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -605,43 +324,6 @@ impl Config {
     }
 }
 
-impl FeedConfig {
-    /// The symbols this feed's bars carry.
-    pub fn symbols(&self) -> Vec<String> {
-        match self.kind {
-            FeedKind::Replay => self.symbol.iter().cloned().collect(),
-            // Kalshi names its markets by ticker.
-            FeedKind::Venue(_) if !self.markets.is_empty() => self.markets.iter().map(|m| m.ticker.clone()).collect(),
-            FeedKind::Venue(_) => self.symbols.clone(),
-        }
-    }
-
-    /// The feed's name in metrics and logs: its kind.
-    pub fn name(&self) -> &'static str {
-        match self.kind {
-            FeedKind::Replay => "replay",
-            FeedKind::Venue(venue) => venue.name(),
-        }
-    }
-
-    /// Checks that the keys the kind needs are there.
-    fn validate(&self) -> Result<(), String> {
-        let need = |ok: bool, key: &str, what: &str| if ok { Ok(()) } else { Err(format!("key `feed.{key}`: {what}")) };
-        match self.kind {
-            FeedKind::Replay => {
-                need(self.data.is_some(), "data", "a replay needs a CSV path or bundled:SYMBOL")?;
-                need(self.symbol.is_some(), "symbol", "a replay needs the symbol its data holds")
-            }
-            FeedKind::Venue(venue) => venue.check_feed(self),
-        }
-    }
-}
-
-/// The check of a venue whose feed names its symbols in `symbols`.
-pub(crate) fn need_symbols(feed: &FeedConfig) -> Result<(), String> {
-    if feed.symbols.is_empty() { Err("key `feed.symbols`: list at least one symbol".into()) } else { Ok(()) }
-}
-
 /// Deserializes TOML, naming the dotted key and line of any error.
 fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let deserializer = toml::de::Deserializer::parse(text).map_err(|e| e.to_string().trim_end().to_string())?;
@@ -657,6 +339,8 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
