@@ -26,6 +26,8 @@ impl Session {
     async fn start() -> Self {
         let gateway = FakeGateway::start(true).await;
         gateway.add_contract("AAPL", AAPL);
+        // These read the live orders back to back; one test keeps IBKR's pace.
+        gateway.set_live_orders_pace(std::time::Duration::ZERO);
         let http = client(Some(&gateway.ca_pem));
         Self { gateway, http }
     }
@@ -304,4 +306,13 @@ async fn faults_spoil_the_next_answers() {
     assert_eq!(session.place(limit_buy("throttled")).await.0, 429);
     assert_eq!((session.gateway.order_posts(), session.gateway.live_orders().len()), (2, 1));
     assert_eq!(session.gateway.requests_to("POST", "/iserver/account/"), 2);
+}
+
+#[tokio::test]
+async fn the_live_orders_may_be_read_once_every_five_seconds() {
+    let session = Session::start().await;
+    session.gateway.set_live_orders_pace(std::time::Duration::from_secs(5));
+    session.get("/iserver/accounts").await;
+    assert_eq!(session.get("/iserver/account/orders").await.0, 200);
+    assert_eq!(session.get("/iserver/account/orders").await.0, 429, "too soon");
 }
