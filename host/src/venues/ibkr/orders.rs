@@ -376,37 +376,60 @@ impl IbkrBroker {
         }
         let state: OrderState = json(VENUE, endpoint, &body)?;
         let filled = state.cum_fill.unwrap_or_default();
-        let qty = state.total_size.unwrap_or(filled);
-        Ok(Some(VenueOrder {
-            status: status_from_wire(endpoint, &state.order_status, filled, qty)?,
-            symbol: self.symbol_for(state.conid.as_deref(), state.symbol.as_deref()),
-            side: side_from_wire(endpoint, &state.side)?,
-            venue_order_id: state.order_id,
-            client_order_id: state.order_ref.unwrap_or_default(),
-            qty,
-            filled_qty: filled,
-            filled_avg_price: state.average_price.filter(|_| filled > Decimal::ZERO),
-        }))
+        let seen = Seen {
+            endpoint,
+            conid: state.conid.as_deref(),
+            named: state.symbol.as_deref(),
+            side: &state.side,
+            status: &state.order_status,
+            qty: state.total_size.unwrap_or(filled),
+            filled,
+            avg: state.average_price,
+        };
+        self.venue_order(seen, state.order_id, state.order_ref).map(Some)
     }
 
     fn read_live(&self, o: LiveOrder) -> Result<VenueOrder, VenueError> {
-        let endpoint = "/iserver/account/orders";
         let filled = o.filled.unwrap_or_default();
-        let qty = match o.total_size {
-            Some(total) => total,
-            None => filled + o.remaining.unwrap_or_default(),
+        let seen = Seen {
+            endpoint: "/iserver/account/orders",
+            conid: o.conid.as_deref(),
+            named: o.ticker.as_deref(),
+            side: &o.side,
+            status: &o.status,
+            qty: o.total_size.unwrap_or_else(|| filled + o.remaining.unwrap_or_default()),
+            filled,
+            avg: o.avg_price,
         };
+        self.venue_order(seen, o.order_id, o.order_ref)
+    }
+
+    /// An order as one of the gateway's two views of it says.
+    fn venue_order(&self, seen: Seen<'_>, id: String, order_ref: Option<String>) -> Result<VenueOrder, VenueError> {
         Ok(VenueOrder {
-            status: status_from_wire(endpoint, &o.status, filled, qty)?,
-            symbol: self.symbol_for(o.conid.as_deref(), o.ticker.as_deref()),
-            side: side_from_wire(endpoint, &o.side)?,
-            venue_order_id: o.order_id,
-            client_order_id: o.order_ref.unwrap_or_default(),
-            qty,
-            filled_qty: filled,
-            filled_avg_price: o.avg_price.filter(|_| filled > Decimal::ZERO),
+            status: status_from_wire(seen.endpoint, seen.status, seen.filled, seen.qty)?,
+            symbol: self.symbol_for(seen.conid, seen.named),
+            side: side_from_wire(seen.endpoint, seen.side)?,
+            venue_order_id: id,
+            client_order_id: order_ref.unwrap_or_default(),
+            qty: seen.qty,
+            filled_qty: seen.filled,
+            filled_avg_price: seen.avg.filter(|_| seen.filled > Decimal::ZERO),
         })
     }
+}
+
+/// What the live orders and an order's status have in common.
+struct Seen<'a> {
+    endpoint: &'a str,
+    conid: Option<&'a str>,
+    /// What the gateway calls the contract.
+    named: Option<&'a str>,
+    side: &'a str,
+    status: &'a str,
+    qty: Decimal,
+    filled: Decimal,
+    avg: Option<Decimal>,
 }
 
 #[async_trait::async_trait]
