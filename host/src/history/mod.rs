@@ -84,6 +84,8 @@ pub enum HistoryError {
     GaveUp { symbol: String, tries: u32, source: VenueError },
     #[error("{symbol}")]
     Feed { symbol: String, source: FeedError },
+    #[error("{symbol}")]
+    Setup { symbol: String, source: Box<SetupError> },
 }
 
 /// A bar length as this command spells it, and as each venue does.
@@ -130,7 +132,7 @@ fn source_for(
     timeframe: Timeframe,
     symbol: &str,
     client: &reqwest::Client,
-) -> Result<Box<dyn BarSource>, FeedError> {
+) -> Result<Box<dyn BarSource>, SetupError> {
     let setup = HistorySetup {
         client,
         base_url: request.base_url.as_deref(),
@@ -138,11 +140,7 @@ fn source_for(
         minutes: timeframe.minutes,
         alpaca_feed: &request.alpaca_feed,
     };
-    request.venue.history(&setup).map_err(|error| match error {
-        SetupError::Feed(error) => error,
-        SetupError::Venue(error) => error.into(),
-        other => FeedError::Config { message: other.to_string() },
-    })
+    request.venue.history(&setup)
 }
 
 /// The file a symbol's bars go to, under the name `backtest` reads back as
@@ -194,7 +192,7 @@ pub async fn download(request: &DownloadRequest, client: &reqwest::Client) -> Re
     let mut reports = Vec::new();
     for (symbol, name) in request.symbols.iter().zip(&names) {
         let source = source_for(request, timeframe, symbol, client)
-            .map_err(|source| HistoryError::Feed { symbol: symbol.clone(), source })?;
+            .map_err(|source| HistoryError::Setup { symbol: symbol.clone(), source: Box::new(source) })?;
         let job = Job { request, timeframe, symbol, name, to, limiter: &limiter, progress: &bar };
         reports.push(job.run(source.as_ref(), &mut manifest).await?);
     }

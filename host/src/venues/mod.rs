@@ -121,6 +121,8 @@ pub enum SetupError {
     Config { venue: Venue, message: String },
     #[error(transparent)]
     Gateway(#[from] ibkr::GatewaySetupError),
+    #[error("cannot build the HTTP client")]
+    Client { source: reqwest::Error },
 }
 
 /// What the venues are reached through: one HTTP client for all, and each
@@ -137,10 +139,8 @@ pub(crate) struct Connections {
 impl Connections {
     pub fn new(config: &Config, store: Option<&Arc<Store>>) -> Result<Self, SetupError> {
         let timeout = Duration::from_millis(config.broker.timeout_ms.max(1));
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| FeedError::Config { message: format!("cannot build the HTTP client: {e}") })?;
+        let client =
+            reqwest::Client::builder().timeout(timeout).build().map_err(|source| SetupError::Client { source })?;
         Ok(Self { client, timeout, config: config.clone(), store: store.cloned(), sessions: Mutex::default() })
     }
 

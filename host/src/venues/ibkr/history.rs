@@ -41,11 +41,6 @@ const BAR_SIZES: [(&str, Millis); 13] = [
     ("1d", DAY),
 ];
 
-/// The length of a `bar` value, if the endpoint takes it.
-pub fn bar_size(bar: &str) -> Option<Duration> {
-    BAR_SIZES.iter().find(|(name, _)| *name == bar).map(|(_, ms)| Duration::from_millis(*ms as u64))
-}
-
 /// Polls bars of the configured symbols through the gateway.
 pub struct IbkrHistory {
     gateway: Arc<IbkrGateway>,
@@ -183,17 +178,11 @@ fn ceil_div(span: Millis, unit: Millis) -> Millis {
 
 /// A time as the gateway takes it: `YYYYMMDD-HH:mm:ss`, UTC.
 fn gateway_time(time: Millis) -> String {
-    let at =
-        time::OffsetDateTime::from_unix_timestamp(time.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}-{:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    let format = time::macros::format_description!("[year][month][day]-[hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(time.div_euclid(1000))
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| "19700101-00:00:00".into())
 }
 
 #[async_trait::async_trait]

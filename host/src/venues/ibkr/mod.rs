@@ -23,5 +23,5 @@ pub(crate) mod plan;
 
 pub use self::config::IbkrConfig;
 pub use self::gateway::{GatewaySetupError, IbkrGateway};
-pub use self::history::{IbkrHistory, bar_size};
+pub use self::history::IbkrHistory;
 pub use self::orders::IbkrBroker;
