@@ -310,8 +310,8 @@ async fn the_host_polls_bars_trades_and_halts_through_the_gateway() {
 async fn under_every_fault_each_order_is_placed_once_and_each_fill_recorded_once() {
     use stratbox_tests::fake::Fault;
     let setup = Setup::new().await;
-    // Answers that hang past this are lost.
-    let gateway = Arc::new(IbkrGateway::new(setup.config(), Duration::from_millis(500), setup.store.clone()).unwrap());
+    // Answers that hang past this are lost; the rest have room on a busy machine.
+    let gateway = Arc::new(IbkrGateway::new(setup.config(), Duration::from_secs(2), setup.store.clone()).unwrap());
     let broker: Arc<dyn Broker> = Arc::new(IbkrBroker::new(gateway));
     let gate = RiskGate::persistent(setup.store.clone(), &["ibkr"]).unwrap();
     let reconciler = Reconciler::new(broker.clone(), setup.store.clone(), gate.clone(), Decimal::ONE_HUNDRED);
@@ -319,7 +319,7 @@ async fn under_every_fault_each_order_is_placed_once_and_each_fill_recorded_once
     let faults = [
         OrderFault::AcceptThenDrop,
         OrderFault::AcceptThen500,
-        OrderFault::AcceptThenHang(Duration::from_secs(2)),
+        OrderFault::AcceptThenHang(Duration::from_secs(6)),
         OrderFault::Status { code: 503, retry_after: None },
         OrderFault::Status { code: 429, retry_after: Some(0) },
     ];
